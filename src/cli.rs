@@ -1,0 +1,59 @@
+//! The command line, as SPEC §1 defines it.
+//!
+//! ```text
+//! tidegate                       run conf/tidegate.toml if it exists, else the embedded demo
+//! tidegate -c PATH | run -c PATH run with a file or a directory of *.toml
+//! tidegate check -c PATH         validate; print `ok` or every error; exit 0 or 1
+//! tidegate -d --pid-file P       daemonize, write the pid there
+//! tidegate --upgrade             take the listeners of the running process
+//! ```
+//!
+//! Environment: `TIDEGATE_CONFIG` (same as -c), `TIDEGATE_LOG` (log filter, overrides
+//! `[basic] log_level`).
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "tidegate", version, about = "A reverse proxy on Pingora, configured with TOML")]
+pub struct Cli {
+    /// Config: a TOML file or a directory whose *.toml files are merged
+    #[arg(short = 'c', long = "config", env = "TIDEGATE_CONFIG", global = true, value_name = "PATH")]
+    pub config: Option<String>,
+
+    /// Run in the background
+    #[arg(short = 'd', long, global = true)]
+    pub daemon: bool,
+
+    /// Where to write the pid (default: a per-process file in the temp dir)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub pid_file: Option<String>,
+
+    /// Zero-downtime upgrade: take the listening sockets of the running process
+    #[arg(long, global = true)]
+    pub upgrade: bool,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy (the default)
+    Run,
+    /// Parse and validate the config; print `ok` or every error
+    Check,
+}
+
+/// The default config file, used when it exists and no -c is given.
+pub const DEFAULT_CONFIG: &str = "conf/tidegate.toml";
+
+impl Cli {
+    /// The config to load; `None` means the embedded default.
+    pub fn config_path(&self) -> Option<String> {
+        self.config.clone().or_else(|| {
+            std::path::Path::new(DEFAULT_CONFIG)
+                .exists()
+                .then(|| DEFAULT_CONFIG.to_string())
+        })
+    }
+}

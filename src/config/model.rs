@@ -1,0 +1,98 @@
+//! The typed configuration: what `validate.rs` produces and the proxy reads.
+//!
+//! Everything here is already checked: addresses are `SocketAddr`s, durations are
+//! `Duration`s, regexes are compiled, and references between tables are indices.
+
+use crate::observability::access_log::LogFormat;
+use crate::plugins::Plugin;
+use crate::routing::rewrite::Rewrite;
+use crate::routing::rules::{Condition, HostRule, PathRule};
+use crate::routing::vars::{HeaderTemplate, Template};
+use crate::upstream::UpstreamConf;
+use ipnet::IpNet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One complete, valid configuration.
+#[derive(Debug)]
+pub struct Config {
+    pub basic: Basic,
+    pub servers: Vec<Server>,
+    pub locations: Vec<Location>,
+    pub upstreams: Vec<UpstreamConf>,
+    pub plugins: Vec<PluginDef>,
+}
+
+/// `[basic]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct Basic {
+    pub threads: usize,
+    pub log_level: String,
+    pub grace_period: Duration,
+    pub graceful_shutdown_timeout: Duration,
+    pub pid_file: Option<String>,
+    pub upgrade_sock: Option<String>,
+    pub error_log: Option<String>,
+    pub work_stealing: bool,
+    pub upstream_keepalive_pool_size: usize,
+}
+
+/// `[servers.NAME]`
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub name: String,
+    pub addrs: Vec<SocketAddr>,
+    pub locations: Vec<usize>,
+    pub http2: bool,
+    pub access_log: Option<LogFormat>,
+    pub access_log_path: Option<String>,
+    pub trusted_proxies: Vec<IpNet>,
+    pub max_header_size: usize,
+    pub max_uri_size: usize,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub keepalive_timeout: Duration,
+}
+
+/// Where a location sends its requests.
+#[derive(Debug, Clone)]
+pub enum UpstreamRef {
+    /// No upstream: a plugin must answer, or the request gets 502.
+    None,
+    Fixed(usize),
+    /// `upstream = "$var"`: the upstream's name comes from a variable at request time.
+    Var(Template),
+}
+
+/// `[locations.NAME]`
+#[derive(Debug, Clone)]
+pub struct Location {
+    pub name: String,
+    pub hosts: Vec<HostRule>,
+    pub path: PathRule,
+    pub headers: Vec<Condition>,
+    pub query: Vec<Condition>,
+    pub priority: Option<i64>,
+    pub rewrite: Option<Rewrite>,
+    pub upstream: UpstreamRef,
+    pub set_headers: Vec<HeaderTemplate>,
+    pub add_headers: Vec<HeaderTemplate>,
+    pub plugins: Vec<usize>,
+    pub client_max_body_size: Option<u64>,
+    pub timeout: Option<Duration>,
+}
+
+/// `[plugins.NAME]`, built.
+#[derive(Debug, Clone)]
+pub struct PluginDef {
+    pub name: String,
+    pub category: String,
+    pub plugin: Arc<dyn Plugin>,
+}
+
+impl Config {
+    pub fn upstream_index(&self, name: &str) -> Option<usize> {
+        self.upstreams.iter().position(|u| u.name == name)
+    }
+}

@@ -1,0 +1,113 @@
+//! The serde mirror of the TOML, table by table. Every struct refuses unknown keys.
+//!
+//! These structs hold what the user wrote, nearly untyped (strings for durations, sizes,
+//! addresses). `validate.rs` turns them into the typed model in `model.rs`; nothing on the
+//! request path ever looks at these.
+
+use serde::Deserialize;
+
+/// A value that may be written as one string or as a list of strings.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    #[default]
+    None,
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::None => Vec::new(),
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// `[basic]`: process-wide settings.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawBasic {
+    pub threads: Option<usize>,
+    pub log_level: Option<String>,
+    pub grace_period: Option<String>,
+    pub graceful_shutdown_timeout: Option<String>,
+    pub pid_file: Option<String>,
+    pub upgrade_sock: Option<String>,
+    pub error_log: Option<String>,
+    pub work_stealing: Option<bool>,
+    pub upstream_keepalive_pool_size: Option<usize>,
+}
+
+/// `[servers.NAME]`: a set of listeners and the locations they route to.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    #[serde(default)]
+    pub addr: OneOrMany,
+    #[serde(default)]
+    pub locations: Vec<String>,
+    #[serde(default)]
+    pub http2: bool,
+    #[serde(default)]
+    pub tls: bool,
+    pub access_log: Option<String>,
+    pub access_log_path: Option<String>,
+    pub metrics: Option<String>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    pub max_header_size: Option<String>,
+    pub max_uri_size: Option<String>,
+    pub header_timeout: Option<String>,
+    pub body_timeout: Option<String>,
+    pub keepalive_timeout: Option<String>,
+}
+
+/// `[locations.NAME]`: what requests to match and where to send them.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawLocation {
+    #[serde(default)]
+    pub host: OneOrMany,
+    pub path: Option<String>,
+    #[serde(default)]
+    pub match_headers: Vec<String>,
+    #[serde(default)]
+    pub match_query: Vec<String>,
+    pub rewrite: Option<String>,
+    pub upstream: Option<String>,
+    #[serde(default)]
+    pub proxy_set_headers: Vec<String>,
+    #[serde(default)]
+    pub proxy_add_headers: Vec<String>,
+    #[serde(default)]
+    pub plugins: Vec<String>,
+    pub client_max_body_size: Option<String>,
+    pub timeout: Option<String>,
+    pub priority: Option<i64>,
+}
+
+/// `[upstreams.NAME]`: a pool of peers and how to reach them.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    #[serde(default)]
+    pub addrs: Vec<String>,
+    pub algo: Option<String>,
+    pub discovery: Option<String>,
+    pub health_check: Option<String>,
+    pub alpn: Option<String>,
+    #[serde(default)]
+    pub tls: bool,
+    pub sni: Option<String>,
+    pub verify_cert: Option<bool>,
+    pub connect_timeout: Option<String>,
+    pub read_timeout: Option<String>,
+    pub write_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub retries: Option<u32>,
+    pub max_fails: Option<u32>,
+    pub fail_timeout: Option<String>,
+}

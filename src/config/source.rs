@@ -1,0 +1,52 @@
+//! Where configuration documents come from: one file, a directory of `*.toml`, or the
+//! embedded default.
+
+use super::validate::SourceDoc;
+use crate::error::StartError;
+use std::path::Path;
+
+/// The demo configuration compiled into the binary: a server on 127.0.0.1:6188 that answers
+/// without any upstream.
+pub const EMBEDDED: &str = include_str!("../../conf/embedded.toml");
+
+pub fn embedded() -> Vec<SourceDoc> {
+    vec![SourceDoc {
+        name: "<embedded>".into(),
+        text: EMBEDDED.into(),
+    }]
+}
+
+/// Read `path`: a TOML file, or every `*.toml` in a directory (sorted by name, merged).
+pub fn read(path: &str) -> Result<Vec<SourceDoc>, StartError> {
+    let io = |source| StartError::Io {
+        path: path.to_string(),
+        source,
+    };
+    let p = Path::new(path);
+    let meta = std::fs::metadata(p).map_err(io)?;
+    if !meta.is_dir() {
+        let text = std::fs::read_to_string(p).map_err(io)?;
+        return Ok(vec![SourceDoc {
+            name: path.to_string(),
+            text,
+        }]);
+    }
+    let mut files = std::fs::read_dir(p)
+        .map_err(io)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|f| f.extension().is_some_and(|x| x == "toml") && f.is_file())
+        .collect::<Vec<_>>();
+    files.sort();
+    if files.is_empty() {
+        return Err(StartError::Other(format!("{path}: no *.toml files in this directory")));
+    }
+    files
+        .into_iter()
+        .map(|f| {
+            let name = f.display().to_string();
+            std::fs::read_to_string(&f)
+                .map(|text| SourceDoc { name: name.clone(), text })
+                .map_err(|source| StartError::Io { path: name, source })
+        })
+        .collect()
+}

@@ -1,0 +1,37 @@
+//! tidegate: a reverse proxy on Pingora, configured with TOML.
+//!
+//! # Request flow
+//!
+//! ```text
+//! client ─▶ server (listener, h1/h2c) ─▶ guard (limits, framing) ─▶ routing (host, path,
+//! conditions → location) ─▶ request plugins (may answer early) ─▶ upstream (balancer picks a
+//! peer; retry on connect failure) ─▶ response plugins ─▶ client ─▶ log (access log)
+//! ```
+//!
+//! Errors on any step become a status in one place, [`error::status_for`].
+//!
+//! # Layout
+//!
+//! - [`cli`]: the command line.
+//! - [`config`]: TOML → raw structs → validation (file, table, key, line) → typed model.
+//! - [`state`]: one config version built for serving (routers, upstream pools, log writers).
+//! - [`server`]: Pingora services, listeners, signals, background work.
+//! - [`proxy`]: the `ProxyHttp` phases, one module per step.
+//! - [`routing`]: host/path rules, the host-indexed router, rewrites, variables.
+//! - [`upstream`]: peers, balancing algorithms, active and passive health.
+//! - [`plugins`]: the per-phase plugin trait, the registry, one file per built-in plugin.
+//! - [`observability`]: the access log.
+//! - [`error`]: typed errors and the error → status mapping.
+//! - [`logging`]: process logging.
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod logging;
+pub mod observability;
+pub mod plugins;
+pub mod proxy;
+pub mod routing;
+pub mod server;
+pub mod state;
+pub mod upstream;

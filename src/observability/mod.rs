@@ -1,0 +1,3 @@
+//! Observability: the access log (metrics and traces come with the observability issue).
+
+pub mod access_log;

@@ -1,0 +1,140 @@
+//! Plugins: the per-location chain, the phase trait, and the registry from `category` to
+//! constructor.
+//!
+//! ```toml
+//! [locations.api]
+//! plugins = ["req-id", "pong", "headers"]   # run in this order
+//!
+//! [plugins.req-id]
+//! category = "request_id"                  # the rest of the table is the plugin's own config
+//! ```
+//!
+//! A plugin implements the phases it needs; the others default to doing nothing:
+//!
+//! - [`Plugin::on_request`] runs after routing, before an upstream is chosen. It may edit the
+//!   request, or answer early with [`Flow::Respond`], which stops the chain and the proxying.
+//! - [`Plugin::on_response`] runs on the response header before it goes to the client (it does
+//!   not run for early answers, which are complete already).
+//! - [`Plugin::on_log`] runs after the response is sent; it cannot fail the request.
+//!
+//! Each plugin's own config is deserialized with unknown keys refused, so a typo names the key.
+
+pub mod mock;
+pub mod ping;
+pub mod redirect;
+pub mod request_id;
+pub mod response_headers;
+
+use crate::proxy::ctx::Ctx;
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+
+/// A response a plugin gives instead of proxying.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    pub body: Bytes,
+}
+
+/// What the chain does after a plugin's `on_request`.
+#[derive(Debug)]
+pub enum Flow {
+    Continue,
+    Respond(Answer),
+}
+
+/// A plugin failed at request time; the request gets 500 and the error is logged.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("{plugin}: {message}")]
+    Failed { plugin: &'static str, message: String },
+}
+
+/// One phase-aware plugin instance, built once per config version.
+#[async_trait]
+pub trait Plugin: Send + Sync + std::fmt::Debug {
+    /// Request phase, in location order. Return [`Flow::Respond`] to answer and stop.
+    async fn on_request(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Flow, PluginError> {
+        Ok(Flow::Continue)
+    }
+
+    /// Response phase: edit the status and headers going to the client.
+    fn on_response(&self, _session: &Session, _resp: &mut ResponseHeader, _ctx: &mut Ctx) -> Result<(), PluginError> {
+        Ok(())
+    }
+
+    /// Log phase, after the response is sent.
+    fn on_log(&self, _session: &Session, _ctx: &mut Ctx) {}
+}
+
+/// A plugin's config problem: which key (if known) and what is wrong.
+#[derive(Debug, Clone)]
+pub struct PluginConfError {
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl PluginConfError {
+    pub fn at(key: &str, message: impl Into<String>) -> Self {
+        PluginConfError {
+            key: Some(key.to_string()),
+            message: message.into(),
+        }
+    }
+}
+
+/// Every category this build knows.
+pub const CATEGORIES: &[&str] = &["ping", "mock", "request_id", "response_headers", "redirect"];
+
+/// Build a plugin of `category` from the rest of its table.
+pub fn build(category: &str, conf: toml::Value) -> Result<Arc<dyn Plugin>, PluginConfError> {
+    Ok(match category {
+        "ping" => Arc::new(ping::Ping::new(typed(conf)?)),
+        "mock" => Arc::new(mock::Mock::new(typed(conf)?)?),
+        "request_id" => Arc::new(request_id::RequestId::new(typed(conf)?)?),
+        "response_headers" => Arc::new(response_headers::ResponseHeaders::new(typed(conf)?)?),
+        "redirect" => Arc::new(redirect::Redirect::new(typed(conf)?)?),
+        other => {
+            return Err(PluginConfError::at(
+                "category",
+                format!("unknown category `{other}`; one of {}", CATEGORIES.join(", ")),
+            ))
+        }
+    })
+}
+
+/// Deserialize a plugin's config, naming the failing key.
+pub fn typed<T: DeserializeOwned>(conf: toml::Value) -> Result<T, PluginConfError> {
+    serde_path_to_error::deserialize(conf).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.into_inner().to_string();
+        let key = message
+            .split("unknown field `")
+            .nth(1)
+            .and_then(|r| r.split('`').next())
+            .map(str::to_string)
+            .or_else(|| (path != ".").then_some(path));
+        PluginConfError { key, message }
+    })
+}
+
+/// Parse `NAME: VALUE` header lines for a plugin key.
+pub fn header_pairs(key: &str, list: &[String]) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, PluginConfError> {
+    list.iter()
+        .map(|h| {
+            let (n, v) = h
+                .split_once(':')
+                .ok_or_else(|| PluginConfError::at(key, format!("`{h}` must be `NAME: VALUE`")))?;
+            let name = http::HeaderName::from_bytes(n.trim().as_bytes())
+                .map_err(|_| PluginConfError::at(key, format!("`{}` is not a header name", n.trim())))?;
+            let value = http::HeaderValue::from_str(v.trim())
+                .map_err(|_| PluginConfError::at(key, format!("`{}` is not a header value", v.trim())))?;
+            Ok((name, value))
+        })
+        .collect()
+}

@@ -1,0 +1,117 @@
+//! The per-request context: what one request carries through all phases.
+
+use crate::routing::vars::{Var, VarSource};
+use crate::routing::RouteMatch;
+use crate::state::State;
+use crate::upstream::{InflightGuard, Upstream};
+use pingora::proxy::Session;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Debug)]
+pub struct Ctx {
+    /// The config version this request runs on, from start to end.
+    pub state: Arc<State>,
+    pub server: usize,
+    pub start: Instant,
+    /// Lower-case host without port.
+    pub host: String,
+    pub client_ip: Option<IpAddr>,
+    /// The direct peer is in `trusted_proxies`: its forwarded headers are believed.
+    pub peer_trusted: bool,
+    pub route: Option<RouteMatch>,
+    pub request_id: Option<String>,
+    pub upstream: Option<Arc<Upstream>>,
+    pub peer: Option<usize>,
+    /// peers this request already failed on
+    pub tried: Vec<usize>,
+    pub upstream_addr: Option<SocketAddr>,
+    pub inflight: Option<InflightGuard>,
+    /// status sent to the client (set by every path that answers)
+    pub status: u16,
+    pub body_limit: Option<u64>,
+    pub body_seen: u64,
+    /// fields plugins add for the access log as `{:name}`
+    pub log_fields: Vec<(String, String)>,
+}
+
+impl Ctx {
+    pub fn new(state: Arc<State>, server: usize) -> Ctx {
+        Ctx {
+            state,
+            server,
+            start: Instant::now(),
+            host: String::new(),
+            client_ip: None,
+            peer_trusted: false,
+            route: None,
+            request_id: None,
+            upstream: None,
+            peer: None,
+            tried: Vec::new(),
+            upstream_addr: None,
+            inflight: None,
+            status: 0,
+            body_limit: None,
+            body_seen: 0,
+            log_fields: Vec::new(),
+        }
+    }
+
+    pub fn location(&self) -> Option<&crate::config::model::Location> {
+        self.route
+            .as_ref()
+            .and_then(|r| self.state.config.locations.get(r.location))
+    }
+
+    pub fn server(&self) -> &crate::config::model::Server {
+        &self.state.config.servers[self.server]
+    }
+}
+
+/// Variables of a request, for templates.
+pub struct Vars<'a> {
+    pub session: &'a Session,
+    pub ctx: &'a Ctx,
+}
+
+impl VarSource for Vars<'_> {
+    fn write_var(&self, var: &Var, out: &mut String) {
+        let req = self.session.req_header();
+        match var {
+            Var::Host => out.push_str(&self.ctx.host),
+            Var::Scheme => out.push_str("http"),
+            Var::RemoteAddr => {
+                if let Some(ip) = self.ctx.client_ip {
+                    out.push_str(&ip.to_string());
+                }
+            }
+            Var::RequestUri => out.push_str(
+                req.uri
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/"),
+            ),
+            Var::Uri => out.push_str(req.uri.path()),
+            Var::Args => out.push_str(req.uri.query().unwrap_or("")),
+            Var::Method => out.push_str(req.method.as_str()),
+            Var::RequestId => out.push_str(self.ctx.request_id.as_deref().unwrap_or("")),
+            Var::Location => {
+                if let Some(l) = self.ctx.location() {
+                    out.push_str(&l.name)
+                }
+            }
+            Var::Header(h) => {
+                if let Some(v) = req.headers.get(h.as_str()).and_then(|v| v.to_str().ok()) {
+                    out.push_str(v)
+                }
+            }
+            Var::Capture(name) => {
+                if let Some(v) = self.ctx.route.as_ref().and_then(|r| r.capture(name)) {
+                    out.push_str(v)
+                }
+            }
+        }
+    }
+}

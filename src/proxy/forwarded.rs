@@ -1,0 +1,86 @@
+//! Who the client is, and the forwarding headers the upstream gets.
+//!
+//! ```toml
+//! [servers.web]
+//! trusted_proxies = ["10.0.0.0/8", "127.0.0.1"]
+//! ```
+//!
+//! When the direct peer is a trusted proxy, the client is the right-most address in its
+//! `X-Forwarded-For` that is not itself trusted, and its `X-Forwarded-Proto` is believed.
+//! Otherwise the client is the peer and any forwarded headers it sent are replaced. The
+//! upstream always gets `X-Forwarded-For` (the trusted chain plus the peer), `X-Real-IP` (the
+//! client) and `X-Forwarded-Proto`.
+
+use super::ctx::Ctx;
+use ipnet::IpNet;
+use pingora::http::RequestHeader;
+use pingora::proxy::Session;
+use std::net::IpAddr;
+
+fn trusted(list: &[IpNet], ip: IpAddr) -> bool {
+    list.iter().any(|n| n.contains(&ip))
+}
+
+/// Fill `ctx.client_ip` and `ctx.peer_trusted`.
+pub fn identify(session: &Session, ctx: &mut Ctx) {
+    let peer = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip());
+    let list = &ctx.server().trusted_proxies;
+    let Some(peer) = peer else { return };
+    let peer_trusted = !list.is_empty() && trusted(list, peer);
+    let mut client = peer;
+    if peer_trusted {
+        if let Some(xff) = session
+            .req_header()
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+        {
+            for hop in xff.rsplit(',').map(str::trim) {
+                match hop.parse::<IpAddr>() {
+                    Ok(ip) if trusted(list, ip) => client = ip,
+                    Ok(ip) => {
+                        client = ip;
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+    ctx.client_ip = Some(client);
+    ctx.peer_trusted = peer_trusted;
+}
+
+/// Set the forwarding headers on the request going upstream.
+pub fn apply(session: &Session, ctx: &Ctx, up: &mut RequestHeader) -> pingora::Result<()> {
+    let peer = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    let incoming = |name: &str| {
+        session
+            .req_header()
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let xff = match (ctx.peer_trusted, incoming("x-forwarded-for")) {
+        (true, Some(prev)) if !prev.trim().is_empty() => format!("{prev}, {peer}"),
+        _ => peer,
+    };
+    up.insert_header("x-forwarded-for", xff)?;
+    if let Some(ip) = ctx.client_ip {
+        up.insert_header("x-real-ip", ip.to_string())?;
+    }
+    let proto = match (ctx.peer_trusted, incoming("x-forwarded-proto")) {
+        (true, Some(p)) if p == "http" || p == "https" => p,
+        _ => "http".to_string(),
+    };
+    up.insert_header("x-forwarded-proto", proto)?;
+    Ok(())
+}

@@ -1,0 +1,127 @@
+//! Log phase: render the access-log line and hand it to the writer thread.
+
+use super::ctx::Ctx;
+use super::upstream::cookie;
+use crate::observability::access_log::{json_escape, Field, LogFormat};
+use pingora::proxy::Session;
+use std::fmt::Write;
+
+/// Write the access log line for this request, if the server has an access log.
+pub fn access_log(session: &Session, ctx: &Ctx) {
+    let server = ctx.server();
+    let (Some(format), Some(Some(writer))) = (&server.access_log, ctx.state.access_logs.get(ctx.server)) else {
+        return;
+    };
+    writer.send(render(format, session, ctx));
+}
+
+/// Render one line (exposed for the formatter benchmark).
+pub fn render(format: &LogFormat, session: &Session, ctx: &Ctx) -> String {
+    let mut out = String::with_capacity(256);
+    if format.json {
+        out.push('{');
+        let mut value = String::new();
+        let mut first = true;
+        let mut fields = format.fields.iter().peekable();
+        while let Some(f) = fields.next() {
+            let Field::Lit(key) = f else { continue };
+            value.clear();
+            while let Some(v) = fields.next_if(|f| !matches!(f, Field::Lit(_))) {
+                write_field(v, session, ctx, &mut value);
+            }
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            out.push('"');
+            out.push_str(key);
+            out.push_str("\":\"");
+            json_escape(&value, &mut out);
+            out.push('"');
+        }
+        out.push('}');
+    } else {
+        for f in &format.fields {
+            write_field(f, session, ctx, &mut out);
+        }
+    }
+    out
+}
+
+fn write_field(f: &Field, session: &Session, ctx: &Ctx, out: &mut String) {
+    let req = session.req_header();
+    let dash = |out: &mut String, v: Option<&str>| out.push_str(v.filter(|s| !s.is_empty()).unwrap_or("-"));
+    match f {
+        Field::Lit(s) => out.push_str(s),
+        Field::Method => out.push_str(req.method.as_str()),
+        Field::Path => out.push_str(req.uri.path()),
+        Field::Query => dash(out, req.uri.query()),
+        Field::Uri => out.push_str(req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")),
+        Field::Proto => out.push_str(if session.is_http2() { "HTTP/2.0" } else { version(req.version) }),
+        Field::Scheme => out.push_str("http"),
+        Field::Host => dash(out, Some(&ctx.host)),
+        Field::Status => {
+            let _ = write!(out, "{}", ctx.status);
+        }
+        Field::Size => {
+            let _ = write!(out, "{}", session.body_bytes_sent());
+        }
+        Field::Latency => {
+            let _ = write!(out, "{}", ctx.start.elapsed().as_millis());
+        }
+        Field::LatencyUs => {
+            let _ = write!(out, "{}", ctx.start.elapsed().as_micros());
+        }
+        Field::Remote => match session.client_addr() {
+            Some(a) => {
+                let _ = write!(out, "{a}");
+            }
+            None => out.push('-'),
+        },
+        Field::ClientIp => match ctx.client_ip {
+            Some(ip) => {
+                let _ = write!(out, "{ip}");
+            }
+            None => out.push('-'),
+        },
+        Field::Upstream => dash(out, ctx.upstream.as_ref().map(|u| u.name.as_str())),
+        Field::UpstreamAddr => match ctx.upstream_addr {
+            Some(a) => {
+                let _ = write!(out, "{a}");
+            }
+            None => out.push('-'),
+        },
+        Field::RequestId => dash(out, ctx.request_id.as_deref()),
+        Field::Location => dash(out, ctx.location().map(|l| l.name.as_str())),
+        Field::Server => out.push_str(&ctx.server().name),
+        Field::Time => out.push_str(&humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()),
+        Field::Ts => {
+            let ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0);
+            let _ = write!(out, "{ms}");
+        }
+        Field::ReqHeader(h) => dash(out, req.headers.get(h.as_str()).and_then(|v| v.to_str().ok())),
+        Field::RespHeader(h) => dash(
+            out,
+            session
+                .response_written()
+                .and_then(|r| r.headers.get(h.as_str()))
+                .and_then(|v| v.to_str().ok()),
+        ),
+        Field::Cookie(c) => dash(out, cookie(req, c)),
+        Field::Custom(name) => dash(
+            out,
+            ctx.log_fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()),
+        ),
+    }
+}
+
+fn version(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_09 => "HTTP/0.9",
+        _ => "HTTP/1.1",
+    }
+}

@@ -1,0 +1,21 @@
+//! Response phase: the location's plugins edit the status and headers for the client.
+
+use super::ctx::Ctx;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+
+/// Run `on_response` of the location's plugins in order. A failing plugin is logged and
+/// skipped: the response is already on its way.
+pub fn run_plugins(session: &Session, resp: &mut ResponseHeader, ctx: &mut Ctx) {
+    // borrow the location from our own handle on the state, so `ctx` stays free to mutate
+    let state = ctx.state.clone();
+    let Some(route) = ctx.route.as_ref() else { return };
+    let loc = &state.config.locations[route.location];
+    for &i in &loc.plugins {
+        let def = &state.config.plugins[i];
+        if let Err(e) = def.plugin.on_response(session, resp, ctx) {
+            tracing::error!(plugin = %def.name, "response phase failed: {e}");
+        }
+    }
+    ctx.status = resp.status.as_u16();
+}

@@ -1,0 +1,26 @@
+//! Routing phase: pick the location for this request, or answer 404.
+
+use super::ctx::Ctx;
+use crate::routing::{normalize_host, RouteInput};
+use pingora::proxy::Session;
+
+/// Route the request; `false` means no location matched.
+pub fn route(session: &Session, ctx: &mut Ctx) -> bool {
+    let req = session.req_header();
+    let raw_host = req
+        .headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri.host())
+        .unwrap_or("");
+    ctx.host = normalize_host(raw_host);
+    let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+    let input = RouteInput {
+        host: &ctx.host,
+        path: req.uri.path(),
+        query: req.uri.query().unwrap_or(""),
+        header: &header,
+    };
+    ctx.route = ctx.state.routers[ctx.server].lookup(&input);
+    ctx.route.is_some()
+}

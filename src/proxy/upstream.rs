@@ -1,0 +1,107 @@
+//! Upstream phase: which upstream, which peer, and how the request is sent there.
+
+use super::ctx::{Ctx, Vars};
+use crate::config::model::UpstreamRef;
+use crate::error::http_status;
+use crate::routing::rules::query_arg;
+use crate::upstream::balance::{Algo, HashKey};
+use pingora::http::RequestHeader;
+use pingora::proxy::Session;
+use pingora::upstreams::peer::HttpPeer;
+
+/// Choose the peer for this attempt (called again on each retry).
+pub fn select_peer(session: &Session, ctx: &mut Ctx) -> pingora::Result<Box<HttpPeer>> {
+    if ctx.upstream.is_none() {
+        let loc = ctx.location().ok_or_else(|| http_status(404))?;
+        let up = match &loc.upstream {
+            UpstreamRef::None => None,
+            UpstreamRef::Fixed(i) => ctx.state.upstreams.get(*i).cloned(),
+            UpstreamRef::Var(tpl) => {
+                let name = tpl.render(&Vars { session, ctx });
+                let found = ctx.state.upstream_by_name(&name).cloned();
+                if found.is_none() {
+                    tracing::warn!(location = %loc.name, "upstream `{name}` (from a variable) does not exist");
+                }
+                found
+            }
+        };
+        let Some(up) = up else {
+            return Err(http_status(502));
+        };
+        ctx.upstream = Some(up);
+    }
+    let Some(up) = ctx.upstream.clone() else {
+        return Err(http_status(502));
+    };
+    let key = hash_key(session, ctx, &up.algo);
+    let Some(i) = up.select(key.as_deref(), &ctx.tried) else {
+        return Err(http_status(502));
+    };
+    let peer = &up.peers[i];
+    let mut http = peer.http.clone();
+    if let Some(t) = ctx.location().and_then(|l| l.timeout) {
+        http.options.read_timeout = Some(t);
+        http.options.write_timeout = Some(t);
+    }
+    ctx.peer = Some(i);
+    ctx.tried.push(i);
+    ctx.upstream_addr = Some(peer.addr);
+    ctx.inflight = Some(up.track(i));
+    Ok(Box::new(http))
+}
+
+fn hash_key(session: &Session, ctx: &Ctx, algo: &Algo) -> Option<Vec<u8>> {
+    let Algo::Hash(k) = algo else { return None };
+    let req = session.req_header();
+    match k {
+        HashKey::Ip => ctx.client_ip.map(|ip| ip.to_string().into_bytes()),
+        HashKey::Path => Some(req.uri.path().as_bytes().to_vec()),
+        HashKey::Header(h) => req.headers.get(h.as_str()).map(|v| v.as_bytes().to_vec()),
+        HashKey::Query(q) => req
+            .uri
+            .query()
+            .and_then(|qs| query_arg(qs, q))
+            .map(|v| v.as_bytes().to_vec()),
+        HashKey::Cookie(c) => cookie(req, c).map(|v| v.as_bytes().to_vec()),
+    }
+}
+
+/// A cookie's value from the request's `Cookie` headers.
+pub fn cookie<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
+    req.headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|kv| {
+            let (k, v) = kv.trim().split_once('=')?;
+            (k == name).then_some(v)
+        })
+}
+
+/// Edit the request going upstream: rewrite, forwarding headers, configured headers.
+pub fn prepare_request(session: &Session, ctx: &Ctx, up: &mut RequestHeader) -> pingora::Result<()> {
+    let Some(loc) = ctx.location() else { return Ok(()) };
+    if let Some(rw) = &loc.rewrite {
+        if let Some(path) = rw.apply(up.uri.path()) {
+            let pq = match up.uri.query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path,
+            };
+            let uri = http::Uri::builder()
+                .path_and_query(pq)
+                .build()
+                .map_err(|_| http_status(500))?;
+            up.set_uri(uri);
+        }
+    }
+    super::forwarded::apply(session, ctx, up)?;
+    let vars = Vars { session, ctx };
+    for h in &loc.set_headers {
+        up.insert_header(h.name.clone(), h.value.render(&vars))?;
+    }
+    for h in &loc.add_headers {
+        up.append_header(h.name.clone(), h.value.render(&vars))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,107 @@
+//! Build Pingora's server from a config: one proxy service per `[servers.NAME]`, its
+//! listeners, h2c when `http2 = true`, and the background service. Then run until a signal.
+
+pub mod background;
+pub mod signals;
+
+use crate::config::Config;
+use crate::error::StartError;
+use crate::proxy::Proxy;
+use crate::state::{Live, State};
+use arc_swap::ArcSwap;
+use pingora::apps::HttpServerOptions;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{RunArgs, Server};
+use std::sync::Arc;
+
+/// Process options from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub daemon: bool,
+    pub upgrade: bool,
+    pub pid_file: Option<String>,
+}
+
+fn server_conf(config: &Config, opts: &RunOptions) -> ServerConf {
+    let b = &config.basic;
+    let mut conf = ServerConf::default();
+    conf.threads = b.threads;
+    conf.daemon = opts.daemon;
+    conf.work_stealing = b.work_stealing;
+    conf.grace_period_seconds = Some(b.grace_period.as_secs());
+    conf.graceful_shutdown_timeout_seconds = Some(b.graceful_shutdown_timeout.as_secs());
+    conf.upstream_keepalive_pool_size = b.upstream_keepalive_pool_size;
+    conf.error_log = b.error_log.clone();
+    // never the fixed /tmp defaults: two instances on one machine must not collide
+    let pid = std::process::id();
+    conf.pid_file = opts
+        .pid_file
+        .clone()
+        .or_else(|| b.pid_file.clone())
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("tidegate-{pid}.pid")).display().to_string());
+    conf.upgrade_sock = b
+        .upgrade_sock
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("tidegate-upgrade.sock").display().to_string());
+    conf
+}
+
+/// Try each listener before handing them to Pingora, to report a taken port clearly.
+fn precheck_listeners(config: &Config) -> Result<(), StartError> {
+    for s in &config.servers {
+        for a in &s.addrs {
+            std::net::TcpListener::bind(a).map_err(|source| StartError::Bind {
+                server: s.name.clone(),
+                addr: a.to_string(),
+                source,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Build everything and serve until shut down.
+pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
+    if !opts.upgrade {
+        precheck_listeners(&config)?;
+    }
+    let conf = server_conf(&config, &opts);
+    let opt = Opt {
+        upgrade: opts.upgrade,
+        daemon: opts.daemon,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
+    server.bootstrap();
+
+    let servers = config.servers.clone();
+    let live: Live = Arc::new(ArcSwap::from_pointee(State::build(config)?));
+    for (i, s) in servers.iter().enumerate() {
+        let proxy = Proxy { live: live.clone(), server: i };
+        let mut svc = pingora::proxy::http_proxy_service_with_name(
+            &server.configuration,
+            proxy,
+            &format!("tidegate server {}", s.name),
+        );
+        if s.http2 {
+            if let Some(app) = svc.app_logic_mut() {
+                let mut o = HttpServerOptions::default();
+                o.h2c = true;
+                app.server_options = Some(o);
+            }
+        }
+        for a in &s.addrs {
+            svc.add_tcp(&a.to_string());
+        }
+        tracing::info!(server = %s.name, addrs = ?s.addrs, http2 = s.http2, "listening");
+        server.add_service(svc);
+    }
+    server.add_service(pingora::services::background::background_service(
+        "tidegate background",
+        background::Background { live },
+    ));
+    server.run(RunArgs {
+        shutdown_signal: Box::new(signals::Signals),
+    });
+    Ok(())
+}
