@@ -48,7 +48,7 @@ pub struct ConfigErrors(pub Vec<ConfigError>);
 fn render(errors: &[ConfigError]) -> String {
     errors
         .iter()
-        .map(|e| format!("  {e}"))
+        .map(|e| format!("  {e}").replace('\n', "\n      "))
         .collect::<Vec<_>>()
         .join("\n")
 }

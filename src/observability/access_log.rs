@@ -178,14 +178,23 @@ pub fn json_escape(s: &str, out: &mut String) {
 }
 
 /// Lines waiting for one destination, and the thread that writes them.
-#[derive(Debug)]
+///
+/// The thread starts with the first line, not when the writer is made: the config is built
+/// before Pingora daemonizes (forks), and a thread started before the fork would be lost.
 pub struct Writer {
-    tx: crossbeam_channel::Sender<String>,
+    sink: Mutex<Option<Box<dyn Write + Send>>>,
+    tx: OnceLock<Option<crossbeam_channel::Sender<String>>>,
     dropped: AtomicU64,
 }
 
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer").field("dropped", &self.dropped()).finish()
+    }
+}
+
 impl Writer {
-    /// The writer for `path` (`None`: standard output). One thread per destination.
+    /// The writer for `path` (`None`: standard output). One per destination.
     pub fn for_path(path: Option<&str>) -> std::io::Result<Arc<Writer>> {
         static WRITERS: OnceLock<Mutex<HashMap<String, Arc<Writer>>>> = OnceLock::new();
         let key = path.unwrap_or("-").to_string();
@@ -207,21 +216,37 @@ impl Writer {
                 Box::new(std::fs::OpenOptions::new().create(true).append(true).open(p)?)
             }
         };
-        let (tx, rx) = crossbeam_channel::bounded::<String>(65_536);
-        std::thread::Builder::new()
-            .name("tidegate-access-log".into())
-            .spawn(move || write_loop(rx, sink))?;
         let w = Arc::new(Writer {
-            tx,
+            sink: Mutex::new(Some(sink)),
+            tx: OnceLock::new(),
             dropped: AtomicU64::new(0),
         });
         map.insert(key, w.clone());
         Ok(w)
     }
 
+    fn start(&self) -> Option<crossbeam_channel::Sender<String>> {
+        let sink = self.sink.lock().unwrap_or_else(|p| p.into_inner()).take()?;
+        let (tx, rx) = crossbeam_channel::bounded::<String>(65_536);
+        match std::thread::Builder::new()
+            .name("tidegate-access-log".into())
+            .spawn(move || write_loop(rx, sink))
+        {
+            Ok(_) => Some(tx),
+            Err(e) => {
+                tracing::error!("cannot start the access log writer: {e}");
+                None
+            }
+        }
+    }
+
     /// Queue one line (without newline). Never blocks.
     pub fn send(&self, line: String) {
-        if self.tx.try_send(line).is_err() {
+        let sent = match self.tx.get_or_init(|| self.start()) {
+            Some(tx) => tx.try_send(line).is_ok(),
+            None => false,
+        };
+        if !sent {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }

@@ -1,0 +1,168 @@
+//! The command line and `tidegate check`: every error with file, table, key and line.
+
+mod common;
+use common::*;
+
+fn check(files: &[(&str, &str)]) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let target = if files.len() == 1 {
+        dir.path().join(files[0].0)
+    } else {
+        dir.path().to_path_buf()
+    };
+    run_cli(&["check", "-c", target.to_str().unwrap()], dir.path())
+}
+
+#[test]
+fn check_accepts_a_valid_config() {
+    let (code, out) = check(&[("a.toml", &simple_config(1, &["127.0.0.1:9".into()], "", ""))]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.trim(), "ok");
+}
+
+#[test]
+fn check_reports_every_error_with_file_table_key_and_line() {
+    let text = r#"[basic]
+threads = 2
+
+[servers.web]
+addr = ["127.0.0.1:7001", "127.0.0.1:7001"]
+locations = ["api", "ghost"]
+adrr = "typo"
+
+[locations.api]
+path = "~^/v(?<ver>[0-9+)/"
+upstream = "nowhere"
+timeout = "ten seconds"
+
+[upstreams.real]
+addrs = ["127.0.0.1:9001"]
+algo = "fastest"
+"#;
+    let (code, out) = check(&[("bad.toml", text)]);
+    assert_eq!(code, 1, "{out}");
+    // unknown key, with its line
+    assert!(out.contains("bad.toml:7: [servers.web] adrr"), "{out}");
+    // bad regex, line 10
+    assert!(out.contains("bad.toml:10: [locations.api] path: bad path regex"), "{out}");
+    // unknown upstream reference
+    assert!(out.contains("bad.toml:11: [locations.api] upstream: unknown upstream `nowhere`"), "{out}");
+    // bad duration
+    assert!(out.contains("bad.toml:12: [locations.api] timeout"), "{out}");
+    // bad algo
+    assert!(out.contains("bad.toml:16: [upstreams.real] algo: unknown algo `fastest`"), "{out}");
+}
+
+#[test]
+fn check_reports_semantic_errors_together() {
+    let text = r#"
+[servers.web]
+addr = ["127.0.0.1:7001", "127.0.0.1:7001"]
+locations = ["ghost"]
+
+[servers.other]
+addr = "127.0.0.1:7001"
+
+[locations.l]
+plugins = ["nope"]
+upstream = "$missing"
+"#;
+    let (code, out) = check(&[("x.toml", text)]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("duplicate listener 127.0.0.1:7001"), "{out}");
+    assert!(out.contains("[servers.web] locations: unknown location `ghost`"), "{out}");
+    assert!(out.contains("[locations.l] plugins: unknown plugin `nope`"), "{out}");
+    assert!(out.contains("unknown variable `$missing`"), "{out}");
+    // all of them, not just the first
+    assert!(out.lines().filter(|l| l.contains("x.toml:")).count() >= 4, "{out}");
+}
+
+#[test]
+fn check_names_line_of_toml_syntax_errors() {
+    let (code, out) = check(&[("broken.toml", "[basic]\nthreads = 2\n[servers.web\naddr = 1\n")]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("broken.toml:3"), "{out}");
+}
+
+#[test]
+fn check_rejects_unknown_plugin_keys_and_categories() {
+    let text = r#"
+[servers.web]
+addr = "127.0.0.1:7001"
+
+[plugins.a]
+category = "mock"
+stauts = 200
+
+[plugins.b]
+category = "teleport"
+"#;
+    let (code, out) = check(&[("p.toml", text)]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("p.toml:7: [plugins.a] stauts"), "{out}");
+    assert!(out.contains("[plugins.b] category: unknown category `teleport`"), "{out}");
+}
+
+#[test]
+fn directory_of_files_is_merged_and_duplicates_are_named() {
+    let a = "[servers.web]\naddr = \"127.0.0.1:7001\"\nlocations = [\"l\"]\n";
+    let b = "[locations.l]\nupstream = \"u\"\n[upstreams.u]\naddrs = [\"127.0.0.1:9\"]\n";
+    let (code, out) = check(&[("a.toml", a), ("b.toml", b)]);
+    assert_eq!(code, 0, "{out}");
+    let c = "[locations.l]\npath = \"/x\"\n";
+    let (code, out) = check(&[("a.toml", a), ("b.toml", b), ("c.toml", c)]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("c.toml:1: [locations.l]: already defined in"), "{out}");
+}
+
+#[test]
+fn version_and_help() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out) = run_cli(&["--version"], dir.path());
+    assert_eq!(code, 0);
+    assert!(out.contains(env!("CARGO_PKG_VERSION")), "{out}");
+    let (code, out) = run_cli(&["--help"], dir.path());
+    assert_eq!(code, 0);
+    assert!(out.contains("check") && out.contains("--upgrade") && out.contains("--pid-file"), "{out}");
+}
+
+#[test]
+fn no_arguments_serves_the_embedded_demo() {
+    // the embedded config listens on 127.0.0.1:6188; skip if something else holds it
+    if std::net::TcpListener::bind("127.0.0.1:6188").is_err() {
+        eprintln!("127.0.0.1:6188 busy; skipping");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(bin())
+        .current_dir(dir.path())
+        .env_remove("TIDEGATE_CONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let up = wait_until(WAIT, || std::net::TcpStream::connect("127.0.0.1:6188").is_ok());
+    let r = up.then(|| get(6188, "localhost", "/ping", &[]));
+    let j = up.then(|| get(6188, "localhost", "/json", &[]));
+    let _ = child.kill();
+    let _ = child.wait();
+    let (r, j) = (r.expect("demo listens"), j.expect("demo listens"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "pong\n");
+    assert!(j.text().contains("\"service\":\"tidegate\""));
+}
+
+#[test]
+fn a_taken_port_is_reported_clearly() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.toml");
+    std::fs::write(&path, simple_config(port, &["127.0.0.1:9".into()], "", "")).unwrap();
+    let (code, out) = run_cli(&["-c", path.to_str().unwrap()], dir.path());
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&format!("127.0.0.1:{port}")) && out.contains("server `main`"), "{out}");
+}

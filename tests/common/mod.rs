@@ -1,0 +1,478 @@
+//! Test harness: a real tidegate process and real origin servers on 127.0.0.1 ephemeral ports.
+//!
+//! - [`Tidegate::start`] writes a config to a temp dir, starts the binary, and waits until
+//!   every listener accepts connections.
+//! - [`Origin`] is a small HTTP/1.1 server in threads whose behaviour per request is a
+//!   closure, and which records every request it receives.
+//! - [`send`] writes raw bytes and parses one response, so tests can send anything,
+//!   malformed requests included.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
+}
+
+/// Poll `cond` every 10 ms until it holds or `limit` passes.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    cond()
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_tidegate")
+}
+
+/// A running tidegate.
+pub struct Tidegate {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+impl Tidegate {
+    /// Start with `config` (TOML text); waits until `ports` accept connections.
+    pub fn start(config: &str, ports: &[u16]) -> Tidegate {
+        Self::start_with(config, ports, &[])
+    }
+
+    pub fn start_with(config: &str, ports: &[u16], args: &[&str]) -> Tidegate {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("tidegate.toml");
+        std::fs::write(&path, config).expect("write config");
+        let stdout = std::fs::File::create(dir.path().join("stdout.log")).expect("stdout log");
+        let stderr = std::fs::File::create(dir.path().join("stderr.log")).expect("stderr log");
+        let mut cmd = Command::new(bin());
+        cmd.arg("-c")
+            .arg(&path)
+            .arg("--pid-file")
+            .arg(dir.path().join("tidegate.pid"))
+            .args(args)
+            .env("TIDEGATE_LOG", "info")
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr);
+        let child = cmd.spawn().expect("spawn tidegate");
+        let mut t = Tidegate {
+            child,
+            dir,
+            config: path,
+        };
+        for p in ports {
+            let ok = wait_until(WAIT, || {
+                if let Ok(Some(status)) = t.child.try_wait() {
+                    panic!("tidegate exited early ({status}):\n{}", t.stderr());
+                }
+                TcpStream::connect(("127.0.0.1", *p)).is_ok()
+            });
+            assert!(ok, "tidegate did not listen on {p}:\n{}", t.stderr());
+        }
+        t
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stdout.log")).unwrap_or_default()
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+impl Drop for Tidegate {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run `tidegate ARGS` to completion; (exit code, stdout + stderr).
+pub fn run_cli(args: &[&str], cwd: &std::path::Path) -> (i32, String) {
+    let out = Command::new(bin())
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("TIDEGATE_CONFIG")
+        .output()
+        .expect("run tidegate");
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+/// A parsed HTTP/1.x response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+pub fn connect(port: u16) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(WAIT)).ok();
+    s.set_write_timeout(Some(WAIT)).ok();
+    s
+}
+
+/// Send raw bytes on a new connection and read one response.
+pub fn send(port: u16, raw: &[u8]) -> std::io::Result<Response> {
+    let s = connect(port);
+    (&s).write_all(raw)?;
+    let mut r = BufReader::new(s);
+    read_response(&mut r, raw.starts_with(b"HEAD"))
+}
+
+/// GET `path` with `Host: host` and extra header lines.
+pub fn get(port: u16, host: &str, path: &str, headers: &[(&str, &str)]) -> Response {
+    request(port, "GET", host, path, headers, b"")
+}
+
+pub fn request(port: u16, method: &str, host: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        raw.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" || method == "PUT" {
+        raw.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    raw.push_str("\r\n");
+    let mut bytes = raw.into_bytes();
+    bytes.extend_from_slice(body);
+    send(port, &bytes).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+}
+
+/// Read one response from a buffered stream (keep-alive friendly).
+pub fn read_response<R: BufRead>(r: &mut R, head: bool) -> std::io::Result<Response> {
+    let mut line = String::new();
+    if r.read_line(&mut line)? == 0 {
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed before a response"));
+    }
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h)?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    let resp = Response { status, headers, body: Vec::new() };
+    let mut body = Vec::new();
+    if head || status == 204 || status == 304 || (100..200).contains(&status) {
+        return Ok(Response { body, ..resp });
+    }
+    if let Some(cl) = resp.header("content-length") {
+        let n: usize = cl.parse().map_err(std::io::Error::other)?;
+        body.resize(n, 0);
+        r.read_exact(&mut body)?;
+    } else if resp.header("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size)?;
+            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or(""), 16)
+                .map_err(|_| std::io::Error::other(format!("bad chunk size {size:?}")))?;
+            let mut chunk = vec![0; n + 2];
+            r.read_exact(&mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+    } else {
+        r.read_to_end(&mut body)?;
+    }
+    Ok(Response { body, ..resp })
+}
+
+/// A request as an origin saw it.
+#[derive(Debug, Clone)]
+pub struct SeenRequest {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl SeenRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn headers_named(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+/// What an origin does with one request.
+pub enum Action {
+    Respond(u16, Vec<(String, String)>, Vec<u8>),
+    /// Never answer (until the connection is closed by the other side).
+    Hang,
+    /// Send headers promising `len` bytes, then part of the body, then reset.
+    ResetMidBody { len: usize, sent: usize },
+    /// Accept the upgrade and echo bytes back (WebSocket-like).
+    UpgradeEcho,
+    /// Close without answering.
+    Close,
+}
+
+pub fn ok(body: &str) -> Action {
+    Action::Respond(200, vec![], body.as_bytes().to_vec())
+}
+
+type Handler = dyn Fn(&SeenRequest) -> Action + Send + Sync;
+
+/// An HTTP/1.1 origin server on 127.0.0.1:0.
+pub struct Origin {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<SeenRequest>>>,
+    pub connections: Arc<AtomicUsize>,
+}
+
+impl Origin {
+    pub fn start(handler: impl Fn(&SeenRequest) -> Action + Send + Sync + 'static) -> Origin {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind origin");
+        let addr = listener.local_addr().expect("origin addr");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let (s2, c2) = (seen.clone(), connections.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                c2.fetch_add(1, Ordering::SeqCst);
+                let (seen, handler) = (s2.clone(), handler.clone());
+                std::thread::spawn(move || serve_conn(stream, seen, handler));
+            }
+        });
+        Origin { addr, seen, connections }
+    }
+
+    /// Answers 200 with `name` as the body: tells which origin served.
+    pub fn named(name: &'static str) -> Origin {
+        Origin::start(move |_| ok(name))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn requests(&self) -> Vec<SeenRequest> {
+        self.seen.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.lock().map(|v| v.len()).unwrap_or(0)
+    }
+}
+
+fn serve_conn(stream: TcpStream, seen: Arc<Mutex<Vec<SeenRequest>>>, handler: Arc<Handler>) {
+    stream.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    let mut w = match stream.try_clone() {
+        Ok(w) => w,
+        Err(_) => return,
+    };
+    let mut r = BufReader::new(stream);
+    loop {
+        let mut line = String::new();
+        match r.read_line(&mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let mut parts = line.split_whitespace();
+        let method = parts.next().unwrap_or("").to_string();
+        let path = parts.next().unwrap_or("").to_string();
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            if r.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers.push((k.trim().to_string(), v.trim().to_string()));
+            }
+        }
+        let find = |n: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
+        let mut body = Vec::new();
+        if let Some(cl) = find("content-length").and_then(|v| v.parse::<usize>().ok()) {
+            body.resize(cl, 0);
+            if r.read_exact(&mut body).is_err() {
+                return;
+            }
+        } else if find("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
+            loop {
+                let mut size = String::new();
+                if r.read_line(&mut size).unwrap_or(0) == 0 {
+                    return;
+                }
+                let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+                let mut chunk = vec![0; n + 2];
+                if r.read_exact(&mut chunk).is_err() {
+                    return;
+                }
+                if n == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..n]);
+            }
+        }
+        let req = SeenRequest { method, path, headers, body };
+        if let Ok(mut s) = seen.lock() {
+            s.push(req.clone());
+        }
+        match handler(&req) {
+            Action::Respond(status, hdrs, body) => {
+                let mut out = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\n", body.len());
+                for (k, v) in hdrs {
+                    out.push_str(&format!("{k}: {v}\r\n"));
+                }
+                out.push_str("\r\n");
+                let mut bytes = out.into_bytes();
+                if req.method != "HEAD" {
+                    bytes.extend_from_slice(&body);
+                }
+                if w.write_all(&bytes).is_err() {
+                    return;
+                }
+            }
+            Action::Hang => {
+                let mut sink = [0u8; 1024];
+                while matches!(r.read(&mut sink), Ok(n) if n > 0) {}
+                return;
+            }
+            Action::ResetMidBody { len, sent } => {
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n");
+                let _ = w.write_all(head.as_bytes());
+                let _ = w.write_all(&vec![b'x'; sent]);
+                let _ = w.flush();
+                // SO_LINGER 0 turns close into a reset
+                let _ = set_linger_zero(&w);
+                return;
+            }
+            Action::UpgradeEcho => {
+                let _ = w.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+                let mut buf = [0u8; 4096];
+                loop {
+                    match r.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            if w.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+            Action::Close => return,
+        }
+    }
+}
+
+fn set_linger_zero(s: &TcpStream) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let l = libc::linger { l_onoff: 1, l_linger: 0 };
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &l as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Counts of a value across responses, e.g. which origin served.
+pub fn tally(values: impl IntoIterator<Item = String>) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for v in values {
+        *m.entry(v).or_insert(0) += 1;
+    }
+    m
+}
+
+/// A minimal config with one server on `port` routing everything to `upstream_addrs`.
+pub fn simple_config(port: u16, upstream_addrs: &[String], extra_upstream: &str, extra: &str) -> String {
+    let addrs = upstream_addrs.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", ");
+    format!(
+        r#"
+[basic]
+threads = 2
+grace_period = "1s"
+graceful_shutdown_timeout = "1s"
+
+[servers.main]
+addr = "127.0.0.1:{port}"
+locations = ["all"]
+
+[locations.all]
+upstream = "backend"
+
+[upstreams.backend]
+addrs = [{addrs}]
+{extra_upstream}
+
+{extra}
+"#
+    )
+}
