@@ -54,6 +54,7 @@ impl ProxyHttp for Proxy {
 
     /// Before anything reads the request: limits and framing checks, client timeouts.
     async fn early_request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+        crate::server::deadline::header_done();
         let server = ctx.server();
         session.set_read_timeout(Some(server.body_timeout));
         session.set_keepalive(Some(server.keepalive_timeout.as_secs()));

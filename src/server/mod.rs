@@ -2,6 +2,7 @@
 //! listeners, h2c when `http2 = true`, and the background service. Then run until a signal.
 
 pub mod background;
+pub mod deadline;
 pub mod signals;
 
 use crate::config::Config;
@@ -78,18 +79,17 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
     let live: Live = Arc::new(ArcSwap::from_pointee(State::build(config)?));
     for (i, s) in servers.iter().enumerate() {
         let proxy = Proxy { live: live.clone(), server: i };
-        let mut svc = pingora::proxy::http_proxy_service_with_name(
-            &server.configuration,
-            proxy,
-            &format!("tidegate server {}", s.name),
-        );
+        let mut app = pingora::proxy::http_proxy(&server.configuration, proxy);
         if s.http2 {
-            if let Some(app) = svc.app_logic_mut() {
-                let mut o = HttpServerOptions::default();
-                o.h2c = true;
-                app.server_options = Some(o);
-            }
+            let mut o = HttpServerOptions::default();
+            o.h2c = true;
+            app.server_options = Some(o);
         }
+        let guarded = deadline::Guarded {
+            inner: Arc::new(app),
+            header_timeout: s.header_timeout,
+        };
+        let mut svc = pingora::services::listening::Service::new(format!("tidegate server {}", s.name), guarded);
         for a in &s.addrs {
             svc.add_tcp(&a.to_string());
         }
