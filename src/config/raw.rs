@@ -103,6 +103,7 @@ pub struct RawUpstream {
     pub tls: bool,
     pub sni: Option<String>,
     pub verify_cert: Option<bool>,
+    pub ca_file: Option<String>,
     pub connect_timeout: Option<String>,
     pub read_timeout: Option<String>,
     pub write_timeout: Option<String>,

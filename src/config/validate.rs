@@ -312,6 +312,9 @@ fn build_upstream(b: &mut Builder<'_>, doc: usize, t: &str, name: &str, raw: Raw
             Alpn::H1
         }
     };
+    let ca = raw.ca_file.as_deref().and_then(|path| {
+        load_ca(path).map_err(|m| b.err(doc, t, Some("ca_file"), m)).ok()
+    });
     let conf = UpstreamConf {
         name: name.to_string(),
         addrs,
@@ -321,6 +324,7 @@ fn build_upstream(b: &mut Builder<'_>, doc: usize, t: &str, name: &str, raw: Raw
         tls: raw.tls,
         sni: raw.sni.unwrap_or_default(),
         verify_cert: raw.verify_cert.unwrap_or(true),
+        ca,
         connect_timeout: b.duration(doc, t, "connect_timeout", &raw.connect_timeout, Duration::from_secs(2)),
         read_timeout: Some(b.duration(doc, t, "read_timeout", &raw.read_timeout, Duration::from_secs(30))),
         write_timeout: Some(b.duration(doc, t, "write_timeout", &raw.write_timeout, Duration::from_secs(30))),
@@ -330,6 +334,23 @@ fn build_upstream(b: &mut Builder<'_>, doc: usize, t: &str, name: &str, raw: Raw
         fail_timeout: b.duration(doc, t, "fail_timeout", &raw.fail_timeout, Duration::from_secs(10)),
     };
     (b.errors.len() == before).then_some(conf)
+}
+
+/// Read a PEM file of CA certificates; every certificate must parse (Pingora would panic on
+/// a bad one later, on the request path).
+fn load_ca(path: &str) -> Result<Vec<Vec<u8>>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read `{path}`: {e}"))?;
+    let mut ders = Vec::new();
+    for item in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let der = item.map_err(|e| format!("`{path}`: bad PEM: {e}"))?;
+        x509_parser::parse_x509_certificate(der.as_ref())
+            .map_err(|e| format!("`{path}`: a certificate does not parse: {e}"))?;
+        ders.push(der.as_ref().to_vec());
+    }
+    if ders.is_empty() {
+        return Err(format!("`{path}` holds no PEM certificate"));
+    }
+    Ok(ders)
 }
 
 fn build_plugin(b: &mut Builder<'_>, e: &Entry, t: &str, name: &str) -> Option<PluginDef> {

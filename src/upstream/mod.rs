@@ -9,6 +9,7 @@
 //! tls = false
 //! sni = ""                 # defaults to the peer's host
 //! verify_cert = true
+//! ca_file = "conf/certs/internal-ca.pem"   # CAs for verifying the peers (default: system roots)
 //! connect_timeout = "2s"
 //! read_timeout = "30s"
 //! write_timeout = "30s"
@@ -32,7 +33,7 @@ use pingora::protocols::ALPN;
 use pingora::upstreams::peer::HttpPeer;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// ALPN towards the upstream.
@@ -54,6 +55,8 @@ pub struct UpstreamConf {
     pub tls: bool,
     pub sni: String,
     pub verify_cert: bool,
+    /// DER certificates of the CAs that sign the peers' certificates (`ca_file`)
+    pub ca: Option<Vec<Vec<u8>>>,
     pub connect_timeout: Duration,
     pub read_timeout: Option<Duration>,
     pub write_timeout: Option<Duration>,
@@ -302,6 +305,13 @@ fn http_peer(conf: &UpstreamConf, addr: SocketAddr) -> HttpPeer {
     o.idle_timeout = conf.idle_timeout;
     o.verify_cert = conf.verify_cert;
     o.verify_hostname = conf.verify_cert;
+    if let Some(ders) = &conf.ca {
+        let certs = ders
+            .iter()
+            .map(|d| pingora::utils::tls::WrappedX509::new(d.clone(), pingora::utils::tls::parse_x509))
+            .collect::<Vec<_>>();
+        o.ca = Some(Arc::from(certs));
+    }
     o.alpn = match conf.alpn {
         Alpn::H1 => ALPN::H1,
         Alpn::H2 => ALPN::H2,
@@ -326,6 +336,7 @@ mod tests {
             tls: false,
             sni: String::new(),
             verify_cert: true,
+            ca: None,
             connect_timeout: Duration::from_secs(1),
             read_timeout: None,
             write_timeout: None,

@@ -282,7 +282,12 @@ pub struct Origin {
 
 impl Origin {
     pub fn start(handler: impl Fn(&SeenRequest) -> Action + Send + Sync + 'static) -> Origin {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind origin");
+        Self::start_on(0, handler)
+    }
+
+    /// Start on a given port (0: any).
+    pub fn start_on(port: u16, handler: impl Fn(&SeenRequest) -> Action + Send + Sync + 'static) -> Origin {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind origin");
         let addr = listener.local_addr().expect("origin addr");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
