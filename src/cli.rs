@@ -14,10 +14,20 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "tidegate", version, about = "A reverse proxy on Pingora, configured with TOML")]
+#[command(
+    name = "tidegate",
+    version,
+    about = "A reverse proxy on Pingora, configured with TOML"
+)]
 pub struct Cli {
     /// Config: a TOML file or a directory whose *.toml files are merged
-    #[arg(short = 'c', long = "config", env = "TIDEGATE_CONFIG", global = true, value_name = "PATH")]
+    #[arg(
+        short = 'c',
+        long = "config",
+        env = "TIDEGATE_CONFIG",
+        global = true,
+        value_name = "PATH"
+    )]
     pub config: Option<String>,
 
     /// Run in the background

@@ -30,16 +30,30 @@ impl State {
         let routers = config
             .servers
             .iter()
-            .map(|s| Router::new(s.locations.iter().map(|i| spec(*i, &config.locations[*i])).collect()))
+            .map(|s| {
+                Router::new(
+                    s.locations
+                        .iter()
+                        .map(|i| spec(*i, &config.locations[*i]))
+                        .collect(),
+                )
+            })
             .collect();
-        let upstreams = config.upstreams.iter().map(|u| Arc::new(Upstream::new(u))).collect();
+        let upstreams = config
+            .upstreams
+            .iter()
+            .map(|u| Arc::new(Upstream::new(u)))
+            .collect();
         let mut access_logs = Vec::new();
         for s in &config.servers {
             access_logs.push(match &s.access_log {
                 None => None,
                 Some(_) => Some(Writer::for_path(s.access_log_path.as_deref()).map_err(|e| {
                     crate::error::StartError::Io {
-                        path: s.access_log_path.clone().unwrap_or_else(|| "<stdout>".into()),
+                        path: s
+                            .access_log_path
+                            .clone()
+                            .unwrap_or_else(|| "<stdout>".into()),
                         source: e,
                     }
                 })?),

@@ -5,7 +5,9 @@ use common::*;
 
 #[test]
 fn template_variables_to_a_file() {
-    let origin = Origin::start(|_| Action::Respond(201, vec![("x-up".into(), "yes".into())], b"made".to_vec()));
+    let origin = Origin::start(|_| {
+        Action::Respond(201, vec![("x-up".into(), "yes".into())], b"made".to_vec())
+    });
     let port = free_port();
     let cfg = format!(
         r#"
@@ -28,12 +30,23 @@ category = "request_id"
         origin.addr
     );
     let t = Tidegate::start(&cfg, &[port]);
-    let r = get(port, "Logs.Example", "/items?page=2", &[("x-in", "hello"), ("cookie", "a=b; sid=s42")]);
+    let r = get(
+        port,
+        "Logs.Example",
+        "/items?page=2",
+        &[("x-in", "hello"), ("cookie", "a=b; sid=s42")],
+    );
     assert_eq!(r.status, 201);
     let id = r.header("x-request-id").unwrap().to_string();
     let file = t.path("logs/access.log");
-    assert!(wait_until(WAIT, || std::fs::read_to_string(&file).is_ok_and(|s| s.lines().count() >= 1)));
-    let line = std::fs::read_to_string(&file).unwrap().lines().next().unwrap().to_string();
+    assert!(wait_until(WAIT, || std::fs::read_to_string(&file)
+        .is_ok_and(|s| s.lines().count() >= 1)));
+    let line = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
     let f: Vec<&str> = line.split('|').collect();
     assert_eq!(f.len(), 18, "{line}");
     assert_eq!(&f[..4], ["GET", "/items", "page=2", "201"], "{line}");
@@ -44,7 +57,11 @@ category = "request_id"
     assert_eq!(f[8], "backend");
     assert_eq!(f[9], origin.addr.to_string());
     assert_eq!(f[10], id);
-    assert_eq!(&f[11..17], ["hello", "yes", "s42", "all", "main", "4"], "{line}");
+    assert_eq!(
+        &f[11..17],
+        ["hello", "yes", "s42", "all", "main", "4"],
+        "{line}"
+    );
     assert_eq!(f[17], "HTTP/1.1");
 }
 
@@ -75,20 +92,43 @@ addrs = ["{}"]
     );
     let t = Tidegate::start(&cfg, &[p1, p2, p3]);
     get(p1, "h", "/c1", &[]);
-    get(p2, "h", "/c2?q=1", &[("referer", "http://ref/"), ("user-agent", "agent/7")]);
+    get(
+        p2,
+        "h",
+        "/c2?q=1",
+        &[("referer", "http://ref/"), ("user-agent", "agent/7")],
+    );
     get(p3, "h", "/c3", &[("user-agent", "say \"hi\"")]);
-    assert!(wait_until(WAIT, || t.stdout().lines().count() >= 3), "{}", t.stdout());
+    assert!(
+        wait_until(WAIT, || t.stdout().lines().count() >= 3),
+        "{}",
+        t.stdout()
+    );
     let out = t.stdout();
-    let line = |needle: &str| out.lines().find(|l| l.contains(needle)).unwrap_or_else(|| panic!("{needle} in {out}")).to_string();
+    let line = |needle: &str| {
+        out.lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle} in {out}"))
+            .to_string()
+    };
     let c1 = line("/c1");
     assert!(c1.starts_with("127.0.0.1 - - ["), "{c1}");
     assert!(c1.ends_with("\"GET /c1 HTTP/1.1\" 200 1"), "{c1}");
     let c2 = line("/c2");
-    assert!(c2.ends_with("\"GET /c2?q=1 HTTP/1.1\" 200 1 \"http://ref/\" \"agent/7\""), "{c2}");
+    assert!(
+        c2.ends_with("\"GET /c2?q=1 HTTP/1.1\" 200 1 \"http://ref/\" \"agent/7\""),
+        "{c2}"
+    );
     let c3 = line("/c3");
     assert!(c3.starts_with('{') && c3.ends_with('}'), "{c3}");
-    assert!(c3.contains("\"uri\":\"/c3\"") && c3.contains("\"status\":\"200\""), "{c3}");
-    assert!(c3.contains(r#""user_agent":"say \"hi\"""#), "quotes escaped: {c3}");
+    assert!(
+        c3.contains("\"uri\":\"/c3\"") && c3.contains("\"status\":\"200\""),
+        "{c3}"
+    );
+    assert!(
+        c3.contains(r#""user_agent":"say \"hi\"""#),
+        "quotes escaped: {c3}"
+    );
 }
 
 #[test]
@@ -113,5 +153,8 @@ addrs = ["127.0.0.1:{dead}"]
     assert_eq!(get(port, "h", "/nowhere", &[]).status, 404);
     assert!(wait_until(WAIT, || t.stdout().lines().count() >= 2));
     let out = t.stdout();
-    assert!(out.contains("/dead 502") && out.contains("/nowhere 404"), "{out}");
+    assert!(
+        out.contains("/dead 502") && out.contains("/nowhere 404"),
+        "{out}"
+    );
 }

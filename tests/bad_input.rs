@@ -90,7 +90,11 @@ fn bad_chunk_sizes_are_refused() {
             assert!(resp.status >= 400, "chunk size {size}: got {}", resp.status);
         }
     }
-    assert!(origin.requests().iter().all(|r| r.body.is_empty()), "{:?}", origin.requests());
+    assert!(
+        origin.requests().iter().all(|r| r.body.is_empty()),
+        "{:?}",
+        origin.requests()
+    );
 }
 
 #[test]
@@ -112,13 +116,21 @@ fn size_limits_431_414_413() {
     let (_t, port, origin) = setup("", "client_max_body_size = \"1KB\"");
     // header block over 64 KiB
     let big = "a".repeat(70 * 1024);
-    refused(port, format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {big}\r\n\r\n").as_bytes(), 431);
+    refused(
+        port,
+        format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {big}\r\n\r\n").as_bytes(),
+        431,
+    );
     // a 60 KiB header is fine
     let fine = "a".repeat(60 * 1024);
     assert_eq!(get(port, "a", "/", &[("x-big", &fine)]).status, 200);
     // URI over 8 KiB
     let long = "b".repeat(9 * 1024);
-    refused(port, format!("GET /{long} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes(), 414);
+    refused(
+        port,
+        format!("GET /{long} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes(),
+        414,
+    );
     // declared body over client_max_body_size
     let before = origin.count();
     let body = vec![b'x'; 2048];
@@ -135,16 +147,33 @@ fn size_limits_431_414_413() {
     if let Ok(resp) = resp {
         assert_eq!(resp.status, 413);
     }
-    assert!(origin.requests()[before..].iter().all(|r| r.body.len() <= 1024));
+    assert!(origin.requests()[before..]
+        .iter()
+        .all(|r| r.body.len() <= 1024));
     // a body under the limit passes
-    assert_eq!(request(port, "POST", "a", "/", &[], &[b'z'; 1000]).status, 200);
+    assert_eq!(
+        request(port, "POST", "a", "/", &[], &[b'z'; 1000]).status,
+        200
+    );
 }
 
 #[test]
 fn limits_are_configurable() {
     let (_t, port, _o) = setup("max_header_size = \"2KB\"\nmax_uri_size = \"100\"", "");
-    refused(port, format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n", "c".repeat(3000)).as_bytes(), 431);
-    refused(port, format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "d".repeat(150)).as_bytes(), 414);
+    refused(
+        port,
+        format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
+            "c".repeat(3000)
+        )
+        .as_bytes(),
+        431,
+    );
+    refused(
+        port,
+        format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "d".repeat(150)).as_bytes(),
+        414,
+    );
     assert_eq!(get(port, "a", "/short", &[]).status, 200);
 }
 
@@ -160,7 +189,10 @@ fn slowloris_is_cut_at_the_header_timeout_while_others_are_served() {
             // one header line every 200 ms, at most 100 of them (20 s)
             for i in 0..100 {
                 std::thread::sleep(Duration::from_millis(200));
-                if (&slow).write_all(format!("X-{i}: y\r\n").as_bytes()).is_err() {
+                if (&slow)
+                    .write_all(format!("X-{i}: y\r\n").as_bytes())
+                    .is_err()
+                {
                     return i;
                 }
             }
@@ -178,7 +210,8 @@ fn slowloris_is_cut_at_the_header_timeout_while_others_are_served() {
     let res = (&slow).read(&mut buf);
     let elapsed = start.elapsed();
     assert!(
-        matches!(res, Ok(0)) || matches!(&res, Err(e) if e.kind() != std::io::ErrorKind::WouldBlock && e.kind() != std::io::ErrorKind::TimedOut),
+        matches!(res, Ok(0))
+            || matches!(&res, Err(e) if e.kind() != std::io::ErrorKind::WouldBlock && e.kind() != std::io::ErrorKind::TimedOut),
         "slow client not cut: {res:?}"
     );
     assert!(elapsed < Duration::from_secs(15), "cut after {elapsed:?}");
@@ -190,12 +223,17 @@ fn slowloris_is_cut_at_the_header_timeout_while_others_are_served() {
 fn slow_body_is_cut_at_the_body_timeout() {
     let (_t, port, origin) = setup("body_timeout = \"1s\"", "");
     let s = connect(port);
-    (&s).write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nonly-ten!!").unwrap();
+    (&s).write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nonly-ten!!")
+        .unwrap();
     let start = Instant::now();
     let mut r = std::io::BufReader::new(s);
-    match read_response(&mut r, false) {
-        Ok(resp) => assert!(resp.status == 408 || resp.status == 400, "got {}", resp.status),
-        Err(_) => {} // closed without a response is also a cut
+    // a 408/400, or a connection closed without a response: both cut the client off
+    if let Ok(resp) = read_response(&mut r, false) {
+        assert!(
+            resp.status == 408 || resp.status == 400,
+            "got {}",
+            resp.status
+        );
     }
     assert!(start.elapsed() < Duration::from_secs(15));
     assert!(origin.requests().iter().all(|r| r.body.len() != 100));
@@ -218,7 +256,10 @@ fn pipelined_request_after_a_refused_upgrade_does_not_reach_the_origin() {
     let mut rest = Vec::new();
     let _ = r.read_to_end(&mut rest);
     let rest = String::from_utf8_lossy(&rest);
-    assert!(!rest.contains("/second") || rest.contains(" 400 "), "second request proxied: {rest:?}");
+    assert!(
+        !rest.contains("/second") || rest.contains(" 400 "),
+        "second request proxied: {rest:?}"
+    );
     assert!(
         origin.requests().iter().all(|r| r.path != "/second"),
         "the origin saw the pipelined request: {:?}",

@@ -47,13 +47,25 @@ algo = "fastest"
     // unknown key, with its line
     assert!(out.contains("bad.toml:7: [servers.web] adrr"), "{out}");
     // bad regex, line 10
-    assert!(out.contains("bad.toml:10: [locations.api] path: bad path regex"), "{out}");
+    assert!(
+        out.contains("bad.toml:10: [locations.api] path: bad path regex"),
+        "{out}"
+    );
     // unknown upstream reference
-    assert!(out.contains("bad.toml:11: [locations.api] upstream: unknown upstream `nowhere`"), "{out}");
+    assert!(
+        out.contains("bad.toml:11: [locations.api] upstream: unknown upstream `nowhere`"),
+        "{out}"
+    );
     // bad duration
-    assert!(out.contains("bad.toml:12: [locations.api] timeout"), "{out}");
+    assert!(
+        out.contains("bad.toml:12: [locations.api] timeout"),
+        "{out}"
+    );
     // bad algo
-    assert!(out.contains("bad.toml:16: [upstreams.real] algo: unknown algo `fastest`"), "{out}");
+    assert!(
+        out.contains("bad.toml:16: [upstreams.real] algo: unknown algo `fastest`"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -73,16 +85,28 @@ upstream = "$missing"
     let (code, out) = check(&[("x.toml", text)]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("duplicate listener 127.0.0.1:7001"), "{out}");
-    assert!(out.contains("[servers.web] locations: unknown location `ghost`"), "{out}");
-    assert!(out.contains("[locations.l] plugins: unknown plugin `nope`"), "{out}");
+    assert!(
+        out.contains("[servers.web] locations: unknown location `ghost`"),
+        "{out}"
+    );
+    assert!(
+        out.contains("[locations.l] plugins: unknown plugin `nope`"),
+        "{out}"
+    );
     assert!(out.contains("unknown variable `$missing`"), "{out}");
     // all of them, not just the first
-    assert!(out.lines().filter(|l| l.contains("x.toml:")).count() >= 4, "{out}");
+    assert!(
+        out.lines().filter(|l| l.contains("x.toml:")).count() >= 4,
+        "{out}"
+    );
 }
 
 #[test]
 fn check_names_line_of_toml_syntax_errors() {
-    let (code, out) = check(&[("broken.toml", "[basic]\nthreads = 2\n[servers.web\naddr = 1\n")]);
+    let (code, out) = check(&[(
+        "broken.toml",
+        "[basic]\nthreads = 2\n[servers.web\naddr = 1\n",
+    )]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("broken.toml:3"), "{out}");
 }
@@ -103,7 +127,10 @@ category = "teleport"
     let (code, out) = check(&[("p.toml", text)]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("p.toml:7: [plugins.a] stauts"), "{out}");
-    assert!(out.contains("[plugins.b] category: unknown category `teleport`"), "{out}");
+    assert!(
+        out.contains("[plugins.b] category: unknown category `teleport`"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -115,7 +142,10 @@ fn directory_of_files_is_merged_and_duplicates_are_named() {
     let c = "[locations.l]\npath = \"/x\"\n";
     let (code, out) = check(&[("a.toml", a), ("b.toml", b), ("c.toml", c)]);
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains("c.toml:1: [locations.l]: already defined in"), "{out}");
+    assert!(
+        out.contains("c.toml:1: [locations.l]: already defined in"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -126,7 +156,10 @@ fn version_and_help() {
     assert!(out.contains(env!("CARGO_PKG_VERSION")), "{out}");
     let (code, out) = run_cli(&["--help"], dir.path());
     assert_eq!(code, 0);
-    assert!(out.contains("check") && out.contains("--upgrade") && out.contains("--pid-file"), "{out}");
+    assert!(
+        out.contains("check") && out.contains("--upgrade") && out.contains("--pid-file"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -144,7 +177,9 @@ fn no_arguments_serves_the_embedded_demo() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let up = wait_until(WAIT, || std::net::TcpStream::connect("127.0.0.1:6188").is_ok());
+    let up = wait_until(WAIT, || {
+        std::net::TcpStream::connect("127.0.0.1:6188").is_ok()
+    });
     let r = up.then(|| get(6188, "localhost", "/ping", &[]));
     let j = up.then(|| get(6188, "localhost", "/json", &[]));
     let _ = child.kill();
@@ -164,5 +199,8 @@ fn a_taken_port_is_reported_clearly() {
     std::fs::write(&path, simple_config(port, &["127.0.0.1:9".into()], "", "")).unwrap();
     let (code, out) = run_cli(&["-c", path.to_str().unwrap()], dir.path());
     assert_eq!(code, 1, "{out}");
-    assert!(out.contains(&format!("127.0.0.1:{port}")) && out.contains("server `main`"), "{out}");
+    assert!(
+        out.contains(&format!("127.0.0.1:{port}")) && out.contains("server `main`"),
+        "{out}"
+    );
 }

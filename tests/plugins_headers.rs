@@ -7,7 +7,11 @@ use common::*;
 fn plugin_chain_runs_in_order_and_answers_early() {
     let port = free_port();
     let origin = Origin::start(|r| {
-        Action::Respond(200, vec![("server".into(), "origin/1".into())], format!("id={}", r.header("x-request-id").unwrap_or("")).into_bytes())
+        Action::Respond(
+            200,
+            vec![("server".into(), "origin/1".into())],
+            format!("id={}", r.header("x-request-id").unwrap_or("")).into_bytes(),
+        )
     });
     let cfg = format!(
         r#"
@@ -67,7 +71,10 @@ status = 418
     // request_id then response_headers on a proxied request
     let r = get(port, "Api.Test", "/api/items", &[]);
     assert_eq!(r.status, 200);
-    let id = r.header("x-request-id").expect("request id on response").to_string();
+    let id = r
+        .header("x-request-id")
+        .expect("request id on response")
+        .to_string();
     assert_eq!(id.len(), 32);
     assert_eq!(r.text(), format!("id={id}"), "the origin saw the same id");
     assert_eq!(r.header("x-served-by"), Some("tidegate"));
@@ -84,7 +91,10 @@ status = 418
     // redirect stops the chain (the 418 mock never runs)
     let r = get(port, "example.com", "/old/page", &[]);
     assert_eq!(r.status, 301);
-    assert_eq!(r.header("location"), Some("https://example.com/new/old/page?"));
+    assert_eq!(
+        r.header("location"),
+        Some("https://example.com/new/old/page?")
+    );
 
     // mock answers with status, headers and body, and the origin never sees it
     let r = get(port, "h", "/mock", &[]);
@@ -123,7 +133,16 @@ addrs = ["{}"]
     let _t = Tidegate::start(&cfg, &[port, trusted_port]);
 
     // an untrusted peer's forwarded headers are replaced, not believed
-    get(port, "h", "/", &[("x-forwarded-for", "6.6.6.6"), ("x-forwarded-proto", "https"), ("user-agent", "ua/1")]);
+    get(
+        port,
+        "h",
+        "/",
+        &[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-proto", "https"),
+            ("user-agent", "ua/1"),
+        ],
+    );
     let r = origin.requests().pop().unwrap();
     assert_eq!(r.header("x-forwarded-for"), Some("127.0.0.1"));
     assert_eq!(r.header("x-real-ip"), Some("127.0.0.1"));
@@ -134,10 +153,21 @@ addrs = ["{}"]
     assert_eq!(r.header("x-extra"), Some("1"));
 
     // a trusted peer: the client is the right-most untrusted hop
-    get(trusted_port, "h", "/", &[("x-forwarded-for", "203.0.113.9, 10.1.2.3"), ("x-forwarded-proto", "https")]);
+    get(
+        trusted_port,
+        "h",
+        "/",
+        &[
+            ("x-forwarded-for", "203.0.113.9, 10.1.2.3"),
+            ("x-forwarded-proto", "https"),
+        ],
+    );
     let r = origin.requests().pop().unwrap();
     assert_eq!(r.header("x-real-ip"), Some("203.0.113.9"));
     assert_eq!(r.header("x-client"), Some("203.0.113.9"));
-    assert_eq!(r.header("x-forwarded-for"), Some("203.0.113.9, 10.1.2.3, 127.0.0.1"));
+    assert_eq!(
+        r.header("x-forwarded-for"),
+        Some("203.0.113.9, 10.1.2.3, 127.0.0.1")
+    );
     assert_eq!(r.header("x-forwarded-proto"), Some("https"));
 }

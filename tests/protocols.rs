@@ -23,10 +23,15 @@ async fn h2_origin() -> SocketAddr {
     tokio::spawn(async move {
         while let Ok((s, _)) = l.accept().await {
             tokio::spawn(async move {
-                let Ok(mut conn) = h2::server::handshake(s).await else { return };
+                let Ok(mut conn) = h2::server::handshake(s).await else {
+                    return;
+                };
                 while let Some(Ok((req, mut respond))) = conn.accept().await {
                     tokio::spawn(async move {
-                        let grpc = req.headers().get("content-type").is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+                        let grpc = req
+                            .headers()
+                            .get("content-type")
+                            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
                         let path = req.uri().path().to_string();
                         let mut body = req.into_body();
                         let mut got = Vec::new();
@@ -38,7 +43,10 @@ async fn h2_origin() -> SocketAddr {
                         if grpc {
                             resp = resp.header("content-type", "application/grpc");
                         }
-                        let Ok(mut stream) = respond.send_response(resp.body(()).unwrap(), false) else { return };
+                        let Ok(mut stream) = respond.send_response(resp.body(()).unwrap(), false)
+                        else {
+                            return;
+                        };
                         let mut out = format!("echo:{path}:").into_bytes();
                         out.extend_from_slice(&got);
                         if grpc {
@@ -67,7 +75,9 @@ struct H2Answer {
 
 /// One request over h2c prior knowledge to 127.0.0.1:port.
 async fn h2_request(port: u16, req: http::Request<()>, body: &[u8]) -> H2Answer {
-    let s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
     let (mut client, conn) = h2::client::handshake(s).await.unwrap();
     tokio::spawn(conn);
     let (resp, mut send) = client.send_request(req, body.is_empty()).unwrap();
@@ -85,7 +95,12 @@ async fn h2_request(port: u16, req: http::Request<()>, body: &[u8]) -> H2Answer 
         out.extend_from_slice(&chunk);
     }
     let trailers = b.trailers().await.unwrap();
-    H2Answer { status, headers, body: out, trailers }
+    H2Answer {
+        status,
+        headers,
+        body: out,
+        trailers,
+    }
 }
 
 #[test]
@@ -109,7 +124,9 @@ alpn = "h2"
     let _t = Tidegate::start(&cfg, &[port]);
     rt.block_on(async {
         // plain h2c request
-        let req = http::Request::get(format!("http://h:{port}/hello")).body(()).unwrap();
+        let req = http::Request::get(format!("http://h:{port}/hello"))
+            .body(())
+            .unwrap();
         let a = h2_request(port, req, b"").await;
         assert_eq!(a.status, 200);
         assert_eq!(String::from_utf8_lossy(&a.body), "echo:/hello:");
@@ -182,7 +199,9 @@ async fn tls_origin() -> TlsOrigin {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "tidegate test CA");
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "tidegate test CA");
     let ca_key = KeyPair::generate().unwrap();
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let leaf_key = KeyPair::generate().unwrap();
@@ -210,7 +229,9 @@ async fn tls_origin() -> TlsOrigin {
             let (acceptor, seen) = (acceptor.clone(), seen.clone());
             tokio::spawn(async move {
                 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                let Ok(mut tls) = acceptor.accept(s).await else { return };
+                let Ok(mut tls) = acceptor.accept(s).await else {
+                    return;
+                };
                 let sni = tls.get_ref().1.server_name().unwrap_or("").to_string();
                 seen.lock().unwrap().push(sni.clone());
                 let mut buf = vec![0u8; 8192];
@@ -222,13 +243,20 @@ async fn tls_origin() -> TlsOrigin {
                     }
                 }
                 let body = format!("sni={sni}");
-                let resp = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
                 let _ = tls.write_all(resp.as_bytes()).await;
                 let _ = tls.shutdown().await;
             });
         }
     });
-    TlsOrigin { addr, ca_pem: ca.pem(), snis }
+    TlsOrigin {
+        addr,
+        ca_pem: ca.pem(),
+        snis,
+    }
 }
 
 #[test]
@@ -282,17 +310,34 @@ verify_cert = false
     let _t = Tidegate::start(&cfg, &[port]);
     let r = get(port, "h", "/good", &[]);
     assert_eq!((r.status, r.text().as_str()), (200, "sni=backend.test"));
-    assert_eq!(get(port, "h", "/wrong-name", &[]).status, 502, "hostname must be verified");
-    assert_eq!(get(port, "h", "/no-ca", &[]).status, 502, "an unknown CA must be refused");
+    assert_eq!(
+        get(port, "h", "/wrong-name", &[]).status,
+        502,
+        "hostname must be verified"
+    );
+    assert_eq!(
+        get(port, "h", "/no-ca", &[]).status,
+        502,
+        "an unknown CA must be refused"
+    );
     assert_eq!(get(port, "h", "/no-verify", &[]).status, 200);
-    assert!(origin.snis.lock().unwrap().iter().all(|s| s == "backend.test"));
+    assert!(origin
+        .snis
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|s| s == "backend.test"));
 }
 
 #[test]
 fn a_bad_ca_file_is_a_config_error() {
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").unwrap();
+    std::fs::write(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
     let cfg = format!(
         "[servers.s]\naddr = \"127.0.0.1:1\"\n[upstreams.u]\naddrs = [\"127.0.0.1:2\"]\ntls = true\nca_file = \"{}\"\n",
         ca.display()

@@ -9,7 +9,11 @@ fn setup(locations: &str, names: &[&'static str]) -> (Tidegate, u16, Vec<Origin>
     let origins: Vec<Origin> = names.iter().map(|n| Origin::named(n)).collect();
     let mut cfg = format!(
         "[basic]\nthreads = 2\n[servers.main]\naddr = \"127.0.0.1:{port}\"\nlocations = [{}]\n",
-        names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(",")
+        names
+            .iter()
+            .map(|n| format!("\"{n}\""))
+            .collect::<Vec<_>>()
+            .join(",")
     );
     for (n, o) in names.iter().zip(&origins) {
         cfg.push_str(&format!("[upstreams.{n}]\naddrs = [\"{}\"]\n", o.addr));
@@ -47,19 +51,49 @@ upstream = "wild"
 host = ["~^tenant\\d+\\.example\\.org$", "alias.example.net"]
 upstream = "rehost"
 "#,
-        &["any", "prefix", "longer", "exact", "regex", "host", "wild", "rehost"],
+        &[
+            "any", "prefix", "longer", "exact", "regex", "host", "wild", "rehost",
+        ],
     );
     let served = |host: &str, path: &str| get(port, host, path, &[]).text();
     assert_eq!(served("x.org", "/"), "any");
     assert_eq!(served("x.org", "/api/x"), "prefix");
-    assert_eq!(served("x.org", "/api/v1/x"), "longer", "longest prefix wins");
-    assert_eq!(served("x.org", "/api/v1/status"), "exact", "exact beats prefix");
-    assert_eq!(served("x.org", "/api/v1/users/42"), "regex", "regex beats prefix");
+    assert_eq!(
+        served("x.org", "/api/v1/x"),
+        "longer",
+        "longest prefix wins"
+    );
+    assert_eq!(
+        served("x.org", "/api/v1/status"),
+        "exact",
+        "exact beats prefix"
+    );
+    assert_eq!(
+        served("x.org", "/api/v1/users/42"),
+        "regex",
+        "regex beats prefix"
+    );
     assert_eq!(served("x.org", "/api/v1/users/abc"), "longer");
-    assert_eq!(served("shop.example.com", "/api/x"), "host", "exact host beats no host");
-    assert_eq!(served("SHOP.example.com:8080", "/api/x"), "host", "host is case-insensitive, port ignored");
-    assert_eq!(served("blog.example.com", "/"), "wild", "wildcard beats no host");
-    assert_eq!(served("example.com", "/"), "any", "*.example.com does not match example.com");
+    assert_eq!(
+        served("shop.example.com", "/api/x"),
+        "host",
+        "exact host beats no host"
+    );
+    assert_eq!(
+        served("SHOP.example.com:8080", "/api/x"),
+        "host",
+        "host is case-insensitive, port ignored"
+    );
+    assert_eq!(
+        served("blog.example.com", "/"),
+        "wild",
+        "wildcard beats no host"
+    );
+    assert_eq!(
+        served("example.com", "/"),
+        "any",
+        "*.example.com does not match example.com"
+    );
     assert_eq!(served("tenant7.example.org", "/"), "rehost");
     assert_eq!(served("alias.example.net", "/"), "rehost", "host lists");
 }
@@ -86,16 +120,34 @@ upstream = "canary"
         &["exact", "boss", "canary"],
     );
     assert_eq!(get(port, "h", "/p", &[]).text(), "exact");
-    assert_eq!(get(port, "h", "/p", &[("x-boss", "yes")]).text(), "boss", "priority 10 beats exact");
+    assert_eq!(
+        get(port, "h", "/p", &[("x-boss", "yes")]).text(),
+        "boss",
+        "priority 10 beats exact"
+    );
     assert_eq!(get(port, "h", "/p", &[("x-boss", "no")]).text(), "exact");
-    assert_eq!(get(port, "h", "/p?v=2", &[("x-canary", "1")]).text(), "canary");
-    assert_eq!(get(port, "h", "/p?v=3", &[("x-canary", "1")]).text(), "exact", "query must match");
-    assert_eq!(get(port, "h", "/p?v=2", &[]).text(), "exact", "header must be present");
+    assert_eq!(
+        get(port, "h", "/p?v=2", &[("x-canary", "1")]).text(),
+        "canary"
+    );
+    assert_eq!(
+        get(port, "h", "/p?v=3", &[("x-canary", "1")]).text(),
+        "exact",
+        "query must match"
+    );
+    assert_eq!(
+        get(port, "h", "/p?v=2", &[]).text(),
+        "exact",
+        "header must be present"
+    );
 }
 
 #[test]
 fn no_match_is_404_not_500() {
-    let (_t, port, origins) = setup("[locations.only]\npath = \"=/only\"\nupstream = \"only\"\n", &["only"]);
+    let (_t, port, origins) = setup(
+        "[locations.only]\npath = \"=/only\"\nupstream = \"only\"\n",
+        &["only"],
+    );
     let r = get(port, "h", "/other", &[]);
     assert_eq!(r.status, 404);
     assert_eq!(origins[0].count(), 0);

@@ -6,7 +6,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-fn served_by(port: u16, n: usize, headers: &[(&str, &str)], path: &str) -> std::collections::HashMap<String, usize> {
+fn served_by(
+    port: u16,
+    n: usize,
+    headers: &[(&str, &str)],
+    path: &str,
+) -> std::collections::HashMap<String, usize> {
     tally((0..n).map(|_| get(port, "h", path, headers).text()))
 }
 
@@ -14,7 +19,12 @@ fn served_by(port: u16, n: usize, headers: &[(&str, &str)], path: &str) -> std::
 fn weighted_round_robin_is_exact() {
     let (a, b) = (Origin::named("a"), Origin::named("b"));
     let port = free_port();
-    let cfg = simple_config(port, &[a.addr.to_string(), format!("{} 3", b.addr)], "algo = \"round_robin\"", "");
+    let cfg = simple_config(
+        port,
+        &[a.addr.to_string(), format!("{} 3", b.addr)],
+        "algo = \"round_robin\"",
+        "",
+    );
     let _t = Tidegate::start(&cfg, &[port]);
     let t = served_by(port, 40, &[], "/");
     assert_eq!(t.get("a"), Some(&10), "{t:?}");
@@ -25,10 +35,18 @@ fn weighted_round_robin_is_exact() {
 fn random_uses_every_peer() {
     let (a, b) = (Origin::named("a"), Origin::named("b"));
     let port = free_port();
-    let cfg = simple_config(port, &[a.addr.to_string(), b.addr.to_string()], "algo = \"random\"", "");
+    let cfg = simple_config(
+        port,
+        &[a.addr.to_string(), b.addr.to_string()],
+        "algo = \"random\"",
+        "",
+    );
     let _t = Tidegate::start(&cfg, &[port]);
     let t = served_by(port, 100, &[], "/");
-    assert!(t.get("a").copied().unwrap_or(0) > 0 && t.get("b").copied().unwrap_or(0) > 0, "{t:?}");
+    assert!(
+        t.get("a").copied().unwrap_or(0) > 0 && t.get("b").copied().unwrap_or(0) > 0,
+        "{t:?}"
+    );
 }
 
 #[test]
@@ -39,7 +57,12 @@ fn least_conn_avoids_the_busy_peer() {
     });
     let fast = Origin::named("fast");
     let port = free_port();
-    let cfg = simple_config(port, &[slow.addr.to_string(), fast.addr.to_string()], "algo = \"least_conn\"", "");
+    let cfg = simple_config(
+        port,
+        &[slow.addr.to_string(), fast.addr.to_string()],
+        "algo = \"least_conn\"",
+        "",
+    );
     let _t = Tidegate::start(&cfg, &[port]);
     // occupy the slow peer, then send more while it is busy
     let first = std::thread::spawn(move || get(port, "h", "/", &[]).text());
@@ -51,13 +74,19 @@ fn least_conn_avoids_the_busy_peer() {
         assert_eq!(t.get("fast"), Some(&10), "{t:?}");
     } else {
         // the first request went to the fast peer; then the slow one is picked once at most
-        assert!(t.get("slow").copied().unwrap_or(0) <= 1, "{t:?} first={first}");
+        assert!(
+            t.get("slow").copied().unwrap_or(0) <= 1,
+            "{t:?} first={first}"
+        );
     }
 }
 
 #[test]
 fn consistent_hash_is_sticky_for_every_key_kind() {
-    let origins: Vec<Origin> = ["a", "b", "c", "d"].into_iter().map(Origin::named).collect();
+    let origins: Vec<Origin> = ["a", "b", "c", "d"]
+        .into_iter()
+        .map(Origin::named)
+        .collect();
     let addrs: Vec<String> = origins.iter().map(|o| o.addr.to_string()).collect();
     for (algo, vary) in [
         ("hash:header:x-user", 0),
@@ -128,21 +157,30 @@ fn location_timeout_overrides_the_upstream_read_timeout() {
         ok("late")
     });
     let port = free_port();
-    let cfg = simple_config(port, &[slow.addr.to_string()], "read_timeout = \"5s\"", "")
-        .replace("upstream = \"backend\"", "upstream = \"backend\"\ntimeout = \"300ms\"");
+    let cfg = simple_config(port, &[slow.addr.to_string()], "read_timeout = \"5s\"", "").replace(
+        "upstream = \"backend\"",
+        "upstream = \"backend\"\ntimeout = \"300ms\"",
+    );
     let _t = Tidegate::start(&cfg, &[port]);
     assert_eq!(get(port, "h", "/", &[]).status, 504);
 }
 
 #[test]
 fn reset_mid_body_is_never_a_silent_short_200() {
-    let origin = Origin::start(|_| Action::ResetMidBody { len: 100_000, sent: 1000 });
+    let origin = Origin::start(|_| Action::ResetMidBody {
+        len: 100_000,
+        sent: 1000,
+    });
     let port = free_port();
     let cfg = simple_config(port, &[origin.addr.to_string()], "", "");
     let _t = Tidegate::start(&cfg, &[port]);
     match send(port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n") {
         Err(_) => {} // truncated body: the client sees an error, as it should
-        Ok(r) => panic!("got a complete response of {} bytes with status {}", r.body.len(), r.status),
+        Ok(r) => panic!(
+            "got a complete response of {} bytes with status {}",
+            r.body.len(),
+            r.status
+        ),
     }
 }
 
@@ -163,18 +201,34 @@ fn connect_failures_retry_on_another_peer_and_open_the_circuit() {
         assert_eq!((r.status, r.text().as_str()), (200, "alive"));
     }
     assert_eq!(alive.count(), 10);
-    assert!(wait_until(WAIT, || t.stderr().contains("circuit open")), "{}", t.stderr());
+    assert!(
+        wait_until(WAIT, || t.stderr().contains("circuit open")),
+        "{}",
+        t.stderr()
+    );
 }
 
 #[test]
 fn a_post_is_not_retried_once_sent() {
-    let (a, b) = (Origin::start(|_| Action::Close), Origin::start(|_| Action::Close));
+    let (a, b) = (
+        Origin::start(|_| Action::Close),
+        Origin::start(|_| Action::Close),
+    );
     let port = free_port();
-    let cfg = simple_config(port, &[a.addr.to_string(), b.addr.to_string()], "retries = 3", "");
+    let cfg = simple_config(
+        port,
+        &[a.addr.to_string(), b.addr.to_string()],
+        "retries = 3",
+        "",
+    );
     let _t = Tidegate::start(&cfg, &[port]);
     let r = request(port, "POST", "h", "/order", &[], b"pay=1");
     assert_eq!(r.status, 502);
-    assert_eq!(a.count() + b.count(), 1, "the POST reached an origin more than once");
+    assert_eq!(
+        a.count() + b.count(),
+        1,
+        "the POST reached an origin more than once"
+    );
 }
 
 #[test]
@@ -187,7 +241,10 @@ fn keepalive_pool_reuses_upstream_connections() {
         assert_eq!(get(port, "h", "/", &[]).status, 200);
     }
     let conns = origin.connections.load(Ordering::SeqCst);
-    assert!(conns <= 4, "30 requests opened {conns} upstream connections");
+    assert!(
+        conns <= 4,
+        "30 requests opened {conns} upstream connections"
+    );
 }
 
 #[test]
@@ -216,12 +273,20 @@ fn active_http_check_takes_a_peer_out_and_back() {
     let t = Tidegate::start(&cfg, &[port]);
     assert!(served_by(port, 10, &[], "/").contains_key("a"));
     // the probe sends the URL's host
-    assert!(wait_until(WAIT, || a.requests().iter().any(|r| r.path == "/healthz" && r.header("host") == Some("backend"))));
+    assert!(wait_until(WAIT, || a.requests().iter().any(|r| r.path
+        == "/healthz"
+        && r.header("host") == Some("backend"))));
     sick.store(true, Ordering::SeqCst);
-    assert!(wait_until(WAIT, || t.stderr().contains("peer unhealthy")), "{}", t.stderr());
+    assert!(
+        wait_until(WAIT, || t.stderr().contains("peer unhealthy")),
+        "{}",
+        t.stderr()
+    );
     assert_eq!(served_by(port, 10, &[], "/").get("b"), Some(&10));
     sick.store(false, Ordering::SeqCst);
-    assert!(wait_until(WAIT, || t.stderr().contains("peer healthy again")));
+    assert!(wait_until(WAIT, || t
+        .stderr()
+        .contains("peer healthy again")));
     assert!(wait_until(WAIT, || served_by(port, 4, &[], "/").contains_key("a")));
 }
 
@@ -237,9 +302,17 @@ fn active_tcp_check_notices_a_peer_that_starts_later() {
         "",
     );
     let t = Tidegate::start(&cfg, &[port]);
-    assert!(wait_until(WAIT, || t.stderr().contains("peer unhealthy")), "{}", t.stderr());
+    assert!(
+        wait_until(WAIT, || t.stderr().contains("peer unhealthy")),
+        "{}",
+        t.stderr()
+    );
     assert_eq!(served_by(port, 6, &[], "/").get("b"), Some(&6));
     let _a = Origin::start_on(late, |_| ok("late"));
-    assert!(wait_until(WAIT, || t.stderr().contains("peer healthy again")), "{}", t.stderr());
+    assert!(
+        wait_until(WAIT, || t.stderr().contains("peer healthy again")),
+        "{}",
+        t.stderr()
+    );
     assert!(wait_until(WAIT, || served_by(port, 4, &[], "/").contains_key("late")));
 }

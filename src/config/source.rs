@@ -38,14 +38,19 @@ pub fn read(path: &str) -> Result<Vec<SourceDoc>, StartError> {
         .collect::<Vec<_>>();
     files.sort();
     if files.is_empty() {
-        return Err(StartError::Other(format!("{path}: no *.toml files in this directory")));
+        return Err(StartError::Other(format!(
+            "{path}: no *.toml files in this directory"
+        )));
     }
     files
         .into_iter()
         .map(|f| {
             let name = f.display().to_string();
             std::fs::read_to_string(&f)
-                .map(|text| SourceDoc { name: name.clone(), text })
+                .map(|text| SourceDoc {
+                    name: name.clone(),
+                    text,
+                })
                 .map_err(|source| StartError::Io { path: name, source })
         })
         .collect()

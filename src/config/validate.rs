@@ -76,7 +76,14 @@ impl Builder<'_> {
         }
     }
 
-    fn duration(&mut self, doc: usize, table: &str, key: &str, v: &Option<String>, default: Duration) -> Duration {
+    fn duration(
+        &mut self,
+        doc: usize,
+        table: &str,
+        key: &str,
+        v: &Option<String>,
+        default: Duration,
+    ) -> Duration {
         match v {
             None => default,
             Some(s) => parse_duration(s).unwrap_or_else(|m| {
@@ -86,7 +93,13 @@ impl Builder<'_> {
         }
     }
 
-    fn opt_duration(&mut self, doc: usize, table: &str, key: &str, v: &Option<String>) -> Option<Duration> {
+    fn opt_duration(
+        &mut self,
+        doc: usize,
+        table: &str,
+        key: &str,
+        v: &Option<String>,
+    ) -> Option<Duration> {
         v.as_ref().and_then(|s| match parse_duration(s) {
             Ok(d) => Some(d),
             Err(m) => {
@@ -143,38 +156,64 @@ pub fn build(docs: &[SourceDoc]) -> Result<Config, ConfigErrors> {
         };
         for (section, value) in table {
             if !SECTIONS.contains(&section.as_str()) {
-                b.err(doc, &section, None, format!(
-                    "unknown table `[{section}]`; expected one of {}",
-                    SECTIONS.join(", ")
-                ));
+                b.err(
+                    doc,
+                    &section,
+                    None,
+                    format!(
+                        "unknown table `[{section}]`; expected one of {}",
+                        SECTIONS.join(", ")
+                    ),
+                );
                 continue;
             }
             if section == "basic" {
                 if let Some(prev) = &basic {
                     let first = docs[prev.doc].name.clone();
-                    b.err(doc, "basic", None, format!("[basic] is already defined in {first}"));
+                    b.err(
+                        doc,
+                        "basic",
+                        None,
+                        format!("[basic] is already defined in {first}"),
+                    );
                 } else {
                     basic = Some(Entry { doc, value });
                 }
                 continue;
             }
             let toml::Value::Table(items) = value else {
-                b.err(doc, &section, None, format!("`{section}` must be a table of named tables, e.g. [{section}.NAME]"));
+                b.err(
+                    doc,
+                    &section,
+                    None,
+                    format!("`{section}` must be a table of named tables, e.g. [{section}.NAME]"),
+                );
                 continue;
             };
-            let sect = SECTIONS.iter().find(|s| **s == section).copied().unwrap_or("basic");
+            let sect = SECTIONS
+                .iter()
+                .find(|s| **s == section)
+                .copied()
+                .unwrap_or("basic");
             let map = named.entry(sect).or_default();
             for (name, value) in items {
                 if let Some(prev) = map.get(&name) {
                     let first = docs[prev.doc].name.clone();
-                    b.err(doc, &format!("{section}.{name}"), None, format!("already defined in {first}"));
+                    b.err(
+                        doc,
+                        &format!("{section}.{name}"),
+                        None,
+                        format!("already defined in {first}"),
+                    );
                     continue;
                 }
                 map.insert(name, Entry { doc, value });
             }
         }
     }
-    let take = |named: &mut HashMap<&str, BTreeMap<String, Entry>>, s: &str| named.remove(s).unwrap_or_default();
+    let take = |named: &mut HashMap<&str, BTreeMap<String, Entry>>, s: &str| {
+        named.remove(s).unwrap_or_default()
+    };
     let raw_servers = take(&mut named, "servers");
     let raw_locations = take(&mut named, "locations");
     let raw_upstreams = take(&mut named, "upstreams");
@@ -203,24 +242,49 @@ pub fn build(docs: &[SourceDoc]) -> Result<Config, ConfigErrors> {
 
     // 4. [locations]
     let upstream_names: HashSet<&str> = raw_upstreams.keys().map(String::as_str).collect();
-    let plugin_names: Vec<&str> = plugins.iter().map(|p: &PluginDef| p.name.as_str()).collect();
+    let plugin_names: Vec<&str> = plugins
+        .iter()
+        .map(|p: &PluginDef| p.name.as_str())
+        .collect();
     let mut locations = Vec::new();
     for (name, e) in &raw_locations {
         let table = format!("locations.{name}");
         if let Some(raw) = b.typed::<RawLocation>(e, &table) {
-            let loc = build_location(&mut b, e.doc, &table, name, raw, &upstream_names, &upstreams, &plugin_names, &raw_plugins);
+            let loc = build_location(
+                &mut b,
+                e.doc,
+                &table,
+                name,
+                raw,
+                &upstream_names,
+                &upstreams,
+                &plugin_names,
+                &raw_plugins,
+            );
             locations.push(loc);
         }
     }
 
     // 5. [servers]
-    let location_names: Vec<&str> = locations.iter().map(|l: &Location| l.name.as_str()).collect();
+    let location_names: Vec<&str> = locations
+        .iter()
+        .map(|l: &Location| l.name.as_str())
+        .collect();
     let mut servers = Vec::new();
     let mut listeners: HashMap<SocketAddr, String> = HashMap::new();
     for (name, e) in &raw_servers {
         let table = format!("servers.{name}");
         if let Some(raw) = b.typed::<RawServer>(e, &table) {
-            let s = build_server(&mut b, e.doc, &table, name, raw, &location_names, &raw_locations, &mut listeners);
+            let s = build_server(
+                &mut b,
+                e.doc,
+                &table,
+                name,
+                raw,
+                &location_names,
+                &raw_locations,
+                &mut listeners,
+            );
             servers.push(s);
         }
     }
@@ -235,7 +299,13 @@ pub fn build(docs: &[SourceDoc]) -> Result<Config, ConfigErrors> {
     }
 
     if b.errors.is_empty() {
-        Ok(Config { basic, servers, locations, upstreams, plugins })
+        Ok(Config {
+            basic,
+            servers,
+            locations,
+            upstreams,
+            plugins,
+        })
     } else {
         Err(ConfigErrors(b.errors))
     }
@@ -249,17 +319,39 @@ fn build_basic(b: &mut Builder<'_>, e: Option<&Entry>) -> Basic {
     let t = "basic";
     let threads = raw.threads.unwrap_or(1);
     if threads == 0 || threads > 1024 {
-        b.err(doc, t, Some("threads"), "threads must be between 1 and 1024");
+        b.err(
+            doc,
+            t,
+            Some("threads"),
+            "threads must be between 1 and 1024",
+        );
     }
     let log_level = raw.log_level.unwrap_or_else(|| "info".into());
     if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
-        b.err(doc, t, Some("log_level"), format!("`{log_level}` is not a log level or filter"));
+        b.err(
+            doc,
+            t,
+            Some("log_level"),
+            format!("`{log_level}` is not a log level or filter"),
+        );
     }
     Basic {
         threads: threads.max(1),
         log_level,
-        grace_period: b.duration(doc, t, "grace_period", &raw.grace_period, Duration::from_secs(30)),
-        graceful_shutdown_timeout: b.duration(doc, t, "graceful_shutdown_timeout", &raw.graceful_shutdown_timeout, Duration::from_secs(10)),
+        grace_period: b.duration(
+            doc,
+            t,
+            "grace_period",
+            &raw.grace_period,
+            Duration::from_secs(30),
+        ),
+        graceful_shutdown_timeout: b.duration(
+            doc,
+            t,
+            "graceful_shutdown_timeout",
+            &raw.graceful_shutdown_timeout,
+            Duration::from_secs(10),
+        ),
         pid_file: raw.pid_file,
         upgrade_sock: raw.upgrade_sock,
         error_log: raw.error_log,
@@ -268,15 +360,31 @@ fn build_basic(b: &mut Builder<'_>, e: Option<&Entry>) -> Basic {
     }
 }
 
-fn build_upstream(b: &mut Builder<'_>, doc: usize, t: &str, name: &str, raw: RawUpstream) -> Option<UpstreamConf> {
+fn build_upstream(
+    b: &mut Builder<'_>,
+    doc: usize,
+    t: &str,
+    name: &str,
+    raw: RawUpstream,
+) -> Option<UpstreamConf> {
     let before = b.errors.len();
     if let Some(d) = &raw.discovery {
         if d != "static" {
-            b.err(doc, t, Some("discovery"), format!("discovery `{d}` is not available in this build; use \"static\""));
+            b.err(
+                doc,
+                t,
+                Some("discovery"),
+                format!("discovery `{d}` is not available in this build; use \"static\""),
+            );
         }
     }
     if raw.addrs.is_empty() {
-        b.err(doc, t, Some("addrs"), "an upstream needs at least one address");
+        b.err(
+            doc,
+            t,
+            Some("addrs"),
+            "an upstream needs at least one address",
+        );
     }
     let mut addrs = Vec::new();
     for a in &raw.addrs {
@@ -286,34 +394,56 @@ fn build_upstream(b: &mut Builder<'_>, doc: usize, t: &str, name: &str, raw: Raw
             None => 1,
             Some(Ok(w)) if (1..=1000).contains(&w) => w,
             Some(_) => {
-                b.err(doc, t, Some("addrs"), format!("`{a}`: weight must be 1..=1000"));
+                b.err(
+                    doc,
+                    t,
+                    Some("addrs"),
+                    format!("`{a}`: weight must be 1..=1000"),
+                );
                 continue;
             }
         };
         match host.to_socket_addrs().map(|mut it| it.next()) {
             Ok(Some(sa)) => addrs.push((sa, weight)),
-            _ => b.err(doc, t, Some("addrs"), format!("`{host}` is not HOST:PORT that resolves")),
+            _ => b.err(
+                doc,
+                t,
+                Some("addrs"),
+                format!("`{host}` is not HOST:PORT that resolves"),
+            ),
         }
     }
-    let algo = Algo::parse(raw.algo.as_deref().unwrap_or("round_robin"))
-        .unwrap_or_else(|m| {
-            b.err(doc, t, Some("algo"), m);
-            Algo::RoundRobin
-        });
-    let health = raw.health_check.as_deref().filter(|s| !s.is_empty()).and_then(|s| {
-        HealthCheck::parse(s).map_err(|m| b.err(doc, t, Some("health_check"), m)).ok()
+    let algo = Algo::parse(raw.algo.as_deref().unwrap_or("round_robin")).unwrap_or_else(|m| {
+        b.err(doc, t, Some("algo"), m);
+        Algo::RoundRobin
     });
+    let health = raw
+        .health_check
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .and_then(|s| {
+            HealthCheck::parse(s)
+                .map_err(|m| b.err(doc, t, Some("health_check"), m))
+                .ok()
+        });
     let alpn = match raw.alpn.as_deref().unwrap_or("h1") {
         "h1" => Alpn::H1,
         "h2" => Alpn::H2,
         "h2h1" => Alpn::H2H1,
         other => {
-            b.err(doc, t, Some("alpn"), format!("alpn `{other}`: use h1, h2 or h2h1"));
+            b.err(
+                doc,
+                t,
+                Some("alpn"),
+                format!("alpn `{other}`: use h1, h2 or h2h1"),
+            );
             Alpn::H1
         }
     };
     let ca = raw.ca_file.as_deref().and_then(|path| {
-        load_ca(path).map_err(|m| b.err(doc, t, Some("ca_file"), m)).ok()
+        load_ca(path)
+            .map_err(|m| b.err(doc, t, Some("ca_file"), m))
+            .ok()
     });
     let conf = UpstreamConf {
         name: name.to_string(),
@@ -325,13 +455,43 @@ fn build_upstream(b: &mut Builder<'_>, doc: usize, t: &str, name: &str, raw: Raw
         sni: raw.sni.unwrap_or_default(),
         verify_cert: raw.verify_cert.unwrap_or(true),
         ca,
-        connect_timeout: b.duration(doc, t, "connect_timeout", &raw.connect_timeout, Duration::from_secs(2)),
-        read_timeout: Some(b.duration(doc, t, "read_timeout", &raw.read_timeout, Duration::from_secs(30))),
-        write_timeout: Some(b.duration(doc, t, "write_timeout", &raw.write_timeout, Duration::from_secs(30))),
-        idle_timeout: Some(b.duration(doc, t, "idle_timeout", &raw.idle_timeout, Duration::from_secs(60))),
+        connect_timeout: b.duration(
+            doc,
+            t,
+            "connect_timeout",
+            &raw.connect_timeout,
+            Duration::from_secs(2),
+        ),
+        read_timeout: Some(b.duration(
+            doc,
+            t,
+            "read_timeout",
+            &raw.read_timeout,
+            Duration::from_secs(30),
+        )),
+        write_timeout: Some(b.duration(
+            doc,
+            t,
+            "write_timeout",
+            &raw.write_timeout,
+            Duration::from_secs(30),
+        )),
+        idle_timeout: Some(b.duration(
+            doc,
+            t,
+            "idle_timeout",
+            &raw.idle_timeout,
+            Duration::from_secs(60),
+        )),
         retries: raw.retries.unwrap_or(1),
         max_fails: raw.max_fails.unwrap_or(3),
-        fail_timeout: b.duration(doc, t, "fail_timeout", &raw.fail_timeout, Duration::from_secs(10)),
+        fail_timeout: b.duration(
+            doc,
+            t,
+            "fail_timeout",
+            &raw.fail_timeout,
+            Duration::from_secs(10),
+        ),
     };
     (b.errors.len() == before).then_some(conf)
 }
@@ -365,14 +525,24 @@ fn build_plugin(b: &mut Builder<'_>, e: &Entry, t: &str, name: &str) -> Option<P
             return None;
         }
         None => {
-            b.err(e.doc, t, Some("category"), format!(
-                "missing `category`; one of {}", crate::plugins::CATEGORIES.join(", ")
-            ));
+            b.err(
+                e.doc,
+                t,
+                Some("category"),
+                format!(
+                    "missing `category`; one of {}",
+                    crate::plugins::CATEGORIES.join(", ")
+                ),
+            );
             return None;
         }
     };
     match crate::plugins::build(&category, toml::Value::Table(table)) {
-        Ok(plugin) => Some(PluginDef { name: name.to_string(), category, plugin }),
+        Ok(plugin) => Some(PluginDef {
+            name: name.to_string(),
+            category,
+            plugin,
+        }),
         Err(pe) => {
             b.err(e.doc, t, pe.key.as_deref(), pe.message);
             None
@@ -396,7 +566,11 @@ fn build_location(
         .host
         .into_vec()
         .iter()
-        .filter_map(|h| HostRule::parse(h).map_err(|m| b.err(doc, t, Some("host"), m)).ok())
+        .filter_map(|h| {
+            HostRule::parse(h)
+                .map_err(|m| b.err(doc, t, Some("host"), m))
+                .ok()
+        })
         .collect();
     let path = PathRule::parse(raw.path.as_deref().unwrap_or("")).unwrap_or_else(|m| {
         b.err(doc, t, Some("path"), m);
@@ -404,13 +578,19 @@ fn build_location(
     });
     let conds = |b: &mut Builder<'_>, list: &[String], sep: char, key: &str| -> Vec<Condition> {
         list.iter()
-            .filter_map(|c| Condition::parse(c, sep).map_err(|m| b.err(doc, t, Some(key), m)).ok())
+            .filter_map(|c| {
+                Condition::parse(c, sep)
+                    .map_err(|m| b.err(doc, t, Some(key), m))
+                    .ok()
+            })
             .collect()
     };
     let headers = conds(b, &raw.match_headers, ':', "match_headers");
     let query = conds(b, &raw.match_query, '=', "match_query");
     let rewrite = raw.rewrite.as_deref().and_then(|r| {
-        Rewrite::parse(r).map_err(|m| b.err(doc, t, Some("rewrite"), m)).ok()
+        Rewrite::parse(r)
+            .map_err(|m| b.err(doc, t, Some("rewrite"), m))
+            .ok()
     });
 
     // names that `$name` may refer to
@@ -449,7 +629,11 @@ fn build_location(
             if !upstream_names.contains(u) {
                 b.err(doc, t, Some("upstream"), format!("unknown upstream `{u}`"));
             }
-            upstreams.iter().position(|x| x.name == u).map(UpstreamRef::Fixed).unwrap_or(UpstreamRef::None)
+            upstreams
+                .iter()
+                .position(|x| x.name == u)
+                .map(UpstreamRef::Fixed)
+                .unwrap_or(UpstreamRef::None)
         }
     };
     let header_list = |b: &mut Builder<'_>, list: &[String], key: &str| -> Vec<HeaderTemplate> {
@@ -508,25 +692,50 @@ fn build_server(
     let mut addrs = Vec::new();
     let list = raw.addr.into_vec();
     if list.is_empty() {
-        b.err(doc, t, Some("addr"), "a server needs at least one listen address");
+        b.err(
+            doc,
+            t,
+            Some("addr"),
+            "a server needs at least one listen address",
+        );
     }
     for a in list {
         match a.parse::<SocketAddr>() {
             Ok(sa) => {
                 if let Some(other) = listeners.insert(sa, name.to_string()) {
-                    b.err(doc, t, Some("addr"), format!("duplicate listener {sa}: also used by server `{other}`"));
+                    b.err(
+                        doc,
+                        t,
+                        Some("addr"),
+                        format!("duplicate listener {sa}: also used by server `{other}`"),
+                    );
                 } else {
                     addrs.push(sa);
                 }
             }
-            Err(_) => b.err(doc, t, Some("addr"), format!("`{a}` is not IP:PORT (e.g. \"127.0.0.1:6188\")")),
+            Err(_) => b.err(
+                doc,
+                t,
+                Some("addr"),
+                format!("`{a}` is not IP:PORT (e.g. \"127.0.0.1:6188\")"),
+            ),
         }
     }
     if raw.tls {
-        b.err(doc, t, Some("tls"), "TLS listeners need [certificates], which this build does not have yet");
+        b.err(
+            doc,
+            t,
+            Some("tls"),
+            "TLS listeners need [certificates], which this build does not have yet",
+        );
     }
     if raw.metrics.as_deref().is_some_and(|m| !m.is_empty()) {
-        b.err(doc, t, Some("metrics"), "the metrics endpoint is not available in this build yet");
+        b.err(
+            doc,
+            t,
+            Some("metrics"),
+            "the metrics endpoint is not available in this build yet",
+        );
     }
     let mut locations = Vec::new();
     for l in &raw.locations {
@@ -536,15 +745,32 @@ fn build_server(
             None => b.err(doc, t, Some("locations"), format!("unknown location `{l}`")),
         }
     }
-    let access_log = raw.access_log.as_deref().filter(|s| !s.is_empty()).and_then(|s| {
-        LogFormat::parse(s).map_err(|m| b.err(doc, t, Some("access_log"), m)).ok()
-    });
+    let access_log = raw
+        .access_log
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .and_then(|s| {
+            LogFormat::parse(s)
+                .map_err(|m| b.err(doc, t, Some("access_log"), m))
+                .ok()
+        });
     let trusted_proxies = raw
         .trusted_proxies
         .iter()
         .filter_map(|p| {
-            let parsed = p.parse::<ipnet::IpNet>().or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
-            parsed.map_err(|_| b.err(doc, t, Some("trusted_proxies"), format!("`{p}` is not an IP or CIDR"))).ok()
+            let parsed = p
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            parsed
+                .map_err(|_| {
+                    b.err(
+                        doc,
+                        t,
+                        Some("trusted_proxies"),
+                        format!("`{p}` is not an IP or CIDR"),
+                    )
+                })
+                .ok()
         })
         .collect();
     let size = |b: &mut Builder<'_>, key: &str, v: &Option<String>, default: u64| -> usize {
@@ -560,8 +786,26 @@ fn build_server(
         trusted_proxies,
         max_header_size: size(b, "max_header_size", &raw.max_header_size, 64 << 10),
         max_uri_size: size(b, "max_uri_size", &raw.max_uri_size, 8 << 10),
-        header_timeout: b.duration(doc, t, "header_timeout", &raw.header_timeout, Duration::from_secs(10)),
-        body_timeout: b.duration(doc, t, "body_timeout", &raw.body_timeout, Duration::from_secs(30)),
-        keepalive_timeout: b.duration(doc, t, "keepalive_timeout", &raw.keepalive_timeout, Duration::from_secs(60)),
+        header_timeout: b.duration(
+            doc,
+            t,
+            "header_timeout",
+            &raw.header_timeout,
+            Duration::from_secs(10),
+        ),
+        body_timeout: b.duration(
+            doc,
+            t,
+            "body_timeout",
+            &raw.body_timeout,
+            Duration::from_secs(30),
+        ),
+        keepalive_timeout: b.duration(
+            doc,
+            t,
+            "keepalive_timeout",
+            &raw.keepalive_timeout,
+            Duration::from_secs(60),
+        ),
     }
 }

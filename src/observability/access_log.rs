@@ -122,7 +122,10 @@ impl LogFormat {
         if !rest.is_empty() {
             fields.push(Field::Lit(rest.to_string()));
         }
-        Ok(LogFormat { fields, json: false })
+        Ok(LogFormat {
+            fields,
+            json: false,
+        })
     }
 
     fn field(name: &str) -> Option<Field> {
@@ -189,7 +192,9 @@ pub struct Writer {
 
 impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Writer").field("dropped", &self.dropped()).finish()
+        f.debug_struct("Writer")
+            .field("dropped", &self.dropped())
+            .finish()
     }
 }
 
@@ -213,7 +218,12 @@ impl Writer {
                         std::fs::create_dir_all(dir)?;
                     }
                 }
-                Box::new(std::fs::OpenOptions::new().create(true).append(true).open(p)?)
+                Box::new(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(p)?,
+                )
             }
         };
         let w = Arc::new(Writer {

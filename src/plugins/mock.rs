@@ -46,7 +46,10 @@ pub struct Mock {
 impl Mock {
     pub fn new(c: MockConf) -> Result<Mock, PluginConfError> {
         if !(100..=999).contains(&c.status) {
-            return Err(PluginConfError::at("status", format!("{} is not an HTTP status", c.status)));
+            return Err(PluginConfError::at(
+                "status",
+                format!("{} is not an HTTP status", c.status),
+            ));
         }
         let delay = c
             .delay

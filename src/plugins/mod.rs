@@ -52,19 +52,31 @@ pub enum Flow {
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
     #[error("{plugin}: {message}")]
-    Failed { plugin: &'static str, message: String },
+    Failed {
+        plugin: &'static str,
+        message: String,
+    },
 }
 
 /// One phase-aware plugin instance, built once per config version.
 #[async_trait]
 pub trait Plugin: Send + Sync + std::fmt::Debug {
     /// Request phase, in location order. Return [`Flow::Respond`] to answer and stop.
-    async fn on_request(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Flow, PluginError> {
+    async fn on_request(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut Ctx,
+    ) -> Result<Flow, PluginError> {
         Ok(Flow::Continue)
     }
 
     /// Response phase: edit the status and headers going to the client.
-    fn on_response(&self, _session: &Session, _resp: &mut ResponseHeader, _ctx: &mut Ctx) -> Result<(), PluginError> {
+    fn on_response(
+        &self,
+        _session: &Session,
+        _resp: &mut ResponseHeader,
+        _ctx: &mut Ctx,
+    ) -> Result<(), PluginError> {
         Ok(())
     }
 
@@ -102,7 +114,10 @@ pub fn build(category: &str, conf: toml::Value) -> Result<Arc<dyn Plugin>, Plugi
         other => {
             return Err(PluginConfError::at(
                 "category",
-                format!("unknown category `{other}`; one of {}", CATEGORIES.join(", ")),
+                format!(
+                    "unknown category `{other}`; one of {}",
+                    CATEGORIES.join(", ")
+                ),
             ))
         }
     })
@@ -124,16 +139,21 @@ pub fn typed<T: DeserializeOwned>(conf: toml::Value) -> Result<T, PluginConfErro
 }
 
 /// Parse `NAME: VALUE` header lines for a plugin key.
-pub fn header_pairs(key: &str, list: &[String]) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, PluginConfError> {
+pub fn header_pairs(
+    key: &str,
+    list: &[String],
+) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, PluginConfError> {
     list.iter()
         .map(|h| {
             let (n, v) = h
                 .split_once(':')
                 .ok_or_else(|| PluginConfError::at(key, format!("`{h}` must be `NAME: VALUE`")))?;
-            let name = http::HeaderName::from_bytes(n.trim().as_bytes())
-                .map_err(|_| PluginConfError::at(key, format!("`{}` is not a header name", n.trim())))?;
-            let value = http::HeaderValue::from_str(v.trim())
-                .map_err(|_| PluginConfError::at(key, format!("`{}` is not a header value", v.trim())))?;
+            let name = http::HeaderName::from_bytes(n.trim().as_bytes()).map_err(|_| {
+                PluginConfError::at(key, format!("`{}` is not a header name", n.trim()))
+            })?;
+            let value = http::HeaderValue::from_str(v.trim()).map_err(|_| {
+                PluginConfError::at(key, format!("`{}` is not a header value", v.trim()))
+            })?;
             Ok((name, value))
         })
         .collect()

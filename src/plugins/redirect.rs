@@ -36,10 +36,16 @@ pub struct Redirect {
 impl Redirect {
     pub fn new(c: RedirectConf) -> Result<Redirect, PluginConfError> {
         if ![301, 302, 303, 307, 308].contains(&c.status) {
-            return Err(PluginConfError::at("status", format!("{} is not a redirect status", c.status)));
+            return Err(PluginConfError::at(
+                "status",
+                format!("{} is not a redirect status", c.status),
+            ));
         }
         let url = Template::parse(&c.url).map_err(|m| PluginConfError::at("url", m))?;
-        Ok(Redirect { url, status: c.status })
+        Ok(Redirect {
+            url,
+            status: c.status,
+        })
     }
 }
 

@@ -37,8 +37,9 @@ pub struct RequestId {
 
 impl RequestId {
     pub fn new(c: RequestIdConf) -> Result<RequestId, PluginConfError> {
-        let header = http::HeaderName::from_bytes(c.header.as_bytes())
-            .map_err(|_| PluginConfError::at("header", format!("`{}` is not a header name", c.header)))?;
+        let header = http::HeaderName::from_bytes(c.header.as_bytes()).map_err(|_| {
+            PluginConfError::at("header", format!("`{}` is not a header name", c.header))
+        })?;
         Ok(RequestId {
             header,
             trust_incoming: c.trust_incoming,
@@ -72,7 +73,12 @@ impl Plugin for RequestId {
         Ok(Flow::Continue)
     }
 
-    fn on_response(&self, _s: &Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<(), PluginError> {
+    fn on_response(
+        &self,
+        _s: &Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<(), PluginError> {
         if let Some(id) = &ctx.request_id {
             resp.insert_header(self.header.clone(), id.as_str())
                 .map_err(|e| PluginError::Failed {

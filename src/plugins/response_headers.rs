@@ -44,8 +44,9 @@ impl ResponseHeaders {
             .remove
             .iter()
             .map(|n| {
-                http::HeaderName::from_bytes(n.trim().as_bytes())
-                    .map_err(|_| PluginConfError::at("remove", format!("`{n}` is not a header name")))
+                http::HeaderName::from_bytes(n.trim().as_bytes()).map_err(|_| {
+                    PluginConfError::at("remove", format!("`{n}` is not a header name"))
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(ResponseHeaders {
@@ -58,7 +59,12 @@ impl ResponseHeaders {
 
 #[async_trait::async_trait]
 impl Plugin for ResponseHeaders {
-    fn on_response(&self, session: &Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<(), PluginError> {
+    fn on_response(
+        &self,
+        session: &Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<(), PluginError> {
         let fail = |e: pingora::BError| PluginError::Failed {
             plugin: "response_headers",
             message: e.to_string(),
@@ -68,10 +74,12 @@ impl Plugin for ResponseHeaders {
         }
         let vars = Vars { session, ctx };
         for h in &self.set {
-            resp.insert_header(h.name.clone(), h.value.render(&vars)).map_err(fail)?;
+            resp.insert_header(h.name.clone(), h.value.render(&vars))
+                .map_err(fail)?;
         }
         for h in &self.add {
-            resp.append_header(h.name.clone(), h.value.render(&vars)).map_err(fail)?;
+            resp.append_header(h.name.clone(), h.value.render(&vars))
+                .map_err(fail)?;
         }
         Ok(())
     }

@@ -87,12 +87,9 @@ impl VarSource for Vars<'_> {
                     out.push_str(&ip.to_string());
                 }
             }
-            Var::RequestUri => out.push_str(
-                req.uri
-                    .path_and_query()
-                    .map(|p| p.as_str())
-                    .unwrap_or("/"),
-            ),
+            Var::RequestUri => {
+                out.push_str(req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
+            }
             Var::Uri => out.push_str(req.uri.path()),
             Var::Args => out.push_str(req.uri.query().unwrap_or("")),
             Var::Method => out.push_str(req.method.as_str()),

@@ -22,7 +22,12 @@ pub fn connect_failed(ctx: &mut Ctx, mut e: Box<pingora::Error>) -> Box<pingora:
     e
 }
 
-pub fn proxy_failed(session: &Session, ctx: &mut Ctx, mut e: Box<pingora::Error>, client_reused: bool) -> Box<pingora::Error> {
+pub fn proxy_failed(
+    session: &Session,
+    ctx: &mut Ctx,
+    mut e: Box<pingora::Error>,
+    client_reused: bool,
+) -> Box<pingora::Error> {
     if let (Some(up), Some(peer)) = (&ctx.upstream, ctx.peer) {
         up.record_failure(peer);
     }
@@ -35,7 +40,11 @@ pub fn proxy_failed(session: &Session, ctx: &mut Ctx, mut e: Box<pingora::Error>
     e
 }
 
-pub async fn respond_error(session: &mut Session, ctx: &mut Ctx, e: &pingora::Error) -> FailToProxy {
+pub async fn respond_error(
+    session: &mut Session,
+    ctx: &mut Ctx,
+    e: &pingora::Error,
+) -> FailToProxy {
     let code = status_for(e);
     if code > 0 {
         // HTTP/1: answer and close; the connection may hold unread bytes

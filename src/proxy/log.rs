@@ -9,7 +9,9 @@ use std::fmt::Write;
 /// Write the access log line for this request, if the server has an access log.
 pub fn access_log(session: &Session, ctx: &Ctx) {
     let server = ctx.server();
-    let (Some(format), Some(Some(writer))) = (&server.access_log, ctx.state.access_logs.get(ctx.server)) else {
+    let (Some(format), Some(Some(writer))) =
+        (&server.access_log, ctx.state.access_logs.get(ctx.server))
+    else {
         return;
     };
     writer.send(render(format, session, ctx));
@@ -50,14 +52,20 @@ pub fn render(format: &LogFormat, session: &Session, ctx: &Ctx) -> String {
 
 fn write_field(f: &Field, session: &Session, ctx: &Ctx, out: &mut String) {
     let req = session.req_header();
-    let dash = |out: &mut String, v: Option<&str>| out.push_str(v.filter(|s| !s.is_empty()).unwrap_or("-"));
+    let dash = |out: &mut String, v: Option<&str>| {
+        out.push_str(v.filter(|s| !s.is_empty()).unwrap_or("-"))
+    };
     match f {
         Field::Lit(s) => out.push_str(s),
         Field::Method => out.push_str(req.method.as_str()),
         Field::Path => out.push_str(req.uri.path()),
         Field::Query => dash(out, req.uri.query()),
         Field::Uri => out.push_str(req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")),
-        Field::Proto => out.push_str(if session.is_http2() { "HTTP/2.0" } else { version(req.version) }),
+        Field::Proto => out.push_str(if session.is_http2() {
+            "HTTP/2.0"
+        } else {
+            version(req.version)
+        }),
         Field::Scheme => out.push_str("http"),
         Field::Host => dash(out, Some(&ctx.host)),
         Field::Status => {
@@ -94,7 +102,8 @@ fn write_field(f: &Field, session: &Session, ctx: &Ctx, out: &mut String) {
         Field::RequestId => dash(out, ctx.request_id.as_deref()),
         Field::Location => dash(out, ctx.location().map(|l| l.name.as_str())),
         Field::Server => out.push_str(&ctx.server().name),
-        Field::Time => out.push_str(&humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()),
+        Field::Time => out
+            .push_str(&humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()),
         Field::Ts => {
             let ms = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -102,7 +111,10 @@ fn write_field(f: &Field, session: &Session, ctx: &Ctx, out: &mut String) {
                 .unwrap_or(0);
             let _ = write!(out, "{ms}");
         }
-        Field::ReqHeader(h) => dash(out, req.headers.get(h.as_str()).and_then(|v| v.to_str().ok())),
+        Field::ReqHeader(h) => dash(
+            out,
+            req.headers.get(h.as_str()).and_then(|v| v.to_str().ok()),
+        ),
         Field::RespHeader(h) => dash(
             out,
             session
@@ -113,7 +125,10 @@ fn write_field(f: &Field, session: &Session, ctx: &Ctx, out: &mut String) {
         Field::Cookie(c) => dash(out, cookie(req, c)),
         Field::Custom(name) => dash(
             out,
-            ctx.log_fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()),
+            ctx.log_fields
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str()),
         ),
     }
 }

@@ -118,7 +118,12 @@ impl ProxyHttp for Proxy {
     }
 
     /// Plugins edit the response status and headers.
-    async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
         response::run_plugins(session, resp, ctx);
         Ok(())
     }
@@ -141,10 +146,20 @@ impl ProxyHttp for Proxy {
         ctx: &mut Ctx,
         client_reused: bool,
     ) -> Box<pingora::Error> {
-        failure::proxy_failed(session, ctx, e.more_context(format!("peer: {peer}")), client_reused)
+        failure::proxy_failed(
+            session,
+            ctx,
+            e.more_context(format!("peer: {peer}")),
+            client_reused,
+        )
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &pingora::Error, ctx: &mut Ctx) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &pingora::Error,
+        ctx: &mut Ctx,
+    ) -> FailToProxy {
         failure::respond_error(session, ctx, e).await
     }
 
@@ -156,7 +171,10 @@ impl ProxyHttp for Proxy {
     async fn logging(&self, session: &mut Session, _e: Option<&pingora::Error>, ctx: &mut Ctx) {
         ctx.inflight = None;
         if ctx.status == 0 {
-            ctx.status = session.response_written().map(|r| r.status.as_u16()).unwrap_or(0);
+            ctx.status = session
+                .response_written()
+                .map(|r| r.status.as_u16())
+                .unwrap_or(0);
         }
         if let Some(route) = &ctx.route {
             let state = ctx.state.clone();

@@ -10,7 +10,9 @@ use pingora::proxy::Session;
 pub async fn run_plugins(session: &mut Session, ctx: &mut Ctx) -> pingora::Result<Option<Answer>> {
     // borrow the location from our own handle on the state, so `ctx` stays free to mutate
     let state = ctx.state.clone();
-    let Some(route) = ctx.route.as_ref() else { return Ok(None) };
+    let Some(route) = ctx.route.as_ref() else {
+        return Ok(None);
+    };
     let loc = &state.config.locations[route.location];
     for &i in &loc.plugins {
         let def = &state.config.plugins[i];

@@ -9,7 +9,9 @@ use pingora::proxy::Session;
 pub fn run_plugins(session: &Session, resp: &mut ResponseHeader, ctx: &mut Ctx) {
     // borrow the location from our own handle on the state, so `ctx` stays free to mutate
     let state = ctx.state.clone();
-    let Some(route) = ctx.route.as_ref() else { return };
+    let Some(route) = ctx.route.as_ref() else {
+        return;
+    };
     let loc = &state.config.locations[route.location];
     for &i in &loc.plugins {
         let def = &state.config.plugins[i];

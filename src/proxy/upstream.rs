@@ -80,8 +80,14 @@ pub fn cookie<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
 }
 
 /// Edit the request going upstream: rewrite, forwarding headers, configured headers.
-pub fn prepare_request(session: &Session, ctx: &Ctx, up: &mut RequestHeader) -> pingora::Result<()> {
-    let Some(loc) = ctx.location() else { return Ok(()) };
+pub fn prepare_request(
+    session: &Session,
+    ctx: &Ctx,
+    up: &mut RequestHeader,
+) -> pingora::Result<()> {
+    let Some(loc) = ctx.location() else {
+        return Ok(());
+    };
     if let Some(rw) = &loc.rewrite {
         if let Some(path) = rw.apply(up.uri.path()) {
             let pq = match up.uri.query() {

@@ -8,8 +8,10 @@
 //! - regex hosts in a list,
 //! - locations without a host in a list.
 //!
-//! Each bucket is sorted by priority, so a bucket's first hit is its best; the best of the
-//! bucket winners is the route. Priority, highest first: an explicit `priority`, then the path
+//! Inside a bucket, exact paths are found with one hash lookup and prefixes with one hash
+//! lookup per distinct prefix length present (longest first); only regex paths, host-less
+//! "any path" entries and entries with an explicit `priority` are scanned, in priority order.
+//! The best of the bucket winners is the route. Priority, highest first: an explicit `priority`, then the path
 //! class (exact, regex, prefix, any), then the host class (exact, regex, wildcard, none), then
 //! the longer path prefix, then the longer host.
 
@@ -68,13 +70,44 @@ pub struct RouteInput<'a> {
     pub header: &'a dyn Fn(&str) -> Option<&'a str>,
 }
 
+/// The locations that share a host rule, indexed by path.
+#[derive(Debug, Default)]
+struct Bucket {
+    exact: HashMap<String, Vec<Entry>>,
+    prefix: HashMap<String, Vec<Entry>>,
+    /// distinct prefix lengths in `prefix`, longest first
+    prefix_lens: Vec<usize>,
+    /// everything else, sorted by key, best first
+    scan: Vec<Entry>,
+}
+
+impl Bucket {
+    fn add(&mut self, e: Entry, spec: &RouteSpec) {
+        match (&spec.path, spec.priority) {
+            (PathRule::Exact(p), None) => self.exact.entry(p.clone()).or_default().push(e),
+            (PathRule::Prefix(p), None) => self.prefix.entry(p.clone()).or_default().push(e),
+            _ => self.scan.push(e),
+        }
+    }
+
+    fn finish(&mut self) {
+        let sort = |v: &mut Vec<Entry>| v.sort_by_key(|e| std::cmp::Reverse(e.key));
+        self.exact.values_mut().for_each(sort);
+        self.prefix.values_mut().for_each(sort);
+        sort(&mut self.scan);
+        self.prefix_lens = self.prefix.keys().map(String::len).collect();
+        self.prefix_lens.sort_unstable_by(|a, b| b.cmp(a));
+        self.prefix_lens.dedup();
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Router {
     specs: Vec<RouteSpec>,
-    exact: HashMap<String, Vec<Entry>>,
-    wildcard: HashMap<String, Vec<Entry>>,
-    regex: Vec<Entry>,
-    any_host: Vec<Entry>,
+    exact: HashMap<String, Bucket>,
+    wildcard: HashMap<String, Bucket>,
+    regex: Bucket,
+    any_host: Bucket,
 }
 
 impl Router {
@@ -84,11 +117,12 @@ impl Router {
             let (pc, plen) = spec.path.rank();
             let prio = spec.priority.unwrap_or(0);
             if spec.hosts.is_empty() {
-                r.any_host.push(Entry {
+                let e = Entry {
                     key: (prio, pc, 0, plen, 0),
                     spec: i as u32,
                     host: 0,
-                });
+                };
+                r.any_host.add(e, spec);
             }
             for (h, rule) in spec.hosts.iter().enumerate() {
                 let (hc, hlen) = rule.rank();
@@ -98,18 +132,19 @@ impl Router {
                     host: h as u32,
                 };
                 match rule {
-                    HostRule::Exact(name) => r.exact.entry(name.clone()).or_default().push(e),
-                    HostRule::Wildcard(sfx) => r.wildcard.entry(sfx.clone()).or_default().push(e),
-                    HostRule::Regex(_) => r.regex.push(e),
+                    HostRule::Exact(name) => r.exact.entry(name.clone()).or_default().add(e, spec),
+                    HostRule::Wildcard(sfx) => {
+                        r.wildcard.entry(sfx.clone()).or_default().add(e, spec)
+                    }
+                    HostRule::Regex(_) => r.regex.add(e, spec),
                 }
             }
         }
         r.specs = specs;
-        let sort = |v: &mut Vec<Entry>| v.sort_by(|a, b| b.key.cmp(&a.key));
-        r.exact.values_mut().for_each(sort);
-        r.wildcard.values_mut().for_each(sort);
-        sort(&mut r.regex);
-        sort(&mut r.any_host);
+        r.exact.values_mut().for_each(Bucket::finish);
+        r.wildcard.values_mut().for_each(Bucket::finish);
+        r.regex.finish();
+        r.any_host.finish();
         r
     }
 
@@ -121,33 +156,62 @@ impl Router {
     pub fn lookup(&self, input: &RouteInput<'_>) -> Option<RouteMatch> {
         let mut best: Option<(Key, RouteMatch)> = None;
         if let Some(bucket) = self.exact.get(input.host) {
-            self.scan(bucket, input, &mut best);
+            self.search(bucket, input, &mut best);
         }
         // every suffix starting at a dot: a.b.example.com → .b.example.com, .example.com, .com
         if !self.wildcard.is_empty() {
             for (i, _) in input.host.match_indices('.') {
                 if let Some(bucket) = self.wildcard.get(&input.host[i..]) {
-                    self.scan(bucket, input, &mut best);
+                    self.search(bucket, input, &mut best);
                 }
             }
         }
-        self.scan(&self.regex, input, &mut best);
-        self.scan(&self.any_host, input, &mut best);
+        self.search(&self.regex, input, &mut best);
+        self.search(&self.any_host, input, &mut best);
         best.map(|(_, m)| m)
     }
 
-    fn scan(&self, bucket: &[Entry], input: &RouteInput<'_>, best: &mut Option<(Key, RouteMatch)>) {
-        for e in bucket {
+    fn search(
+        &self,
+        bucket: &Bucket,
+        input: &RouteInput<'_>,
+        best: &mut Option<(Key, RouteMatch)>,
+    ) {
+        if let Some(entries) = bucket.exact.get(input.path) {
+            self.first(entries, input, best);
+        }
+        for &len in &bucket.prefix_lens {
+            if len > input.path.len() || !input.path.is_char_boundary(len) {
+                continue;
+            }
+            if let Some(entries) = bucket.prefix.get(&input.path[..len]) {
+                if self.first(entries, input, best) {
+                    break; // shorter prefixes rank lower
+                }
+            }
+        }
+        self.first(&bucket.scan, input, best);
+    }
+
+    /// Try `entries` (sorted, best first); true when one of them became the best so far.
+    fn first(
+        &self,
+        entries: &[Entry],
+        input: &RouteInput<'_>,
+        best: &mut Option<(Key, RouteMatch)>,
+    ) -> bool {
+        for e in entries {
             if let Some((k, _)) = best {
                 if e.key <= *k {
-                    return; // sorted: nothing later in this bucket can win
+                    return false; // sorted: nothing later here can win
                 }
             }
             if let Some(m) = self.try_entry(e, input) {
                 *best = Some((e.key, m));
-                return;
+                return true;
             }
         }
+        false
     }
 
     fn try_entry(&self, e: &Entry, input: &RouteInput<'_>) -> Option<RouteMatch> {
@@ -174,7 +238,11 @@ impl Router {
                 collect(re, &caps, &mut captures);
             }
         }
-        if !spec.headers.iter().all(|c| c.holds((input.header)(&c.name))) {
+        if !spec
+            .headers
+            .iter()
+            .all(|c| c.holds((input.header)(&c.name)))
+        {
             return None;
         }
         if !spec
@@ -204,7 +272,9 @@ pub fn normalize_host(raw: &str) -> String {
     let h = raw.trim();
     let h = if h.starts_with('[') {
         // IPv6 literal: keep the brackets, drop the port
-        h.split_once(']').map(|(a, _)| &h[..a.len() + 1]).unwrap_or(h)
+        h.split_once(']')
+            .map(|(a, _)| &h[..a.len() + 1])
+            .unwrap_or(h)
     } else {
         h.rsplit_once(':').map(|(a, _)| a).unwrap_or(h)
     };
@@ -254,6 +324,17 @@ mod tests {
         assert_eq!(find(&r, "b.example.com", "/api/1"), Some(4));
         assert_eq!(find(&r, "a.example.com", "/api/1"), Some(5));
         assert_eq!(normalize_host("Example.COM:8080"), "example.com");
+        // an explicit priority beats a longer, indexed prefix
+        let mut low = spec(0, &[], "/a");
+        low.priority = Some(5);
+        let r = Router::new(vec![low, spec(1, &[], "/a/b/c"), spec(2, &[], "=/a/b/c")]);
+        assert_eq!(find(&r, "h", "/a/b/c/d"), Some(0));
+        assert_eq!(find(&r, "h", "/a/b/c"), Some(0));
+        // conditions are checked on indexed entries, falling back to a shorter prefix
+        let mut cond = spec(0, &[], "/x/y");
+        cond.headers = vec![Condition::parse("x-a:1", ':').unwrap()];
+        let r = Router::new(vec![cond, spec(1, &[], "/x")]);
+        assert_eq!(find(&r, "h", "/x/y/z"), Some(1));
         assert_eq!(normalize_host("[::1]:80"), "[::1]");
     }
 }

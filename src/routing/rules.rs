@@ -34,7 +34,10 @@ impl HostRule {
             if suffix.is_empty() || suffix.contains('*') {
                 return Err(format!("bad wildcard host `{s}`: write `*.example.com`"));
             }
-            return Ok(HostRule::Wildcard(format!(".{}", suffix.to_ascii_lowercase())));
+            return Ok(HostRule::Wildcard(format!(
+                ".{}",
+                suffix.to_ascii_lowercase()
+            )));
         }
         if s.is_empty() || s.contains('*') || s.contains(char::is_whitespace) {
             return Err(format!(

@@ -198,6 +198,9 @@ mod tests {
         assert_eq!(t.render(&Fixed), "https://example.com/VER/xx-a $ end");
         assert_eq!(t.captures().collect::<Vec<_>>(), vec!["ver"]);
         assert!(Template::parse("${oops").is_err());
-        assert_eq!(Template::parse("plain").unwrap().as_literal(), Some("plain"));
+        assert_eq!(
+            Template::parse("plain").unwrap().as_literal(),
+            Some("plain")
+        );
     }
 }

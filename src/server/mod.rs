@@ -25,25 +25,34 @@ pub struct RunOptions {
 
 fn server_conf(config: &Config, opts: &RunOptions) -> ServerConf {
     let b = &config.basic;
-    let mut conf = ServerConf::default();
-    conf.threads = b.threads;
-    conf.daemon = opts.daemon;
-    conf.work_stealing = b.work_stealing;
-    conf.grace_period_seconds = Some(b.grace_period.as_secs());
-    conf.graceful_shutdown_timeout_seconds = Some(b.graceful_shutdown_timeout.as_secs());
-    conf.upstream_keepalive_pool_size = b.upstream_keepalive_pool_size;
-    conf.error_log = b.error_log.clone();
+    let mut conf = ServerConf {
+        threads: b.threads,
+        daemon: opts.daemon,
+        work_stealing: b.work_stealing,
+        grace_period_seconds: Some(b.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(b.graceful_shutdown_timeout.as_secs()),
+        upstream_keepalive_pool_size: b.upstream_keepalive_pool_size,
+        error_log: b.error_log.clone(),
+        ..ServerConf::default()
+    };
     // never the fixed /tmp defaults: two instances on one machine must not collide
     let pid = std::process::id();
     conf.pid_file = opts
         .pid_file
         .clone()
         .or_else(|| b.pid_file.clone())
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("tidegate-{pid}.pid")).display().to_string());
-    conf.upgrade_sock = b
-        .upgrade_sock
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join("tidegate-upgrade.sock").display().to_string());
+        .unwrap_or_else(|| {
+            std::env::temp_dir()
+                .join(format!("tidegate-{pid}.pid"))
+                .display()
+                .to_string()
+        });
+    conf.upgrade_sock = b.upgrade_sock.clone().unwrap_or_else(|| {
+        std::env::temp_dir()
+            .join("tidegate-upgrade.sock")
+            .display()
+            .to_string()
+    });
     conf
 }
 
@@ -78,7 +87,10 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
     let servers = config.servers.clone();
     let live: Live = Arc::new(ArcSwap::from_pointee(State::build(config)?));
     for (i, s) in servers.iter().enumerate() {
-        let proxy = Proxy { live: live.clone(), server: i };
+        let proxy = Proxy {
+            live: live.clone(),
+            server: i,
+        };
         let mut app = pingora::proxy::http_proxy(&server.configuration, proxy);
         if s.http2 {
             let mut o = HttpServerOptions::default();
@@ -89,7 +101,10 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
             inner: Arc::new(app),
             header_timeout: s.header_timeout,
         };
-        let mut svc = pingora::services::listening::Service::new(format!("tidegate server {}", s.name), guarded);
+        let mut svc = pingora::services::listening::Service::new(
+            format!("tidegate server {}", s.name),
+            guarded,
+        );
         for a in &s.addrs {
             svc.add_tcp(&a.to_string());
         }

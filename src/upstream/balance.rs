@@ -35,7 +35,9 @@ impl Algo {
         let t = s.trim();
         let named = |rest: &str, what: &str| -> Result<String, String> {
             if rest.is_empty() {
-                Err(format!("`{t}` needs a {what} name, e.g. `hash:{what}:NAME`"))
+                Err(format!(
+                    "`{t}` needs a {what} name, e.g. `hash:{what}:NAME`"
+                ))
             } else {
                 Ok(rest.to_string())
             }

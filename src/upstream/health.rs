@@ -129,9 +129,7 @@ async fn probe(
 ) -> bool {
     let attempt = async {
         match &hc.kind {
-            ProbeKind::Tcp => tokio::net::TcpStream::connect(peer.addr)
-                .await
-                .is_ok(),
+            ProbeKind::Tcp => tokio::net::TcpStream::connect(peer.addr).await.is_ok(),
             ProbeKind::Http { host, path } => {
                 let Ok((mut session, _)) = connector.get_http_session(&peer.http).await else {
                     return false;
@@ -181,8 +179,9 @@ mod tests {
 
     #[test]
     fn parses_url_form() {
-        let hc = HealthCheck::parse("http://api/healthz?interval=2s&timeout=500ms&success=1&failure=2")
-            .unwrap();
+        let hc =
+            HealthCheck::parse("http://api/healthz?interval=2s&timeout=500ms&success=1&failure=2")
+                .unwrap();
         assert_eq!(hc.interval, Duration::from_secs(2));
         assert_eq!(hc.failure, 2);
         assert_eq!(

@@ -188,7 +188,8 @@ impl Upstream {
         let now = now_ms();
         let fresh = |i: usize| !tried.contains(&i);
         let avail = |i: usize| fresh(i) && self.peers[i].available(now);
-        self.pick(hash_key, &avail).or_else(|| self.pick(hash_key, &fresh))
+        self.pick(hash_key, &avail)
+            .or_else(|| self.pick(hash_key, &fresh))
     }
 
     fn pick(&self, hash_key: Option<&[u8]>, ok: &dyn Fn(usize) -> bool) -> Option<usize> {
@@ -267,7 +268,9 @@ impl Upstream {
 
     /// Passive health: a connect or proxy failure on `peer`.
     pub fn record_failure(&self, peer: usize) {
-        let Some(p) = self.peers.get(peer) else { return };
+        let Some(p) = self.peers.get(peer) else {
+            return;
+        };
         let fails = p.consecutive_fails.fetch_add(1, Ordering::Relaxed) + 1;
         if self.conf.max_fails > 0 && fails >= self.conf.max_fails {
             let until = now_ms() + self.conf.fail_timeout.as_millis() as u64;
@@ -283,7 +286,9 @@ impl Upstream {
 
     /// Passive health: `peer` answered.
     pub fn record_success(&self, peer: usize) {
-        let Some(p) = self.peers.get(peer) else { return };
+        let Some(p) = self.peers.get(peer) else {
+            return;
+        };
         if p.consecutive_fails.load(Ordering::Relaxed) != 0 {
             p.consecutive_fails.store(0, Ordering::Relaxed);
             p.open_until.store(0, Ordering::Relaxed);
@@ -308,7 +313,9 @@ fn http_peer(conf: &UpstreamConf, addr: SocketAddr) -> HttpPeer {
     if let Some(ders) = &conf.ca {
         let certs = ders
             .iter()
-            .map(|d| pingora::utils::tls::WrappedX509::new(d.clone(), pingora::utils::tls::parse_x509))
+            .map(|d| {
+                pingora::utils::tls::WrappedX509::new(d.clone(), pingora::utils::tls::parse_x509)
+            })
             .collect::<Vec<_>>();
         o.ca = Some(Arc::from(certs));
     }

@@ -164,7 +164,14 @@ pub fn get(port: u16, host: &str, path: &str, headers: &[(&str, &str)]) -> Respo
     request(port, "GET", host, path, headers, b"")
 }
 
-pub fn request(port: u16, method: &str, host: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+pub fn request(
+    port: u16,
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
     let mut raw = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     for (k, v) in headers {
         raw.push_str(&format!("{k}: {v}\r\n"));
@@ -182,7 +189,10 @@ pub fn request(port: u16, method: &str, host: &str, path: &str, headers: &[(&str
 pub fn read_response<R: BufRead>(r: &mut R, head: bool) -> std::io::Result<Response> {
     let mut line = String::new();
     if r.read_line(&mut line)? == 0 {
-        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed before a response"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "connection closed before a response",
+        ));
     }
     let status: u16 = line
         .split_whitespace()
@@ -201,7 +211,11 @@ pub fn read_response<R: BufRead>(r: &mut R, head: bool) -> std::io::Result<Respo
             headers.push((k.trim().to_string(), v.trim().to_string()));
         }
     }
-    let resp = Response { status, headers, body: Vec::new() };
+    let resp = Response {
+        status,
+        headers,
+        body: Vec::new(),
+    };
     let mut body = Vec::new();
     if head || status == 204 || status == 304 || (100..200).contains(&status) {
         return Ok(Response { body, ..resp });
@@ -210,7 +224,10 @@ pub fn read_response<R: BufRead>(r: &mut R, head: bool) -> std::io::Result<Respo
         let n: usize = cl.parse().map_err(std::io::Error::other)?;
         body.resize(n, 0);
         r.read_exact(&mut body)?;
-    } else if resp.header("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
+    } else if resp
+        .header("transfer-encoding")
+        .is_some_and(|t| t.eq_ignore_ascii_case("chunked"))
+    {
         loop {
             let mut size = String::new();
             r.read_line(&mut size)?;
@@ -260,7 +277,10 @@ pub enum Action {
     /// Never answer (until the connection is closed by the other side).
     Hang,
     /// Send headers promising `len` bytes, then part of the body, then reset.
-    ResetMidBody { len: usize, sent: usize },
+    ResetMidBody {
+        len: usize,
+        sent: usize,
+    },
     /// Accept the upgrade and echo bytes back (WebSocket-like).
     UpgradeEcho,
     /// Close without answering.
@@ -286,7 +306,10 @@ impl Origin {
     }
 
     /// Start on a given port (0: any).
-    pub fn start_on(port: u16, handler: impl Fn(&SeenRequest) -> Action + Send + Sync + 'static) -> Origin {
+    pub fn start_on(
+        port: u16,
+        handler: impl Fn(&SeenRequest) -> Action + Send + Sync + 'static,
+    ) -> Origin {
         let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind origin");
         let addr = listener.local_addr().expect("origin addr");
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -301,7 +324,11 @@ impl Origin {
                 std::thread::spawn(move || serve_conn(stream, seen, handler));
             }
         });
-        Origin { addr, seen, connections }
+        Origin {
+            addr,
+            seen,
+            connections,
+        }
     }
 
     /// Answers 200 with `name` as the body: tells which origin served.
@@ -352,7 +379,12 @@ fn serve_conn(stream: TcpStream, seen: Arc<Mutex<Vec<SeenRequest>>>, handler: Ar
                 headers.push((k.trim().to_string(), v.trim().to_string()));
             }
         }
-        let find = |n: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
+        let find = |n: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(n))
+                .map(|(_, v)| v.clone())
+        };
         let mut body = Vec::new();
         if let Some(cl) = find("content-length").and_then(|v| v.parse::<usize>().ok()) {
             body.resize(cl, 0);
@@ -376,7 +408,12 @@ fn serve_conn(stream: TcpStream, seen: Arc<Mutex<Vec<SeenRequest>>>, handler: Ar
                 body.extend_from_slice(&chunk[..n]);
             }
         }
-        let req = SeenRequest { method, path, headers, body };
+        let req = SeenRequest {
+            method,
+            path,
+            headers,
+            body,
+        };
         if let Ok(mut s) = seen.lock() {
             s.push(req.clone());
         }
@@ -430,7 +467,10 @@ fn serve_conn(stream: TcpStream, seen: Arc<Mutex<Vec<SeenRequest>>>, handler: Ar
 
 fn set_linger_zero(s: &TcpStream) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
-    let l = libc::linger { l_onoff: 1, l_linger: 0 };
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
     let rc = unsafe {
         libc::setsockopt(
             s.as_raw_fd(),
@@ -457,8 +497,17 @@ pub fn tally(values: impl IntoIterator<Item = String>) -> HashMap<String, usize>
 }
 
 /// A minimal config with one server on `port` routing everything to `upstream_addrs`.
-pub fn simple_config(port: u16, upstream_addrs: &[String], extra_upstream: &str, extra: &str) -> String {
-    let addrs = upstream_addrs.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", ");
+pub fn simple_config(
+    port: u16,
+    upstream_addrs: &[String],
+    extra_upstream: &str,
+    extra: &str,
+) -> String {
+    let addrs = upstream_addrs
+        .iter()
+        .map(|a| format!("\"{a}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
         r#"
 [basic]

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Every check CI runs: formatting, lints, all tests (unit and end-to-end over real sockets),
+# and `tidegate check` on every shipped config. Installs what it needs first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+
+export CARGO_INCREMENTAL=0
+export CARGO_TERM_COLOR=never
+start=$(date +%s)
+step() { echo; echo "== $* ($(( $(date +%s) - start ))s)"; }
+
+step "cargo fmt --check"
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --all-targets -- -D warnings
+
+step "cargo test"
+cargo test --all-targets -- --test-threads=2
+
+step "tidegate check on shipped configs"
+failed=0
+checked=0
+for f in conf/*.toml lua/examples/*.toml; do
+  [ -e "$f" ] || continue
+  case "$f" in conf/systemd*) continue ;; esac
+  checked=$((checked + 1))
+  if out=$(target/debug/tidegate check -c "$f" 2>&1); then
+    echo "ok   $f"
+  else
+    echo "FAIL $f"; echo "$out"; failed=$((failed + 1))
+  fi
+done
+step "done"
+echo "shipped configs: $((checked - failed)) passed, $failed failed"
+[ "$failed" -eq 0 ]
