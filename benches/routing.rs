@@ -89,7 +89,7 @@ impl VarSource for Fixed {
         match v {
             Var::Host => out.push_str("api.example.com"),
             Var::RemoteAddr => out.push_str("203.0.113.7"),
-            _ => out.push_str("x"),
+            _ => out.push('x'),
         }
     }
 }

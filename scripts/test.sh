@@ -18,7 +18,9 @@ step "cargo clippy -D warnings"
 cargo clippy --all-targets -- -D warnings
 
 step "cargo test"
-cargo test --all-targets -- --test-threads=2
+cargo test --lib --bins --tests -- --test-threads=2
+step "benches compile and run once (criterion test mode)"
+cargo test --benches
 
 step "tidegate check on shipped configs"
 failed=0

@@ -791,7 +791,7 @@ fn build_server(
             t,
             "header_timeout",
             &raw.header_timeout,
-            Duration::from_secs(10),
+            Duration::from_secs(60),
         ),
         body_timeout: b.duration(
             doc,
