@@ -15,6 +15,7 @@
 //! - [`cli`]: the command line.
 //! - [`config`]: TOML → raw structs → validation (file, table, key, line) → typed model.
 //! - [`state`]: one config version built for serving (routers, upstream pools, log writers).
+//! - [`reload`]: applying a new config version without dropping a request.
 //! - [`server`]: Pingora services, listeners, signals, background work.
 //! - [`proxy`]: the `ProxyHttp` phases, one module per step.
 //! - [`routing`]: host/path rules, the host-indexed router, rewrites, variables.
@@ -31,6 +32,7 @@ pub mod logging;
 pub mod observability;
 pub mod plugins;
 pub mod proxy;
+pub mod reload;
 pub mod routing;
 pub mod server;
 pub mod state;

@@ -3,14 +3,15 @@
 use clap::Parser;
 use std::process::ExitCode;
 use tidegate::cli::{Cli, Command};
+use tidegate::config::source::Source;
 use tidegate::{config, server};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let path = cli.config_path();
+    let source = Source::from_arg(cli.config_path().as_deref());
 
     // 1. load and validate the config (`check` stops here)
-    let loaded = config::load(path.as_deref());
+    let loaded = config::load(&source);
     if let Some(Command::Check) = cli.command {
         return match loaded {
             Ok(_) => {
@@ -23,7 +24,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    let config = match loaded {
+    let (config, docs) = match loaded {
         Ok(c) => c,
         Err(e) => {
             eprintln!("tidegate: {e}");
@@ -34,7 +35,7 @@ fn main() -> ExitCode {
     // 2. logging, with TIDEGATE_LOG over [basic] log_level
     tidegate::logging::init(&config.basic.log_level);
     tracing::info!(
-        config = path.as_deref().unwrap_or("<embedded>"),
+        config = %source.describe(),
         version = env!("CARGO_PKG_VERSION"),
         "starting tidegate"
     );
@@ -45,7 +46,7 @@ fn main() -> ExitCode {
         upgrade: cli.upgrade,
         pid_file: cli.pid_file,
     };
-    match server::run(config, opts) {
+    match server::run(config, docs, source, opts) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

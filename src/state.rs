@@ -1,11 +1,12 @@
-//! One configuration version, built and ready to serve: the config, a router per server,
-//! upstream pools and access-log writers.
+//! One configuration version, built and ready to serve: the config, each listening server's
+//! router and access log, and the upstream pools.
 //!
 //! The proxy holds the current version in an `ArcSwap` ([`Live`]); each request loads it once
 //! (a lock-free pointer read) and keeps it to the end, so a request sees one version from
-//! start to end.
+//! start to end. A reload builds the next version with [`State::next`] and swaps it in.
 
-use crate::config::model::{Config, Location};
+use crate::config::model::{Config, Location, Server};
+use crate::error::StartError;
 use crate::observability::access_log::Writer;
 use crate::routing::{RouteSpec, Router};
 use crate::upstream::Upstream;
@@ -14,62 +15,140 @@ use std::sync::Arc;
 
 pub type Live = Arc<ArcSwap<State>>;
 
+/// A listening server in one config version.
+#[derive(Debug)]
+pub struct ServerState {
+    pub conf: Server,
+    pub router: Router,
+    pub access_log: Option<Arc<Writer>>,
+}
+
 #[derive(Debug)]
 pub struct State {
+    /// 1 at start, +1 per applied reload
+    pub version: u64,
     pub config: Config,
-    /// one per server, same order as `config.servers`
-    pub routers: Vec<Router>,
+    /// One per listening service, in the order the services were built at start (the index a
+    /// `Proxy` holds). Listeners cannot change without an upgrade, so this order never does.
+    pub servers: Vec<ServerState>,
     /// same order as `config.upstreams`
     pub upstreams: Vec<Arc<Upstream>>,
-    /// one per server: where its access log goes, if it has one
-    pub access_logs: Vec<Option<Arc<Writer>>>,
+    /// changes this version makes that need an upgrade to take effect
+    pub pending_upgrade: Vec<String>,
+    /// upstreams carried over unchanged from the previous version
+    pub reused_upstreams: usize,
 }
 
 impl State {
-    pub fn build(config: Config) -> Result<State, crate::error::StartError> {
-        let routers = config
+    /// The first version, at start.
+    pub fn build(config: Config) -> Result<State, StartError> {
+        let servers = config
             .servers
             .iter()
-            .map(|s| {
-                Router::new(
-                    s.locations
-                        .iter()
-                        .map(|i| spec(*i, &config.locations[*i]))
-                        .collect(),
-                )
-            })
-            .collect();
+            .map(|s| server_state(s.clone(), &config.locations))
+            .collect::<Result<Vec<_>, _>>()?;
         let upstreams = config
             .upstreams
             .iter()
             .map(|u| Arc::new(Upstream::new(u)))
             .collect();
-        let mut access_logs = Vec::new();
-        for s in &config.servers {
-            access_logs.push(match &s.access_log {
-                None => None,
-                Some(_) => Some(Writer::for_path(s.access_log_path.as_deref()).map_err(|e| {
-                    crate::error::StartError::Io {
-                        path: s
-                            .access_log_path
-                            .clone()
-                            .unwrap_or_else(|| "<stdout>".into()),
-                        source: e,
-                    }
-                })?),
-            });
-        }
         Ok(State {
+            version: 1,
             config,
-            routers,
+            servers,
             upstreams,
-            access_logs,
+            pending_upgrade: Vec::new(),
+            reused_upstreams: 0,
+        })
+    }
+
+    /// The version after `prev`: servers keep their listening order; unchanged upstreams are
+    /// carried over with their live state.
+    pub fn next(config: Config, prev: &State) -> Result<State, StartError> {
+        let mut pending = Vec::new();
+        let mut servers = Vec::with_capacity(prev.servers.len());
+        for old in &prev.servers {
+            match config.servers.iter().find(|s| s.name == old.conf.name) {
+                Some(new) => {
+                    if new.addrs != old.conf.addrs || new.http2 != old.conf.http2 {
+                        pending.push(format!(
+                            "server `{}`: listeners {:?} (http2 {}) → {:?} (http2 {})",
+                            new.name, old.conf.addrs, old.conf.http2, new.addrs, new.http2
+                        ));
+                    }
+                    let mut conf = new.clone();
+                    // the sockets stay what they are until the upgrade
+                    conf.addrs = old.conf.addrs.clone();
+                    conf.http2 = old.conf.http2;
+                    servers.push(server_state(conf, &config.locations)?);
+                }
+                None => {
+                    pending.push(format!(
+                        "server `{}` removed: its listeners answer 404 until the upgrade closes them",
+                        old.conf.name
+                    ));
+                    let mut conf = old.conf.clone();
+                    conf.locations.clear();
+                    servers.push(server_state(conf, &config.locations)?);
+                }
+            }
+        }
+        for s in &config.servers {
+            if !prev.servers.iter().any(|o| o.conf.name == s.name) {
+                pending.push(format!("new server `{}` on {:?}", s.name, s.addrs));
+            }
+        }
+        let mut reused = 0;
+        let upstreams = config
+            .upstreams
+            .iter()
+            .map(|u| match prev.upstreams.iter().find(|p| p.conf == *u) {
+                Some(same) => {
+                    reused += 1;
+                    same.clone()
+                }
+                None => Arc::new(Upstream::new(u)),
+            })
+            .collect();
+        Ok(State {
+            version: prev.version + 1,
+            config,
+            servers,
+            upstreams,
+            pending_upgrade: pending,
+            reused_upstreams: reused,
         })
     }
 
     pub fn upstream_by_name(&self, name: &str) -> Option<&Arc<Upstream>> {
         self.upstreams.iter().find(|u| u.name == name)
     }
+}
+
+fn server_state(conf: Server, locations: &[Location]) -> Result<ServerState, StartError> {
+    let router = Router::new(
+        conf.locations
+            .iter()
+            .map(|i| spec(*i, &locations[*i]))
+            .collect(),
+    );
+    let access_log = match &conf.access_log {
+        None => None,
+        Some(_) => Some(
+            Writer::for_path(conf.access_log_path.as_deref()).map_err(|e| StartError::Io {
+                path: conf
+                    .access_log_path
+                    .clone()
+                    .unwrap_or_else(|| "<stdout>".into()),
+                source: e,
+            })?,
+        ),
+    };
+    Ok(ServerState {
+        conf,
+        router,
+        access_log,
+    })
 }
 
 fn spec(i: usize, l: &Location) -> RouteSpec {

@@ -3,6 +3,7 @@
 //! ```text
 //! source.rs (file | dir | embedded) → raw.rs (serde mirror) → validate.rs → model.rs
 //!                                         locate.rs gives each error its line
+//! watch.rs: reload when the files change
 //! ```
 
 pub mod locate;
@@ -11,17 +12,16 @@ pub mod raw;
 pub mod source;
 pub mod units;
 pub mod validate;
+pub mod watch;
 
 pub use model::Config;
 pub use validate::{build, SourceDoc};
 
 use crate::error::StartError;
 
-/// Load and validate the configuration at `path` (or the embedded default for `None`).
-pub fn load(path: Option<&str>) -> Result<Config, StartError> {
-    let docs = match path {
-        Some(p) => source::read(p)?,
-        None => source::embedded(),
-    };
-    Ok(build(&docs)?)
+/// Load and validate the configuration from `source`, with the documents it was built from.
+pub fn load(source: &source::Source) -> Result<(Config, Vec<SourceDoc>), StartError> {
+    let docs = source.load()?;
+    let config = build(&docs)?;
+    Ok((config, docs))
 }

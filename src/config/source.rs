@@ -16,6 +16,40 @@ pub fn embedded() -> Vec<SourceDoc> {
     }]
 }
 
+/// Where the configuration comes from, as given on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The demo compiled into the binary.
+    Embedded,
+    /// A TOML file or a directory of them.
+    Path(String),
+}
+
+impl Source {
+    /// `-c ARG` (or none).
+    pub fn from_arg(arg: Option<&str>) -> Source {
+        match arg {
+            None => Source::Embedded,
+            Some(p) => Source::Path(p.to_string()),
+        }
+    }
+
+    pub fn load(&self) -> Result<Vec<SourceDoc>, StartError> {
+        match self {
+            Source::Embedded => Ok(embedded()),
+            Source::Path(p) => read(p),
+        }
+    }
+
+    /// What to call it in logs.
+    pub fn describe(&self) -> String {
+        match self {
+            Source::Embedded => "<embedded>".into(),
+            Source::Path(p) => p.clone(),
+        }
+    }
+}
+
 /// Read `path`: a TOML file, or every `*.toml` in a directory (sorted by name, merged).
 pub fn read(path: &str) -> Result<Vec<SourceDoc>, StartError> {
     let io = |source| StartError::Io {

@@ -66,7 +66,7 @@ impl Ctx {
     }
 
     pub fn server(&self) -> &crate::config::model::Server {
-        &self.state.config.servers[self.server]
+        &self.state.servers[self.server].conf
     }
 }
 

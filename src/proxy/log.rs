@@ -9,9 +9,10 @@ use std::fmt::Write;
 /// Write the access log line for this request, if the server has an access log.
 pub fn access_log(session: &Session, ctx: &Ctx) {
     let server = ctx.server();
-    let (Some(format), Some(Some(writer))) =
-        (&server.access_log, ctx.state.access_logs.get(ctx.server))
-    else {
+    let (Some(format), Some(writer)) = (
+        &server.access_log,
+        &ctx.state.servers[ctx.server].access_log,
+    ) else {
         return;
     };
     writer.send(render(format, session, ctx));

@@ -21,6 +21,6 @@ pub fn route(session: &Session, ctx: &mut Ctx) -> bool {
         query: req.uri.query().unwrap_or(""),
         header: &header,
     };
-    ctx.route = ctx.state.routers[ctx.server].lookup(&input);
+    ctx.route = ctx.state.servers[ctx.server].router.lookup(&input);
     ctx.route.is_some()
 }

@@ -1,19 +1,62 @@
 //! The background service: work that is not a request, run in Pingora's runtime for it
-//! (so it survives daemonizing): active health checks.
+//! (so it survives daemonizing): active health checks, SIGHUP, and the config file watch.
 
+use crate::config::source::Source;
+use crate::reload::Reloader;
 use crate::state::Live;
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
+use std::sync::Arc;
+use tokio::signal::unix::{signal, SignalKind};
 
 pub struct Background {
     pub live: Live,
+    pub reloader: Arc<Reloader>,
 }
 
 #[async_trait]
 impl BackgroundService for Background {
     async fn start(&self, mut shutdown: ShutdownWatch) {
+        self.reloader.set_runtime(tokio::runtime::Handle::current());
         crate::upstream::health::spawn_all(&self.live.load().upstreams);
-        let _ = shutdown.changed().await;
+
+        // the watcher stops when dropped: keep it as long as this service runs
+        let _watcher = match self.reloader.source() {
+            Source::Path(p) => {
+                match crate::config::watch::watch(std::path::Path::new(p), self.reloader.clone()) {
+                    Ok(w) => Some(w),
+                    Err(e) => {
+                        tracing::error!("cannot watch {p} for changes ({e}); SIGHUP still reloads");
+                        None
+                    }
+                }
+            }
+            Source::Embedded => None,
+        };
+
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!("cannot listen for SIGHUP: {e}");
+                None
+            }
+        };
+        loop {
+            let next_hup = async {
+                match hup.as_mut() {
+                    Some(h) => h.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                Some(()) = next_hup => {
+                    let reloader = self.reloader.clone();
+                    // loading and building read files: keep that off the runtime threads
+                    let _ = tokio::task::spawn_blocking(move || reloader.reload("SIGHUP")).await;
+                }
+            }
+        }
     }
 }

@@ -5,9 +5,11 @@ pub mod background;
 pub mod deadline;
 pub mod signals;
 
+use crate::config::source::Source;
 use crate::config::Config;
 use crate::error::StartError;
 use crate::proxy::Proxy;
+use crate::reload::Reloader;
 use crate::state::{Live, State};
 use arc_swap::ArcSwap;
 use pingora::apps::HttpServerOptions;
@@ -71,7 +73,12 @@ fn precheck_listeners(config: &Config) -> Result<(), StartError> {
 }
 
 /// Build everything and serve until shut down.
-pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
+pub fn run(
+    config: Config,
+    docs: Vec<crate::config::SourceDoc>,
+    source: Source,
+    opts: RunOptions,
+) -> Result<(), StartError> {
     if !opts.upgrade {
         precheck_listeners(&config)?;
     }
@@ -85,7 +92,10 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
     server.bootstrap();
 
     let servers = config.servers.clone();
+    let threads = config.basic.threads;
     let live: Live = Arc::new(ArcSwap::from_pointee(State::build(config)?));
+    let applied = docs.into_iter().map(|d| (d.name, d.text)).collect();
+    let reloader = Arc::new(Reloader::new(live.clone(), source, threads, applied));
     for (i, s) in servers.iter().enumerate() {
         let proxy = Proxy {
             live: live.clone(),
@@ -113,7 +123,7 @@ pub fn run(config: Config, opts: RunOptions) -> Result<(), StartError> {
     }
     server.add_service(pingora::services::background::background_service(
         "tidegate background",
-        background::Background { live },
+        background::Background { live, reloader },
     ));
     server.run(RunArgs {
         shutdown_signal: Box::new(signals::Signals),

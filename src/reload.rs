@@ -1,0 +1,166 @@
+//! Applying a new configuration to a running proxy, without dropping a request.
+//!
+//! ```text
+//! trigger (file watch | SIGHUP | etcd watch | admin) → Reloader::reload
+//!   load documents → validate → build State (routers, upstreams, plugins) off the request path
+//!   → one atomic pointer swap → new requests use the new version
+//! ```
+//!
+//! - A request keeps the version it started with (it holds an `Arc` to it), so in-flight
+//!   requests finish on the old config.
+//! - An upstream whose settings did not change is carried over as the same object: its health
+//!   state, circuit breakers, balancer position and in-flight counts survive the reload, and
+//!   Pingora's connection pool (keyed by peer) keeps its connections.
+//! - A config that fails to load or validate is rejected whole; the old one keeps serving, and
+//!   the errors are logged and kept in [`Reloader::last_error`] (for the admin API).
+//! - Listener and `threads` changes cannot be applied to a running process: they are logged
+//!   and take effect with the zero-downtime upgrade (`--upgrade`, see docs/operations.md).
+
+use crate::config::source::Source;
+use crate::state::{Live, State};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Why a reload did not apply.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Start(#[from] crate::error::StartError),
+    #[error(transparent)]
+    Config(#[from] crate::error::ConfigErrors),
+}
+
+pub struct Reloader {
+    live: Live,
+    source: Source,
+    /// `threads` of the running process (cannot change without an upgrade)
+    threads: usize,
+    /// text of the documents last applied, to skip reloads that change nothing
+    applied: Mutex<Vec<(String, String)>>,
+    last_error: Mutex<Option<String>>,
+    reloads: AtomicU64,
+    runtime: Mutex<Option<tokio::runtime::Handle>>,
+}
+
+impl Reloader {
+    pub fn new(
+        live: Live,
+        source: Source,
+        threads: usize,
+        applied_docs: Vec<(String, String)>,
+    ) -> Reloader {
+        Reloader {
+            live,
+            source,
+            threads,
+            applied: Mutex::new(applied_docs),
+            last_error: Mutex::new(None),
+            reloads: AtomicU64::new(0),
+            runtime: Mutex::new(None),
+        }
+    }
+
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    /// The runtime where new health checks are spawned (set by the background service).
+    pub fn set_runtime(&self, handle: tokio::runtime::Handle) {
+        *self.runtime.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+    }
+
+    /// The error of the last rejected reload, until a reload succeeds.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The current config version (1 at start).
+    pub fn version(&self) -> u64 {
+        self.live.load().version
+    }
+
+    /// Load the source again and apply it. `Ok(false)`: nothing changed.
+    pub fn reload(&self, reason: &str) -> Result<bool, ReloadError> {
+        self.apply(reason, None)
+    }
+
+    /// Apply `docs` (already read by the caller, e.g. the file watch or etcd), or load the
+    /// source when `None`. A rejected config is logged and kept as [`Self::last_error`].
+    pub fn apply(
+        &self,
+        reason: &str,
+        docs: Option<Vec<crate::config::SourceDoc>>,
+    ) -> Result<bool, ReloadError> {
+        let result = self.try_apply(reason, docs);
+        if let Err(e) = &result {
+            let text = e.to_string();
+            tracing::error!(
+                reason,
+                version = self.version(),
+                "config rejected, the previous config keeps serving:\n{text}"
+            );
+            *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(text);
+        }
+        result
+    }
+
+    fn try_apply(
+        &self,
+        reason: &str,
+        docs: Option<Vec<crate::config::SourceDoc>>,
+    ) -> Result<bool, ReloadError> {
+        let t0 = Instant::now();
+        let docs = match docs {
+            Some(d) => d,
+            None => self.source.load()?,
+        };
+        let texts: Vec<(String, String)> = docs
+            .iter()
+            .map(|d| (d.name.clone(), d.text.clone()))
+            .collect();
+        if *self.applied.lock().unwrap_or_else(|p| p.into_inner()) == texts {
+            return Ok(false);
+        }
+        let config = crate::config::build(&docs)?;
+        if config.basic.threads != self.threads {
+            tracing::warn!(
+                running = self.threads,
+                configured = config.basic.threads,
+                "`threads` changed: applies after a zero-downtime upgrade (tidegate --upgrade)"
+            );
+        }
+        let prev = self.live.load_full();
+        let state = State::next(config, &prev)?;
+        for note in &state.pending_upgrade {
+            tracing::warn!("{note}: applies after a zero-downtime upgrade (tidegate --upgrade)");
+        }
+        let version = state.version;
+        let reused = state.reused_upstreams;
+        let state = Arc::new(state);
+        self.live.store(state.clone());
+        if let Some(rt) = self
+            .runtime
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            let _guard = rt.enter();
+            crate::upstream::health::spawn_all(&state.upstreams);
+        }
+        *self.applied.lock().unwrap_or_else(|p| p.into_inner()) = texts;
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.reloads.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            reason,
+            version,
+            upstreams_kept = reused,
+            took_ms = t0.elapsed().as_millis() as u64,
+            "config applied"
+        );
+        Ok(true)
+    }
+}
