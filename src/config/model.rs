@@ -36,6 +36,8 @@ pub struct Basic {
     pub error_log: Option<String>,
     pub work_stealing: bool,
     pub upstream_keepalive_pool_size: usize,
+    /// reload when the config files change (SIGHUP works either way)
+    pub watch: bool,
 }
 
 /// `[servers.NAME]`

@@ -39,6 +39,7 @@ pub struct RawBasic {
     pub error_log: Option<String>,
     pub work_stealing: Option<bool>,
     pub upstream_keepalive_pool_size: Option<usize>,
+    pub watch: Option<bool>,
 }
 
 /// `[servers.NAME]`: a set of listeners and the locations they route to.

@@ -357,6 +357,7 @@ fn build_basic(b: &mut Builder<'_>, e: Option<&Entry>) -> Basic {
         error_log: raw.error_log,
         work_stealing: raw.work_stealing.unwrap_or(true),
         upstream_keepalive_pool_size: raw.upstream_keepalive_pool_size.unwrap_or(128),
+        watch: raw.watch.unwrap_or(true),
     }
 }
 

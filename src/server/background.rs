@@ -22,8 +22,9 @@ impl BackgroundService for Background {
         crate::upstream::health::spawn_all(&self.live.load().upstreams);
 
         // the watcher stops when dropped: keep it as long as this service runs
+        let watch = self.live.load().config.basic.watch;
         let _watcher = match self.reloader.source() {
-            Source::Path(p) => {
+            Source::Path(p) if watch => {
                 match crate::config::watch::watch(std::path::Path::new(p), self.reloader.clone()) {
                     Ok(w) => Some(w),
                     Err(e) => {
@@ -32,7 +33,7 @@ impl BackgroundService for Background {
                     }
                 }
             }
-            Source::Embedded => None,
+            _ => None,
         };
 
         let mut hup = match signal(SignalKind::hangup()) {
