@@ -3,7 +3,7 @@
 # and `tidegate check` on every shipped config. Installs what it needs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh etcd-server etcd-client
 
 export CARGO_INCREMENTAL=0
 export CARGO_TERM_COLOR=never

@@ -72,6 +72,8 @@ pub enum StartError {
         source: std::io::Error,
     },
     #[error("{0}")]
+    Etcd(String),
+    #[error("{0}")]
     Other(String),
 }
 

@@ -8,11 +8,18 @@ use tidegate::{config, server};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let source = Source::from_arg(cli.config_path().as_deref());
+    let source = match Source::from_arg(cli.config_path().as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("tidegate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let check = matches!(cli.command, Some(Command::Check));
 
     // 1. load and validate the config (`check` stops here)
-    let loaded = config::load(&source);
-    if let Some(Command::Check) = cli.command {
+    let loaded = load(&source, check);
+    if check {
         return match loaded {
             Ok(_) => {
                 println!("ok");
@@ -52,6 +59,24 @@ fn main() -> ExitCode {
             tracing::error!("{e}");
             eprintln!("tidegate: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Load the config; when running (not `check`), wait for an unreachable etcd, saying so.
+fn load(
+    source: &Source,
+    check: bool,
+) -> Result<(config::Config, Vec<config::SourceDoc>), tidegate::error::StartError> {
+    let mut wait = std::time::Duration::from_millis(500);
+    loop {
+        match config::load(source) {
+            Err(tidegate::error::StartError::Etcd(msg)) if !check => {
+                eprintln!("tidegate: {msg}; retrying in {wait:?}");
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(std::time::Duration::from_secs(10));
+            }
+            other => return other,
         }
     }
 }

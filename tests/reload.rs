@@ -339,3 +339,29 @@ fn zero_downtime_upgrade_loses_nothing_and_the_old_process_exits() {
     assert!(sent > 10, "the load client barely ran: {sent}");
     assert_eq!(sent, ok, "lost or failed across the upgrade: {failures:?}");
 }
+
+/// Measurement, not a test: time from a config write to the new version serving, over 30
+/// edits. Run: `cargo test --release --test reload measure_reload_latency -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn measure_reload_latency() {
+    let origin = Origin::named("o");
+    let port = free_port();
+    let up = format!("\"{}\"", origin.addr);
+    let t = Tidegate::start(&config(port, &up, "0", ""), &[port]);
+    let mut ms = Vec::new();
+    for v in 1..=30 {
+        let start = Instant::now();
+        write_atomically(&t, &config(port, &up, &v.to_string(), ""));
+        assert!(wait_until(WAIT, || version(port) == Some(v.to_string())));
+        ms.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    ms.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "reload latency over {} edits: median {:.0} ms, min {:.0} ms, max {:.0} ms",
+        ms.len(),
+        ms[ms.len() / 2],
+        ms[0],
+        ms[ms.len() - 1]
+    );
+}

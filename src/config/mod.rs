@@ -3,9 +3,10 @@
 //! ```text
 //! source.rs (file | dir | embedded) → raw.rs (serde mirror) → validate.rs → model.rs
 //!                                         locate.rs gives each error its line
-//! watch.rs: reload when the files change
+//! watch.rs: reload when the files change; etcd.rs: documents from etcd, and its watch
 //! ```
 
+pub mod etcd;
 pub mod locate;
 pub mod model;
 pub mod raw;

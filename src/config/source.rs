@@ -23,21 +23,27 @@ pub enum Source {
     Embedded,
     /// A TOML file or a directory of them.
     Path(String),
+    /// `etcd://HOST:PORT/PREFIX`: one TOML document per key.
+    Etcd(super::etcd::EtcdSource),
 }
 
 impl Source {
     /// `-c ARG` (or none).
-    pub fn from_arg(arg: Option<&str>) -> Source {
-        match arg {
+    pub fn from_arg(arg: Option<&str>) -> Result<Source, StartError> {
+        Ok(match arg {
             None => Source::Embedded,
+            Some(u) if u.starts_with("etcd://") => {
+                Source::Etcd(super::etcd::EtcdSource::parse(u).map_err(StartError::Other)?)
+            }
             Some(p) => Source::Path(p.to_string()),
-        }
+        })
     }
 
     pub fn load(&self) -> Result<Vec<SourceDoc>, StartError> {
         match self {
             Source::Embedded => Ok(embedded()),
             Source::Path(p) => read(p),
+            Source::Etcd(e) => e.fetch_blocking().map_err(StartError::Etcd),
         }
     }
 
@@ -46,6 +52,7 @@ impl Source {
         match self {
             Source::Embedded => "<embedded>".into(),
             Source::Path(p) => p.clone(),
+            Source::Etcd(e) => e.describe(),
         }
     }
 }

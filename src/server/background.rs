@@ -33,6 +33,10 @@ impl BackgroundService for Background {
                     }
                 }
             }
+            Source::Etcd(e) => {
+                tokio::spawn(e.clone().watch(self.reloader.clone()));
+                None
+            }
             _ => None,
         };
 

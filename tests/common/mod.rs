@@ -60,11 +60,27 @@ impl Tidegate {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("tidegate.toml");
         std::fs::write(&path, config).expect("write config");
+        Self::spawn(
+            dir,
+            path.to_str().expect("utf-8 path").to_string(),
+            ports,
+            args,
+        )
+    }
+
+    /// Start with `-c URL` (e.g. etcd://...).
+    pub fn start_url(url: &str, ports: &[u16]) -> Tidegate {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::spawn(dir, url.to_string(), ports, &[])
+    }
+
+    fn spawn(dir: tempfile::TempDir, config: String, ports: &[u16], args: &[&str]) -> Tidegate {
+        let path = PathBuf::from(&config);
         let stdout = std::fs::File::create(dir.path().join("stdout.log")).expect("stdout log");
         let stderr = std::fs::File::create(dir.path().join("stderr.log")).expect("stderr log");
         let mut cmd = Command::new(bin());
         cmd.arg("-c")
-            .arg(&path)
+            .arg(&config)
             .arg("--pid-file")
             .arg(dir.path().join("tidegate.pid"))
             .args(args)
@@ -153,7 +169,9 @@ pub fn connect(port: u16) -> TcpStream {
 
 /// Send raw bytes on a new connection and read one response.
 pub fn send(port: u16, raw: &[u8]) -> std::io::Result<Response> {
-    let s = connect(port);
+    let s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(WAIT))?;
+    s.set_write_timeout(Some(WAIT))?;
     (&s).write_all(raw)?;
     let mut r = BufReader::new(s);
     read_response(&mut r, raw.starts_with(b"HEAD"))
