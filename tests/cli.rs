@@ -170,20 +170,21 @@ fn no_arguments_serves_the_embedded_demo() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(bin())
-        .current_dir(dir.path())
-        .env_remove("TIDEGATE_CONFIG")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = KillOnDrop(
+        std::process::Command::new(bin())
+            .current_dir(dir.path())
+            .env_remove("TIDEGATE_CONFIG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let up = wait_until(WAIT, || {
         std::net::TcpStream::connect("127.0.0.1:6188").is_ok()
     });
     let r = up.then(|| get(6188, "localhost", "/ping", &[]));
     let j = up.then(|| get(6188, "localhost", "/json", &[]));
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     let (r, j) = (r.expect("demo listens"), j.expect("demo listens"));
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), "pong\n");
@@ -202,5 +203,55 @@ fn a_taken_port_is_reported_clearly() {
     assert!(
         out.contains(&format!("127.0.0.1:{port}")) && out.contains("server `main`"),
         "{out}"
+    );
+}
+
+#[test]
+fn daemon_mode_writes_the_pid_file_and_serves() {
+    let origin = Origin::named("d");
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("t.toml");
+    std::fs::write(
+        &cfg,
+        simple_config(port, &[origin.addr.to_string()], "", ""),
+    )
+    .unwrap();
+    let pid_file = dir.path().join("tg.pid");
+    // the daemon keeps whatever stdio it inherits: give it files, not pipes
+    let status = std::process::Command::new(bin())
+        .args([
+            "-d",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+        ])
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(dir.path().join("out.log")).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("err.log")).unwrap())
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(dir.path().join("err.log")).unwrap_or_default()
+    );
+    let pid = || {
+        std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+    };
+    assert!(wait_until(WAIT, || pid().is_some()), "no pid file");
+    let served = wait_until(WAIT, || {
+        send(port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n").is_ok_and(|r| r.text() == "d")
+    });
+    let pid = pid().unwrap();
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert!(served, "the daemon did not serve");
+    assert!(
+        wait_until(WAIT, || unsafe { libc::kill(pid, 0) } != 0),
+        "daemon did not stop on SIGTERM"
     );
 }

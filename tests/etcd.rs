@@ -182,13 +182,15 @@ fn etcd_unreachable_at_start_is_reported_and_retried() {
 
     // run waits and says so
     let err = dir.path().join("tg.err");
-    let mut tg = Command::new(bin())
-        .args(["-c", &url, "--pid-file"])
-        .arg(dir.path().join("pid"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&err).unwrap())
-        .spawn()
-        .unwrap();
+    let _tg = KillOnDrop(
+        Command::new(bin())
+            .args(["-c", &url, "--pid-file"])
+            .arg(dir.path().join("pid"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let log = || std::fs::read_to_string(&err).unwrap_or_default();
     assert!(
         wait_until(WAIT, || log().contains("unreachable")
@@ -203,7 +205,5 @@ fn etcd_unreachable_at_start_is_reported_and_retried() {
     let up = wait_until(std::time::Duration::from_secs(40), || {
         version(port).as_deref() == Some("late")
     });
-    let _ = tg.kill();
-    let _ = tg.wait();
     assert!(up, "never served once etcd came up:\n{}", log());
 }

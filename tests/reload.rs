@@ -306,14 +306,16 @@ fn zero_downtime_upgrade_loses_nothing_and_the_old_process_exits() {
     let new_path = new_dir.path().join("tidegate.toml");
     std::fs::write(&new_path, &new_cfg).unwrap();
     let new_err = new_dir.path().join("stderr.log");
-    let mut new = std::process::Command::new(bin())
-        .args(["--upgrade", "-c", new_path.to_str().unwrap(), "--pid-file"])
-        .arg(new_dir.path().join("pid"))
-        .env("TIDEGATE_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&new_err).unwrap())
-        .spawn()
-        .unwrap();
+    let _new = KillOnDrop(
+        std::process::Command::new(bin())
+            .args(["--upgrade", "-c", new_path.to_str().unwrap(), "--pid-file"])
+            .arg(new_dir.path().join("pid"))
+            .env("TIDEGATE_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&new_err).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     assert!(
         wait_until(WAIT, || sock.exists()),
         "the new process did not open the upgrade socket"
@@ -334,8 +336,6 @@ fn zero_downtime_upgrade_loses_nothing_and_the_old_process_exits() {
     );
     std::thread::sleep(Duration::from_millis(300));
     let (sent, ok, failures) = load.finish();
-    let _ = new.kill();
-    let _ = new.wait();
     assert!(sent > 10, "the load client barely ran: {sent}");
     assert_eq!(sent, ok, "lost or failed across the upgrade: {failures:?}");
 }
