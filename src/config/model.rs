@@ -50,6 +50,8 @@ pub struct Server {
     pub access_log: Option<LogFormat>,
     pub access_log_path: Option<String>,
     pub trusted_proxies: Vec<IpNet>,
+    /// set X-Forwarded-For, X-Real-IP and X-Forwarded-Proto on upstream requests
+    pub forwarded_headers: bool,
     pub max_header_size: usize,
     pub max_uri_size: usize,
     pub header_timeout: Duration,

@@ -59,6 +59,7 @@ pub struct RawServer {
     pub metrics: Option<String>,
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    pub forwarded_headers: Option<bool>,
     pub max_header_size: Option<String>,
     pub max_uri_size: Option<String>,
     pub header_timeout: Option<String>,

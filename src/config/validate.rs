@@ -785,6 +785,7 @@ fn build_server(
         access_log,
         access_log_path: raw.access_log_path,
         trusted_proxies,
+        forwarded_headers: raw.forwarded_headers.unwrap_or(true),
         max_header_size: size(b, "max_header_size", &raw.max_header_size, 64 << 10),
         max_uri_size: size(b, "max_uri_size", &raw.max_uri_size, 8 << 10),
         header_timeout: b.duration(

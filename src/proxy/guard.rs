@@ -50,9 +50,11 @@ pub fn check(session: &Session, server: &Server) -> Result<(), Box<pingora::Erro
         [one] if trim(one).eq_ignore_ascii_case(b"chunked") => {}
         _ => return Err(http_status(400)),
     }
-    let raw = session.as_downstream().to_h1_raw();
-    let cl_count = count_raw_header(&raw, b"content-length");
-    if !te.is_empty() && cl_count > 0 {
+    // Pingora has already dropped the Content-Length of a CL+TE request: look at the raw
+    // header (a copy, so only when there is a Transfer-Encoding at all)
+    if !te.is_empty()
+        && count_raw_header(&session.as_downstream().to_h1_raw(), b"content-length") > 0
+    {
         return Err(http_status(400));
     }
     for v in req.headers.get_all(http::header::CONTENT_LENGTH) {

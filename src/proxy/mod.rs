@@ -169,6 +169,7 @@ impl ProxyHttp for Proxy {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&pingora::Error>, ctx: &mut Ctx) {
+        crate::server::deadline::request_done();
         ctx.inflight = None;
         if ctx.status == 0 {
             ctx.status = session

@@ -101,7 +101,9 @@ pub fn prepare_request(
             up.set_uri(uri);
         }
     }
-    super::forwarded::apply(session, ctx, up)?;
+    if ctx.server().forwarded_headers {
+        super::forwarded::apply(session, ctx, up)?;
+    }
     let vars = Vars { session, ctx };
     for h in &loc.set_headers {
         up.insert_header(h.name.clone(), h.value.render(&vars))?;

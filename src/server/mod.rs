@@ -110,6 +110,7 @@ pub fn run(
         let guarded = deadline::Guarded {
             inner: Arc::new(app),
             header_timeout: s.header_timeout,
+            h2c: s.http2,
         };
         let mut svc = pingora::services::listening::Service::new(
             format!("tidegate server {}", s.name),
