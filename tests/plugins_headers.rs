@@ -171,3 +171,20 @@ addrs = ["{}"]
     );
     assert_eq!(r.header("x-forwarded-proto"), Some("https"));
 }
+
+#[test]
+fn forwarded_headers_can_be_turned_off() {
+    let port = free_port();
+    let origin = Origin::named("o");
+    let cfg = simple_config(port, &[origin.addr.to_string()], "", "").replace(
+        "locations = [\"all\"]",
+        "locations = [\"all\"]\nforwarded_headers = false",
+    );
+    let _t = Tidegate::start(&cfg, &[port]);
+    get(port, "h", "/", &[("x-forwarded-for", "6.6.6.6")]);
+    let r = origin.requests().pop().unwrap();
+    // not added, and a client's own header passes through untouched
+    assert_eq!(r.headers_named("x-forwarded-for"), vec!["6.6.6.6"]);
+    assert_eq!(r.header("x-real-ip"), None);
+    assert_eq!(r.header("x-forwarded-proto"), None);
+}

@@ -348,3 +348,19 @@ fn a_bad_ca_file_is_a_config_error() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("[upstreams.u] ca_file"), "{out}");
 }
+
+#[test]
+fn one_server_on_several_addresses() {
+    let origin = Origin::named("o");
+    let (p1, p2) = (free_port(), free_port());
+    let cfg = format!(
+        "[servers.multi]\naddr = [\"127.0.0.1:{p1}\", \"127.0.0.1:{p2}\"]\nlocations = [\"all\"]\n\
+         [locations.all]\nupstream = \"u\"\n[upstreams.u]\naddrs = [\"{}\"]\nalpn = \"h2h1\"\n",
+        origin.addr
+    );
+    let _t = Tidegate::start(&cfg, &[p1, p2]);
+    // both listeners serve the same locations; h2h1 to a plaintext HTTP/1.1 origin stays HTTP/1.1
+    assert_eq!(get(p1, "h", "/", &[]).text(), "o");
+    assert_eq!(get(p2, "h", "/", &[]).text(), "o");
+    assert_eq!(origin.count(), 2);
+}

@@ -165,19 +165,75 @@ impl LogFormat {
     }
 }
 
-/// Escape a value for a JSON string (without the quotes).
-pub fn json_escape(s: &str, out: &mut String) {
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
+/// Where rendering reads a request's values from (the proxy implements it over the Pingora
+/// session and the request context; the benchmark over fixed data).
+pub trait LogSource {
+    /// Append the value of `field` (never a [`Field::Lit`]) to `out`; `-` when unset.
+    fn write_field(&self, field: &Field, out: &mut String);
+}
+
+impl LogFormat {
+    /// Render one line, without the newline.
+    pub fn render(&self, src: &dyn LogSource) -> String {
+        let mut out = String::with_capacity(256);
+        if !self.json {
+            for f in &self.fields {
+                match f {
+                    Field::Lit(s) => out.push_str(s),
+                    f => src.write_field(f, &mut out),
+                }
+            }
+            return out;
         }
+        // json: each key literal is followed by the fields of its value
+        out.push('{');
+        let mut value = String::new();
+        let mut fields = self.fields.iter().peekable();
+        let mut first = true;
+        while let Some(f) = fields.next() {
+            let Field::Lit(key) = f else { continue };
+            value.clear();
+            while let Some(v) = fields.next_if(|f| !matches!(f, Field::Lit(_))) {
+                src.write_field(v, &mut value);
+            }
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            out.push('"');
+            out.push_str(key);
+            out.push_str("\":\"");
+            json_escape(&value, &mut out);
+            out.push('"');
+        }
+        out.push('}');
+        out
     }
+}
+
+/// Escape a value for a JSON string (without the quotes). Runs that need no escaping are
+/// copied whole.
+pub fn json_escape(s: &str, out: &mut String) {
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let esc: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if esc.is_empty() {
+            out.push_str(&format!("\\u{b:04x}"));
+        } else {
+            out.push_str(esc);
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
 }
 
 /// Lines waiting for one destination, and the thread that writes them.
@@ -295,5 +351,17 @@ mod tests {
         assert_eq!(f.fields[9], Field::Lit("!".into()));
         assert!(LogFormat::parse("{nope}").is_err());
         assert!(LogFormat::parse("{method").is_err());
+    }
+}
+
+#[cfg(test)]
+mod escape_tests {
+    use super::json_escape;
+
+    #[test]
+    fn escapes_json() {
+        let mut out = String::new();
+        json_escape("a\"b\\c\nd\te\u{1}é", &mut out);
+        assert_eq!(out, "a\\\"b\\\\c\\nd\\te\\u0001é");
     }
 }

@@ -2,7 +2,7 @@
 
 use super::ctx::Ctx;
 use super::upstream::cookie;
-use crate::observability::access_log::{json_escape, Field, LogFormat};
+use crate::observability::access_log::{Field, LogSource};
 use pingora::proxy::Session;
 use std::fmt::Write;
 
@@ -15,40 +15,19 @@ pub fn access_log(session: &Session, ctx: &Ctx) {
     ) else {
         return;
     };
-    writer.send(render(format, session, ctx));
+    writer.send(format.render(&Request { session, ctx }));
 }
 
-/// Render one line (exposed for the formatter benchmark).
-pub fn render(format: &LogFormat, session: &Session, ctx: &Ctx) -> String {
-    let mut out = String::with_capacity(256);
-    if format.json {
-        out.push('{');
-        let mut value = String::new();
-        let mut first = true;
-        let mut fields = format.fields.iter().peekable();
-        while let Some(f) = fields.next() {
-            let Field::Lit(key) = f else { continue };
-            value.clear();
-            while let Some(v) = fields.next_if(|f| !matches!(f, Field::Lit(_))) {
-                write_field(v, session, ctx, &mut value);
-            }
-            if !first {
-                out.push(',');
-            }
-            first = false;
-            out.push('"');
-            out.push_str(key);
-            out.push_str("\":\"");
-            json_escape(&value, &mut out);
-            out.push('"');
-        }
-        out.push('}');
-    } else {
-        for f in &format.fields {
-            write_field(f, session, ctx, &mut out);
-        }
+/// A request's values for the access log.
+struct Request<'a> {
+    session: &'a Session,
+    ctx: &'a Ctx,
+}
+
+impl LogSource for Request<'_> {
+    fn write_field(&self, f: &Field, out: &mut String) {
+        write_field(f, self.session, self.ctx, out)
     }
-    out
 }
 
 fn write_field(f: &Field, session: &Session, ctx: &Ctx, out: &mut String) {
