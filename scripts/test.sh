@@ -18,7 +18,9 @@ step "cargo clippy -D warnings"
 cargo clippy --all-targets -- -D warnings
 
 step "cargo test"
-cargo test --lib --bins --tests -- --test-threads=2
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --lib --bins --tests -- --test-threads=2 2>&1 | tee "$log"
 step "benches compile and run once (criterion test mode)"
 cargo test --benches
 
@@ -36,5 +38,8 @@ for f in conf/*.toml lua/examples/*.toml; do
   fi
 done
 step "done"
-echo "shipped configs: $((checked - failed)) passed, $failed failed"
+echo "shipped configs checked: $((checked - failed)) of $checked"
+passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
+tfailed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
+echo "summary: $((passed + checked - failed)) passed, $((tfailed + failed)) failed"
 [ "$failed" -eq 0 ]
