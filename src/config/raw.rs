@@ -42,6 +42,14 @@ pub struct RawBasic {
     pub watch: Option<bool>,
 }
 
+/// `[lua]`: settings of the Lua engine.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawLua {
+    pub time_budget: Option<String>,
+    pub memory_limit: Option<String>,
+}
+
 /// `[servers.NAME]`: a set of listeners and the locations they route to.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]

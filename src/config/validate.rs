@@ -32,7 +32,14 @@ pub struct SourceDoc {
     pub text: String,
 }
 
-const SECTIONS: &[&str] = &["basic", "servers", "locations", "upstreams", "plugins"];
+const SECTIONS: &[&str] = &[
+    "basic",
+    "lua",
+    "servers",
+    "locations",
+    "upstreams",
+    "plugins",
+];
 
 /// A table as written, with the document it came from.
 struct Entry {
@@ -139,6 +146,7 @@ pub fn build(docs: &[SourceDoc]) -> Result<Config, ConfigErrors> {
 
     // 1. parse and merge: each named table may be defined once across all documents
     let mut basic: Option<Entry> = None;
+    let mut lua: Option<Entry> = None;
     let mut named: HashMap<&str, BTreeMap<String, Entry>> = HashMap::new();
     for (doc, d) in docs.iter().enumerate() {
         let table: toml::Table = match toml::from_str(&d.text) {
@@ -165,6 +173,20 @@ pub fn build(docs: &[SourceDoc]) -> Result<Config, ConfigErrors> {
                         SECTIONS.join(", ")
                     ),
                 );
+                continue;
+            }
+            if section == "lua" {
+                if let Some(prev) = &lua {
+                    let first = docs[prev.doc].name.clone();
+                    b.err(
+                        doc,
+                        "lua",
+                        None,
+                        format!("[lua] is already defined in {first}"),
+                    );
+                } else {
+                    lua = Some(Entry { doc, value });
+                }
                 continue;
             }
             if section == "basic" {
@@ -219,8 +241,9 @@ pub fn build(docs: &[SourceDoc]) -> Result<Config, ConfigErrors> {
     let raw_upstreams = take(&mut named, "upstreams");
     let raw_plugins = take(&mut named, "plugins");
 
-    // 2. [basic]
+    // 2. [basic] and [lua]
     let basic = build_basic(&mut b, basic.as_ref());
+    let lua = build_lua(&mut b, lua.as_ref());
 
     // 3. [upstreams] and [plugins] first: locations refer to them
     let mut upstreams = Vec::new();
@@ -235,7 +258,7 @@ pub fn build(docs: &[SourceDoc]) -> Result<Config, ConfigErrors> {
     let mut plugins = Vec::new();
     for (name, e) in &raw_plugins {
         let table = format!("plugins.{name}");
-        if let Some(p) = build_plugin(&mut b, e, &table, name) {
+        if let Some(p) = build_plugin(&mut b, e, &table, name, &lua) {
             plugins.push(p);
         }
     }
@@ -298,6 +321,15 @@ pub fn build(docs: &[SourceDoc]) -> Result<Config, ConfigErrors> {
         });
     }
 
+    if basic.work_stealing && plugins.iter().any(|p: &PluginDef| p.category == "lua") {
+        let doc = docs.iter().position(|_| true).unwrap_or(0);
+        b.err(
+            doc,
+            "basic",
+            Some("work_stealing"),
+            "Lua plugins need work_stealing = false (each worker thread keeps its own Lua VM)",
+        );
+    }
     if b.errors.is_empty() {
         Ok(Config {
             basic,
@@ -305,6 +337,7 @@ pub fn build(docs: &[SourceDoc]) -> Result<Config, ConfigErrors> {
             locations,
             upstreams,
             plugins,
+            lua,
         })
     } else {
         Err(ConfigErrors(b.errors))
@@ -355,7 +388,8 @@ fn build_basic(b: &mut Builder<'_>, e: Option<&Entry>) -> Basic {
         pid_file: raw.pid_file,
         upgrade_sock: raw.upgrade_sock,
         error_log: raw.error_log,
-        work_stealing: raw.work_stealing.unwrap_or(true),
+        // off by default: Lua plugins need each connection to stay on one worker thread
+        work_stealing: raw.work_stealing.unwrap_or(false),
         upstream_keepalive_pool_size: raw.upstream_keepalive_pool_size.unwrap_or(128),
         watch: raw.watch.unwrap_or(true),
     }
@@ -514,7 +548,42 @@ fn load_ca(path: &str) -> Result<Vec<Vec<u8>>, String> {
     Ok(ders)
 }
 
-fn build_plugin(b: &mut Builder<'_>, e: &Entry, t: &str, name: &str) -> Option<PluginDef> {
+fn build_lua(b: &mut Builder<'_>, e: Option<&Entry>) -> crate::scripting::LuaSettings {
+    let mut s = crate::scripting::LuaSettings::default();
+    let Some(e) = e else { return s };
+    let Some(raw) = b.typed::<RawLua>(e, "lua") else {
+        return s;
+    };
+    s.time_budget = b.duration(e.doc, "lua", "time_budget", &raw.time_budget, s.time_budget);
+    if s.time_budget.is_zero() {
+        b.err(
+            e.doc,
+            "lua",
+            Some("time_budget"),
+            "time_budget must be above zero",
+        );
+    }
+    if let Some(m) = b.size(e.doc, "lua", "memory_limit", &raw.memory_limit) {
+        if m < (1 << 20) {
+            b.err(
+                e.doc,
+                "lua",
+                Some("memory_limit"),
+                "memory_limit must be at least 1MB",
+            );
+        }
+        s.memory_limit = m as usize;
+    }
+    s
+}
+
+fn build_plugin(
+    b: &mut Builder<'_>,
+    e: &Entry,
+    t: &str,
+    name: &str,
+    lua: &crate::scripting::LuaSettings,
+) -> Option<PluginDef> {
     let toml::Value::Table(mut table) = e.value.clone() else {
         b.err(e.doc, t, None, "a plugin must be a table");
         return None;
@@ -538,7 +607,11 @@ fn build_plugin(b: &mut Builder<'_>, e: &Entry, t: &str, name: &str) -> Option<P
             return None;
         }
     };
-    match crate::plugins::build(&category, toml::Value::Table(table)) {
+    let env = crate::plugins::BuildEnv {
+        name: name.to_string(),
+        lua: lua.clone(),
+    };
+    match crate::plugins::build(&category, toml::Value::Table(table), &env) {
         Ok(plugin) => Some(PluginDef {
             name: name.to_string(),
             category,

@@ -101,16 +101,40 @@ impl PluginConfError {
 }
 
 /// Every category this build knows.
-pub const CATEGORIES: &[&str] = &["ping", "mock", "request_id", "response_headers", "redirect"];
+pub const CATEGORIES: &[&str] = &[
+    "ping",
+    "mock",
+    "request_id",
+    "response_headers",
+    "redirect",
+    "lua",
+];
+
+/// What a plugin may need from the rest of the config while it is built.
+#[derive(Debug, Clone, Default)]
+pub struct BuildEnv {
+    /// the plugin's name (`[plugins.NAME]`)
+    pub name: String,
+    pub lua: crate::scripting::LuaSettings,
+}
 
 /// Build a plugin of `category` from the rest of its table.
-pub fn build(category: &str, conf: toml::Value) -> Result<Arc<dyn Plugin>, PluginConfError> {
+pub fn build(
+    category: &str,
+    conf: toml::Value,
+    env: &BuildEnv,
+) -> Result<Arc<dyn Plugin>, PluginConfError> {
     Ok(match category {
         "ping" => Arc::new(ping::Ping::new(typed(conf)?)),
         "mock" => Arc::new(mock::Mock::new(typed(conf)?)?),
         "request_id" => Arc::new(request_id::RequestId::new(typed(conf)?)?),
         "response_headers" => Arc::new(response_headers::ResponseHeaders::new(typed(conf)?)?),
         "redirect" => Arc::new(redirect::Redirect::new(typed(conf)?)?),
+        "lua" => Arc::new(crate::scripting::LuaPlugin::new(
+            typed(conf)?,
+            &env.name,
+            &env.lua,
+        )?),
         other => {
             return Err(PluginConfError::at(
                 "category",

@@ -34,6 +34,8 @@ pub struct Ctx {
     pub body_seen: u64,
     /// fields plugins add for the access log as `{:name}`
     pub log_fields: Vec<(String, String)>,
+    /// this request's Lua `ctx` table, once a Lua hook ran
+    pub lua: Option<crate::scripting::LuaRequest>,
 }
 
 impl Ctx {
@@ -56,6 +58,7 @@ impl Ctx {
             body_limit: None,
             body_seen: 0,
             log_fields: Vec::new(),
+            lua: None,
         }
     }
 

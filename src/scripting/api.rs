@@ -1,0 +1,360 @@
+//! The Lua-facing handles `req` and `resp`, and the `tidegate` table.
+//!
+//! `req` and `resp` are long-lived userdata, created once per VM: a hook call points them at
+//! the current request for its duration ([`Current`]) and clears them after, so no userdata
+//! is created per request, and a handle kept by a script past its call can do nothing (it
+//! errors with "used outside of a hook").
+
+use crate::plugins::Answer;
+use mlua::{Lua, UserData, UserDataFields, UserDataMethods};
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use std::cell::{Cell, RefCell};
+
+/// The phase a hook runs in; API functions that make no sense in a phase say so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Request,
+    Response,
+    Log,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Request => "on_request",
+            Phase::Response => "on_response",
+            Phase::Log => "on_log",
+        }
+    }
+}
+
+thread_local! {
+    static SESSION: Cell<*mut Session> = const { Cell::new(std::ptr::null_mut()) };
+    static RESPONSE: Cell<*mut ResponseHeader> = const { Cell::new(std::ptr::null_mut()) };
+    static PHASE: Cell<Option<Phase>> = const { Cell::new(None) };
+    static ANSWER: RefCell<Option<Answer>> = const { RefCell::new(None) };
+    static FIELDS: RefCell<Vec<(String, String)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Points the handles at one request for the duration of a hook call.
+pub struct Current;
+
+impl Current {
+    /// # Safety contract (upheld by the callers in `vm.rs`)
+    /// The pointers are used only by Lua code called synchronously on this thread before the
+    /// returned guard drops; the guard clears them.
+    pub fn enter(session: *mut Session, response: *mut ResponseHeader, phase: Phase) -> Current {
+        SESSION.with(|s| s.set(session));
+        RESPONSE.with(|r| r.set(response));
+        PHASE.with(|p| p.set(Some(phase)));
+        Current
+    }
+}
+
+impl Drop for Current {
+    fn drop(&mut self) {
+        SESSION.with(|s| s.set(std::ptr::null_mut()));
+        RESPONSE.with(|r| r.set(std::ptr::null_mut()));
+        PHASE.with(|p| p.set(None));
+    }
+}
+
+/// The answer a hook gave with `req:respond` / `req:redirect`, if any.
+pub fn take_answer() -> Option<Answer> {
+    ANSWER.with(|a| a.borrow_mut().take())
+}
+
+/// Fields set with `tidegate.log.set_field` during the last call.
+pub fn take_fields() -> Vec<(String, String)> {
+    FIELDS.with(|f| std::mem::take(&mut *f.borrow_mut()))
+}
+
+fn phase() -> mlua::Result<Phase> {
+    PHASE
+        .with(|p| p.get())
+        .ok_or_else(|| mlua::Error::runtime("req/resp used outside of a hook"))
+}
+
+fn only_in(allowed: &[Phase], what: &str) -> mlua::Result<()> {
+    let p = phase()?;
+    if allowed.contains(&p) {
+        Ok(())
+    } else {
+        Err(mlua::Error::runtime(format!(
+            "{what} is not available in {}",
+            p.name()
+        )))
+    }
+}
+
+fn with_session<R>(f: impl FnOnce(&Session) -> R) -> mlua::Result<R> {
+    phase()?;
+    let p = SESSION.with(|s| s.get());
+    // SAFETY: non-null only while `Current` is alive, during a synchronous hook call on this
+    // thread, pointing at the session the proxy lent for that call.
+    match unsafe { p.as_ref() } {
+        Some(s) => Ok(f(s)),
+        None => Err(mlua::Error::runtime("req used outside of a hook")),
+    }
+}
+
+fn with_session_mut<R>(what: &str, f: impl FnOnce(&mut Session) -> R) -> mlua::Result<R> {
+    only_in(&[Phase::Request], what)?;
+    let p = SESSION.with(|s| s.get());
+    // SAFETY: as in `with_session`; the request phase lends the session mutably.
+    match unsafe { p.as_mut() } {
+        Some(s) => Ok(f(s)),
+        None => Err(mlua::Error::runtime("req used outside of a hook")),
+    }
+}
+
+fn with_response<R>(what: &str, f: impl FnOnce(&mut ResponseHeader) -> R) -> mlua::Result<R> {
+    only_in(&[Phase::Response], what)?;
+    let p = RESPONSE.with(|r| r.get());
+    // SAFETY: non-null only during an `on_response` call, pointing at the header being sent.
+    match unsafe { p.as_mut() } {
+        Some(r) => Ok(f(r)),
+        None => Err(mlua::Error::runtime("resp used outside of on_response")),
+    }
+}
+
+fn header_value(s: &str) -> mlua::Result<http::HeaderValue> {
+    http::HeaderValue::from_str(s)
+        .map_err(|_| mlua::Error::runtime(format!("invalid header value {s:?}")))
+}
+
+fn header_name(s: &str) -> mlua::Result<http::HeaderName> {
+    http::HeaderName::from_bytes(s.as_bytes())
+        .map_err(|_| mlua::Error::runtime(format!("invalid header name {s:?}")))
+}
+
+/// `req`: the request.
+pub struct Req;
+
+impl UserData for Req {
+    fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
+        fields.add_field_method_get("method", |_, _| {
+            with_session(|s| s.req_header().method.as_str().to_string())
+        });
+        fields.add_field_method_get("path", |_, _| {
+            with_session(|s| s.req_header().uri.path().to_string())
+        });
+        fields.add_field_method_get("query", |_, _| {
+            with_session(|s| s.req_header().uri.query().map(str::to_string))
+        });
+        fields.add_field_method_get("host", |_, _| {
+            with_session(|s| {
+                let h = s
+                    .req_header()
+                    .headers
+                    .get(http::header::HOST)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                crate::routing::normalize_host(h)
+            })
+        });
+        fields.add_field_method_get("client_ip", |_, _| {
+            with_session(|s| {
+                s.client_addr()
+                    .and_then(|a| a.as_inet())
+                    .map(|a| a.ip().to_string())
+            })
+        });
+        fields.add_field_method_set("path", |_, _, path: String| {
+            with_session_mut("setting req.path", |s| {
+                let pq = match s.req_header().uri.query() {
+                    Some(q) => format!("{path}?{q}"),
+                    None => path.clone(),
+                };
+                let uri = http::Uri::builder().path_and_query(pq).build();
+                match uri {
+                    Ok(u) => {
+                        s.req_header_mut().set_uri(u);
+                        Ok(())
+                    }
+                    Err(_) => Err(mlua::Error::runtime(format!("invalid path {path:?}"))),
+                }
+            })?
+        });
+    }
+
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_method("header", |_, _, name: String| {
+            with_session(|s| {
+                s.req_header()
+                    .headers
+                    .get(name.as_str())
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            })
+        });
+        methods.add_method("set_header", |_, _, (name, value): (String, String)| {
+            let (n, v) = (header_name(&name)?, header_value(&value)?);
+            with_session_mut("req:set_header", |s| s.req_header_mut().insert_header(n, v))?
+                .map_err(|e| mlua::Error::runtime(e.to_string()))
+        });
+        methods.add_method("remove_header", |_, _, name: String| {
+            with_session_mut("req:remove_header", |s| {
+                s.req_header_mut().remove_header(name.as_str());
+            })
+        });
+        methods.add_method(
+            "respond",
+            |lua, _, (status, body, headers): (u16, Option<mlua::Value>, Option<mlua::Table>)| {
+                only_in(&[Phase::Request], "req:respond")?;
+                if !(100..=999).contains(&status) {
+                    return Err(mlua::Error::runtime(format!(
+                        "{status} is not an HTTP status"
+                    )));
+                }
+                let mut hs = Vec::new();
+                let mut body_bytes = bytes::Bytes::new();
+                match body {
+                    Some(mlua::Value::String(s)) => {
+                        body_bytes = bytes::Bytes::copy_from_slice(&s.as_bytes())
+                    }
+                    Some(mlua::Value::Table(t)) => {
+                        use mlua::LuaSerdeExt;
+                        let json: serde_json::Value = lua.from_value(mlua::Value::Table(t))?;
+                        body_bytes = bytes::Bytes::from(json.to_string());
+                        hs.push((
+                            http::header::CONTENT_TYPE,
+                            http::HeaderValue::from_static("application/json"),
+                        ));
+                    }
+                    Some(mlua::Value::Nil) | None => {}
+                    Some(other) => {
+                        return Err(mlua::Error::runtime(format!(
+                            "respond: body must be a string or a table, not {}",
+                            other.type_name()
+                        )))
+                    }
+                }
+                if let Some(t) = headers {
+                    for pair in t.pairs::<String, String>() {
+                        let (k, v) = pair?;
+                        hs.push((header_name(&k)?, header_value(&v)?));
+                    }
+                }
+                ANSWER.with(|a| {
+                    *a.borrow_mut() = Some(Answer {
+                        status,
+                        headers: hs,
+                        body: body_bytes,
+                    });
+                });
+                Ok(())
+            },
+        );
+        methods.add_method("redirect", |_, _, (url, status): (String, Option<u16>)| {
+            only_in(&[Phase::Request], "req:redirect")?;
+            let status = status.unwrap_or(302);
+            let location = header_value(&url)?;
+            ANSWER.with(|a| {
+                *a.borrow_mut() = Some(Answer {
+                    status,
+                    headers: vec![(http::header::LOCATION, location)],
+                    body: bytes::Bytes::new(),
+                });
+            });
+            Ok(())
+        });
+    }
+}
+
+/// `resp`: the response going to the client.
+pub struct Resp;
+
+impl UserData for Resp {
+    fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
+        fields.add_field_method_get("status", |_, _| {
+            let p = RESPONSE.with(|r| r.get());
+            // SAFETY: see `with_response`; reading only.
+            Ok(unsafe { p.as_ref() }.map(|r| r.status.as_u16()))
+        });
+        fields.add_field_method_set("status", |_, _, status: u16| {
+            with_response("setting resp.status", |r| r.set_status(status))?
+                .map_err(|e| mlua::Error::runtime(e.to_string()))
+        });
+    }
+
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_method("header", |_, _, name: String| {
+            let p = RESPONSE.with(|r| r.get());
+            // SAFETY: see `with_response`; reading only.
+            Ok(unsafe { p.as_ref() }
+                .and_then(|r| r.headers.get(name.as_str()))
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string))
+        });
+        methods.add_method("set_header", |_, _, (name, value): (String, String)| {
+            let (n, v) = (header_name(&name)?, header_value(&value)?);
+            with_response("resp:set_header", |r| r.insert_header(n, v))?
+                .map_err(|e| mlua::Error::runtime(e.to_string()))
+        });
+        methods.add_method("remove_header", |_, _, name: String| {
+            with_response("resp:remove_header", |r| {
+                r.remove_header(name.as_str());
+            })
+        });
+    }
+}
+
+/// The `tidegate` table: `log.{debug,info,warn,error,set_field}`, `now()`.
+pub fn register(lua: &Lua) -> mlua::Result<()> {
+    let t = lua.create_table()?;
+    let log = lua.create_table()?;
+    log.set(
+        "debug",
+        lua.create_function(|_, m: String| {
+            tracing::debug!(target: "lua", "{m}");
+            Ok(())
+        })?,
+    )?;
+    log.set(
+        "info",
+        lua.create_function(|_, m: String| {
+            tracing::info!(target: "lua", "{m}");
+            Ok(())
+        })?,
+    )?;
+    log.set(
+        "warn",
+        lua.create_function(|_, m: String| {
+            tracing::warn!(target: "lua", "{m}");
+            Ok(())
+        })?,
+    )?;
+    log.set(
+        "error",
+        lua.create_function(|_, m: String| {
+            tracing::error!(target: "lua", "{m}");
+            Ok(())
+        })?,
+    )?;
+    log.set(
+        "set_field",
+        lua.create_function(|_, (k, v): (String, mlua::Value)| {
+            let v = match v {
+                mlua::Value::String(s) => s.to_str()?.to_string(),
+                mlua::Value::Nil => return Ok(()),
+                other => other.to_string()?,
+            };
+            FIELDS.with(|f| f.borrow_mut().push((k, v)));
+            Ok(())
+        })?,
+    )?;
+    t.set("log", log)?;
+    t.set(
+        "now",
+        lua.create_function(|_, ()| {
+            Ok(std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0))
+        })?,
+    )?;
+    lua.globals().set("tidegate", t)?;
+    Ok(())
+}
