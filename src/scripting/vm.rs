@@ -7,15 +7,16 @@
 //!
 //! - Sandbox: Luau's sandbox (read-only builtins and globals); `debug`, `loadstring`,
 //!   `getfenv`, `setfenv` and `require` are removed (Luau has no `io` and no `os.execute`).
-//! - Module-level code runs once per VM and script version; its environment is then frozen,
-//!   and each hook call gets a fresh environment over it, so a global set by one request is
-//!   never seen by another.
+//! - Module-level code runs once per VM and script version; its environment is then frozen.
+//!   Hooks run in a scratch environment over it that is emptied after every call, so a global
+//!   set by one request is never seen by another (and no table is made per call). `conf` is
+//!   converted to a read-only Lua table once per VM.
 //! - Time budget per hook call, enforced by Luau's interrupt (which also stops long-running
 //!   builtins such as pattern matching); memory limit per VM. A VM that hit its memory limit
 //!   is dropped and rebuilt on the next call.
 
 use super::api::{self, Current, Phase, Req, Resp};
-use mlua::{Function, Lua, RegistryKey, StdLib, Table, Value, VmState};
+use mlua::{Function, Lua, StdLib, Table, Value, VmState};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -36,12 +37,32 @@ pub struct Script {
 pub struct Vm {
     lua: Lua,
     deadline: Rc<Cell<Option<Instant>>>,
-    /// per script id: (module table, its frozen environment)
-    modules: HashMap<u64, (RegistryKey, RegistryKey)>,
-    ctx: HashMap<u64, RegistryKey>,
+    /// per script id, loaded in this VM
+    modules: HashMap<u64, Loaded>,
+    ctx: HashMap<u64, Table>,
     req: mlua::AnyUserData,
     resp: mlua::AnyUserData,
     memory_limit: usize,
+}
+
+/// A script loaded in one VM (handles into that VM, which owns them).
+#[derive(Clone)]
+struct Loaded {
+    /// on_request, on_response, on_log, looked up once
+    hooks: [Option<Function>; 3],
+    /// the hooks' environment: empty, reads fall through to the frozen module environment,
+    /// and it is cleared after every call, so globals set by one call never reach the next
+    scratch: Table,
+    /// `conf`, converted once
+    conf: Value,
+}
+
+fn slot(p: Phase) -> usize {
+    match p {
+        Phase::Request => 0,
+        Phase::Response => 1,
+        Phase::Log => 2,
+    }
 }
 
 thread_local! {
@@ -91,15 +112,15 @@ impl Vm {
         })
     }
 
-    /// The module table of `script` in this VM, running its module code the first time.
-    fn module(&mut self, script: &Script) -> mlua::Result<(Table, Table)> {
-        if let Some((m, e)) = self.modules.get(&script.id) {
-            return Ok((self.lua.registry_value(m)?, self.lua.registry_value(e)?));
+    /// `script` loaded in this VM, running its module code the first time.
+    fn module(&mut self, script: &Script, conf: &serde_json::Value) -> mlua::Result<Loaded> {
+        use mlua::LuaSerdeExt;
+        if let Some(l) = self.modules.get(&script.id) {
+            return Ok(l.clone());
         }
         if self.modules.len() >= 256 {
             // old versions after many reloads: drop them all, they load again when needed
             self.modules.clear();
-            self.lua.expire_registry_values();
         }
         let env = self.lua.create_table()?;
         let meta = self.lua.create_table()?;
@@ -125,20 +146,37 @@ impl Vm {
             }
         };
         env.set_readonly(true);
-        let mk = self.lua.create_registry_value(module.clone())?;
-        let ek = self.lua.create_registry_value(env.clone())?;
-        self.modules.insert(script.id, (mk, ek));
-        Ok((module, env))
+        let scratch = self.lua.create_table()?;
+        let smeta = self.lua.create_table()?;
+        smeta.set("__index", env)?;
+        scratch.set_metatable(Some(smeta))?;
+        let mut hooks: [Option<Function>; 3] = [None, None, None];
+        for hook in [Phase::Request, Phase::Response, Phase::Log] {
+            if let Some(f) = module.get::<Option<Function>>(hook.name())? {
+                f.set_environment(scratch.clone())?;
+                hooks[slot(hook)] = Some(f);
+            }
+        }
+        let conf = self.lua.to_value(conf)?;
+        if let Value::Table(t) = &conf {
+            t.set_readonly(true);
+        }
+        let loaded = Loaded {
+            hooks,
+            scratch,
+            conf,
+        };
+        self.modules.insert(script.id, loaded.clone());
+        Ok(loaded)
     }
 
     /// The `ctx` table of request `rid`, created on first use.
     fn ctx_table(&mut self, rid: u64) -> mlua::Result<Table> {
-        if let Some(k) = self.ctx.get(&rid) {
-            return self.lua.registry_value(k);
+        if let Some(t) = self.ctx.get(&rid) {
+            return Ok(t.clone());
         }
         let t = self.lua.create_table()?;
-        self.ctx
-            .insert(rid, self.lua.create_registry_value(t.clone())?);
+        self.ctx.insert(rid, t.clone());
         Ok(t)
     }
 }
@@ -199,21 +237,12 @@ fn run(
     session: *mut pingora::proxy::Session,
     response: *mut pingora::http::ResponseHeader,
 ) -> mlua::Result<bool> {
-    use mlua::LuaSerdeExt;
-    let (module, module_env) = vm.module(script)?;
-    let Some(f) = module.get::<Option<Function>>(hook.name())? else {
+    let loaded = vm.module(script, conf)?;
+    let Some(f) = &loaded.hooks[slot(hook)] else {
         return Ok(false);
     };
-    // a fresh environment per call over the frozen module environment (always that one:
-    // setting an environment is permanent, so layering over the function's current one
-    // would chain each request's globals into the next)
-    let env = vm.lua.create_table()?;
-    let meta = vm.lua.create_table()?;
-    meta.set("__index", module_env)?;
-    env.set_metatable(Some(meta))?;
-    f.set_environment(env)?;
+    let (scratch, conf) = (&loaded.scratch, loaded.conf.clone());
     let ctx = vm.ctx_table(rid)?;
-    let conf = vm.lua.to_value(conf)?;
     let _current = Current::enter(session, response, hook);
     vm.deadline.set(Some(Instant::now() + script.time_budget));
     let r = match hook {
@@ -223,6 +252,8 @@ fn run(
         }
     };
     vm.deadline.set(None);
+    // whatever the call set as globals goes with it
+    scratch.clear()?;
     r?;
     Ok(true)
 }
@@ -232,9 +263,7 @@ pub fn end_request(rid: u64) {
     VM.with(|cell| {
         if let Ok(mut slot) = cell.try_borrow_mut() {
             if let Some(vm) = slot.as_mut() {
-                if let Some(k) = vm.ctx.remove(&rid) {
-                    let _ = vm.lua.remove_registry_value(k);
-                }
+                vm.ctx.remove(&rid);
             }
         }
     });
