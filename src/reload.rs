@@ -81,6 +81,17 @@ impl Reloader {
             .clone()
     }
 
+    /// Files the current config was built from besides its documents (Lua scripts).
+    pub fn watched_files(&self) -> Vec<std::path::PathBuf> {
+        self.live
+            .load()
+            .config
+            .plugins
+            .iter()
+            .flat_map(|p| p.plugin.watched_files())
+            .collect()
+    }
+
     /// The current config version (1 at start).
     pub fn version(&self) -> u64 {
         self.live.load().version

@@ -349,3 +349,32 @@ fn lua_needs_work_stealing_off() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("work_stealing"), "{out}");
 }
+
+#[test]
+fn editing_a_script_applies_without_a_signal() {
+    let v1 = "return { on_request = function(req) return req:respond(200, 'v1') end }";
+    let (t, port, _o) = setup(v1, "");
+    assert_eq!(get(port, "h", "/lua", &[]).text(), "v1");
+    let script = std::fs::read_to_string(&t.config)
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("path = ") && l.ends_with(".lua\""))
+        .map(|l| {
+            l.trim_start_matches("path = ")
+                .trim_matches('"')
+                .to_string()
+        })
+        .unwrap();
+    // the script lives in another directory than the config: it is watched all the same
+    std::fs::write(
+        &script,
+        "return { on_request = function(req) return req:respond(200, 'v2') end }",
+    )
+    .unwrap();
+    assert!(
+        wait_until(WAIT, || get(port, "h", "/lua", &[]).text() == "v2"),
+        "{}",
+        t.stderr()
+    );
+    assert!(t.stderr().contains("script change"), "{}", t.stderr());
+}

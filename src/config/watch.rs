@@ -6,20 +6,37 @@
 //! documents must read the same twice in a row, 30 ms apart, so a file still being written in
 //! several chunks is not taken half-way. A half-written file that does not parse is rejected
 //! like any bad config, and the next write event tries again.
+//!
+//! The directories of the files the config refers to (Lua scripts) are watched too; a change
+//! to a `.lua` file there rebuilds the config even when the TOML did not change.
 
 use crate::reload::Reloader;
 use notify::{RecursiveMode, Watcher};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const QUIET: Duration = Duration::from_millis(100);
 const MAX_WAIT: Duration = Duration::from_secs(1);
 const STABLE_GAP: Duration = Duration::from_millis(30);
 
-/// Start watching `path` (a file or a directory). The returned watcher must be kept alive.
-pub fn watch(path: &Path, reloader: Arc<Reloader>) -> notify::Result<notify::RecommendedWatcher> {
+/// What changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// a config document
+    Config,
+    /// a file the config refers to (a Lua script): rebuild even if the documents are the same
+    Referenced,
+}
+
+/// Start watching `path` (a file or a directory) and the directories of the files the
+/// config refers to (Lua scripts). The returned watcher must be kept alive.
+pub fn watch(
+    path: &Path,
+    reloader: Arc<Reloader>,
+) -> notify::Result<Arc<Mutex<notify::RecommendedWatcher>>> {
     let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
     let (dir, file) = if path.is_dir() {
         (path.clone(), None)
@@ -30,31 +47,83 @@ pub fn watch(path: &Path, reloader: Arc<Reloader>) -> notify::Result<notify::Rec
             .unwrap_or_else(|| PathBuf::from("."));
         (dir, path.file_name().map(|f| f.to_os_string()))
     };
-    let (tx, rx) = mpsc::channel::<()>();
-    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+    let (tx, rx) = mpsc::channel::<Change>();
+    let config_dir = dir.clone();
+    let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let Ok(ev) = res else { return };
         if matches!(ev.kind, notify::EventKind::Access(_)) {
             return;
         }
-        let relevant = ev.paths.iter().any(|p| match &file {
-            Some(f) => p.file_name() == Some(f.as_os_str()),
-            None => p.extension().is_some_and(|x| x == "toml"),
-        });
-        if relevant {
-            let _ = tx.send(());
+        for p in &ev.paths {
+            let change = if p.extension().is_some_and(|x| x == "lua") {
+                Some(Change::Referenced)
+            } else if p.parent() != Some(config_dir.as_path()) {
+                None
+            } else {
+                match &file {
+                    Some(f) => (p.file_name() == Some(f.as_os_str())).then_some(Change::Config),
+                    None => p
+                        .extension()
+                        .is_some_and(|x| x == "toml")
+                        .then_some(Change::Config),
+                }
+            };
+            if let Some(c) = change {
+                let _ = tx.send(c);
+            }
         }
     })?;
-    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    let watcher = Arc::new(Mutex::new(watcher));
+    let mut dirs = HashSet::new();
+    lock(&watcher).watch(&dir, RecursiveMode::NonRecursive)?;
+    dirs.insert(dir);
+    watch_referenced(&watcher, &reloader, &mut dirs);
+    let w = watcher.clone();
     std::thread::Builder::new()
         .name("tidegate-config-watch".into())
-        .spawn(move || debounce_loop(rx, reloader))
+        .spawn(move || debounce_loop(rx, reloader, w, dirs))
         .map_err(notify::Error::io)?;
     tracing::info!(path = %path.display(), "watching the config for changes");
     Ok(watcher)
 }
 
-fn debounce_loop(rx: mpsc::Receiver<()>, reloader: Arc<Reloader>) {
-    while rx.recv().is_ok() {
+fn lock(
+    w: &Mutex<notify::RecommendedWatcher>,
+) -> std::sync::MutexGuard<'_, notify::RecommendedWatcher> {
+    w.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Watch the directories of the files the current config refers to, once each.
+fn watch_referenced(
+    watcher: &Mutex<notify::RecommendedWatcher>,
+    reloader: &Reloader,
+    dirs: &mut HashSet<PathBuf>,
+) {
+    for f in reloader.watched_files() {
+        let f = std::fs::canonicalize(&f).unwrap_or(f);
+        let Some(d) = f.parent().map(Path::to_path_buf) else {
+            continue;
+        };
+        if dirs.contains(&d) {
+            continue;
+        }
+        match lock(watcher).watch(&d, RecursiveMode::NonRecursive) {
+            Ok(()) => {
+                dirs.insert(d);
+            }
+            Err(e) => tracing::warn!("cannot watch {} for script changes: {e}", d.display()),
+        }
+    }
+}
+
+fn debounce_loop(
+    rx: mpsc::Receiver<Change>,
+    reloader: Arc<Reloader>,
+    watcher: Arc<Mutex<notify::RecommendedWatcher>>,
+    mut dirs: HashSet<PathBuf>,
+) {
+    while let Ok(first_change) = rx.recv() {
+        let mut referenced = first_change == Change::Referenced;
         let first = Instant::now();
         // wait for a quiet period
         loop {
@@ -63,10 +132,17 @@ fn debounce_loop(rx: mpsc::Receiver<()>, reloader: Arc<Reloader>) {
                 break;
             }
             match rx.recv_timeout(QUIET.min(left)) {
-                Ok(()) => continue,
+                Ok(c) => referenced |= c == Change::Referenced,
                 Err(mpsc::RecvTimeoutError::Timeout) => break,
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
             }
+        }
+        if referenced {
+            // a script changed: rebuild (its text is read while building)
+            std::thread::sleep(STABLE_GAP);
+            let _ = reloader.reload("script change");
+            watch_referenced(&watcher, &reloader, &mut dirs);
+            continue;
         }
         // the documents must read the same twice in a row before they are applied
         for _ in 0..50 {
@@ -82,6 +158,7 @@ fn debounce_loop(rx: mpsc::Receiver<()>, reloader: Arc<Reloader>) {
                 _ => std::thread::sleep(QUIET),
             }
         }
+        watch_referenced(&watcher, &reloader, &mut dirs);
     }
 }
 

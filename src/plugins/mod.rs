@@ -82,6 +82,11 @@ pub trait Plugin: Send + Sync + std::fmt::Debug {
 
     /// Log phase, after the response is sent.
     fn on_log(&self, _session: &Session, _ctx: &mut Ctx) {}
+
+    /// Files this plugin was built from (a Lua script): the config watch reloads when they change.
+    fn watched_files(&self) -> Vec<std::path::PathBuf> {
+        Vec::new()
+    }
 }
 
 /// A plugin's config problem: which key (if known) and what is wrong.

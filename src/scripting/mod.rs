@@ -65,6 +65,8 @@ pub struct LuaConf {
 pub struct LuaPlugin {
     script: vm::Script,
     conf: serde_json::Value,
+    /// the script file, when it came from `path`
+    file: Option<std::path::PathBuf>,
 }
 
 static SCRIPT_IDS: AtomicU64 = AtomicU64::new(1);
@@ -76,6 +78,7 @@ impl LuaPlugin {
         name: &str,
         settings: &LuaSettings,
     ) -> Result<LuaPlugin, PluginConfError> {
+        let file = c.path.as_ref().map(std::path::PathBuf::from);
         let (chunk_name, source) = match (c.path, c.source) {
             (Some(p), None) => {
                 let text = std::fs::read_to_string(&p)
@@ -115,6 +118,7 @@ impl LuaPlugin {
                 memory_limit: settings.memory_limit,
             },
             conf,
+            file,
         })
     }
 
@@ -191,6 +195,10 @@ impl Plugin for LuaPlugin {
         ctx.log_fields.extend(api::take_fields());
         r.map(|_| ())
             .map_err(|e| self.fail(ctx, Phase::Response, e))
+    }
+
+    fn watched_files(&self) -> Vec<std::path::PathBuf> {
+        self.file.iter().cloned().collect()
     }
 
     fn on_log(&self, session: &Session, ctx: &mut Ctx) {
