@@ -57,6 +57,20 @@ config = {{ header = "x-api-key", greeting = "hello" }}
     (t, port, origin)
 }
 
+/// The script file a `setup` proxy runs.
+fn script_path(t: &Tidegate) -> String {
+    std::fs::read_to_string(&t.config)
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("path = ") && l.ends_with(".lua\""))
+        .map(|l| {
+            l.trim_start_matches("path = ")
+                .trim_matches('"')
+                .to_string()
+        })
+        .expect("a script path in the config")
+}
+
 const AUTH: &str = r#"
 local M = {}
 function M.on_request(req, ctx, conf)
