@@ -316,16 +316,7 @@ fn compile_errors_are_config_errors_and_a_reload_keeps_the_old_script() {
     let v1 = "return { on_request = function(req) return req:respond(200, 'v1') end }";
     let (t, port, _o) = setup(v1, "");
     assert_eq!(get(port, "h", "/lua", &[]).text(), "v1");
-    let script = std::fs::read_to_string(&t.config)
-        .unwrap()
-        .lines()
-        .find(|l| l.starts_with("path = ") && l.ends_with(".lua\""))
-        .map(|l| {
-            l.trim_start_matches("path = ")
-                .trim_matches('"')
-                .to_string()
-        })
-        .unwrap();
+    let script = script_path(&t);
     std::fs::write(
         &script,
         "return { on_request = function(req) return req:respond(200, 'v2' end }",
@@ -369,16 +360,7 @@ fn editing_a_script_applies_without_a_signal() {
     let v1 = "return { on_request = function(req) return req:respond(200, 'v1') end }";
     let (t, port, _o) = setup(v1, "");
     assert_eq!(get(port, "h", "/lua", &[]).text(), "v1");
-    let script = std::fs::read_to_string(&t.config)
-        .unwrap()
-        .lines()
-        .find(|l| l.starts_with("path = ") && l.ends_with(".lua\""))
-        .map(|l| {
-            l.trim_start_matches("path = ")
-                .trim_matches('"')
-                .to_string()
-        })
-        .unwrap();
+    let script = script_path(&t);
     // the script lives in another directory than the config: it is watched all the same
     std::fs::write(
         &script,
