@@ -374,3 +374,53 @@ fn editing_a_script_applies_without_a_signal() {
     );
     assert!(t.stderr().contains("script change"), "{}", t.stderr());
 }
+
+#[test]
+fn json_base64_digests_and_regex() {
+    let script = r##"
+local M = {}
+function M.on_request(req, ctx, conf)
+  local t = tidegate.json.decode('{"a":1,"list":[1,2,3],"s":"x"}')
+  local r = tidegate.re.match("v12-beta", "v(\\d+)-(?<tag>\\w+)")
+  local from, to = tidegate.re.find("abc123", "\\d+")
+  local replaced, n = tidegate.re.gsub("a1b22", "\\d+", "#")
+  local bad_regex_ok = pcall(tidegate.re.match, "x", "(")
+  return req:respond(200, {
+    json_a = t.a, json_len = #t.list, json_s = t.s,
+    json_out = tidegate.json.encode({ ok = true }),
+    b64 = tidegate.base64.encode("hi"),
+    b64_back = tidegate.base64.decode("aGk="),
+    b64_bad = tidegate.base64.decode("!!!") == nil,
+    sha = tidegate.sha256("abc"),
+    hmac = tidegate.hmac_sha256("key", "The quick brown fox jumps over the lazy dog"),
+    re0 = r[0], re1 = r[1], tag = r.tag,
+    from = from, to = to, replaced = replaced, n = n,
+    bad_regex_ok = bad_regex_ok,
+  })
+end
+return M
+"##;
+    let (_t, port, _o) = setup(script, "");
+    let body = get(port, "h", "/lua", &[]).text();
+    for want in [
+        "\"json_a\":1",
+        "\"json_len\":3",
+        "\"json_s\":\"x\"",
+        r#""json_out":"{\"ok\":true}""#,
+        "\"b64\":\"aGk=\"",
+        "\"b64_back\":\"hi\"",
+        "\"b64_bad\":true",
+        "\"sha\":\"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\"",
+        "\"hmac\":\"f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8\"",
+        "\"re0\":\"v12-beta\"",
+        "\"re1\":\"12\"",
+        "\"tag\":\"beta\"",
+        "\"from\":4",
+        "\"to\":6",
+        "\"replaced\":\"a#b#\"",
+        "\"n\":2",
+        "\"bad_regex_ok\":false",
+    ] {
+        assert!(body.contains(want), "{want} missing in {body}");
+    }
+}

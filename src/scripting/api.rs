@@ -355,6 +355,7 @@ pub fn register(lua: &Lua) -> mlua::Result<()> {
                 .unwrap_or(0.0))
         })?,
     )?;
+    super::lib_util::register(lua, &t)?;
     lua.globals().set("tidegate", t)?;
     Ok(())
 }

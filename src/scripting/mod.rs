@@ -25,6 +25,7 @@
 //! request id; in later phases it is logged and the response goes on.
 
 pub mod api;
+pub mod lib_util;
 pub mod vm;
 
 use crate::plugins::{Flow, Plugin, PluginConfError, PluginError};
