@@ -424,3 +424,62 @@ return M
         assert!(body.contains(want), "{want} missing in {body}");
     }
 }
+
+#[test]
+fn the_rest_of_req_and_resp() {
+    let script = r##"
+local M = {}
+function M.on_request(req, ctx, conf)
+  if req.path == "/lua/info" then
+    local h = req:headers()
+    return req:respond(200, {
+      scheme = req.scheme, id = req.id, location = req.location,
+      host_var = req:var("host"), uri_var = req:var("uri"),
+      page = req:query_arg("page"), missing = req:query_arg("nope"),
+      ua = h["user-agent"], multi = h["x-multi"],
+    })
+  end
+  req:set_query_arg("page", "9")
+  req:set_query_arg("drop", nil)
+  req:add_header("x-from-lua", "added")
+  req.query = req.query .. "&z=1"
+end
+function M.on_response(req, resp, ctx, conf)
+  resp:add_header("x-many", "1")
+  resp:add_header("x-many", "2")
+  local hs = resp:headers()
+  resp:set_header("x-seen", hs["x-many"] or "none")
+end
+return M
+"##;
+    let (_t, port, origin) = setup(script, "");
+    let r = get(
+        port,
+        "Info.Example",
+        "/lua/info?page=3",
+        &[("user-agent", "ua/1"), ("x-multi", "a"), ("X-Multi", "b")],
+    );
+    let body = r.text();
+    for want in [
+        "\"scheme\":\"http\"",
+        "\"location\":\"lua\"",
+        "\"host_var\":\"info.example\"",
+        "\"uri_var\":\"/lua/info\"",
+        "\"page\":\"3\"",
+        "\"ua\":\"ua/1\"",
+        "\"multi\":\"a, b\"",
+    ] {
+        assert!(body.contains(want), "{want} missing in {body}");
+    }
+    assert!(
+        body.contains("\"id\":\"") && !body.contains("\"missing\""),
+        "{body}"
+    );
+
+    let r = get(port, "h", "/lua/x?page=1&drop=me&keep=yes", &[]);
+    assert_eq!(r.headers.iter().filter(|(k, _)| k == "x-many").count(), 2);
+    assert_eq!(r.header("x-seen"), Some("1, 2"));
+    let seen = origin.requests().pop().unwrap();
+    assert_eq!(seen.path, "/lua/x?keep=yes&page=9&z=1");
+    assert_eq!(seen.header("x-from-lua"), Some("added"));
+}

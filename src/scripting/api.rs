@@ -32,6 +32,7 @@ impl Phase {
 thread_local! {
     static SESSION: Cell<*mut Session> = const { Cell::new(std::ptr::null_mut()) };
     static RESPONSE: Cell<*mut ResponseHeader> = const { Cell::new(std::ptr::null_mut()) };
+    static CTX: Cell<*const crate::proxy::ctx::Ctx> = const { Cell::new(std::ptr::null()) };
     static PHASE: Cell<Option<Phase>> = const { Cell::new(None) };
     static ANSWER: RefCell<Option<Answer>> = const { RefCell::new(None) };
     static FIELDS: RefCell<Vec<(String, String)>> = const { RefCell::new(Vec::new()) };
@@ -44,8 +45,14 @@ impl Current {
     /// # Safety contract (upheld by the callers in `vm.rs`)
     /// The pointers are used only by Lua code called synchronously on this thread before the
     /// returned guard drops; the guard clears them.
-    pub fn enter(session: *mut Session, response: *mut ResponseHeader, phase: Phase) -> Current {
+    pub fn enter(
+        session: *mut Session,
+        response: *mut ResponseHeader,
+        ctx: *const crate::proxy::ctx::Ctx,
+        phase: Phase,
+    ) -> Current {
         SESSION.with(|s| s.set(session));
+        CTX.with(|c| c.set(ctx));
         RESPONSE.with(|r| r.set(response));
         PHASE.with(|p| p.set(Some(phase)));
         Current
@@ -56,8 +63,47 @@ impl Drop for Current {
     fn drop(&mut self) {
         SESSION.with(|s| s.set(std::ptr::null_mut()));
         RESPONSE.with(|r| r.set(std::ptr::null_mut()));
+        CTX.with(|c| c.set(std::ptr::null()));
         PHASE.with(|p| p.set(None));
     }
+}
+
+fn with_ctx<R>(f: impl FnOnce(&crate::proxy::ctx::Ctx) -> R) -> mlua::Result<R> {
+    phase()?;
+    let p = CTX.with(|c| c.get());
+    // SAFETY: non-null only while `Current` is alive (a synchronous hook call on this thread);
+    // the proxy's request context outlives the call and is only read.
+    match unsafe { p.as_ref() } {
+        Some(c) => Ok(f(c)),
+        None => Err(mlua::Error::runtime("req used outside of a hook")),
+    }
+}
+
+/// A table of header name → value (several values of one name joined with ", ").
+fn headers_table(lua: &Lua, map: &http::HeaderMap) -> mlua::Result<mlua::Table> {
+    let t = lua.create_table()?;
+    for (k, v) in map {
+        let v = String::from_utf8_lossy(v.as_bytes());
+        match t.raw_get::<Option<String>>(k.as_str())? {
+            Some(prev) => t.raw_set(k.as_str(), format!("{prev}, {v}"))?,
+            None => t.raw_set(k.as_str(), v.as_ref())?,
+        }
+    }
+    Ok(t)
+}
+
+/// Rebuild a request URI from a path and a query (`None`: no query).
+fn set_uri(s: &mut Session, path: &str, query: Option<&str>) -> mlua::Result<()> {
+    let pq = match query {
+        Some(q) if !q.is_empty() => format!("{path}?{q}"),
+        _ => path.to_string(),
+    };
+    let uri = http::Uri::builder()
+        .path_and_query(pq.as_str())
+        .build()
+        .map_err(|_| mlua::Error::runtime(format!("invalid path or query {pq:?}")))?;
+    s.req_header_mut().set_uri(uri);
+    Ok(())
 }
 
 /// The answer a hook gave with `req:respond` / `req:redirect`, if any.
@@ -163,19 +209,20 @@ impl UserData for Req {
         });
         fields.add_field_method_set("path", |_, _, path: String| {
             with_session_mut("setting req.path", |s| {
-                let pq = match s.req_header().uri.query() {
-                    Some(q) => format!("{path}?{q}"),
-                    None => path.clone(),
-                };
-                let uri = http::Uri::builder().path_and_query(pq).build();
-                match uri {
-                    Ok(u) => {
-                        s.req_header_mut().set_uri(u);
-                        Ok(())
-                    }
-                    Err(_) => Err(mlua::Error::runtime(format!("invalid path {path:?}"))),
-                }
+                let q = s.req_header().uri.query().map(str::to_string);
+                set_uri(s, &path, q.as_deref())
             })?
+        });
+        fields.add_field_method_set("query", |_, _, query: Option<String>| {
+            with_session_mut("setting req.query", |s| {
+                let p = s.req_header().uri.path().to_string();
+                set_uri(s, &p, query.as_deref())
+            })?
+        });
+        fields.add_field_method_get("scheme", |_, _| with_session(|_| "http"));
+        fields.add_field_method_get("id", |_, _| with_ctx(|c| c.request_id.clone()));
+        fields.add_field_method_get("location", |_, _| {
+            with_ctx(|c| c.location().map(|l| l.name.clone()))
         });
     }
 
@@ -194,6 +241,81 @@ impl UserData for Req {
             with_session_mut("req:set_header", |s| s.req_header_mut().insert_header(n, v))?
                 .map_err(|e| mlua::Error::runtime(e.to_string()))
         });
+        methods.add_method("add_header", |_, _, (name, value): (String, String)| {
+            let (n, v) = (header_name(&name)?, header_value(&value)?);
+            with_session_mut("req:add_header", |s| s.req_header_mut().append_header(n, v))?
+                .map(|_| ())
+                .map_err(|e| mlua::Error::runtime(e.to_string()))
+        });
+        methods.add_method("headers", |lua, _, ()| {
+            let p = SESSION.with(|s| s.get());
+            phase()?;
+            // SAFETY: as in `with_session`; reading only.
+            match unsafe { p.as_ref() } {
+                Some(s) => headers_table(lua, &s.req_header().headers),
+                None => Err(mlua::Error::runtime("req used outside of a hook")),
+            }
+        });
+        methods.add_method("var", |_, _, name: String| {
+            // a named capture of the location's regexes, else a built-in variable
+            let capture = with_ctx(|c| {
+                c.route
+                    .as_ref()
+                    .and_then(|r| r.capture(&name))
+                    .map(str::to_string)
+            })?;
+            if capture.is_some() {
+                return Ok(capture);
+            }
+            with_session(|s| match name.as_str() {
+                "host" => s
+                    .req_header()
+                    .headers
+                    .get(http::header::HOST)
+                    .and_then(|v| v.to_str().ok())
+                    .map(crate::routing::normalize_host),
+                "uri" => Some(s.req_header().uri.path().to_string()),
+                "args" => s.req_header().uri.query().map(str::to_string),
+                "request_uri" => s
+                    .req_header()
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.as_str().to_string()),
+                "method" => Some(s.req_header().method.as_str().to_string()),
+                "scheme" => Some("http".to_string()),
+                _ => None,
+            })
+        });
+        methods.add_method("query_arg", |_, _, name: String| {
+            with_session(|s| {
+                s.req_header()
+                    .uri
+                    .query()
+                    .and_then(|q| crate::routing::rules::query_arg(q, &name))
+                    .map(str::to_string)
+            })
+        });
+        methods.add_method(
+            "set_query_arg",
+            |_, _, (name, value): (String, Option<String>)| {
+                with_session_mut("req:set_query_arg", |s| {
+                    let path = s.req_header().uri.path().to_string();
+                    let mut pairs: Vec<String> = s
+                        .req_header()
+                        .uri
+                        .query()
+                        .unwrap_or("")
+                        .split('&')
+                        .filter(|p| !p.is_empty() && p.split('=').next() != Some(name.as_str()))
+                        .map(str::to_string)
+                        .collect();
+                    if let Some(v) = &value {
+                        pairs.push(format!("{name}={v}"));
+                    }
+                    set_uri(s, &path, Some(&pairs.join("&")))
+                })?
+            },
+        );
         methods.add_method("remove_header", |_, _, name: String| {
             with_session_mut("req:remove_header", |s| {
                 s.req_header_mut().remove_header(name.as_str());
@@ -297,6 +419,21 @@ impl UserData for Resp {
             with_response("resp:remove_header", |r| {
                 r.remove_header(name.as_str());
             })
+        });
+        methods.add_method("add_header", |_, _, (name, value): (String, String)| {
+            let (n, v) = (header_name(&name)?, header_value(&value)?);
+            with_response("resp:add_header", |r| r.append_header(n, v))?
+                .map(|_| ())
+                .map_err(|e| mlua::Error::runtime(e.to_string()))
+        });
+        methods.add_method("headers", |lua, _, ()| {
+            let p = RESPONSE.with(|r| r.get());
+            phase()?;
+            // SAFETY: see `with_response`; reading only.
+            match unsafe { p.as_ref() } {
+                Some(r) => headers_table(lua, &r.headers),
+                None => Ok(lua.create_table()?),
+            }
         });
     }
 }

@@ -168,6 +168,7 @@ impl Plugin for LuaPlugin {
             &self.conf,
             session as *mut Session,
             std::ptr::null_mut(),
+            &*ctx as *const Ctx,
         );
         ctx.log_fields.extend(api::take_fields());
         let answer = api::take_answer();
@@ -192,6 +193,7 @@ impl Plugin for LuaPlugin {
             &self.conf,
             session as *const Session as *mut Session,
             resp as *mut ResponseHeader,
+            &*ctx as *const Ctx,
         );
         ctx.log_fields.extend(api::take_fields());
         r.map(|_| ())
@@ -215,6 +217,7 @@ impl Plugin for LuaPlugin {
             &self.conf,
             session as *const Session as *mut Session,
             resp,
+            &*ctx as *const Ctx,
         );
         ctx.log_fields.extend(api::take_fields());
         if let Err(e) = r {

@@ -201,6 +201,7 @@ pub fn call_hook(
     conf: &serde_json::Value,
     session: *mut pingora::proxy::Session,
     response: *mut pingora::http::ResponseHeader,
+    ctx: *const crate::proxy::ctx::Ctx,
 ) -> Result<bool, HookError> {
     VM.with(|cell| {
         let mut slot = cell.borrow_mut();
@@ -219,7 +220,7 @@ pub fn call_hook(
         let Some(vm) = slot.as_mut() else {
             return Err(HookError("no Lua VM".into()));
         };
-        let result = run(vm, script, hook, rid, conf, session, response);
+        let result = run(vm, script, hook, rid, conf, session, response, ctx);
         if let Err(mlua::Error::MemoryError(_)) = &result {
             // a VM that ran out of memory may be half-way through anything: start afresh
             *slot = None;
@@ -236,6 +237,7 @@ fn run(
     conf: &serde_json::Value,
     session: *mut pingora::proxy::Session,
     response: *mut pingora::http::ResponseHeader,
+    rctx: *const crate::proxy::ctx::Ctx,
 ) -> mlua::Result<bool> {
     let loaded = vm.module(script, conf)?;
     let Some(f) = &loaded.hooks[slot(hook)] else {
@@ -243,7 +245,7 @@ fn run(
     };
     let (scratch, conf) = (&loaded.scratch, loaded.conf.clone());
     let ctx = vm.ctx_table(rid)?;
-    let _current = Current::enter(session, response, hook);
+    let _current = Current::enter(session, response, rctx, hook);
     vm.deadline.set(Some(Instant::now() + script.time_budget));
     let r = match hook {
         Phase::Request => f.call::<Value>((vm.req.clone(), ctx, conf)),
