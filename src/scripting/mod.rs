@@ -166,9 +166,11 @@ impl Plugin for LuaPlugin {
             Phase::Request,
             id,
             &self.conf,
-            session as *mut Session,
-            std::ptr::null_mut(),
-            &*ctx as *const Ctx,
+            vm::Lent {
+                session: session as *mut Session,
+                response: std::ptr::null_mut(),
+                ctx: &*ctx as *const Ctx,
+            },
         );
         ctx.log_fields.extend(api::take_fields());
         let answer = api::take_answer();
@@ -191,9 +193,11 @@ impl Plugin for LuaPlugin {
             Phase::Response,
             id,
             &self.conf,
-            session as *const Session as *mut Session,
-            resp as *mut ResponseHeader,
-            &*ctx as *const Ctx,
+            vm::Lent {
+                session: session as *const Session as *mut Session,
+                response: resp as *mut ResponseHeader,
+                ctx: &*ctx as *const Ctx,
+            },
         );
         ctx.log_fields.extend(api::take_fields());
         r.map(|_| ())
@@ -215,9 +219,11 @@ impl Plugin for LuaPlugin {
             Phase::Log,
             id,
             &self.conf,
-            session as *const Session as *mut Session,
-            resp,
-            &*ctx as *const Ctx,
+            vm::Lent {
+                session: session as *const Session as *mut Session,
+                response: resp,
+                ctx: &*ctx as *const Ctx,
+            },
         );
         ctx.log_fields.extend(api::take_fields());
         if let Err(e) = r {

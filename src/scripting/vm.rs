@@ -192,16 +192,22 @@ pub fn compile_check(chunk_name: &str, source: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+/// What the proxy lends a hook call: pointers valid for the duration of the call only.
+#[derive(Clone, Copy)]
+pub struct Lent {
+    pub session: *mut pingora::proxy::Session,
+    /// null outside on_response / on_log
+    pub response: *mut pingora::http::ResponseHeader,
+    pub ctx: *const crate::proxy::ctx::Ctx,
+}
+
 /// Call `hook` of `script` on this thread's VM. `Ok(false)`: the script has no such hook.
-#[allow(clippy::too_many_arguments)]
 pub fn call_hook(
     script: &Script,
     hook: Phase,
     rid: u64,
     conf: &serde_json::Value,
-    session: *mut pingora::proxy::Session,
-    response: *mut pingora::http::ResponseHeader,
-    ctx: *const crate::proxy::ctx::Ctx,
+    lent: Lent,
 ) -> Result<bool, HookError> {
     VM.with(|cell| {
         let mut slot = cell.borrow_mut();
@@ -220,7 +226,7 @@ pub fn call_hook(
         let Some(vm) = slot.as_mut() else {
             return Err(HookError("no Lua VM".into()));
         };
-        let result = run(vm, script, hook, rid, conf, session, response, ctx);
+        let result = run(vm, script, hook, rid, conf, lent);
         if let Err(mlua::Error::MemoryError(_)) = &result {
             // a VM that ran out of memory may be half-way through anything: start afresh
             *slot = None;
@@ -235,9 +241,7 @@ fn run(
     hook: Phase,
     rid: u64,
     conf: &serde_json::Value,
-    session: *mut pingora::proxy::Session,
-    response: *mut pingora::http::ResponseHeader,
-    rctx: *const crate::proxy::ctx::Ctx,
+    lent: Lent,
 ) -> mlua::Result<bool> {
     let loaded = vm.module(script, conf)?;
     let Some(f) = &loaded.hooks[slot(hook)] else {
@@ -245,7 +249,7 @@ fn run(
     };
     let (scratch, conf) = (&loaded.scratch, loaded.conf.clone());
     let ctx = vm.ctx_table(rid)?;
-    let _current = Current::enter(session, response, rctx, hook);
+    let _current = Current::enter(lent.session, lent.response, lent.ctx, hook);
     vm.deadline.set(Some(Instant::now() + script.time_budget));
     let r = match hook {
         Phase::Request => f.call::<Value>((vm.req.clone(), ctx, conf)),
