@@ -483,3 +483,80 @@ return M
     assert_eq!(seen.path, "/lua/x?keep=yes&page=9&z=1");
     assert_eq!(seen.header("x-from-lua"), Some("added"));
 }
+
+#[test]
+fn on_upstream_chooses_the_upstream_the_peer_and_timeouts() {
+    let (main, beta) = (Origin::named("main"), Origin::named("beta"));
+    let slow = Origin::start(|_| {
+        std::thread::sleep(Duration::from_millis(1500));
+        ok("late")
+    });
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("route.lua");
+    std::fs::write(
+        &script,
+        format!(
+            r##"
+local M = {{}}
+function M.on_upstream(req, up, ctx, conf)
+  ctx.was = up.selected or "none"
+  if req:header("x-beta") then
+    up:set_upstream("beta")
+  elseif req:header("x-direct") then
+    up:set_peer("{main}")
+  elseif req:header("x-slow") then
+    up:set_peer("{slow}")
+    up:set_timeouts({{ read = "300ms" }})
+  end
+end
+function M.on_response(req, resp, ctx, conf)
+  resp:set_header("x-was", ctx.was)
+end
+return M
+"##,
+            main = main.addr,
+            slow = slow.addr
+        ),
+    )
+    .unwrap();
+    let cfg = format!(
+        r#"
+[servers.s]
+addr = "127.0.0.1:{port}"
+locations = ["routed", "bare"]
+[locations.routed]
+path = "/routed"
+upstream = "main"
+plugins = ["route"]
+[locations.bare]
+path = "/bare"
+plugins = ["route"]
+[upstreams.main]
+addrs = ["{}"]
+[upstreams.beta]
+addrs = ["{}"]
+[plugins.route]
+category = "lua"
+path = "{}"
+"#,
+        main.addr,
+        beta.addr,
+        script.display()
+    );
+    let _t = Tidegate::start(&cfg, &[port]);
+    let r = get(port, "h", "/routed", &[]);
+    assert_eq!(
+        (r.text().as_str(), r.header("x-was")),
+        ("main", Some("main"))
+    );
+    assert_eq!(get(port, "h", "/routed", &[("x-beta", "1")]).text(), "beta");
+    // a location without an upstream: the script decides, or 502
+    let r = get(port, "h", "/bare", &[("x-direct", "1")]);
+    assert_eq!(
+        (r.text().as_str(), r.header("x-was")),
+        ("main", Some("none"))
+    );
+    assert_eq!(get(port, "h", "/bare", &[]).status, 502);
+    assert_eq!(get(port, "h", "/bare", &[("x-slow", "1")]).status, 504);
+}

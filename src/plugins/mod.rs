@@ -33,6 +33,20 @@ use pingora::proxy::Session;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 
+/// What upstream-phase plugins decided; `None` everywhere keeps the location's choice.
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamChoice {
+    /// an upstream by name
+    pub upstream: Option<String>,
+    /// a peer directly: address, TLS, SNI
+    pub peer: Option<(std::net::SocketAddr, bool, String)>,
+    pub connect_timeout: Option<std::time::Duration>,
+    pub read_timeout: Option<std::time::Duration>,
+    pub write_timeout: Option<std::time::Duration>,
+    /// the upstream the location would use, for scripts to read
+    pub selected: Option<String>,
+}
+
 /// A response a plugin gives instead of proxying.
 #[derive(Debug, Clone)]
 pub struct Answer {
@@ -68,6 +82,16 @@ pub trait Plugin: Send + Sync + std::fmt::Debug {
         _ctx: &mut Ctx,
     ) -> Result<Flow, PluginError> {
         Ok(Flow::Continue)
+    }
+
+    /// Upstream phase: choose the upstream or the peer (before the balancer), set timeouts.
+    fn on_upstream(
+        &self,
+        _session: &Session,
+        _choice: &mut UpstreamChoice,
+        _ctx: &mut Ctx,
+    ) -> Result<(), PluginError> {
+        Ok(())
     }
 
     /// Response phase: edit the status and headers going to the client.

@@ -36,6 +36,14 @@ pub struct Ctx {
     pub log_fields: Vec<(String, String)>,
     /// this request's Lua `ctx` table, once a Lua hook ran
     pub lua: Option<crate::scripting::LuaRequest>,
+    /// a peer chosen by a plugin in the upstream phase (bypasses the balancer)
+    pub direct_peer: Option<pingora::upstreams::peer::HttpPeer>,
+    /// connect, read, write timeouts set in the upstream phase
+    pub timeouts: (
+        Option<std::time::Duration>,
+        Option<std::time::Duration>,
+        Option<std::time::Duration>,
+    ),
 }
 
 impl Ctx {
@@ -59,6 +67,8 @@ impl Ctx {
             body_seen: 0,
             log_fields: Vec::new(),
             lua: None,
+            direct_peer: None,
+            timeouts: (None, None, None),
         }
     }
 

@@ -9,8 +9,36 @@ use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
 
+/// Run the location's upstream-phase plugins (once per request).
+fn upstream_phase(
+    session: &Session,
+    ctx: &mut Ctx,
+) -> pingora::Result<Option<crate::plugins::UpstreamChoice>> {
+    let state = ctx.state.clone();
+    let Some(route) = ctx.route.as_ref() else {
+        return Ok(None);
+    };
+    let loc = &state.config.locations[route.location];
+    if loc.plugins.is_empty() {
+        return Ok(None);
+    }
+    let mut choice = crate::plugins::UpstreamChoice {
+        selected: ctx.upstream.as_ref().map(|u| u.name.clone()),
+        ..Default::default()
+    };
+    for &i in &loc.plugins {
+        let def = &state.config.plugins[i];
+        if let Err(e) = def.plugin.on_upstream(session, &mut choice, ctx) {
+            tracing::error!(plugin = %def.name, "upstream phase failed: {e}");
+            return Err(http_status(500));
+        }
+    }
+    Ok(Some(choice))
+}
+
 /// Choose the peer for this attempt (called again on each retry).
 pub fn select_peer(session: &Session, ctx: &mut Ctx) -> pingora::Result<Box<HttpPeer>> {
+    let first = ctx.upstream.is_none() && ctx.tried.is_empty();
     if ctx.upstream.is_none() {
         let loc = ctx.location().ok_or_else(|| http_status(404))?;
         let up = match &loc.upstream {
@@ -25,10 +53,42 @@ pub fn select_peer(session: &Session, ctx: &mut Ctx) -> pingora::Result<Box<Http
                 found
             }
         };
-        let Some(up) = up else {
-            return Err(http_status(502));
-        };
-        ctx.upstream = Some(up);
+        // no upstream yet is fine here: an upstream-phase plugin may still choose one
+        ctx.upstream = up;
+    }
+    if first {
+        if let Some(choice) = upstream_phase(session, ctx)? {
+            if let Some(name) = &choice.upstream {
+                match ctx.state.upstream_by_name(name).cloned() {
+                    Some(u) => ctx.upstream = Some(u),
+                    None => {
+                        tracing::warn!("a plugin chose upstream `{name}`, which does not exist");
+                        return Err(http_status(502));
+                    }
+                }
+            }
+            if let Some((addr, tls, sni)) = &choice.peer {
+                let mut http = HttpPeer::new(*addr, *tls, sni.clone());
+                let base = ctx.upstream.as_ref().map(|u| &u.conf);
+                http.options.connection_timeout =
+                    choice.connect_timeout.or(base.map(|b| b.connect_timeout));
+                http.options.read_timeout =
+                    choice.read_timeout.or(base.and_then(|b| b.read_timeout));
+                http.options.write_timeout =
+                    choice.write_timeout.or(base.and_then(|b| b.write_timeout));
+                ctx.upstream_addr = Some(*addr);
+                ctx.direct_peer = Some(http.clone());
+                return Ok(Box::new(http));
+            }
+            ctx.timeouts = (
+                choice.connect_timeout,
+                choice.read_timeout,
+                choice.write_timeout,
+            );
+        }
+    } else if let Some(p) = &ctx.direct_peer {
+        // a script-chosen peer: retries go to the same one
+        return Ok(Box::new(p.clone()));
     }
     let Some(up) = ctx.upstream.clone() else {
         return Err(http_status(502));
@@ -42,6 +102,16 @@ pub fn select_peer(session: &Session, ctx: &mut Ctx) -> pingora::Result<Box<Http
     if let Some(t) = ctx.location().and_then(|l| l.timeout) {
         http.options.read_timeout = Some(t);
         http.options.write_timeout = Some(t);
+    }
+    let (c, r, w) = ctx.timeouts;
+    if c.is_some() {
+        http.options.connection_timeout = c;
+    }
+    if r.is_some() {
+        http.options.read_timeout = r;
+    }
+    if w.is_some() {
+        http.options.write_timeout = w;
     }
     ctx.peer = Some(i);
     ctx.tried.push(i);

@@ -15,6 +15,7 @@ use std::cell::{Cell, RefCell};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     Request,
+    Upstream,
     Response,
     Log,
 }
@@ -23,6 +24,7 @@ impl Phase {
     pub fn name(self) -> &'static str {
         match self {
             Phase::Request => "on_request",
+            Phase::Upstream => "on_upstream",
             Phase::Response => "on_response",
             Phase::Log => "on_log",
         }
@@ -33,9 +35,109 @@ thread_local! {
     static SESSION: Cell<*mut Session> = const { Cell::new(std::ptr::null_mut()) };
     static RESPONSE: Cell<*mut ResponseHeader> = const { Cell::new(std::ptr::null_mut()) };
     static CTX: Cell<*const crate::proxy::ctx::Ctx> = const { Cell::new(std::ptr::null()) };
+    static CHOICE: Cell<*mut crate::plugins::UpstreamChoice> = const { Cell::new(std::ptr::null_mut()) };
     static PHASE: Cell<Option<Phase>> = const { Cell::new(None) };
     static ANSWER: RefCell<Option<Answer>> = const { RefCell::new(None) };
     static FIELDS: RefCell<Vec<(String, String)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Points `up` at the upstream choice for the duration of an `on_upstream` call.
+pub struct CurrentChoice;
+
+impl CurrentChoice {
+    pub fn enter(choice: *mut crate::plugins::UpstreamChoice) -> CurrentChoice {
+        CHOICE.with(|c| c.set(choice));
+        CurrentChoice
+    }
+}
+
+impl Drop for CurrentChoice {
+    fn drop(&mut self) {
+        CHOICE.with(|c| c.set(std::ptr::null_mut()));
+    }
+}
+
+fn with_choice<R>(
+    what: &str,
+    f: impl FnOnce(&mut crate::plugins::UpstreamChoice) -> R,
+) -> mlua::Result<R> {
+    only_in(&[Phase::Upstream], what)?;
+    let p = CHOICE.with(|c| c.get());
+    // SAFETY: non-null only during an `on_upstream` call, pointing at the proxy's choice.
+    match unsafe { p.as_mut() } {
+        Some(c) => Ok(f(c)),
+        None => Err(mlua::Error::runtime("up used outside of on_upstream")),
+    }
+}
+
+fn duration(v: &mlua::Value) -> mlua::Result<Option<std::time::Duration>> {
+    Ok(match v {
+        mlua::Value::Nil => None,
+        mlua::Value::Integer(n) if *n >= 0 => Some(std::time::Duration::from_secs(*n as u64)),
+        mlua::Value::Number(n) if *n >= 0.0 && n.is_finite() => {
+            Some(std::time::Duration::from_secs_f64(*n))
+        }
+        mlua::Value::String(s) => {
+            Some(crate::config::units::parse_duration(&s.to_str()?).map_err(mlua::Error::runtime)?)
+        }
+        other => {
+            return Err(mlua::Error::runtime(format!(
+                "a timeout is seconds or a string like \"2s\", not {}",
+                other.type_name()
+            )))
+        }
+    })
+}
+
+/// `up`: where the request goes (on_upstream only).
+pub struct Up;
+
+impl UserData for Up {
+    fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
+        fields.add_field_method_get("selected", |_, _| {
+            with_choice("up.selected", |c| c.upstream.clone().or(c.selected.clone()))
+        });
+    }
+
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_method("set_upstream", |_, _, name: String| {
+            with_choice("up:set_upstream", |c| c.upstream = Some(name))
+        });
+        methods.add_method(
+            "set_peer",
+            |_, _, (addr, opts): (String, Option<mlua::Table>)| {
+                // an IP:PORT only: resolving a name here would block the worker
+                let sa: std::net::SocketAddr = addr.parse().map_err(|_| {
+                    mlua::Error::runtime(format!("set_peer: `{addr}` is not IP:PORT"))
+                })?;
+                let tls = opts
+                    .as_ref()
+                    .map(|o| o.get::<Option<bool>>("tls"))
+                    .transpose()?
+                    .flatten()
+                    .unwrap_or(false);
+                let sni = opts
+                    .as_ref()
+                    .map(|o| o.get::<Option<String>>("sni"))
+                    .transpose()?
+                    .flatten()
+                    .unwrap_or_else(|| sa.ip().to_string());
+                with_choice("up:set_peer", |c| c.peer = Some((sa, tls, sni)))
+            },
+        );
+        methods.add_method("set_timeouts", |_, _, t: mlua::Table| {
+            let (connect, read, write) = (
+                duration(&t.get::<mlua::Value>("connect")?)?,
+                duration(&t.get::<mlua::Value>("read")?)?,
+                duration(&t.get::<mlua::Value>("write")?)?,
+            );
+            with_choice("up:set_timeouts", |c| {
+                c.connect_timeout = connect.or(c.connect_timeout);
+                c.read_timeout = read.or(c.read_timeout);
+                c.write_timeout = write.or(c.write_timeout);
+            })
+        });
+    }
 }
 
 /// Points the handles at one request for the duration of a hook call.

@@ -204,6 +204,30 @@ impl Plugin for LuaPlugin {
             .map_err(|e| self.fail(ctx, Phase::Response, e))
     }
 
+    fn on_upstream(
+        &self,
+        session: &Session,
+        choice: &mut crate::plugins::UpstreamChoice,
+        ctx: &mut Ctx,
+    ) -> Result<(), PluginError> {
+        let id = rid(ctx);
+        let _choice = api::CurrentChoice::enter(choice as *mut crate::plugins::UpstreamChoice);
+        let r = vm::call_hook(
+            &self.script,
+            Phase::Upstream,
+            id,
+            &self.conf,
+            vm::Lent {
+                session: session as *const Session as *mut Session,
+                response: std::ptr::null_mut(),
+                ctx: &*ctx as *const Ctx,
+            },
+        );
+        ctx.log_fields.extend(api::take_fields());
+        r.map(|_| ())
+            .map_err(|e| self.fail(ctx, Phase::Upstream, e))
+    }
+
     fn watched_files(&self) -> Vec<std::path::PathBuf> {
         self.file.iter().cloned().collect()
     }

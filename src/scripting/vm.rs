@@ -42,14 +42,15 @@ pub struct Vm {
     ctx: HashMap<u64, Table>,
     req: mlua::AnyUserData,
     resp: mlua::AnyUserData,
+    up: mlua::AnyUserData,
     memory_limit: usize,
 }
 
 /// A script loaded in one VM (handles into that VM, which owns them).
 #[derive(Clone)]
 struct Loaded {
-    /// on_request, on_response, on_log, looked up once
-    hooks: [Option<Function>; 3],
+    /// on_request, on_upstream, on_response, on_log, looked up once
+    hooks: [Option<Function>; 4],
     /// the hooks' environment: empty, reads fall through to the frozen module environment,
     /// and it is cleared after every call, so globals set by one call never reach the next
     scratch: Table,
@@ -60,8 +61,9 @@ struct Loaded {
 fn slot(p: Phase) -> usize {
     match p {
         Phase::Request => 0,
-        Phase::Response => 1,
-        Phase::Log => 2,
+        Phase::Upstream => 1,
+        Phase::Response => 2,
+        Phase::Log => 3,
     }
 }
 
@@ -101,6 +103,7 @@ impl Vm {
         lua.set_memory_limit(memory_limit)?;
         let req = lua.create_userdata(Req)?;
         let resp = lua.create_userdata(Resp)?;
+        let up = lua.create_userdata(super::api::Up)?;
         Ok(Vm {
             lua,
             deadline,
@@ -108,6 +111,7 @@ impl Vm {
             ctx: HashMap::new(),
             req,
             resp,
+            up,
             memory_limit,
         })
     }
@@ -150,8 +154,8 @@ impl Vm {
         let smeta = self.lua.create_table()?;
         smeta.set("__index", env)?;
         scratch.set_metatable(Some(smeta))?;
-        let mut hooks: [Option<Function>; 3] = [None, None, None];
-        for hook in [Phase::Request, Phase::Response, Phase::Log] {
+        let mut hooks: [Option<Function>; 4] = [None, None, None, None];
+        for hook in [Phase::Request, Phase::Upstream, Phase::Response, Phase::Log] {
             if let Some(f) = module.get::<Option<Function>>(hook.name())? {
                 f.set_environment(scratch.clone())?;
                 hooks[slot(hook)] = Some(f);
@@ -253,6 +257,7 @@ fn run(
     vm.deadline.set(Some(Instant::now() + script.time_budget));
     let r = match hook {
         Phase::Request => f.call::<Value>((vm.req.clone(), ctx, conf)),
+        Phase::Upstream => f.call::<Value>((vm.req.clone(), vm.up.clone(), ctx, conf)),
         Phase::Response | Phase::Log => {
             f.call::<Value>((vm.req.clone(), vm.resp.clone(), ctx, conf))
         }
