@@ -330,6 +330,7 @@ def main():
     md = []
     work = tempfile.mkdtemp(prefix="tidegate-bench-")
     upstream = None
+    started = []  # every target started, so that an error stops them all
     try:
         up_port = free_port()
         upstream = Target("upstream", up_port, nginx_conf(work, "upstream", 1, f"""
@@ -345,6 +346,7 @@ def main():
             direct = Target("upstream_direct", up_port, None, wrk_cores)
             direct.proc = upstream.proc
             for t in targets:
+                started.append(t)
                 t.start(work)
             time.sleep(0.5)
             for t in targets + [direct]:
@@ -373,6 +375,7 @@ def main():
         p = free_port()
         conf = tidegate_conf(work, "tidegateh2", p, up_port, 1, http2=True)
         h2t = Target("tidegate_h2c", p, conf, cores[1:2] if len(cores) >= 2 else cores, dict(os.environ, TIDEGATE_LOG="warn"))
+        started.append(h2t)
         h2t.start(work)
         n = "20000" if args.quick else "200000"
         h2 = subprocess.run(pin(wrk_cores) + ["h2load", "-n", n, "-c", "10", "-m", "10", f"http://127.0.0.1:{p}/"],
@@ -395,6 +398,8 @@ def main():
             md.append(f"1M-request HTTP/1.1 soak: {report['soak_1m']['succeeded']} succeeded; RSS {start_rss} KB → {end_rss} KB")
         h2t.stop()
     finally:
+        for t in started:
+            t.stop()
         if upstream:
             upstream.stop()
     print(f"## tidegate benchmark, {report['machine']['when']}, {report['machine']['cpus']} CPUs\n")
