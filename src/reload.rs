@@ -18,7 +18,7 @@
 
 use crate::config::source::Source;
 use crate::state::{Live, State};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -39,7 +39,6 @@ pub struct Reloader {
     /// text of the documents last applied, to skip reloads that change nothing
     applied: Mutex<Vec<(String, String)>>,
     last_error: Mutex<Option<String>>,
-    reloads: AtomicU64,
     /// the next apply rebuilds even if the documents did not change
     force: std::sync::atomic::AtomicBool,
     runtime: Mutex<Option<tokio::runtime::Handle>>,
@@ -58,7 +57,6 @@ impl Reloader {
             threads,
             applied: Mutex::new(applied_docs),
             last_error: Mutex::new(None),
-            reloads: AtomicU64::new(0),
             force: std::sync::atomic::AtomicBool::new(false),
             runtime: Mutex::new(None),
         }
@@ -170,7 +168,6 @@ impl Reloader {
         }
         *self.applied.lock().unwrap_or_else(|p| p.into_inner()) = texts;
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        self.reloads.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
             reason,
             version,

@@ -78,6 +78,12 @@ impl Ctx {
             .and_then(|r| self.state.config.locations.get(r.location))
     }
 
+    /// The scheme the client used. Plaintext listeners only for now; TLS listeners will
+    /// answer "https" here, and every template, log field and header follows.
+    pub fn scheme(&self) -> &'static str {
+        "http"
+    }
+
     pub fn server(&self) -> &crate::config::model::Server {
         &self.state.servers[self.server].conf
     }
@@ -94,7 +100,7 @@ impl VarSource for Vars<'_> {
         let req = self.session.req_header();
         match var {
             Var::Host => out.push_str(&self.ctx.host),
-            Var::Scheme => out.push_str("http"),
+            Var::Scheme => out.push_str(self.ctx.scheme()),
             Var::RemoteAddr => {
                 if let Some(ip) = self.ctx.client_ip {
                     out.push_str(&ip.to_string());

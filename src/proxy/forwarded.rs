@@ -96,7 +96,7 @@ pub fn apply(session: &Session, ctx: &Ctx, up: &mut RequestHeader) -> pingora::R
     }
     let proto = match (ctx.peer_trusted, incoming("x-forwarded-proto")) {
         (true, Some("https")) => "https",
-        _ => "http",
+        _ => ctx.scheme(),
     };
     up.insert_header("x-forwarded-proto", proto)?;
     Ok(())

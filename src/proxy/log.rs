@@ -46,7 +46,7 @@ fn write_field(f: &Field, session: &Session, ctx: &Ctx, out: &mut String) {
         } else {
             version(req.version)
         }),
-        Field::Scheme => out.push_str("http"),
+        Field::Scheme => out.push_str(ctx.scheme()),
         Field::Host => dash(out, Some(&ctx.host)),
         Field::Status => {
             let _ = write!(out, "{}", ctx.status);

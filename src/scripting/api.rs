@@ -321,7 +321,7 @@ impl UserData for Req {
                 set_uri(s, &p, query.as_deref())
             })?
         });
-        fields.add_field_method_get("scheme", |_, _| with_session(|_| "http"));
+        fields.add_field_method_get("scheme", |_, _| with_ctx(|c| c.scheme()));
         fields.add_field_method_get("id", |_, _| with_ctx(|c| c.request_id.clone()));
         fields.add_field_method_get("location", |_, _| {
             with_ctx(|c| c.location().map(|l| l.name.clone()))
@@ -360,11 +360,13 @@ impl UserData for Req {
         });
         methods.add_method("var", |_, _, name: String| {
             // a named capture of the location's regexes, else a built-in variable
-            let capture = with_ctx(|c| {
-                c.route
+            let (capture, scheme) = with_ctx(|c| {
+                let capture = c
+                    .route
                     .as_ref()
                     .and_then(|r| r.capture(&name))
-                    .map(str::to_string)
+                    .map(str::to_string);
+                (capture, c.scheme())
             })?;
             if capture.is_some() {
                 return Ok(capture);
@@ -384,7 +386,7 @@ impl UserData for Req {
                     .path_and_query()
                     .map(|p| p.as_str().to_string()),
                 "method" => Some(s.req_header().method.as_str().to_string()),
-                "scheme" => Some("http".to_string()),
+                "scheme" => Some(scheme.to_string()),
                 _ => None,
             })
         });
