@@ -48,6 +48,8 @@ pub struct RawBasic {
 pub struct RawLua {
     pub time_budget: Option<String>,
     pub memory_limit: Option<String>,
+    pub dir: Option<String>,
+    pub shared: Option<std::collections::BTreeMap<String, i64>>,
 }
 
 /// `[servers.NAME]`: a set of listeners and the locations they route to.

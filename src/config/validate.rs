@@ -574,6 +574,41 @@ fn build_lua(b: &mut Builder<'_>, e: Option<&Entry>) -> crate::scripting::LuaSet
         }
         s.memory_limit = m as usize;
     }
+    if let Some(dir) = &raw.dir {
+        let path = std::path::PathBuf::from(dir);
+        if !path.is_dir() {
+            b.err(
+                e.doc,
+                "lua",
+                Some("dir"),
+                format!("`{dir}` is not a directory"),
+            );
+        } else {
+            match crate::scripting::modules::load(&path) {
+                Ok(m) => s.modules = m,
+                Err(errors) => {
+                    for m in errors {
+                        b.err(e.doc, "lua", Some("dir"), m.to_string());
+                    }
+                }
+            }
+        }
+        s.dir = Some(path);
+    }
+    let mut decl = Vec::new();
+    for (name, cap) in raw.shared.iter().flatten() {
+        if *cap < 1 || *cap > 100_000_000 {
+            b.err(
+                e.doc,
+                "lua",
+                Some("shared"),
+                format!("shared dict `{name}`: capacity must be 1 to 100000000 keys, not {cap}"),
+            );
+        } else {
+            decl.push((name.clone(), *cap as usize));
+        }
+    }
+    s.shared = crate::scripting::shared::dicts(&decl);
     s
 }
 

@@ -17,6 +17,7 @@
 //!   upstream by name, a peer directly, or timeouts, in an [`UpstreamChoice`].
 //! - [`Plugin::on_response`] runs on the response header before it goes to the client (it does
 //!   not run for early answers, which are complete already).
+//! - [`Plugin::on_body`] runs on each chunk of the response body, and may replace it.
 //! - [`Plugin::on_log`] runs after the response is sent; it cannot fail the request.
 //!
 //! Each plugin's own config is deserialized with unknown keys refused, so a typo names the key.
@@ -87,9 +88,9 @@ pub trait Plugin: Send + Sync + std::fmt::Debug {
     }
 
     /// Upstream phase: choose the upstream or the peer (before the balancer), set timeouts.
-    fn on_upstream(
+    async fn on_upstream(
         &self,
-        _session: &Session,
+        _session: &mut Session,
         _choice: &mut UpstreamChoice,
         _ctx: &mut Ctx,
     ) -> Result<(), PluginError> {
@@ -101,6 +102,18 @@ pub trait Plugin: Send + Sync + std::fmt::Debug {
         &self,
         _session: &Session,
         _resp: &mut ResponseHeader,
+        _ctx: &mut Ctx,
+    ) -> Result<(), PluginError> {
+        Ok(())
+    }
+
+    /// Body phase: each chunk of the response body on its way to the client (synchronous,
+    /// as Pingora's body filter is). Replace `*body` to change it; `eof` marks the last call.
+    fn on_body(
+        &self,
+        _session: &Session,
+        _body: &mut Option<Bytes>,
+        _eof: bool,
         _ctx: &mut Ctx,
     ) -> Result<(), PluginError> {
         Ok(())

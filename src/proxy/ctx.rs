@@ -38,6 +38,12 @@ pub struct Ctx {
     pub lua: Option<crate::scripting::LuaRequest>,
     /// a peer chosen by a plugin in the upstream phase (bypasses the balancer)
     pub direct_peer: Option<pingora::upstreams::peer::HttpPeer>,
+    /// the request body a script read with `req:body()` (Pingora replays it upstream)
+    pub request_body: Option<bytes::Bytes>,
+    /// a script read part of the body and could not keep it: the status to answer with
+    pub body_failed: Option<u16>,
+    /// a body filter may change the length: Content-Length was removed
+    pub body_filtered: bool,
     /// connect, read, write timeouts set in the upstream phase
     pub timeouts: (
         Option<std::time::Duration>,
@@ -68,6 +74,9 @@ impl Ctx {
             log_fields: Vec::new(),
             lua: None,
             direct_peer: None,
+            request_body: None,
+            body_failed: None,
+            body_filtered: false,
             timeouts: (None, None, None),
         }
     }

@@ -12,6 +12,7 @@
 //! fail_to_connect       failure.rs     passive health, retry on another peer
 //! upstream_response_…   (here)         the peer answered: close its circuit
 //! response_filter       response.rs    plugins edit status and headers
+//! response_body_filter  response.rs    plugins transform the body (Lua on_body)
 //! error_while_proxy     failure.rs     passive health, retry only if idempotent
 //! fail_to_proxy         failure.rs     one error → status mapping                → 502/504/…
 //! logging               log.rs         access log line
@@ -91,7 +92,7 @@ impl ProxyHttp for Proxy {
 
     /// Pick the upstream and one of its peers; called again for each retry.
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        upstream::select_peer(session, ctx)
+        upstream::select_peer(session, ctx).await
     }
 
     /// Rewrite the path and set forwarding and configured headers on the upstream request.
@@ -126,6 +127,18 @@ impl ProxyHttp for Proxy {
     ) -> Result<()> {
         response::run_plugins(session, resp, ctx);
         Ok(())
+    }
+
+    /// Plugins (Lua `on_body`) transform the response body, chunk by chunk.
+    fn response_body_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<std::time::Duration>> {
+        response::run_body_filters(session, body, end_of_stream, ctx);
+        Ok(None)
     }
 
     fn fail_to_connect(

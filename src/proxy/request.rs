@@ -74,3 +74,52 @@ pub fn count_body(body: Option<&bytes::Bytes>, ctx: &mut Ctx) -> pingora::Result
     }
     Ok(())
 }
+
+/// Read the whole request body for a script (`req:body()`), at most `cap` bytes. Pingora keeps
+/// what was read and sends it on to the upstream. A body over the cap, declared, is refused
+/// before any of it is read (the request can still be proxied); one found over the cap while
+/// reading cannot be sent on, so the request will be answered with 413 unless the script
+/// answers first.
+pub async fn read_body(
+    session: &mut Session,
+    ctx: &mut Ctx,
+    cap: usize,
+) -> Result<bytes::Bytes, String> {
+    if let Some(b) = &ctx.request_body {
+        return Ok(b.clone());
+    }
+    if ctx.body_failed.is_some() {
+        return Err("the request body could not be read".into());
+    }
+    let cap = ctx.body_limit.map(|l| (l as usize).min(cap)).unwrap_or(cap);
+    let declared = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > cap as u64) {
+        return Err(format!("request body larger than {cap} bytes"));
+    }
+    session.enable_retry_buffering();
+    let mut buf = bytes::BytesMut::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if buf.len() + chunk.len() > cap {
+                    ctx.body_failed = Some(413);
+                    return Err(format!("request body larger than {cap} bytes"));
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) => {
+                ctx.body_failed = Some(400);
+                return Err(format!("reading the request body: {}", e.etype().as_str()));
+            }
+        }
+    }
+    let body = buf.freeze();
+    ctx.request_body = Some(body.clone());
+    Ok(body)
+}

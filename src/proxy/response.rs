@@ -21,3 +21,27 @@ pub fn run_plugins(session: &Session, resp: &mut ResponseHeader, ctx: &mut Ctx) 
     }
     ctx.status = resp.status.as_u16();
 }
+
+/// Run `on_body` of the location's plugins in order on one chunk. A failing plugin is logged
+/// and skipped (the status is already sent).
+pub fn run_body_filters(
+    session: &Session,
+    body: &mut Option<bytes::Bytes>,
+    eof: bool,
+    ctx: &mut Ctx,
+) {
+    if !ctx.body_filtered {
+        return;
+    }
+    let state = ctx.state.clone();
+    let Some(route) = ctx.route.as_ref() else {
+        return;
+    };
+    let loc = &state.config.locations[route.location];
+    for &i in &loc.plugins {
+        let def = &state.config.plugins[i];
+        if let Err(e) = def.plugin.on_body(session, body, eof, ctx) {
+            tracing::error!(plugin = %def.name, "body phase failed: {e}");
+        }
+    }
+}

@@ -10,8 +10,8 @@ use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
 
 /// Run the location's upstream-phase plugins (once per request).
-fn upstream_phase(
-    session: &Session,
+async fn upstream_phase(
+    session: &mut Session,
     ctx: &mut Ctx,
 ) -> pingora::Result<Option<crate::plugins::UpstreamChoice>> {
     let state = ctx.state.clone();
@@ -28,7 +28,7 @@ fn upstream_phase(
     };
     for &i in &loc.plugins {
         let def = &state.config.plugins[i];
-        if let Err(e) = def.plugin.on_upstream(session, &mut choice, ctx) {
+        if let Err(e) = def.plugin.on_upstream(session, &mut choice, ctx).await {
             tracing::error!(plugin = %def.name, "upstream phase failed: {e}");
             return Err(http_status(500));
         }
@@ -37,7 +37,7 @@ fn upstream_phase(
 }
 
 /// Choose the peer for this attempt (called again on each retry).
-pub fn select_peer(session: &Session, ctx: &mut Ctx) -> pingora::Result<Box<HttpPeer>> {
+pub async fn select_peer(session: &mut Session, ctx: &mut Ctx) -> pingora::Result<Box<HttpPeer>> {
     let first = ctx.upstream.is_none() && ctx.tried.is_empty();
     if ctx.upstream.is_none() {
         let loc = ctx.location().ok_or_else(|| http_status(404))?;
@@ -57,7 +57,7 @@ pub fn select_peer(session: &Session, ctx: &mut Ctx) -> pingora::Result<Box<Http
         ctx.upstream = up;
     }
     if first {
-        if let Some(choice) = upstream_phase(session, ctx)? {
+        if let Some(choice) = upstream_phase(session, ctx).await? {
             if let Some(name) = &choice.upstream {
                 match ctx.state.upstream_by_name(name).cloned() {
                     Some(u) => ctx.upstream = Some(u),

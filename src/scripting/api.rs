@@ -11,12 +11,19 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use std::cell::{Cell, RefCell};
 
+/// `req:body()` reads at most this much: Pingora keeps up to 64 KiB of a request body to send
+/// it on to the upstream after a script has read it.
+pub const REQUEST_BODY_CAP: usize = 64 << 10;
+
+const REQ_BODY: &str = "tidegate.req_body";
+
 /// The phase a hook runs in; API functions that make no sense in a phase say so.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
     Request,
     Upstream,
     Response,
+    Body,
     Log,
 }
 
@@ -26,6 +33,7 @@ impl Phase {
             Phase::Request => "on_request",
             Phase::Upstream => "on_upstream",
             Phase::Response => "on_response",
+            Phase::Body => "on_body",
             Phase::Log => "on_log",
         }
     }
@@ -224,7 +232,7 @@ fn phase() -> mlua::Result<Phase> {
         .ok_or_else(|| mlua::Error::runtime("req/resp used outside of a hook"))
 }
 
-fn only_in(allowed: &[Phase], what: &str) -> mlua::Result<()> {
+pub(crate) fn only_in(allowed: &[Phase], what: &str) -> mlua::Result<()> {
     let p = phase()?;
     if allowed.contains(&p) {
         Ok(())
@@ -322,6 +330,10 @@ impl UserData for Req {
             })?
         });
         fields.add_field_method_get("scheme", |_, _| with_ctx(|c| c.scheme()));
+        // `req:body()`: a Lua function that yields while the proxy reads the body
+        fields.add_field_method_get("body", |lua, _| {
+            lua.named_registry_value::<mlua::Function>(REQ_BODY)
+        });
         fields.add_field_method_get("id", |_, _| with_ctx(|c| c.request_id.clone()));
         fields.add_field_method_get("location", |_, _| {
             with_ctx(|c| c.location().map(|l| l.name.clone()))
@@ -597,6 +609,13 @@ pub fn register(lua: &Lua) -> mlua::Result<()> {
         })?,
     )?;
     super::lib_util::register(lua, &t)?;
+    super::http_client::register(lua, &t)?;
+    super::shared::register(lua, &t)?;
+    let body = super::wait::yielding(lua, "req:body", |_, _req: mlua::AnyUserData| {
+        only_in(&[Phase::Request], "req:body")?;
+        Ok(super::wait::Wait::Body(REQUEST_BODY_CAP))
+    })?;
+    lua.set_named_registry_value(REQ_BODY, body)?;
     lua.globals().set("tidegate", t)?;
     Ok(())
 }

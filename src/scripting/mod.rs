@@ -25,8 +25,12 @@
 //! request id; in later phases it is logged and the response goes on.
 
 pub mod api;
+pub mod http_client;
 pub mod lib_util;
+pub mod modules;
+pub mod shared;
 pub mod vm;
+pub mod wait;
 
 use crate::plugins::{Flow, Plugin, PluginConfError, PluginError};
 use crate::proxy::ctx::Ctx;
@@ -43,6 +47,12 @@ use std::time::Duration;
 pub struct LuaSettings {
     pub time_budget: Duration,
     pub memory_limit: usize,
+    /// `[lua] dir`: where `require` finds modules
+    pub dir: Option<std::path::PathBuf>,
+    /// the modules under `dir`, read and compiled at load
+    pub modules: modules::Modules,
+    /// `[lua] shared`: the shared dictionaries
+    pub shared: shared::SharedDicts,
 }
 
 impl Default for LuaSettings {
@@ -50,6 +60,9 @@ impl Default for LuaSettings {
         LuaSettings {
             time_budget: Duration::from_millis(50),
             memory_limit: 64 << 20,
+            dir: None,
+            modules: modules::Modules::default(),
+            shared: shared::SharedDicts::default(),
         }
     }
 }
@@ -117,6 +130,8 @@ impl LuaPlugin {
                 source,
                 time_budget: settings.time_budget,
                 memory_limit: settings.memory_limit,
+                modules: settings.modules.clone(),
+                shared: settings.shared.clone(),
             },
             conf,
             file,
@@ -157,27 +172,99 @@ fn rid(ctx: &mut Ctx) -> u64 {
         .0
 }
 
+/// The pointers a hook call borrows, taken afresh for each call or resume (never held
+/// across an await).
+fn lend(session: &mut Session, ctx: &Ctx) -> vm::Lent {
+    vm::Lent {
+        session: session as *mut Session,
+        response: std::ptr::null_mut(),
+        ctx: ctx as *const Ctx,
+    }
+}
+
+/// Collect what the last synchronous stretch of a hook left behind (log fields, an answer).
+fn settle(ctx: &mut Ctx, answer: &mut Option<crate::plugins::Answer>) {
+    ctx.log_fields.extend(api::take_fields());
+    if let Some(a) = api::take_answer() {
+        *answer = Some(a);
+    }
+}
+
+impl LuaPlugin {
+    /// Do what a waiting hook asked for.
+    async fn wait(&self, session: &mut Session, ctx: &mut Ctx, w: wait::Wait) -> wait::Waited {
+        match w {
+            wait::Wait::Http(o) => wait::Waited::Http(http_client::send(*o).await),
+            wait::Wait::Body(cap) => {
+                wait::Waited::Body(crate::proxy::request::read_body(session, ctx, cap).await)
+            }
+        }
+    }
+
+    /// Run a coroutine hook (`on_request`, `on_upstream`) to its end, doing its waits.
+    async fn run_waiting(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        phase: Phase,
+        choice: Option<&mut crate::plugins::UpstreamChoice>,
+    ) -> Result<Option<crate::plugins::Answer>, PluginError> {
+        let id = rid(ctx);
+        let choice = choice.map(|c| c as *mut crate::plugins::UpstreamChoice as usize);
+        let enter = |c: Option<usize>| {
+            c.map(|p| api::CurrentChoice::enter(p as *mut crate::plugins::UpstreamChoice))
+        };
+        let mut answer = None;
+        let mut outcome = {
+            let _choice = enter(choice);
+            vm::call_hook(
+                &self.script,
+                phase,
+                id,
+                &self.conf,
+                lend(session, ctx),
+                None,
+            )
+        };
+        settle(ctx, &mut answer);
+        while let Ok(vm::Outcome::Wait(w)) = outcome {
+            let waited = self.wait(session, ctx, w).await;
+            outcome = {
+                let _choice = enter(choice);
+                vm::resume_hook(
+                    &self.script,
+                    phase,
+                    id,
+                    &self.conf,
+                    lend(session, ctx),
+                    waited,
+                )
+            };
+            settle(ctx, &mut answer);
+        }
+        match outcome {
+            Ok(_) => Ok(answer),
+            Err(e) => Err(self.fail(ctx, phase, e)),
+        }
+    }
+}
+
 #[async_trait]
 impl Plugin for LuaPlugin {
     async fn on_request(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Flow, PluginError> {
-        let id = rid(ctx);
-        let r = vm::call_hook(
-            &self.script,
-            Phase::Request,
-            id,
-            &self.conf,
-            vm::Lent {
-                session: session as *mut Session,
-                response: std::ptr::null_mut(),
-                ctx: &*ctx as *const Ctx,
-            },
-        );
-        ctx.log_fields.extend(api::take_fields());
-        let answer = api::take_answer();
-        match r {
-            Ok(_) => Ok(answer.map(Flow::Respond).unwrap_or(Flow::Continue)),
-            Err(e) => Err(self.fail(ctx, Phase::Request, e)),
+        let answer = self.run_waiting(session, ctx, Phase::Request, None).await?;
+        if let Some(a) = answer {
+            return Ok(Flow::Respond(a));
         }
+        if let Some(status) = ctx.body_failed {
+            // the hook read part of a body it could not keep, and did not answer itself
+            return Ok(Flow::Respond(crate::plugins::Answer {
+                status,
+                headers: Vec::new(),
+                body: bytes::Bytes::new(),
+            }));
+        }
+        Ok(Flow::Continue)
     }
 
     fn on_response(
@@ -198,38 +285,72 @@ impl Plugin for LuaPlugin {
                 response: resp as *mut ResponseHeader,
                 ctx: &*ctx as *const Ctx,
             },
+            None,
         );
         ctx.log_fields.extend(api::take_fields());
+        if vm::has_hook(&self.script, Phase::Body, &self.conf) {
+            // on_body may change the length: send the body chunked (or close-delimited)
+            resp.remove_header(&http::header::CONTENT_LENGTH);
+            if session.req_header().version == http::Version::HTTP_11 {
+                let _ = resp.insert_header(http::header::TRANSFER_ENCODING, "chunked");
+            }
+            ctx.body_filtered = true;
+        }
         r.map(|_| ())
             .map_err(|e| self.fail(ctx, Phase::Response, e))
     }
 
-    fn on_upstream(
+    fn on_body(
         &self,
         session: &Session,
-        choice: &mut crate::plugins::UpstreamChoice,
+        body: &mut Option<bytes::Bytes>,
+        eof: bool,
         ctx: &mut Ctx,
     ) -> Result<(), PluginError> {
         let id = rid(ctx);
-        let _choice = api::CurrentChoice::enter(choice as *mut crate::plugins::UpstreamChoice);
+        let resp = session
+            .response_written()
+            .map(|r| r as *const ResponseHeader as *mut ResponseHeader)
+            .unwrap_or(std::ptr::null_mut());
+        let empty = bytes::Bytes::new();
+        let chunk = body.as_ref().unwrap_or(&empty);
         let r = vm::call_hook(
             &self.script,
-            Phase::Upstream,
+            Phase::Body,
             id,
             &self.conf,
             vm::Lent {
                 session: session as *const Session as *mut Session,
-                response: std::ptr::null_mut(),
+                response: resp,
                 ctx: &*ctx as *const Ctx,
             },
+            Some((chunk, eof)),
         );
         ctx.log_fields.extend(api::take_fields());
-        r.map(|_| ())
-            .map_err(|e| self.fail(ctx, Phase::Upstream, e))
+        match r {
+            Ok(vm::Outcome::Done(Some(new))) => {
+                *body = Some(new);
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.fail(ctx, Phase::Body, e)),
+        }
+    }
+
+    async fn on_upstream(
+        &self,
+        session: &mut Session,
+        choice: &mut crate::plugins::UpstreamChoice,
+        ctx: &mut Ctx,
+    ) -> Result<(), PluginError> {
+        self.run_waiting(session, ctx, Phase::Upstream, Some(choice))
+            .await
+            .map(|_| ())
     }
 
     fn watched_files(&self) -> Vec<std::path::PathBuf> {
-        self.file.iter().cloned().collect()
+        let modules = self.script.modules.files().map(|p| p.to_path_buf());
+        self.file.iter().cloned().chain(modules).collect()
     }
 
     fn on_log(&self, session: &Session, ctx: &mut Ctx) {
@@ -248,6 +369,7 @@ impl Plugin for LuaPlugin {
                 response: resp,
                 ctx: &*ctx as *const Ctx,
             },
+            None,
         );
         ctx.log_fields.extend(api::take_fields());
         if let Err(e) = r {

@@ -16,7 +16,10 @@
 //!   is dropped and rebuilt on the next call.
 
 use super::api::{self, Current, Phase, Req, Resp};
-use mlua::{Function, Lua, StdLib, Table, Value, VmState};
+use super::http_client;
+use super::modules::Modules;
+use super::wait::{self, Wait, Waited};
+use mlua::{Function, Lua, StdLib, Table, Thread, ThreadStatus, Value, VmState};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -32,6 +35,10 @@ pub struct Script {
     pub source: String,
     pub time_budget: Duration,
     pub memory_limit: usize,
+    /// what `require` can load
+    pub modules: Modules,
+    /// what `tidegate.shared` holds
+    pub shared: super::shared::SharedDicts,
 }
 
 pub struct Vm {
@@ -40,6 +47,10 @@ pub struct Vm {
     /// per script id, loaded in this VM
     modules: HashMap<u64, Loaded>,
     ctx: HashMap<u64, Table>,
+    /// hook coroutines waiting for an outbound call, by request
+    waiting: HashMap<u64, Thread>,
+    /// finished coroutines, reset and reused for the next request or upstream hook
+    spare: Vec<Thread>,
     req: mlua::AnyUserData,
     resp: mlua::AnyUserData,
     up: mlua::AnyUserData,
@@ -49,8 +60,8 @@ pub struct Vm {
 /// A script loaded in one VM (handles into that VM, which owns them).
 #[derive(Clone)]
 struct Loaded {
-    /// on_request, on_upstream, on_response, on_log, looked up once
-    hooks: [Option<Function>; 4],
+    /// on_request, on_upstream, on_response, on_body, on_log, looked up once
+    hooks: [Option<Function>; 5],
     /// the hooks' environment: empty, reads fall through to the frozen module environment,
     /// and it is cleared after every call, so globals set by one call never reach the next
     scratch: Table,
@@ -58,12 +69,21 @@ struct Loaded {
     conf: Value,
 }
 
+const PHASES: [Phase; 5] = [
+    Phase::Request,
+    Phase::Upstream,
+    Phase::Response,
+    Phase::Body,
+    Phase::Log,
+];
+
 fn slot(p: Phase) -> usize {
     match p {
         Phase::Request => 0,
         Phase::Upstream => 1,
         Phase::Response => 2,
-        Phase::Log => 3,
+        Phase::Body => 3,
+        Phase::Log => 4,
     }
 }
 
@@ -76,10 +96,26 @@ thread_local! {
 #[error("{0}")]
 pub struct HookError(pub String);
 
+/// How a hook call ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// the script has no such hook
+    Absent,
+    /// the hook returned; for `on_body`, the chunk it gave back (`None`: keep the chunk)
+    Done(Option<bytes::Bytes>),
+    /// the hook waits; do the I/O and call [`resume_hook`] with what came of it
+    Wait(Wait),
+}
+
+/// The registry key of the table caching required modules, and of the "loading" marker.
+const REQUIRED: &str = "tidegate.required";
+const LOADING: &str = "tidegate.loading";
+
 impl Vm {
     fn new(memory_limit: usize) -> mlua::Result<Vm> {
         let lua = Lua::new_with(StdLib::ALL_SAFE, mlua::LuaOptions::default())?;
         let g = lua.globals();
+        api::register(&lua)?;
         for name in [
             "debug",
             "loadstring",
@@ -92,7 +128,8 @@ impl Vm {
         ] {
             g.raw_set(name, Value::Nil)?;
         }
-        api::register(&lua)?;
+        lua.set_named_registry_value(REQUIRED, lua.create_table()?)?;
+        lua.set_named_registry_value(LOADING, lua.create_table()?)?;
         lua.sandbox(true)?;
         let deadline: Rc<Cell<Option<Instant>>> = Rc::new(Cell::new(None));
         let d = deadline.clone();
@@ -109,6 +146,8 @@ impl Vm {
             deadline,
             modules: HashMap::new(),
             ctx: HashMap::new(),
+            waiting: HashMap::new(),
+            spare: Vec::new(),
             req,
             resp,
             up,
@@ -119,17 +158,21 @@ impl Vm {
     /// `script` loaded in this VM, running its module code the first time.
     fn module(&mut self, script: &Script, conf: &serde_json::Value) -> mlua::Result<Loaded> {
         use mlua::LuaSerdeExt;
+        super::shared::switch(&self.lua, &script.shared);
         if let Some(l) = self.modules.get(&script.id) {
             return Ok(l.clone());
         }
         if self.modules.len() >= 256 {
             // old versions after many reloads: drop them all, they load again when needed
             self.modules.clear();
+            self.lua
+                .set_named_registry_value(REQUIRED, self.lua.create_table()?)?;
         }
         let env = self.lua.create_table()?;
         let meta = self.lua.create_table()?;
         meta.set("__index", self.lua.globals())?;
         env.set_metatable(Some(meta))?;
+        env.raw_set("require", require_fn(&self.lua, &script.modules)?)?;
         let f = self
             .lua
             .load(&script.source)
@@ -154,8 +197,8 @@ impl Vm {
         let smeta = self.lua.create_table()?;
         smeta.set("__index", env)?;
         scratch.set_metatable(Some(smeta))?;
-        let mut hooks: [Option<Function>; 4] = [None, None, None, None];
-        for hook in [Phase::Request, Phase::Upstream, Phase::Response, Phase::Log] {
+        let mut hooks: [Option<Function>; 5] = Default::default();
+        for hook in PHASES {
             if let Some(f) = module.get::<Option<Function>>(hook.name())? {
                 f.set_environment(scratch.clone())?;
                 hooks[slot(hook)] = Some(f);
@@ -183,6 +226,87 @@ impl Vm {
         self.ctx.insert(rid, t.clone());
         Ok(t)
     }
+
+    /// Run (or resume) a hook's coroutine until it returns or waits for an outbound call.
+    fn drive(
+        &mut self,
+        thread: Thread,
+        scratch: &Table,
+        rid: u64,
+        budget: Duration,
+        args: impl mlua::IntoLuaMulti,
+    ) -> mlua::Result<Outcome> {
+        wait::set_active(thread.to_pointer() as usize);
+        self.deadline.set(Some(Instant::now() + budget));
+        let r = thread.resume::<()>(args);
+        self.deadline.set(None);
+        wait::set_active(0);
+        // globals set by the hook go with it, and with each wait (another request may run)
+        let cleared = scratch.clear();
+        let pending = wait::take_pending();
+        r?;
+        cleared?;
+        if thread.status() == ThreadStatus::Resumable {
+            return match pending {
+                Some(o) => {
+                    self.waiting.insert(rid, thread);
+                    Ok(Outcome::Wait(o))
+                }
+                None => Err(mlua::Error::runtime(
+                    "a hook may not yield (coroutine.yield); only tidegate.http.request waits",
+                )),
+            };
+        }
+        if self.spare.len() < 8 {
+            self.spare.push(thread);
+        }
+        Ok(Outcome::Done(None))
+    }
+}
+
+/// `require` for one set of modules: each module runs once per VM, in its own environment.
+fn require_fn(lua: &Lua, modules: &Modules) -> mlua::Result<Function> {
+    let modules = modules.clone();
+    lua.create_function(move |lua, name: String| {
+        let cache: Table = lua.named_registry_value(REQUIRED)?;
+        let loading: Table = lua.named_registry_value(LOADING)?;
+        let key = format!("{}:{name}", modules.id);
+        if loading.raw_get::<bool>(key.as_str())? {
+            return Err(mlua::Error::runtime(format!(
+                "require cycle: `{name}` is already being loaded"
+            )));
+        }
+        let cached: Value = cache.raw_get(key.as_str())?;
+        if !cached.is_nil() {
+            return Ok(cached);
+        }
+        let Some((path, source)) = modules.get(&name) else {
+            return Err(mlua::Error::runtime(if modules.sources.is_empty() {
+                format!("module `{name}` not found: no modules ([lua] dir is not set or empty)")
+            } else {
+                format!("module `{name}` not found under [lua] dir")
+            }));
+        };
+        let env = lua.create_table()?;
+        let meta = lua.create_table()?;
+        meta.set("__index", lua.globals())?;
+        env.set_metatable(Some(meta))?;
+        env.raw_set("require", require_fn(lua, &modules)?)?;
+        loading.raw_set(key.as_str(), true)?;
+        let r = lua
+            .load(source.as_str())
+            .set_name(format!("={}", path.display()))
+            .set_environment(env.clone())
+            .call::<Value>(name.as_str());
+        loading.raw_set(key.as_str(), Value::Nil)?;
+        let value = match r? {
+            Value::Nil => Value::Boolean(true),
+            v => v,
+        };
+        env.set_readonly(true);
+        cache.raw_set(key.as_str(), value.clone())?;
+        Ok(value)
+    })
 }
 
 /// Compile `source` without running it (for `tidegate check` and config load).
@@ -200,21 +324,21 @@ pub fn compile_check(chunk_name: &str, source: &str) -> Result<(), String> {
 #[derive(Clone, Copy)]
 pub struct Lent {
     pub session: *mut pingora::proxy::Session,
-    /// null outside on_response / on_log
+    /// null outside on_response / on_body / on_log
     pub response: *mut pingora::http::ResponseHeader,
     pub ctx: *const crate::proxy::ctx::Ctx,
 }
 
-/// Call `hook` of `script` on this thread's VM. `Ok(false)`: the script has no such hook.
-pub fn call_hook(
+/// Run `f` on this thread's VM, starting it if needed; a VM that ran out of memory is
+/// dropped (it may be half-way through anything) and the next call starts a fresh one.
+fn with_vm(
     script: &Script,
-    hook: Phase,
-    rid: u64,
-    conf: &serde_json::Value,
-    lent: Lent,
-) -> Result<bool, HookError> {
+    f: impl FnOnce(&mut Vm) -> mlua::Result<Outcome>,
+) -> Result<Outcome, HookError> {
     VM.with(|cell| {
-        let mut slot = cell.borrow_mut();
+        let Ok(mut slot) = cell.try_borrow_mut() else {
+            return Err(HookError("the Lua VM is busy (re-entered)".into()));
+        };
         if slot
             .as_ref()
             .is_some_and(|vm| vm.memory_limit != script.memory_limit)
@@ -230,43 +354,121 @@ pub fn call_hook(
         let Some(vm) = slot.as_mut() else {
             return Err(HookError("no Lua VM".into()));
         };
-        let result = run(vm, script, hook, rid, conf, lent);
+        let result = f(vm);
         if let Err(mlua::Error::MemoryError(_)) = &result {
-            // a VM that ran out of memory may be half-way through anything: start afresh
             *slot = None;
         }
         result.map_err(|e| HookError(describe(&e)))
     })
 }
 
-fn run(
-    vm: &mut Vm,
+/// Call `hook` of `script` on this thread's VM. `chunk` is the body chunk and end-of-stream
+/// flag, for `on_body` only.
+pub fn call_hook(
     script: &Script,
     hook: Phase,
     rid: u64,
     conf: &serde_json::Value,
     lent: Lent,
-) -> mlua::Result<bool> {
-    let loaded = vm.module(script, conf)?;
-    let Some(f) = &loaded.hooks[slot(hook)] else {
-        return Ok(false);
-    };
-    let (scratch, conf) = (&loaded.scratch, loaded.conf.clone());
-    let ctx = vm.ctx_table(rid)?;
-    let _current = Current::enter(lent.session, lent.response, lent.ctx, hook);
-    vm.deadline.set(Some(Instant::now() + script.time_budget));
-    let r = match hook {
-        Phase::Request => f.call::<Value>((vm.req.clone(), ctx, conf)),
-        Phase::Upstream => f.call::<Value>((vm.req.clone(), vm.up.clone(), ctx, conf)),
-        Phase::Response | Phase::Log => {
-            f.call::<Value>((vm.req.clone(), vm.resp.clone(), ctx, conf))
+    chunk: Option<(&bytes::Bytes, bool)>,
+) -> Result<Outcome, HookError> {
+    with_vm(script, |vm| {
+        let loaded = vm.module(script, conf)?;
+        let Some(f) = loaded.hooks[slot(hook)].clone() else {
+            return Ok(Outcome::Absent);
+        };
+        let (scratch, conf) = (&loaded.scratch, loaded.conf.clone());
+        let ctx = vm.ctx_table(rid)?;
+        let _current = Current::enter(lent.session, lent.response, lent.ctx, hook);
+        match hook {
+            Phase::Request | Phase::Upstream => {
+                let thread = match vm.spare.pop() {
+                    Some(t) => {
+                        t.reset(f)?;
+                        t
+                    }
+                    None => vm.lua.create_thread(f)?,
+                };
+                let budget = script.time_budget;
+                if hook == Phase::Request {
+                    vm.drive(thread, scratch, rid, budget, (vm.req.clone(), ctx, conf))
+                } else {
+                    let args = (vm.req.clone(), vm.up.clone(), ctx, conf);
+                    vm.drive(thread, scratch, rid, budget, args)
+                }
+            }
+            Phase::Response | Phase::Log | Phase::Body => {
+                vm.deadline.set(Some(Instant::now() + script.time_budget));
+                let r = match (hook, chunk) {
+                    (Phase::Body, Some((data, eof))) => {
+                        let data = vm.lua.create_string(data)?;
+                        f.call::<Value>((vm.resp.clone(), data, eof, ctx, conf))
+                    }
+                    (Phase::Body, None) => Ok(Value::Nil),
+                    _ => f.call::<Value>((vm.req.clone(), vm.resp.clone(), ctx, conf)),
+                };
+                vm.deadline.set(None);
+                // whatever the call set as globals goes with it
+                scratch.clear()?;
+                let v = r?;
+                if hook != Phase::Body {
+                    return Ok(Outcome::Done(None));
+                }
+                match v {
+                    Value::String(s) => Ok(Outcome::Done(Some(bytes::Bytes::copy_from_slice(
+                        &s.as_bytes(),
+                    )))),
+                    Value::Nil => Ok(Outcome::Done(None)),
+                    other => Err(mlua::Error::runtime(format!(
+                        "on_body must return a string or nil, not {}",
+                        other.type_name()
+                    ))),
+                }
+            }
         }
-    };
-    vm.deadline.set(None);
-    // whatever the call set as globals goes with it
-    scratch.clear()?;
-    r?;
-    Ok(true)
+    })
+}
+
+/// Resume request `rid`'s hook, which waited for an outbound call, with its answer.
+pub fn resume_hook(
+    script: &Script,
+    hook: Phase,
+    rid: u64,
+    conf: &serde_json::Value,
+    lent: Lent,
+    answer: Waited,
+) -> Result<Outcome, HookError> {
+    with_vm(script, |vm| {
+        let Some(thread) = vm.waiting.remove(&rid) else {
+            return Err(mlua::Error::runtime(
+                "the Lua VM was restarted while this request waited",
+            ));
+        };
+        let loaded = vm.module(script, conf)?;
+        let _current = Current::enter(lent.session, lent.response, lent.ctx, hook);
+        let lua = &vm.lua;
+        let args = match answer {
+            Waited::Http(Ok(r)) => (Value::Table(http_client::to_lua(lua, &r)?), Value::Nil),
+            Waited::Body(Ok(b)) => (Value::String(lua.create_string(&b)?), Value::Nil),
+            Waited::Http(Err(e)) | Waited::Body(Err(e)) => {
+                (Value::Nil, Value::String(lua.create_string(&e)?))
+            }
+        };
+        vm.drive(thread, &loaded.scratch, rid, script.time_budget, args)
+    })
+}
+
+/// Does `script` have `hook` in this thread's VM? (Loads it if needed; `false` on error.)
+pub fn has_hook(script: &Script, hook: Phase, conf: &serde_json::Value) -> bool {
+    let r = with_vm(script, |vm| {
+        let loaded = vm.module(script, conf)?;
+        Ok(if loaded.hooks[slot(hook)].is_some() {
+            Outcome::Done(None)
+        } else {
+            Outcome::Absent
+        })
+    });
+    matches!(r, Ok(Outcome::Done(_)))
 }
 
 /// Forget request `rid`'s `ctx` (at the end of the request).
@@ -275,6 +477,8 @@ pub fn end_request(rid: u64) {
         if let Ok(mut slot) = cell.try_borrow_mut() {
             if let Some(vm) = slot.as_mut() {
                 vm.ctx.remove(&rid);
+                // a request dropped while it waited (the client went away)
+                vm.waiting.remove(&rid);
             }
         }
     });

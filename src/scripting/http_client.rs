@@ -1,0 +1,258 @@
+//! `tidegate.http.request{...}`: an outbound HTTP call from `on_request` or `on_upstream`.
+//!
+//! ```lua
+//! local res, err = tidegate.http.request{
+//!   method = "POST",                       -- default GET
+//!   url = "http://127.0.0.1:9000/check",   -- http or https
+//!   headers = { authorization = req:header("authorization") },
+//!   body = "...",                          -- optional string
+//!   timeout = 2,                           -- seconds or "500ms"; default 5 s, for the whole call
+//!   max_body = 1048576,                    -- response bytes kept; default 1 MiB
+//! }
+//! if not res then return req:respond(502, err) end
+//! -- res.status, res.headers (lower-case names), res.body
+//! ```
+//!
+//! The hook's coroutine yields while the call is made, so the worker keeps serving other
+//! requests; the time budget applies to the Lua code only, not to the wait. The call uses
+//! Pingora's connector (the same TLS stack and a shared keep-alive pool).
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method, Uri};
+use pingora::connectors::http::Connector;
+use pingora::http::RequestHeader;
+use pingora::upstreams::peer::HttpPeer;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+const DEFAULT_MAX_BODY: usize = 1 << 20;
+
+/// A validated outbound request, waiting for the proxy to send it.
+#[derive(Debug)]
+pub struct Outbound {
+    method: Method,
+    uri: Uri,
+    tls: bool,
+    host: String,
+    port: u16,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    body: Bytes,
+    timeout: Duration,
+    max_body: usize,
+}
+
+/// What came back.
+#[derive(Debug)]
+pub struct Inbound {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+fn bad(m: impl Into<String>) -> mlua::Error {
+    mlua::Error::runtime(format!("tidegate.http.request: {}", m.into()))
+}
+
+impl Outbound {
+    /// Read and check the Lua argument table.
+    pub fn from_lua(t: &mlua::Table) -> mlua::Result<Outbound> {
+        let url: String = t
+            .get::<Option<String>>("url")?
+            .ok_or_else(|| bad("`url` is required"))?;
+        let uri: Uri = url
+            .parse()
+            .map_err(|e| bad(format!("bad url {url:?}: {e}")))?;
+        let tls = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => {
+                return Err(bad(format!(
+                    "url {url:?} must start with http:// or https://"
+                )))
+            }
+        };
+        let host = uri
+            .host()
+            .ok_or_else(|| bad(format!("url {url:?} has no host")))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let method = match t.get::<Option<String>>("method")? {
+            None => Method::GET,
+            Some(m) => Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+                .map_err(|_| bad(format!("bad method {m:?}")))?,
+        };
+        let mut headers = Vec::new();
+        if let Some(h) = t.get::<Option<mlua::Table>>("headers")? {
+            for pair in h.pairs::<String, String>() {
+                let (k, v) = pair?;
+                let name = HeaderName::from_bytes(k.as_bytes())
+                    .map_err(|_| bad(format!("bad header name {k:?}")))?;
+                let value =
+                    HeaderValue::from_str(&v).map_err(|_| bad(format!("bad value for {k}")))?;
+                headers.push((name, value));
+            }
+        }
+        let body = match t.get::<Option<mlua::String>>("body")? {
+            Some(b) => Bytes::copy_from_slice(&b.as_bytes()),
+            None => Bytes::new(),
+        };
+        let timeout = match t.get::<mlua::Value>("timeout")? {
+            mlua::Value::Nil => DEFAULT_TIMEOUT,
+            mlua::Value::Integer(n) if n > 0 => Duration::from_secs(n as u64),
+            mlua::Value::Number(n) if n > 0.0 && n < 3600.0 => Duration::from_secs_f64(n),
+            mlua::Value::String(s) => {
+                let s = s.to_str()?;
+                match s.parse::<f64>() {
+                    Ok(n) if n > 0.0 && n < 3600.0 => Duration::from_secs_f64(n),
+                    _ => crate::config::units::parse_duration(&s)
+                        .map_err(|e| bad(format!("timeout: {e}")))?,
+                }
+            }
+            other => return Err(bad(format!("bad timeout {other:?}"))),
+        };
+        let max_body = t
+            .get::<Option<usize>>("max_body")?
+            .unwrap_or(DEFAULT_MAX_BODY);
+        Ok(Outbound {
+            method,
+            uri,
+            tls,
+            host,
+            port,
+            headers,
+            body,
+            timeout,
+            max_body,
+        })
+    }
+}
+
+fn connector() -> &'static Connector {
+    static C: OnceLock<Connector> = OnceLock::new();
+    C.get_or_init(|| Connector::new(None))
+}
+
+/// Send `o` and read the answer, all within its timeout. The error is a short sentence for
+/// the script (`nil, err`).
+pub async fn send(o: Outbound) -> Result<Inbound, String> {
+    let timeout = o.timeout;
+    match tokio::time::timeout(timeout, exchange(o)).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("timed out after {timeout:?}")),
+    }
+}
+
+async fn exchange(o: Outbound) -> Result<Inbound, String> {
+    let addr = match o.host.parse::<std::net::IpAddr>() {
+        Ok(ip) => std::net::SocketAddr::new(ip, o.port),
+        Err(_) => tokio::net::lookup_host((o.host.as_str(), o.port))
+            .await
+            .map_err(|e| format!("cannot resolve {}: {e}", o.host))?
+            .next()
+            .ok_or_else(|| format!("{} has no address", o.host))?,
+    };
+    let mut peer = HttpPeer::new(addr, o.tls, o.host.clone());
+    peer.options.connection_timeout = Some(o.timeout);
+    peer.options.read_timeout = Some(o.timeout);
+    peer.options.write_timeout = Some(o.timeout);
+    let (mut session, _reused) = connector()
+        .get_http_session(&peer)
+        .await
+        .map_err(|e| format!("connect to {addr}: {}", e.etype().as_str()))?;
+    let path = o
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_string();
+    let mut req = RequestHeader::build(o.method.clone(), path.as_bytes(), None)
+        .map_err(|e| format!("bad request: {e}"))?;
+    let host = match (o.tls, o.port) {
+        (false, 80) | (true, 443) => o.host.clone(),
+        _ => format!("{}:{}", o.host, o.port),
+    };
+    let _ = req.insert_header(http::header::HOST, host);
+    for (k, v) in o.headers {
+        req.append_header(k, v)
+            .map_err(|e| format!("bad header: {e}"))?;
+    }
+    if !o.body.is_empty() || matches!(o.method, Method::POST | Method::PUT | Method::PATCH) {
+        let _ = req.insert_header(http::header::CONTENT_LENGTH, o.body.len());
+    }
+    let io = |e: Box<pingora::Error>| e.etype().as_str().to_string();
+    session
+        .write_request_header(Box::new(req))
+        .await
+        .map_err(io)?;
+    if !o.body.is_empty() {
+        session.write_request_body(o.body, true).await.map_err(io)?;
+    }
+    session.finish_request_body().await.map_err(io)?;
+    session.read_response_header().await.map_err(io)?;
+    let (status, headers) = match session.response_header() {
+        Some(h) => (
+            h.status.as_u16(),
+            h.headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+        ),
+        None => return Err("no response header".into()),
+    };
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = session.read_response_body().await.map_err(io)? {
+        if body.len() + chunk.len() > o.max_body {
+            return Err(format!("response body larger than {} bytes", o.max_body));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    if session.response_done() {
+        connector()
+            .release_http_session(session, &peer, Some(Duration::from_secs(60)))
+            .await;
+    }
+    Ok(Inbound {
+        status,
+        headers,
+        body: body.freeze(),
+    })
+}
+
+/// `res` as a Lua table: `status`, `headers` (joined with ", " when repeated), `body`.
+pub fn to_lua(lua: &mlua::Lua, r: &Inbound) -> mlua::Result<mlua::Table> {
+    let t = lua.create_table()?;
+    t.set("status", r.status)?;
+    let h = lua.create_table()?;
+    for (k, v) in &r.headers {
+        match h.raw_get::<Option<String>>(k.as_str())? {
+            Some(prev) => h.raw_set(k.as_str(), format!("{prev}, {v}"))?,
+            None => h.raw_set(k.as_str(), v.as_str())?,
+        }
+    }
+    t.set("headers", h)?;
+    t.set("body", lua.create_string(&r.body)?)?;
+    Ok(t)
+}
+
+/// `tidegate.http`: `request` checks its argument here (in Rust), then yields from Lua.
+pub fn register(lua: &mlua::Lua, tidegate: &mlua::Table) -> mlua::Result<()> {
+    let request = super::wait::yielding(lua, "tidegate.http.request", |_, t: mlua::Table| {
+        super::api::only_in(
+            &[super::api::Phase::Request, super::api::Phase::Upstream],
+            "tidegate.http.request",
+        )?;
+        Ok(super::wait::Wait::Http(Box::new(Outbound::from_lua(&t)?)))
+    })?;
+    let http = lua.create_table()?;
+    http.set("request", request)?;
+    tidegate.set("http", http)?;
+    Ok(())
+}
