@@ -1,0 +1,408 @@
+//! Lua state beyond one request, end to end: `require` from the `[lua] dir` (once per VM,
+//! hot-reloaded, checked by `tidegate check`), the shipped helper library, shared dicts
+//! across workers and reloads, and script edits under load.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Setup {
+    t: Tidegate,
+    port: u16,
+    dir: tempfile::TempDir,
+    _origin: Origin,
+}
+
+impl Setup {
+    fn script(&self) -> PathBuf {
+        self.dir.path().join("script.lua")
+    }
+    fn get(&self, path: &str, headers: &[(&str, &str)]) -> Response {
+        get(self.port, "h", path, headers)
+    }
+}
+
+fn write(path: &Path, text: &str) {
+    if let Some(p) = path.parent() {
+        std::fs::create_dir_all(p).unwrap();
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+/// `threads` workers, `/lua` runs script.lua; modules go in `<tmp>/mods`; `lua_extra` is
+/// added to `[lua]`.
+fn setup(threads: usize, script: &str, modules: &[(&str, &str)], lua_extra: &str) -> Setup {
+    let origin = Origin::start(|_| ok("origin"));
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("script.lua"), script);
+    for (name, text) in modules {
+        write(&dir.path().join("mods").join(name), text);
+    }
+    let cfg = format!(
+        r#"
+[basic]
+threads = {threads}
+
+[lua]
+dir = "{}"
+{lua_extra}
+
+[servers.main]
+addr = "127.0.0.1:{port}"
+locations = ["lua"]
+
+[locations.lua]
+path = "/lua"
+upstream = "backend"
+plugins = ["script"]
+
+[upstreams.backend]
+addrs = ["{}"]
+
+[plugins.script]
+category = "lua"
+path = "{}"
+"#,
+        dir.path().join("mods").display(),
+        origin.addr,
+        dir.path().join("script.lua").display()
+    );
+    std::fs::create_dir_all(dir.path().join("mods")).unwrap();
+    let t = Tidegate::start(&cfg, &[port]);
+    Setup {
+        t,
+        port,
+        dir,
+        _origin: origin,
+    }
+}
+
+const USES_MODULES: &str = r#"
+local greet = require("lib.greet")
+local top = require("lib")
+local M = {}
+function M.on_request(req, ctx)
+  if req:header("x-missing") then require("nope") end
+  if req:header("x-cycle") then require("cycle.a") end
+  return req:respond(200, greet.hello(req:query_arg("who") or "you") .. " " .. top.name
+    .. " loads=" .. tidegate.shared.loads:get("greet"))
+end
+return M
+"#;
+
+const GREET: &str = r#"
+tidegate.shared.loads:incr("greet", 1, 0)
+local fmt = require("lib.fmt")
+return { hello = function(who) return fmt.bang("hello " .. who) end }
+"#;
+
+#[test]
+fn require_loads_modules_once_per_vm_and_reports_what_is_wrong() {
+    let s = setup(
+        1,
+        USES_MODULES,
+        &[
+            ("lib/greet.lua", GREET),
+            (
+                "lib/fmt.lua",
+                "return { bang = function(s) return s .. '!' end }",
+            ),
+            ("lib/init.lua", "return { name = 'lib-init' }"),
+            ("cycle/a.lua", "return require('cycle.b')"),
+            ("cycle/b.lua", "return require('cycle.a')"),
+        ],
+        "shared = { loads = 10 }",
+    );
+    for _ in 0..5 {
+        let r = s.get("/lua?who=bob", &[]);
+        assert_eq!(r.status, 200, "{}", s.t.stderr());
+        // module code ran once in the one VM, however many requests
+        assert_eq!(r.text(), "hello bob! lib-init loads=1");
+    }
+    assert_eq!(s.get("/lua", &[("x-missing", "1")]).status, 500);
+    assert!(wait_until(WAIT, || s
+        .t
+        .stderr()
+        .contains("module `nope` not found under [lua] dir")));
+    assert_eq!(s.get("/lua", &[("x-cycle", "1")]).status, 500);
+    assert!(wait_until(WAIT, || s.t.stderr().contains("require cycle")));
+
+    // editing a module reloads: the new text runs within the wait
+    write(
+        &s.dir.path().join("mods/lib/fmt.lua"),
+        "return { bang = function(s) return s .. '?' end }",
+    );
+    assert!(wait_until(WAIT, || s
+        .get("/lua?who=al", &[])
+        .text()
+        .starts_with("hello al?")));
+}
+
+#[test]
+fn check_compiles_every_module_and_names_the_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("mods/ok.lua"), "return {}");
+    write(
+        &dir.path().join("mods/deep/broken.lua"),
+        "local x = 1\nreturn {\n",
+    );
+    write(
+        &dir.path().join("t.toml"),
+        &format!(
+            "[lua]\ndir = \"{}\"\nshared = {{ bad = 0 }}\n",
+            dir.path().join("mods").display()
+        ),
+    );
+    let (code, out) = run_cli(&["check", "-c", "t.toml"], dir.path());
+    assert_ne!(code, 0);
+    assert!(out.contains("broken.lua:3"), "{out}");
+    assert!(
+        out.contains("t.toml:2"),
+        "the [lua] dir key is named: {out}"
+    );
+    assert!(out.contains("shared dict `bad`: capacity"), "{out}");
+
+    write(&dir.path().join("t.toml"), "[lua]\ndir = \"no/such/dir\"\n");
+    let (code, out) = run_cli(&["check", "-c", "t.toml"], dir.path());
+    assert_ne!(code, 0);
+    assert!(out.contains("`no/such/dir` is not a directory"), "{out}");
+}
+
+#[test]
+fn the_shipped_helper_library_works() {
+    let origin = Origin::start(|_| ok("origin"));
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let lua_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("lua");
+    let script = r#"
+local h = require("lib.helpers")
+local M = {}
+function M.on_request(req, ctx)
+  local user, pass = h.basic_auth(req)
+  local parts = h.split("a,b,,c", ",")
+  local out = table.concat({
+    #parts, parts[4], h.trim("  x  "), tostring(h.starts_with("/api/v1", "/api")),
+    tostring(h.ends_with("logo.png", ".jpg")), tostring(h.cookie(req, "sid")),
+    tostring(h.bearer(req)), tostring(user) .. ":" .. tostring(pass),
+    tostring(h.ipv4_in(req.client_ip, { "10.0.0.0/8", "127.0.0.0/8" })),
+    tostring(h.ipv4_in("192.168.1.1", { "192.168.0.0/24" })),
+  }, "|")
+  if req:header("x-deny") then return h.deny(req, 403, "nope") end
+  return req:respond(200, out)
+end
+return M
+"#;
+    write(&dir.path().join("s.lua"), script);
+    let cfg = format!(
+        r#"
+[basic]
+threads = 1
+[lua]
+dir = "{}"
+[servers.main]
+addr = "127.0.0.1:{port}"
+locations = ["lua"]
+[locations.lua]
+path = "/"
+upstream = "backend"
+plugins = ["s"]
+[upstreams.backend]
+addrs = ["{}"]
+[plugins.s]
+category = "lua"
+path = "{}"
+"#,
+        lua_dir.display(),
+        origin.addr,
+        dir.path().join("s.lua").display()
+    );
+    let _t = Tidegate::start(&cfg, &[port]);
+    let r = get(
+        port,
+        "h",
+        "/",
+        &[
+            ("cookie", "a=1; sid=xyz ; b=2"),
+            ("authorization", "Basic dXNlcjpwYTpzcw=="),
+        ],
+    );
+    assert_eq!(
+        r.text(),
+        "4|c|x|true|false|xyz|nil|user:pa:ss|true|false",
+        "basic auth splits at the first colon"
+    );
+    let r = get(port, "h", "/", &[("authorization", "Bearer t0k")]);
+    assert!(r.text().contains("|t0k|nil:nil|"), "{}", r.text());
+    let r = get(port, "h", "/", &[("x-deny", "1")]);
+    assert_eq!(r.status, 403);
+    assert!(r.text().contains(r#""error":"nope""#), "{}", r.text());
+}
+
+const COUNTER: &str = r#"
+-- module level runs once per VM: take a VM number
+local vm = tidegate.shared.counts:incr("vms", 1, 0)
+local M = {}
+function M.on_request(req, ctx)
+  local d = tidegate.shared.counts
+  local n = d:incr("hits", 1, 0)
+  return req:respond(200, vm .. " " .. n)
+end
+return M
+"#;
+
+#[test]
+fn a_shared_dict_is_one_for_all_workers_and_incr_is_atomic() {
+    let s = setup(2, COUNTER, &[], "shared = { counts = 100 }");
+    let port = s.port;
+    let results: Vec<String> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..4)
+            .map(|_| {
+                sc.spawn(move || {
+                    (0..50)
+                        .map(|_| get(port, "h", "/lua", &[]).text())
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    let mut vms = std::collections::HashSet::new();
+    let mut hits: Vec<u64> = results
+        .iter()
+        .map(|r| {
+            let (vm, n) = r.split_once(' ').expect("vm and count");
+            vms.insert(vm.to_string());
+            n.parse().unwrap()
+        })
+        .collect();
+    hits.sort();
+    assert_eq!(vms.len(), 2, "both workers' VMs answered: {vms:?}");
+    assert_eq!(
+        hits,
+        (1..=200).collect::<Vec<u64>>(),
+        "every increment counted once, in both VMs"
+    );
+}
+
+const DICT_API: &str = r#"
+local M = {}
+function M.on_request(req, ctx)
+  local d = tidegate.shared.small
+  local op = req:query_arg("op")
+  local out
+  if op == "fill" then
+    local a = d:set("a", "x")
+    local b = d:set("b", 2.5, 0.2)
+    local c, err = d:set("c", true)
+    out = tostring(a) .. tostring(b) .. tostring(c) .. tostring(err)
+  elseif op == "read" then
+    out = tostring(d:get("a")) .. " " .. tostring(d:get("b")) .. " " .. tostring(d:get("c"))
+  elseif op == "after" then
+    local c = d:set("c", true)
+    local n, err = d:incr("a", 1)
+    local m, err2 = d:incr("zz", 1)
+    d:delete("a")
+    out = tostring(c) .. " " .. tostring(n) .. " " .. err .. " " .. tostring(m) .. " " .. err2
+      .. " " .. tostring(d:get("a")) .. " " .. d:count()
+  elseif op == "undeclared" then
+    local ok, err = pcall(function() return tidegate.shared.nope end)
+    out = (tostring(err):gsub("%c", " "))
+  elseif op == "table" then
+    local ok, err = pcall(function() d:set("t", {}) end)
+    out = (tostring(err):gsub("%c", " "))
+  end
+  return req:respond(200, out)
+end
+return M
+"#;
+
+#[test]
+fn shared_dict_ttl_capacity_and_errors() {
+    let s = setup(1, DICT_API, &[], "shared = { small = 2 }");
+    assert_eq!(s.get("/lua?op=fill", &[]).text(), "truetruefalsefull");
+    assert_eq!(s.get("/lua?op=read", &[]).text(), "x 2.5 nil");
+    // b expires; then there is room again
+    assert!(wait_until(WAIT, || s.get("/lua?op=read", &[]).text() == "x nil nil"));
+    assert_eq!(
+        s.get("/lua?op=after", &[]).text(),
+        "true nil not a number nil not found nil 1"
+    );
+    assert!(s
+        .get("/lua?op=undeclared", &[])
+        .text()
+        .contains("no shared dict `nope`; declare it in [lua] shared"));
+    assert!(s
+        .get("/lua?op=table", &[])
+        .text()
+        .contains("values are strings, numbers or booleans"));
+}
+
+#[test]
+fn shared_dict_keys_survive_a_reload() {
+    let s = setup(1, COUNTER, &[], "shared = { counts = 100 }");
+    assert_eq!(s.get("/lua", &[]).text(), "1 1");
+    assert_eq!(s.get("/lua", &[]).text(), "1 2");
+    // a new script version: module code runs again (a new VM number), the keys stay
+    write(
+        &s.script(),
+        &COUNTER.replace("vm .. \" \" .. n", "\"v2 \" .. vm .. \" \" .. n"),
+    );
+    assert!(wait_until(WAIT, || s
+        .get("/lua", &[])
+        .text()
+        .starts_with("v2 ")));
+    let r = s.get("/lua", &[]).text();
+    let n: u64 = r.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(n >= 4, "the count went on from before the reload: {r}");
+}
+
+#[test]
+fn script_edits_under_load_lose_nothing() {
+    let version = |v: u32| {
+        format!(
+            "local M = {{}}\nfunction M.on_request(req) return req:respond(200, 'v{v}') end\nreturn M\n"
+        )
+    };
+    let s = setup(2, &version(0), &[], "");
+    let port = s.port;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (sent, good) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            let (stop, sent, good) = (stop.clone(), sent.clone(), good.clone());
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                while !stop.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(60) {
+                    sent.fetch_add(1, Ordering::SeqCst);
+                    if let Ok(r) = send(
+                        port,
+                        b"GET /lua HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+                    ) {
+                        if r.status == 200 && r.text().starts_with('v') {
+                            good.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for v in 1..=5u32 {
+        write(&s.script(), &version(v));
+        let want = format!("v{v}");
+        assert!(wait_until(WAIT, || s.get("/lua", &[]).text() == want));
+    }
+    stop.store(true, Ordering::SeqCst);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let (sent, good) = (sent.load(Ordering::SeqCst), good.load(Ordering::SeqCst));
+    assert!(sent > 0);
+    assert_eq!(
+        sent, good,
+        "every request during five script edits got a 200"
+    );
+}
