@@ -133,9 +133,19 @@ impl Vm {
         lua.sandbox(true)?;
         let deadline: Rc<Cell<Option<Instant>>> = Rc::new(Cell::new(None));
         let d = deadline.clone();
-        lua.set_interrupt(move |_| match d.get() {
-            Some(t) if Instant::now() >= t => Err(mlua::Error::runtime("time budget exceeded")),
-            _ => Ok(VmState::Continue),
+        // Luau calls this at every loop back-edge and call (and inside long builtins); reading
+        // the clock each time would cost more than the loop body, so look every 64 calls
+        let ticks = Cell::new(0u32);
+        lua.set_interrupt(move |_| {
+            let n = ticks.get().wrapping_add(1);
+            ticks.set(n);
+            if n % 64 != 0 {
+                return Ok(VmState::Continue);
+            }
+            match d.get() {
+                Some(t) if Instant::now() >= t => Err(mlua::Error::runtime("time budget exceeded")),
+                _ => Ok(VmState::Continue),
+            }
         });
         lua.set_memory_limit(memory_limit)?;
         let req = lua.create_userdata(Req)?;
@@ -193,10 +203,15 @@ impl Vm {
             }
         };
         env.set_readonly(true);
+        // `safeenv` lets Luau use the builtins it resolved at load (string.byte, pairs, ...)
+        // directly and take its fast paths, instead of looking each one up through the two
+        // environments at every use
+        env.set_safeenv(true);
         let scratch = self.lua.create_table()?;
         let smeta = self.lua.create_table()?;
         smeta.set("__index", env)?;
         scratch.set_metatable(Some(smeta))?;
+        scratch.set_safeenv(true);
         let mut hooks: [Option<Function>; 5] = Default::default();
         for hook in PHASES {
             if let Some(f) = module.get::<Option<Function>>(hook.name())? {
