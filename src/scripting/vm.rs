@@ -139,7 +139,7 @@ impl Vm {
         lua.set_interrupt(move |_| {
             let n = ticks.get().wrapping_add(1);
             ticks.set(n);
-            if n % 64 != 0 {
+            if !n.is_multiple_of(64) {
                 return Ok(VmState::Continue);
             }
             match d.get() {
