@@ -285,6 +285,8 @@ def ratios(s):
     return {
         "tidegate_vs_nginx": r("tidegate", "nginx"),
         "tidegate_lua_vs_nginx_lua": r("tidegate_lua", "nginx_lua"),
+        "tidegate_lua_vs_tidegate": r("tidegate_lua", "tidegate"),
+        "nginx_lua_vs_nginx": r("nginx_lua", "nginx"),
         "tidegate_vs_haproxy": r("tidegate", "haproxy"),
         "tidegate_vs_pingora": r("tidegate", "pingora"),
         "tidegate_1000_locations_vs_tidegate": r("tidegate_1000_locations", "tidegate"),
