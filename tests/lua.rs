@@ -560,3 +560,63 @@ path = "{}"
     assert_eq!(get(port, "h", "/bare", &[]).status, 502);
     assert_eq!(get(port, "h", "/bare", &[("x-slow", "1")]).status, 504);
 }
+
+#[test]
+fn logging_time_host_path_redirects_and_removals() {
+    let script = r#"
+local M = {}
+function M.on_request(req, ctx, conf)
+  tidegate.log.debug("lua-debug-line")
+  tidegate.log.info("lua-info-line")
+  tidegate.log.warn("lua-warn-line")
+  tidegate.log.error("lua-error-line")
+  if req.path == "/lua/go" then return req:redirect("https://example.com/x", 301) end
+  if req.path == "/lua/go2" then return req:redirect("/y") end
+  local t = tidegate.now()
+  ctx.now_ok = t > 1.7e9 and t < 4e9 and t ~= math.floor(t)
+  ctx.host = req.host
+  req:remove_header("x-secret")
+  req.path = "/lua/rewritten"
+end
+function M.on_response(req, resp, ctx, conf)
+  if resp.status == 200 then resp.status = 203 end
+  resp:set_header("x-drop", "1")
+  resp:remove_header("x-drop")
+  resp:set_header("x-now-ok", tostring(ctx.now_ok))
+  resp:set_header("x-host", ctx.host)
+end
+return M
+"#;
+    let (t, port, origin) = setup(script, "");
+    let r = get(
+        port,
+        "Host.Example:8080",
+        "/lua/a?q=1",
+        &[("x-secret", "s")],
+    );
+    assert_eq!(r.status, 203, "resp.status set in on_response");
+    assert_eq!(r.header("x-drop"), None);
+    assert_eq!(r.header("x-now-ok"), Some("true"));
+    assert_eq!(r.header("x-host"), Some("host.example"));
+    let seen = origin.requests().pop().unwrap();
+    assert_eq!(seen.path, "/lua/rewritten?q=1", "req.path set, query kept");
+    assert_eq!(seen.header("x-secret"), None);
+
+    let r = get(port, "h", "/lua/go", &[]);
+    assert_eq!(
+        (r.status, r.header("location")),
+        (301, Some("https://example.com/x"))
+    );
+    let r = get(port, "h", "/lua/go2", &[]);
+    assert_eq!((r.status, r.header("location")), (302, Some("/y")));
+    assert_eq!(origin.count(), 1, "redirects never reach the origin");
+
+    assert!(wait_until(WAIT, || {
+        let e = t.stderr();
+        e.contains("lua-info-line") && e.contains("lua-warn-line") && e.contains("lua-error-line")
+    }));
+    assert!(
+        !t.stderr().contains("lua-debug-line"),
+        "debug is below the configured level"
+    );
+}
