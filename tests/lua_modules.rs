@@ -311,6 +311,9 @@ function M.on_request(req, ctx)
   elseif op == "undeclared" then
     local ok, err = pcall(function() return tidegate.shared.nope end)
     out = (tostring(err):gsub("%c", " "))
+  elseif op == "big" then
+    local ok, err = pcall(function() d:set("big", string.rep("x", 1048577)) end)
+    out = (tostring(err):gsub("%c", " "))
   elseif op == "table" then
     local ok, err = pcall(function() d:set("t", {}) end)
     out = (tostring(err):gsub("%c", " "))
@@ -335,6 +338,10 @@ fn shared_dict_ttl_capacity_and_errors() {
         .get("/lua?op=undeclared", &[])
         .text()
         .contains("no shared dict `nope`; declare it in [lua] shared"));
+    assert!(s
+        .get("/lua?op=big", &[])
+        .text()
+        .contains("values are at most 1048576 bytes"));
     assert!(s
         .get("/lua?op=table", &[])
         .text()

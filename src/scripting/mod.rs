@@ -288,7 +288,9 @@ impl Plugin for LuaPlugin {
             None,
         );
         ctx.log_fields.extend(api::take_fields());
-        if vm::has_hook(&self.script, Phase::Body, &self.conf) {
+        let has_body = !matches!(resp.status.as_u16(), 100..=199 | 204 | 304)
+            && session.req_header().method != http::Method::HEAD;
+        if has_body && vm::has_hook(&self.script, Phase::Body, &self.conf) {
             // on_body may change the length: send the body chunked (or close-delimited)
             resp.remove_header(&http::header::CONTENT_LENGTH);
             if session.req_header().version == http::Version::HTTP_11 {

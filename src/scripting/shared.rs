@@ -18,7 +18,8 @@
 //! the process, so every worker sees the same keys. The dictionaries live across reloads: a
 //! dictionary whose name stays in the config keeps its keys (its capacity follows the config).
 //! When a dictionary is full, expired keys are swept; if it is still full, `set` and `incr` of a
-//! new key return `nil, "full"` rather than evicting live keys.
+//! new key return `nil, "full"` rather than evicting live keys. Keys are at most 4 KiB and
+//! values at most 1 MiB (the dictionaries live outside the VMs' memory limit).
 
 use mlua::{UserData, UserDataMethods, Value};
 use std::collections::HashMap;
@@ -140,8 +141,27 @@ pub fn dicts(decl: &[(String, usize)]) -> SharedDicts {
     SharedDicts(Arc::new(out))
 }
 
+/// The largest key and value a dict takes: the dicts live outside the VMs' memory limit, so
+/// their size is bounded by capacity × these.
+const MAX_KEY: usize = 4 << 10;
+const MAX_VALUE: usize = 1 << 20;
+
+fn check_key(k: &str) -> mlua::Result<()> {
+    if k.len() > MAX_KEY {
+        return Err(mlua::Error::runtime(format!(
+            "shared dict keys are at most {MAX_KEY} bytes"
+        )));
+    }
+    Ok(())
+}
+
 fn to_stored(v: Value) -> mlua::Result<Stored> {
     Ok(match v {
+        Value::String(s) if s.as_bytes().len() > MAX_VALUE => {
+            return Err(mlua::Error::runtime(format!(
+                "shared dict values are at most {MAX_VALUE} bytes"
+            )))
+        }
         Value::String(s) => Stored::Str(s.as_bytes().to_vec()),
         Value::Integer(i) => Stored::Int(i),
         Value::Number(n) if n.fract() == 0.0 && n.abs() < 9.0e15 => Stored::Int(n as i64),
@@ -191,6 +211,7 @@ impl UserData for DictHandle {
         methods.add_method(
             "set",
             |_, d, (key, value, secs): (String, Value, Option<f64>)| {
+                check_key(&key)?;
                 let now = Instant::now();
                 let mut m = d.0.lock();
                 if value.is_nil() {
@@ -209,6 +230,7 @@ impl UserData for DictHandle {
         methods.add_method(
             "incr",
             |_, d, (key, delta, init, secs): (String, f64, Option<f64>, Option<f64>)| {
+                check_key(&key)?;
                 let now = Instant::now();
                 let mut m = d.0.lock();
                 if let Some(e) = m.live(&key, now) {
