@@ -48,6 +48,7 @@ pub fn watch(
         (dir, path.file_name().map(|f| f.to_os_string()))
     };
     let (tx, rx) = mpsc::channel::<Change>();
+    let catch_up = tx.clone();
     let config_dir = dir.clone();
     let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let Ok(ev) = res else { return };
@@ -84,6 +85,9 @@ pub fn watch(
         .spawn(move || debounce_loop(rx, reloader, w, dirs))
         .map_err(notify::Error::io)?;
     tracing::info!(path = %path.display(), "watching the config for changes");
+    // an edit made between loading the config and starting the watch would go unseen:
+    // look once now (unchanged documents are a no-op)
+    let _ = catch_up.send(Change::Config);
     Ok(watcher)
 }
 
