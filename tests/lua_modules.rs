@@ -413,3 +413,31 @@ fn script_edits_under_load_lose_nothing() {
         "every request during five script edits got a 200"
     );
 }
+
+/// How long a script edit takes to serve, over 20 edits (a figure for docs/benchmarks.md,
+/// not a pass/fail timing). Run:
+/// `cargo test --release --test lua_modules measure_script_reload_latency -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn measure_script_reload_latency() {
+    let version = |v: u32| {
+        format!("return {{ on_request = function(req) return req:respond(200, 'v{v}') end }}\n")
+    };
+    let s = setup(1, &version(0), &[], "");
+    let mut ms = Vec::new();
+    for v in 1..=20u32 {
+        let start = Instant::now();
+        write(&s.script(), &version(v));
+        let want = format!("v{v}");
+        assert!(wait_until(WAIT, || s.get("/lua", &[]).text() == want));
+        ms.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    ms.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "script edit to serving over {} edits: median {:.0} ms, min {:.0} ms, max {:.0} ms",
+        ms.len(),
+        ms[ms.len() / 2],
+        ms[0],
+        ms[ms.len() - 1]
+    );
+}
