@@ -210,6 +210,18 @@ fn gated_auth() -> Gate {
     }
 }
 
+/// A `/lua` request whose auth call the gate holds back, on its own thread.
+fn held_request(port: u16, token: &'static str) -> std::thread::JoinHandle<Response> {
+    std::thread::spawn(move || {
+        get(
+            port,
+            "h",
+            "/lua",
+            &[("authorization", token), ("x-hold", "1")],
+        )
+    })
+}
+
 fn auth_script(auth: &Origin, version: &str) -> String {
     format!(
         r#"
@@ -271,14 +283,7 @@ fn http_request_waits_without_blocking_the_worker() {
     );
 
     // one worker thread: while a request waits on the auth service, others are served
-    let held = std::thread::spawn(move || {
-        get(
-            port,
-            "h",
-            "/lua",
-            &[("authorization", "Bearer good"), ("x-hold", "1")],
-        )
-    });
+    let held = held_request(port, "Bearer good");
     assert!(wait_until(WAIT, || gate.origin.count() == 3));
     let meanwhile = get(port, "h", "/plain", &[]);
     assert_eq!(meanwhile.status, 200);
@@ -386,24 +391,9 @@ return M
 fn a_request_in_flight_finishes_on_the_script_it_started_with() {
     let gate = gated_auth();
     let origin = Origin::start(|_| ok("origin"));
-    let (t, port, _d) = proxy(&auth_script(&gate.origin, "v1"), &origin);
-    let script = std::fs::read_to_string(&t.config)
-        .unwrap()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("path = \"")
-                .filter(|p| p.ends_with(".lua\""))
-                .map(|p| p.trim_end_matches('"').to_string())
-        })
-        .unwrap();
-    let held = std::thread::spawn(move || {
-        get(
-            port,
-            "h",
-            "/lua",
-            &[("authorization", "Bearer bad"), ("x-hold", "1")],
-        )
-    });
+    let (_t, port, dir) = proxy(&auth_script(&gate.origin, "v1"), &origin);
+    let script = dir.path().join("script.lua");
+    let held = held_request(port, "Bearer bad");
     assert!(wait_until(WAIT, || gate.origin.count() == 1));
     std::fs::write(&script, auth_script(&gate.origin, "v2")).unwrap();
     assert!(wait_until(WAIT, || {

@@ -35,6 +35,17 @@ fn write(path: &Path, text: &str) {
 /// `threads` workers, `/lua` runs script.lua; modules go in `<tmp>/mods`; `lua_extra` is
 /// added to `[lua]`.
 fn setup(threads: usize, script: &str, modules: &[(&str, &str)], lua_extra: &str) -> Setup {
+    setup_in(threads, script, modules, None, lua_extra)
+}
+
+/// As `setup`, with `[lua] dir` at `lua_dir` instead of `<tmp>/mods`.
+fn setup_in(
+    threads: usize,
+    script: &str,
+    modules: &[(&str, &str)],
+    lua_dir: Option<&Path>,
+    lua_extra: &str,
+) -> Setup {
     let origin = Origin::start(|_| ok("origin"));
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
@@ -67,7 +78,10 @@ addrs = ["{}"]
 category = "lua"
 path = "{}"
 "#,
-        dir.path().join("mods").display(),
+        lua_dir
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| dir.path().join("mods"))
+            .display(),
         origin.addr,
         dir.path().join("script.lua").display()
     );
@@ -174,9 +188,6 @@ fn check_compiles_every_module_and_names_the_file_and_line() {
 
 #[test]
 fn the_shipped_helper_library_works() {
-    let origin = Origin::start(|_| ok("origin"));
-    let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
     let lua_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("lua");
     let script = r#"
 local h = require("lib.helpers")
@@ -196,35 +207,12 @@ function M.on_request(req, ctx)
 end
 return M
 "#;
-    write(&dir.path().join("s.lua"), script);
-    let cfg = format!(
-        r#"
-[basic]
-threads = 1
-[lua]
-dir = "{}"
-[servers.main]
-addr = "127.0.0.1:{port}"
-locations = ["lua"]
-[locations.lua]
-path = "/"
-upstream = "backend"
-plugins = ["s"]
-[upstreams.backend]
-addrs = ["{}"]
-[plugins.s]
-category = "lua"
-path = "{}"
-"#,
-        lua_dir.display(),
-        origin.addr,
-        dir.path().join("s.lua").display()
-    );
-    let _t = Tidegate::start(&cfg, &[port]);
+    let s = setup_in(1, script, &[], Some(&lua_dir), "");
+    let port = s.port;
     let r = get(
         port,
         "h",
-        "/",
+        "/lua",
         &[
             ("cookie", "a=1; sid=xyz ; b=2"),
             ("authorization", "Basic dXNlcjpwYTpzcw=="),
@@ -235,9 +223,9 @@ path = "{}"
         "4|c|x|true|false|xyz|nil|user:pa:ss|true|false",
         "basic auth splits at the first colon"
     );
-    let r = get(port, "h", "/", &[("authorization", "Bearer t0k")]);
+    let r = get(port, "h", "/lua", &[("authorization", "Bearer t0k")]);
     assert!(r.text().contains("|t0k|nil:nil|"), "{}", r.text());
-    let r = get(port, "h", "/", &[("x-deny", "1")]);
+    let r = get(port, "h", "/lua", &[("x-deny", "1")]);
     assert_eq!(r.status, 403);
     assert!(r.text().contains(r#""error":"nope""#), "{}", r.text());
 }

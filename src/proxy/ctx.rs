@@ -140,3 +140,37 @@ impl VarSource for Vars<'_> {
         }
     }
 }
+
+/// A request's plugin chain: the matched location's plugins, held through the chain's own
+/// handle on the config version, so `ctx` stays free to mutate while the chain runs.
+pub struct Chain {
+    state: Arc<State>,
+    location: usize,
+}
+
+impl Chain {
+    /// The plugins in the location's order.
+    pub fn plugins(&self) -> impl Iterator<Item = &crate::config::model::PluginDef> {
+        let config = &self.state.config;
+        config.locations[self.location]
+            .plugins
+            .iter()
+            .map(move |&i| &config.plugins[i])
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.state.config.locations[self.location]
+            .plugins
+            .is_empty()
+    }
+}
+
+impl Ctx {
+    /// The plugin chain of the matched location (`None` before routing or without a match).
+    pub fn chain(&self) -> Option<Chain> {
+        self.route.as_ref().map(|r| Chain {
+            state: self.state.clone(),
+            location: r.location,
+        })
+    }
+}

@@ -190,10 +190,9 @@ impl ProxyHttp for Proxy {
                 .map(|r| r.status.as_u16())
                 .unwrap_or(0);
         }
-        if let Some(route) = &ctx.route {
-            let state = ctx.state.clone();
-            for &i in &state.config.locations[route.location].plugins {
-                state.config.plugins[i].plugin.on_log(session, ctx);
+        if let Some(chain) = ctx.chain() {
+            for def in chain.plugins() {
+                def.plugin.on_log(session, ctx);
             }
         }
         log::access_log(session, ctx);

@@ -8,14 +8,10 @@ use pingora::proxy::Session;
 
 /// Run the location's plugins in order. `Some(answer)` stops the chain.
 pub async fn run_plugins(session: &mut Session, ctx: &mut Ctx) -> pingora::Result<Option<Answer>> {
-    // borrow the location from our own handle on the state, so `ctx` stays free to mutate
-    let state = ctx.state.clone();
-    let Some(route) = ctx.route.as_ref() else {
+    let Some(chain) = ctx.chain() else {
         return Ok(None);
     };
-    let loc = &state.config.locations[route.location];
-    for &i in &loc.plugins {
-        let def = &state.config.plugins[i];
+    for def in chain.plugins() {
         match def.plugin.on_request(session, ctx).await {
             Ok(Flow::Continue) => {}
             Ok(Flow::Respond(a)) => return Ok(Some(a)),
@@ -47,18 +43,22 @@ pub async fn respond(session: &mut Session, ctx: &mut Ctx, a: Answer) -> pingora
     Ok(())
 }
 
+/// The request's Content-Length, if it has a valid one.
+fn declared_length(session: &Session) -> Option<u64> {
+    session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+}
+
 /// `client_max_body_size`: refuse a declared length over the limit before reading the body.
 pub fn check_declared_body(session: &Session, ctx: &mut Ctx) -> pingora::Result<()> {
     let limit = ctx.location().and_then(|l| l.client_max_body_size);
     ctx.body_limit = limit;
     let Some(limit) = limit else { return Ok(()) };
-    let declared = session
-        .req_header()
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
+    if declared_length(session).is_some_and(|n| n > limit) {
         return Err(http_status(413));
     }
     Ok(())
@@ -92,13 +92,7 @@ pub async fn read_body(
         return Err("the request body could not be read".into());
     }
     let cap = ctx.body_limit.map(|l| (l as usize).min(cap)).unwrap_or(cap);
-    let declared = session
-        .req_header()
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > cap as u64) {
+    if declared_length(session).is_some_and(|n| n > cap as u64) {
         return Err(format!("request body larger than {cap} bytes"));
     }
     session.enable_retry_buffering();

@@ -7,14 +7,10 @@ use pingora::proxy::Session;
 /// Run `on_response` of the location's plugins in order. A failing plugin is logged and
 /// skipped: the response is already on its way.
 pub fn run_plugins(session: &Session, resp: &mut ResponseHeader, ctx: &mut Ctx) {
-    // borrow the location from our own handle on the state, so `ctx` stays free to mutate
-    let state = ctx.state.clone();
-    let Some(route) = ctx.route.as_ref() else {
+    let Some(chain) = ctx.chain() else {
         return;
     };
-    let loc = &state.config.locations[route.location];
-    for &i in &loc.plugins {
-        let def = &state.config.plugins[i];
+    for def in chain.plugins() {
         if let Err(e) = def.plugin.on_response(session, resp, ctx) {
             tracing::error!(plugin = %def.name, "response phase failed: {e}");
         }
@@ -33,13 +29,10 @@ pub fn run_body_filters(
     if !ctx.body_filtered {
         return;
     }
-    let state = ctx.state.clone();
-    let Some(route) = ctx.route.as_ref() else {
+    let Some(chain) = ctx.chain() else {
         return;
     };
-    let loc = &state.config.locations[route.location];
-    for &i in &loc.plugins {
-        let def = &state.config.plugins[i];
+    for def in chain.plugins() {
         if let Err(e) = def.plugin.on_body(session, body, eof, ctx) {
             tracing::error!(plugin = %def.name, "body phase failed: {e}");
         }

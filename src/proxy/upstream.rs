@@ -14,20 +14,14 @@ async fn upstream_phase(
     session: &mut Session,
     ctx: &mut Ctx,
 ) -> pingora::Result<Option<crate::plugins::UpstreamChoice>> {
-    let state = ctx.state.clone();
-    let Some(route) = ctx.route.as_ref() else {
+    let Some(chain) = ctx.chain().filter(|c| !c.is_empty()) else {
         return Ok(None);
     };
-    let loc = &state.config.locations[route.location];
-    if loc.plugins.is_empty() {
-        return Ok(None);
-    }
     let mut choice = crate::plugins::UpstreamChoice {
         selected: ctx.upstream.as_ref().map(|u| u.name.clone()),
         ..Default::default()
     };
-    for &i in &loc.plugins {
-        let def = &state.config.plugins[i];
+    for def in chain.plugins() {
         if let Err(e) = def.plugin.on_upstream(session, &mut choice, ctx).await {
             tracing::error!(plugin = %def.name, "upstream phase failed: {e}");
             return Err(http_status(500));

@@ -268,7 +268,7 @@ impl Vm {
                     Ok(Outcome::Wait(o))
                 }
                 None => Err(mlua::Error::runtime(
-                    "a hook may not yield (coroutine.yield); only tidegate.http.request waits",
+                    "a hook may not yield (coroutine.yield); only tidegate.http.request and req:body() wait",
                 )),
             };
         }
@@ -319,6 +319,7 @@ fn require_fn(lua: &Lua, modules: &Modules) -> mlua::Result<Function> {
             v => v,
         };
         env.set_readonly(true);
+        env.set_safeenv(true);
         cache.raw_set(key.as_str(), value.clone())?;
         Ok(value)
     })
