@@ -148,6 +148,45 @@ fn bench(c: &mut Criterion) {
         Ok(vm::Outcome::Done(_))
     ));
     vm::end_request(1);
+
+    // a new script version (after a reload): compile it and run its module code in this VM
+    let next_id = std::cell::Cell::new(1000u64);
+    c.bench_function("lua_load/new_script_version", |b| {
+        b.iter(|| {
+            let id = next_id.get();
+            next_id.set(id + 1);
+            let sc = script(id, TYPICAL);
+            black_box(vm::call_hook(&sc, Phase::Log, 2, &conf, lent, None).is_ok())
+        })
+    });
+    vm::end_request(2);
+
+    // a worker's first hook call: start a VM (sandbox, API tables), load the script, call it
+    c.bench_function("lua_load/first_call_on_a_worker", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for i in 0..iters {
+                let src = TYPICAL.to_string();
+                total += std::thread::spawn(move || {
+                    let sc = script(5000 + i, &src);
+                    let conf = serde_json::json!({});
+                    let lent = Lent {
+                        session: std::ptr::null_mut(),
+                        response: std::ptr::null_mut(),
+                        ctx: std::ptr::null(),
+                    };
+                    let t0 = std::time::Instant::now();
+                    let _ = vm::call_hook(&sc, Phase::Log, 3, &conf, lent, None);
+                    let took = t0.elapsed();
+                    vm::end_request(3);
+                    took
+                })
+                .join()
+                .unwrap_or_default();
+            }
+            total
+        })
+    });
 }
 
 criterion_group!(benches, bench);
