@@ -620,3 +620,55 @@ return M
         "debug is below the configured level"
     );
 }
+
+#[test]
+fn bad_arguments_raise_errors_and_never_take_the_worker_down() {
+    let script = r#"
+local M = {}
+local function try(name, f, fails)
+  local ok = pcall(f)
+  if ok == fails then table.insert(M.wrong, name) end
+end
+function M.on_request(req, ctx, conf)
+  M.wrong = {}
+  -- each of these must raise an error (fails = true)
+  try("set_header bad name", function() req:set_header("bad name", "v") end, true)
+  try("set_header bad value", function() req:set_header("x", "a\nb") end, true)
+  try("set_header nil", function() req:set_header(nil, nil) end, true)
+  try("path with space", function() req.path = "/a b" end, true)
+  try("header number", function() req:header({}) end, true)
+  try("json.decode garbage", function() tidegate.json.decode("{nope") end, true)
+  try("json.encode function", function() tidegate.json.encode(print) end, true)
+  try("re bad pattern", function() tidegate.re.match("a", "(") end, true)
+  try("re huge repetition", function() tidegate.re.match("a", "a{100000}{100000}") end, true)
+  try("http bad url", function() tidegate.http.request{ url = "nota url" } end, true)
+  try("http no url", function() tidegate.http.request{} end, true)
+  try("http bad method", function() tidegate.http.request{ url = "http://127.0.0.1:1/", method = "GE T" } end, true)
+  try("http bad timeout", function() tidegate.http.request{ url = "http://127.0.0.1:1/", timeout = -1 } end, true)
+  try("shared ttl negative", function() tidegate.shared.d:set("k", 1, -5) end, true)
+  try("shared key huge", function() tidegate.shared.d:set(string.rep("k", 5000), 1) end, true)
+  try("incr non-number delta", function() tidegate.shared.d:incr("k", "x") end, true)
+  try("respond status 0", function() req:respond(0, "x") end, true)
+  try("respond bad body", function() req:respond(200, print) end, true)
+  try("redirect bad url", function() req:redirect("a\nb") end, true)
+  try("builtin write", function() string.upper = nil end, true)
+  -- and these must not
+  try("base64 garbage gives nil", function() assert(tidegate.base64.decode("!!!") == nil) end, false)
+  try("query_arg missing", function() assert(req:query_arg("none") == nil) end, false)
+  try("header missing", function() assert(req:header("x-none") == nil) end, false)
+  return req:respond(200, table.concat(M.wrong, ","))
+end
+return M
+"#;
+    let (t, port, _o) = setup(script, "[lua]\nshared = { d = 10 }");
+    for _ in 0..3 {
+        let r = get(port, "h", "/lua", &[]);
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, ""),
+            "calls that behaved wrongly; {}",
+            t.stderr()
+        );
+    }
+    assert_eq!(get(port, "h", "/plain", &[]).status, 200);
+}

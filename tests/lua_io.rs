@@ -10,6 +10,15 @@ use std::sync::{Arc, Mutex};
 
 /// A proxy with one worker thread: `/lua` runs `script` in front of `origin`, `/plain` does not.
 fn proxy(script: &str, origin: &Origin) -> (Tidegate, u16, tempfile::TempDir) {
+    proxy_with(script, origin, "")
+}
+
+/// As `proxy`, with `server_extra` added to the server's table (e.g. `http2 = true`).
+fn proxy_with(
+    script: &str,
+    origin: &Origin,
+    server_extra: &str,
+) -> (Tidegate, u16, tempfile::TempDir) {
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("script.lua");
@@ -22,6 +31,7 @@ threads = 1
 [servers.main]
 addr = "127.0.0.1:{port}"
 locations = ["lua", "plain"]
+{server_extra}
 
 [locations.lua]
 path = "/lua"
@@ -402,4 +412,73 @@ fn a_request_in_flight_finishes_on_the_script_it_started_with() {
     gate.release.send(()).unwrap();
     let r = held.join().unwrap();
     assert_eq!(r.text(), "denied by auth (v1)");
+}
+
+/// One request over h2c (prior knowledge); status, headers, body.
+fn h2_request(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, http::HeaderMap, Vec<u8>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let (mut client, conn) = h2::client::handshake(s).await.unwrap();
+        tokio::spawn(conn);
+        let req = http::Request::builder()
+            .method(method)
+            .uri(format!("http://h{path}"))
+            .body(())
+            .unwrap();
+        let (resp, mut send) = client.send_request(req, body.is_empty()).unwrap();
+        if !body.is_empty() {
+            send.send_data(bytes::Bytes::copy_from_slice(body), true)
+                .unwrap();
+        }
+        let resp = tokio::time::timeout(WAIT, resp).await.unwrap().unwrap();
+        let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
+        let mut b = resp.into_body();
+        let mut out = Vec::new();
+        while let Some(chunk) = b.data().await {
+            let chunk = chunk.unwrap();
+            let _ = b.flow_control().release_capacity(chunk.len());
+            out.extend_from_slice(&chunk);
+        }
+        (status, headers, out)
+    })
+}
+
+#[test]
+fn on_body_and_req_body_over_h2c() {
+    let page = "abc\n".repeat(30_000);
+    let origin = Origin::start(move |r| {
+        if r.method == "POST" {
+            ok(&format!("got {}", String::from_utf8_lossy(&r.body)))
+        } else {
+            ok(&page)
+        }
+    });
+    let script = r#"
+local M = {}
+function M.on_request(req, ctx)
+  if req.method == "POST" then
+    local body = assert(req:body())
+    req:set_header("x-len", tostring(#body))
+  end
+end
+function M.on_body(resp, chunk, eof) return string.upper(chunk) end
+return M
+"#;
+    let (_t, port, _d) = proxy_with(script, &origin, "http2 = true");
+    let (status, headers, body) = h2_request(port, "GET", "/lua", b"");
+    assert_eq!(status, 200);
+    assert_eq!(headers.get("content-length"), None);
+    assert_eq!(String::from_utf8(body).unwrap(), "ABC\n".repeat(30_000));
+    let (status, _, body) = h2_request(port, "POST", "/lua", b"posted over h2");
+    assert_eq!(status, 200);
+    assert_eq!(String::from_utf8(body).unwrap(), "GOT POSTED OVER H2");
+    let seen = origin.requests().pop().unwrap();
+    assert_eq!(seen.header("x-len"), Some("14"));
+    assert_eq!(seen.body, b"posted over h2");
 }

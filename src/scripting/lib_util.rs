@@ -13,7 +13,7 @@
 //! ```
 //!
 //! `re` uses the regex crate: linear time, no backtracking blow-up. Compiled patterns are
-//! cached per VM (up to 256).
+//! cached per VM (up to 256), and limited to 2 MiB compiled (a larger one is an error).
 
 use base64::Engine;
 use mlua::{Lua, LuaSerdeExt, Value};
@@ -24,13 +24,19 @@ thread_local! {
     static REGEXES: RefCell<HashMap<String, regex::Regex>> = RefCell::new(HashMap::new());
 }
 
+const REGEX_SIZE_LIMIT: usize = 2 << 20;
+
 fn regex(pattern: &str) -> mlua::Result<regex::Regex> {
     REGEXES.with(|c| {
         let mut cache = c.borrow_mut();
         if let Some(r) = cache.get(pattern) {
             return Ok(r.clone());
         }
-        let r = regex::Regex::new(pattern)
+        // the compile runs in Rust, where the time budget cannot stop it: a 2 MiB program limit
+        // rejects a huge pattern in a few milliseconds instead of tens
+        let r = regex::RegexBuilder::new(pattern)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .build()
             .map_err(|e| mlua::Error::runtime(format!("bad regex {pattern:?}: {e}")))?;
         if cache.len() >= 256 {
             cache.clear();
