@@ -672,3 +672,28 @@ return M
     }
     assert_eq!(get(port, "h", "/plain", &[]).status, 200);
 }
+
+#[test]
+fn a_hook_returning_a_value_is_a_500_that_says_why() {
+    let script = r#"
+local M = {}
+function M.on_request(req, ctx, conf)
+  if req:header("x-ok") then return req:respond(200, "answered") end
+  return 401
+end
+return M
+"#;
+    let (t, port, origin) = setup(script, "");
+    assert_eq!(get(port, "h", "/lua", &[("x-ok", "1")]).text(), "answered");
+    assert_eq!(get(port, "h", "/lua", &[]).status, 500);
+    assert!(
+        wait_until(WAIT, || {
+            t.stderr().contains(
+            "on_request returned a value (integer); hooks return nothing; answer with `return req:respond(status, body)`"
+        )
+        }),
+        "{}",
+        t.stderr()
+    );
+    assert_eq!(origin.count(), 0);
+}

@@ -245,6 +245,7 @@ impl Vm {
     /// Run (or resume) a hook's coroutine until it returns or waits for an outbound call.
     fn drive(
         &mut self,
+        hook: Phase,
         thread: Thread,
         scratch: &Table,
         rid: u64,
@@ -253,13 +254,13 @@ impl Vm {
     ) -> mlua::Result<Outcome> {
         wait::set_active(thread.to_pointer() as usize);
         self.deadline.set(Some(Instant::now() + budget));
-        let r = thread.resume::<()>(args);
+        let r = thread.resume::<Value>(args);
         self.deadline.set(None);
         wait::set_active(0);
         // globals set by the hook go with it, and with each wait (another request may run)
         let cleared = scratch.clear();
         let pending = wait::take_pending();
-        r?;
+        let returned = r?;
         cleared?;
         if thread.status() == ThreadStatus::Resumable {
             return match pending {
@@ -275,8 +276,27 @@ impl Vm {
         if self.spare.len() < 8 {
             self.spare.push(thread);
         }
+        nothing_returned(hook, &returned)?;
         Ok(Outcome::Done(None))
     }
+}
+
+/// Hooks other than on_body return nothing: a value is a mistake (say, `return 401` meant as
+/// an answer), and an error says what to do instead.
+fn nothing_returned(hook: Phase, v: &Value) -> mlua::Result<()> {
+    if v.is_nil() {
+        return Ok(());
+    }
+    let hint = if hook == Phase::Request {
+        "; answer with `return req:respond(status, body)`"
+    } else {
+        ""
+    };
+    Err(mlua::Error::runtime(format!(
+        "{} returned a value ({}); hooks return nothing{hint}",
+        hook.name(),
+        v.type_name()
+    )))
 }
 
 /// `require` for one set of modules: each module runs once per VM, in its own environment.
@@ -407,10 +427,17 @@ pub fn call_hook(
                 };
                 let budget = script.time_budget;
                 if hook == Phase::Request {
-                    vm.drive(thread, scratch, rid, budget, (vm.req.clone(), ctx, conf))
+                    vm.drive(
+                        hook,
+                        thread,
+                        scratch,
+                        rid,
+                        budget,
+                        (vm.req.clone(), ctx, conf),
+                    )
                 } else {
                     let args = (vm.req.clone(), vm.up.clone(), ctx, conf);
-                    vm.drive(thread, scratch, rid, budget, args)
+                    vm.drive(hook, thread, scratch, rid, budget, args)
                 }
             }
             Phase::Response | Phase::Log | Phase::Body => {
@@ -428,6 +455,7 @@ pub fn call_hook(
                 scratch.clear()?;
                 let v = r?;
                 if hook != Phase::Body {
+                    nothing_returned(hook, &v)?;
                     return Ok(Outcome::Done(None));
                 }
                 match v {
@@ -470,7 +498,7 @@ pub fn resume_hook(
                 (Value::Nil, Value::String(lua.create_string(&e)?))
             }
         };
-        vm.drive(thread, &loaded.scratch, rid, script.time_budget, args)
+        vm.drive(hook, thread, &loaded.scratch, rid, script.time_budget, args)
     })
 }
 
