@@ -51,8 +51,12 @@ fn random_uses_every_peer() {
 
 #[test]
 fn least_conn_avoids_the_busy_peer() {
-    let slow = Origin::start(|_| {
-        std::thread::sleep(Duration::from_millis(1500));
+    // the slow peer holds its answer until the test lets it go, so it stays busy for as
+    // long as the test needs, however slow the machine
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let held = std::sync::Mutex::new(held);
+    let slow = Origin::start(move |_| {
+        let _ = held.lock().map(|h| h.recv_timeout(WAIT));
         ok("slow")
     });
     let fast = Origin::named("fast");
@@ -69,11 +73,16 @@ fn least_conn_avoids_the_busy_peer() {
     assert!(wait_until(WAIT, || slow.count() + fast.count() >= 1));
     let busy = slow.count() == 1;
     let t = served_by(port, 10, &[], "/");
+    let _ = release.send(());
     let first = first.join().unwrap();
     if busy {
         assert_eq!(t.get("fast"), Some(&10), "{t:?}");
     } else {
         // the first request went to the fast peer; then the slow one is picked once at most
+        // (and held: release it for each time it was)
+        for _ in 0..t.get("slow").copied().unwrap_or(0) {
+            let _ = release.send(());
+        }
         assert!(
             t.get("slow").copied().unwrap_or(0) <= 1,
             "{t:?} first={first}"
