@@ -190,7 +190,42 @@ fn settle(ctx: &mut Ctx, answer: &mut Option<crate::plugins::Answer>) {
     }
 }
 
+/// The response header already sent, for hooks after it (null before).
+fn written(session: &Session) -> *mut ResponseHeader {
+    session
+        .response_written()
+        .map(|r| r as *const ResponseHeader as *mut ResponseHeader)
+        .unwrap_or(std::ptr::null_mut())
+}
+
 impl LuaPlugin {
+    /// Call a synchronous hook (on_response, on_body, on_log) and collect its log fields; an
+    /// error is logged with script, line and request id.
+    fn call_sync(
+        &self,
+        session: &Session,
+        response: *mut ResponseHeader,
+        ctx: &mut Ctx,
+        phase: Phase,
+        chunk: Option<(&bytes::Bytes, bool)>,
+    ) -> Result<vm::Outcome, PluginError> {
+        let id = rid(ctx);
+        let r = vm::call_hook(
+            &self.script,
+            phase,
+            id,
+            &self.conf,
+            vm::Lent {
+                session: session as *const Session as *mut Session,
+                response,
+                ctx: &*ctx as *const Ctx,
+            },
+            chunk,
+        );
+        ctx.log_fields.extend(api::take_fields());
+        r.map_err(|e| self.fail(ctx, phase, e))
+    }
+
     /// Do what a waiting hook asked for.
     async fn wait(&self, session: &mut Session, ctx: &mut Ctx, w: wait::Wait) -> wait::Waited {
         match w {
@@ -273,21 +308,8 @@ impl Plugin for LuaPlugin {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<(), PluginError> {
-        let id = rid(ctx);
         // the request is only read in this phase (the API refuses writes outside on_request)
-        let r = vm::call_hook(
-            &self.script,
-            Phase::Response,
-            id,
-            &self.conf,
-            vm::Lent {
-                session: session as *const Session as *mut Session,
-                response: resp as *mut ResponseHeader,
-                ctx: &*ctx as *const Ctx,
-            },
-            None,
-        );
-        ctx.log_fields.extend(api::take_fields());
+        let r = self.call_sync(session, resp, ctx, Phase::Response, None);
         let has_body = !matches!(resp.status.as_u16(), 100..=199 | 204 | 304)
             && session.req_header().method != http::Method::HEAD;
         if has_body && vm::has_hook(&self.script, Phase::Body, &self.conf) {
@@ -299,7 +321,6 @@ impl Plugin for LuaPlugin {
             ctx.body_filtered = true;
         }
         r.map(|_| ())
-            .map_err(|e| self.fail(ctx, Phase::Response, e))
     }
 
     fn on_body(
@@ -309,33 +330,17 @@ impl Plugin for LuaPlugin {
         eof: bool,
         ctx: &mut Ctx,
     ) -> Result<(), PluginError> {
-        let id = rid(ctx);
-        let resp = session
-            .response_written()
-            .map(|r| r as *const ResponseHeader as *mut ResponseHeader)
-            .unwrap_or(std::ptr::null_mut());
         let empty = bytes::Bytes::new();
         let chunk = body.as_ref().unwrap_or(&empty);
-        let r = vm::call_hook(
-            &self.script,
-            Phase::Body,
-            id,
-            &self.conf,
-            vm::Lent {
-                session: session as *const Session as *mut Session,
-                response: resp,
-                ctx: &*ctx as *const Ctx,
-            },
-            Some((chunk, eof)),
-        );
-        ctx.log_fields.extend(api::take_fields());
+        let resp = written(session);
+        let r = self.call_sync(session, resp, ctx, Phase::Body, Some((chunk, eof)));
         match r {
             Ok(vm::Outcome::Done(Some(new))) => {
                 *body = Some(new);
                 Ok(())
             }
             Ok(_) => Ok(()),
-            Err(e) => Err(self.fail(ctx, Phase::Body, e)),
+            Err(e) => Err(e),
         }
     }
 
@@ -356,26 +361,7 @@ impl Plugin for LuaPlugin {
     }
 
     fn on_log(&self, session: &Session, ctx: &mut Ctx) {
-        let id = rid(ctx);
-        let resp = session
-            .response_written()
-            .map(|r| r as *const ResponseHeader as *mut ResponseHeader)
-            .unwrap_or(std::ptr::null_mut());
-        let r = vm::call_hook(
-            &self.script,
-            Phase::Log,
-            id,
-            &self.conf,
-            vm::Lent {
-                session: session as *const Session as *mut Session,
-                response: resp,
-                ctx: &*ctx as *const Ctx,
-            },
-            None,
-        );
-        ctx.log_fields.extend(api::take_fields());
-        if let Err(e) = r {
-            let _ = self.fail(ctx, Phase::Log, e);
-        }
+        // an error is logged by call_sync; the log phase cannot fail the request
+        let _ = self.call_sync(session, written(session), ctx, Phase::Log, None);
     }
 }
