@@ -63,7 +63,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// Load the config; when running (not `check`), wait for an unreachable etcd, saying so.
+/// Load the config; when running (not `check`), wait for an unreachable etcd, saying so. A
+/// config in etcd that does not validate is waited for too: its keys may still be being
+/// written one by one (each error is printed, then tidegate reads the prefix again).
 fn load(
     source: &Source,
     check: bool,
@@ -73,6 +75,15 @@ fn load(
         match config::load(source) {
             Err(tidegate::error::StartError::Etcd(msg)) if !check => {
                 eprintln!("tidegate: {msg}; retrying in {wait:?}");
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(std::time::Duration::from_secs(10));
+            }
+            Err(tidegate::error::StartError::Config(e))
+                if !check && matches!(source, Source::Etcd(_)) =>
+            {
+                eprintln!(
+                    "tidegate: the config in etcd is not valid yet; retrying in {wait:?}\n{e}"
+                );
                 std::thread::sleep(wait);
                 wait = (wait * 2).min(std::time::Duration::from_secs(10));
             }

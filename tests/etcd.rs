@@ -200,7 +200,15 @@ fn etcd_unreachable_at_start_is_reported_and_retried() {
     );
 
     let etcd = Etcd::start(dir.path(), etcd_port);
+    // half of the config first: not valid yet, so tidegate waits for the rest
     etcd.put("/tg/a.toml", &server_doc(port));
+    assert!(
+        wait_until(WAIT, || log()
+            .contains("the config in etcd is not valid yet")
+            && log().contains("unknown upstream `backend`")),
+        "{}",
+        log()
+    );
     etcd.put("/tg/b.toml", &upstream_doc(&origin, "late"));
     let up = wait_until(std::time::Duration::from_secs(40), || {
         version(port).as_deref() == Some("late")
