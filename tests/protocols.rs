@@ -18,7 +18,7 @@ fn rt() -> tokio::runtime::Runtime {
 
 /// An h2c origin: answers `echo:{path}:{body}`; gRPC requests also get trailers.
 async fn h2_origin() -> SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let l = fresh_tokio_listener();
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((s, _)) = l.accept().await {
@@ -64,6 +64,13 @@ async fn h2_origin() -> SocketAddr {
         }
     });
     addr
+}
+
+/// A tokio listener on a port no tidegate of this test process was given.
+fn fresh_tokio_listener() -> tokio::net::TcpListener {
+    let l = bind_fresh();
+    l.set_nonblocking(true).unwrap();
+    tokio::net::TcpListener::from_std(l).unwrap()
 }
 
 struct H2Answer {
@@ -220,7 +227,7 @@ async fn tls_origin() -> TlsOrigin {
         )
         .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let l = fresh_tokio_listener();
     let addr = l.local_addr().unwrap();
     let snis = Arc::new(Mutex::new(Vec::new()));
     let seen = snis.clone();

@@ -19,12 +19,42 @@ use std::time::{Duration, Instant};
 
 pub const WAIT: Duration = Duration::from_secs(20);
 
-/// A port that was free a moment ago.
+/// Ports `free_port` handed out in this test process: tests run in parallel, and the OS may
+/// offer a released port again before the tidegate it was meant for has bound it.
+fn handed_out() -> std::sync::MutexGuard<'static, std::collections::HashSet<u16>> {
+    static H: std::sync::OnceLock<Mutex<std::collections::HashSet<u16>>> =
+        std::sync::OnceLock::new();
+    H.get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+}
+
+/// A port that was free a moment ago, never handed out before in this process.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0")
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("bind 127.0.0.1:0");
+        if handed_out().insert(port) {
+            return port;
+        }
+    }
+}
+
+/// Bind 127.0.0.1:0 for a server of the test's own, avoiding ports `free_port` handed out
+/// (a tidegate may be about to bind one).
+pub fn bind_fresh() -> TcpListener {
+    let mut rejected = Vec::new();
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = l.local_addr().expect("local addr").port();
+        if !handed_out().contains(&port) {
+            return l;
+        }
+        // keep it bound until we have another, so the OS does not offer it again
+        rejected.push(l);
+    }
 }
 
 /// Poll `cond` every 10 ms until it holds or `limit` passes.
@@ -96,11 +126,17 @@ impl Tidegate {
             config: path,
         };
         for p in ports {
+            // connectable, and by this process: its "listening" line names the address (a
+            // port taken by something else would make it exit with a bind error instead)
+            let mine = format!("127.0.0.1:{p}");
             let ok = wait_until(WAIT, || {
                 if let Ok(Some(status)) = t.child.try_wait() {
                     panic!("tidegate exited early ({status}):\n{}", t.stderr());
                 }
                 TcpStream::connect(("127.0.0.1", *p)).is_ok()
+                    && t.stderr()
+                        .lines()
+                        .any(|l| l.contains("listening") && l.contains(&mine))
             });
             assert!(ok, "tidegate did not listen on {p}:\n{}", t.stderr());
         }
@@ -328,7 +364,11 @@ impl Origin {
         port: u16,
         handler: impl Fn(&SeenRequest) -> Action + Send + Sync + 'static,
     ) -> Origin {
-        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind origin");
+        let listener = if port == 0 {
+            bind_fresh()
+        } else {
+            TcpListener::bind(("127.0.0.1", port)).expect("bind origin")
+        };
         let addr = listener.local_addr().expect("origin addr");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
