@@ -18,6 +18,7 @@ fn main() -> ExitCode {
     let check = matches!(cli.command, Some(Command::Check));
 
     // 1. load and validate the config (`check` stops here)
+    tidegate::reload::mark_first_load();
     let loaded = load(&source, check);
     if check {
         return match loaded {

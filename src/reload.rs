@@ -31,6 +31,19 @@ pub enum ReloadError {
     Config(#[from] crate::error::ConfigErrors),
 }
 
+static FIRST_LOAD: std::sync::OnceLock<std::time::SystemTime> = std::sync::OnceLock::new();
+
+/// Note when the process starts reading its first config (once; later calls do nothing).
+pub fn mark_first_load() {
+    let _ = FIRST_LOAD.set(std::time::SystemTime::now());
+}
+
+/// When the first config started being read: a file changed after this may be missing from
+/// the running config if the watch was not running yet.
+pub fn first_load() -> Option<std::time::SystemTime> {
+    FIRST_LOAD.get().copied()
+}
+
 pub struct Reloader {
     live: Live,
     source: Source,

@@ -79,15 +79,27 @@ pub fn watch(
     lock(&watcher).watch(&dir, RecursiveMode::NonRecursive)?;
     dirs.insert(dir);
     watch_referenced(&watcher, &reloader, &mut dirs);
+    // an edit made between loading the config and starting the watch would go unseen: look
+    // once, below. Unchanged documents are a no-op; a script written since the first load
+    // forces a rebuild.
+    let script_changed = crate::reload::first_load().is_some_and(|t0| {
+        reloader.watched_files().iter().any(|f| {
+            std::fs::metadata(f)
+                .and_then(|m| m.modified())
+                .is_ok_and(|m| m >= t0)
+        })
+    });
     let w = watcher.clone();
     std::thread::Builder::new()
         .name("tidegate-config-watch".into())
         .spawn(move || debounce_loop(rx, reloader, w, dirs))
         .map_err(notify::Error::io)?;
     tracing::info!(path = %path.display(), "watching the config for changes");
-    // an edit made between loading the config and starting the watch would go unseen:
-    // look once now (unchanged documents are a no-op)
-    let _ = catch_up.send(Change::Config);
+    let _ = catch_up.send(if script_changed {
+        Change::Referenced
+    } else {
+        Change::Config
+    });
     Ok(watcher)
 }
 
