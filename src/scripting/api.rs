@@ -78,7 +78,9 @@ fn with_choice<R>(
     }
 }
 
-fn duration(v: &mlua::Value) -> mlua::Result<Option<std::time::Duration>> {
+/// A timeout from Lua: seconds (a number, or a string of one, as header values are) or a
+/// duration string such as "500ms"; nil is none.
+pub(crate) fn duration(v: &mlua::Value) -> mlua::Result<Option<std::time::Duration>> {
     Ok(match v {
         mlua::Value::Nil => None,
         mlua::Value::Integer(n) if *n >= 0 => Some(std::time::Duration::from_secs(*n as u64)),
@@ -86,7 +88,11 @@ fn duration(v: &mlua::Value) -> mlua::Result<Option<std::time::Duration>> {
             Some(std::time::Duration::from_secs_f64(*n))
         }
         mlua::Value::String(s) => {
-            Some(crate::config::units::parse_duration(&s.to_str()?).map_err(mlua::Error::runtime)?)
+            let s = s.to_str()?;
+            match s.trim().parse::<f64>() {
+                Ok(n) if n >= 0.0 && n.is_finite() => Some(std::time::Duration::from_secs_f64(n)),
+                _ => Some(crate::config::units::parse_duration(&s).map_err(mlua::Error::runtime)?),
+            }
         }
         other => {
             return Err(mlua::Error::runtime(format!(
@@ -190,7 +196,7 @@ fn with_ctx<R>(f: impl FnOnce(&crate::proxy::ctx::Ctx) -> R) -> mlua::Result<R> 
 }
 
 /// A table of header name → value (several values of one name joined with ", ").
-fn headers_table(lua: &Lua, map: &http::HeaderMap) -> mlua::Result<mlua::Table> {
+pub(crate) fn headers_table(lua: &Lua, map: &http::HeaderMap) -> mlua::Result<mlua::Table> {
     let t = lua.create_table()?;
     for (k, v) in map {
         let v = String::from_utf8_lossy(v.as_bytes());

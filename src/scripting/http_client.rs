@@ -27,6 +27,7 @@ use std::time::Duration;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 const DEFAULT_MAX_BODY: usize = 1 << 20;
+const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// A validated outbound request, waiting for the proxy to send it.
 #[derive(Debug)]
@@ -46,7 +47,7 @@ pub struct Outbound {
 #[derive(Debug)]
 pub struct Inbound {
     pub status: u16,
-    pub headers: Vec<(String, String)>,
+    pub headers: http::HeaderMap,
     pub body: Bytes,
 }
 
@@ -99,20 +100,14 @@ impl Outbound {
             Some(b) => Bytes::copy_from_slice(&b.as_bytes()),
             None => Bytes::new(),
         };
-        let timeout = match t.get::<mlua::Value>("timeout")? {
-            mlua::Value::Nil => DEFAULT_TIMEOUT,
-            mlua::Value::Integer(n) if n > 0 => Duration::from_secs(n as u64),
-            mlua::Value::Number(n) if n > 0.0 && n < 3600.0 => Duration::from_secs_f64(n),
-            mlua::Value::String(s) => {
-                let s = s.to_str()?;
-                match s.parse::<f64>() {
-                    Ok(n) if n > 0.0 && n < 3600.0 => Duration::from_secs_f64(n),
-                    _ => crate::config::units::parse_duration(&s)
-                        .map_err(|e| bad(format!("timeout: {e}")))?,
-                }
-            }
-            other => return Err(bad(format!("bad timeout {other:?}"))),
-        };
+        let timeout = super::api::duration(&t.get::<mlua::Value>("timeout")?)
+            .map_err(|e| bad(format!("timeout: {e}")))?
+            .unwrap_or(DEFAULT_TIMEOUT);
+        if timeout.is_zero() || timeout > MAX_TIMEOUT {
+            return Err(bad(format!(
+                "timeout must be above zero and at most {MAX_TIMEOUT:?}"
+            )));
+        }
         let max_body = t
             .get::<Option<usize>>("max_body")?
             .unwrap_or(DEFAULT_MAX_BODY);
@@ -193,18 +188,7 @@ async fn exchange(o: Outbound) -> Result<Inbound, String> {
     session.finish_request_body().await.map_err(io)?;
     session.read_response_header().await.map_err(io)?;
     let (status, headers) = match session.response_header() {
-        Some(h) => (
-            h.status.as_u16(),
-            h.headers
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.as_str().to_string(),
-                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                    )
-                })
-                .collect(),
-        ),
+        Some(h) => (h.status.as_u16(), h.headers.clone()),
         None => return Err("no response header".into()),
     };
     let mut body = bytes::BytesMut::new();
@@ -230,14 +214,7 @@ async fn exchange(o: Outbound) -> Result<Inbound, String> {
 pub fn to_lua(lua: &mlua::Lua, r: &Inbound) -> mlua::Result<mlua::Table> {
     let t = lua.create_table()?;
     t.set("status", r.status)?;
-    let h = lua.create_table()?;
-    for (k, v) in &r.headers {
-        match h.raw_get::<Option<String>>(k.as_str())? {
-            Some(prev) => h.raw_set(k.as_str(), format!("{prev}, {v}"))?,
-            None => h.raw_set(k.as_str(), v.as_str())?,
-        }
-    }
-    t.set("headers", h)?;
+    t.set("headers", super::api::headers_table(lua, &r.headers)?)?;
     t.set("body", lua.create_string(&r.body)?)?;
     Ok(t)
 }

@@ -45,7 +45,8 @@ pub struct Vm {
     lua: Lua,
     deadline: Rc<Cell<Option<Instant>>>,
     /// per script id, loaded in this VM
-    modules: HashMap<u64, Loaded>,
+    /// shared with each call, so a call costs one count, not a handle copy per hook
+    modules: HashMap<u64, Rc<Loaded>>,
     ctx: HashMap<u64, Table>,
     /// hook coroutines waiting for an outbound call, by request
     waiting: HashMap<u64, Thread>,
@@ -58,7 +59,6 @@ pub struct Vm {
 }
 
 /// A script loaded in one VM (handles into that VM, which owns them).
-#[derive(Clone)]
 struct Loaded {
     /// on_request, on_upstream, on_response, on_body, on_log, looked up once
     hooks: [Option<Function>; 5],
@@ -166,7 +166,7 @@ impl Vm {
     }
 
     /// `script` loaded in this VM, running its module code the first time.
-    fn module(&mut self, script: &Script, conf: &serde_json::Value) -> mlua::Result<Loaded> {
+    fn module(&mut self, script: &Script, conf: &serde_json::Value) -> mlua::Result<Rc<Loaded>> {
         use mlua::LuaSerdeExt;
         super::shared::switch(&self.lua, &script.shared);
         if let Some(l) = self.modules.get(&script.id) {
@@ -223,11 +223,11 @@ impl Vm {
         if let Value::Table(t) = &conf {
             t.set_readonly(true);
         }
-        let loaded = Loaded {
+        let loaded = Rc::new(Loaded {
             hooks,
             scratch,
             conf,
-        };
+        });
         self.modules.insert(script.id, loaded.clone());
         Ok(loaded)
     }
