@@ -3,73 +3,9 @@
 //! leaks between requests, use outside a phase, compile errors, reload.
 
 mod common;
+use common::lua::*;
 use common::*;
 use std::time::{Duration, Instant};
-
-/// A server with one Lua plugin on `/lua` and a plain location on `/plain`.
-fn setup(script: &str, lua_table: &str) -> (Tidegate, u16, Origin) {
-    let port = free_port();
-    let origin = Origin::start(|r| {
-        ok(&format!(
-            "origin saw {}",
-            r.header("x-from-lua").unwrap_or("-")
-        ))
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("script.lua");
-    std::fs::write(&path, script).unwrap();
-    let cfg = format!(
-        r#"
-[basic]
-threads = 2
-{lua_table}
-[servers.main]
-addr = "127.0.0.1:{port}"
-locations = ["lua", "plain"]
-access_log = "{{path}} {{status}} user={{:user}}"
-
-[locations.lua]
-path = "/lua"
-upstream = "backend"
-plugins = ["rid", "script"]
-
-[locations.plain]
-path = "/plain"
-upstream = "backend"
-
-[upstreams.backend]
-addrs = ["{}"]
-
-[plugins.rid]
-category = "request_id"
-
-[plugins.script]
-category = "lua"
-path = "{}"
-config = {{ header = "x-api-key", greeting = "hello" }}
-"#,
-        origin.addr,
-        path.display()
-    );
-    let t = Tidegate::start(&cfg, &[port]);
-    // keep the script's directory alive as long as the proxy
-    std::mem::forget(dir);
-    (t, port, origin)
-}
-
-/// The script file a `setup` proxy runs.
-fn script_path(t: &Tidegate) -> String {
-    std::fs::read_to_string(&t.config)
-        .unwrap()
-        .lines()
-        .find(|l| l.starts_with("path = ") && l.ends_with(".lua\""))
-        .map(|l| {
-            l.trim_start_matches("path = ")
-                .trim_matches('"')
-                .to_string()
-        })
-        .expect("a script path in the config")
-}
 
 const AUTH: &str = r#"
 local M = {}

@@ -4,6 +4,7 @@
 //! serving, and a request in flight finishes on the script version it started with.
 
 mod common;
+use common::lua::h2_request;
 use common::*;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -412,41 +413,6 @@ fn a_request_in_flight_finishes_on_the_script_it_started_with() {
     gate.release.send(()).unwrap();
     let r = held.join().unwrap();
     assert_eq!(r.text(), "denied by auth (v1)");
-}
-
-/// One request over h2c (prior knowledge); status, headers, body.
-fn h2_request(port: u16, method: &str, path: &str, body: &[u8]) -> (u16, http::HeaderMap, Vec<u8>) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .unwrap();
-        let (mut client, conn) = h2::client::handshake(s).await.unwrap();
-        tokio::spawn(conn);
-        let req = http::Request::builder()
-            .method(method)
-            .uri(format!("http://h{path}"))
-            .body(())
-            .unwrap();
-        let (resp, mut send) = client.send_request(req, body.is_empty()).unwrap();
-        if !body.is_empty() {
-            send.send_data(bytes::Bytes::copy_from_slice(body), true)
-                .unwrap();
-        }
-        let resp = tokio::time::timeout(WAIT, resp).await.unwrap().unwrap();
-        let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
-        let mut b = resp.into_body();
-        let mut out = Vec::new();
-        while let Some(chunk) = b.data().await {
-            let chunk = chunk.unwrap();
-            let _ = b.flow_control().release_capacity(chunk.len());
-            out.extend_from_slice(&chunk);
-        }
-        (status, headers, out)
-    })
 }
 
 #[test]

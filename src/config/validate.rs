@@ -609,6 +609,9 @@ fn build_lua(b: &mut Builder<'_>, e: Option<&Entry>) -> crate::scripting::LuaSet
         }
     }
     s.shared = crate::scripting::shared::dicts(&decl);
+    for m in crate::scripting::trial::run_modules(&s) {
+        b.err(e.doc, "lua", Some("dir"), m);
+    }
     s
 }
 

@@ -180,7 +180,11 @@ impl LogFormat {
             for f in &self.fields {
                 match f {
                     Field::Lit(s) => out.push_str(s),
-                    f => src.write_field(f, &mut out),
+                    f => {
+                        let start = out.len();
+                        src.write_field(f, &mut out);
+                        text_escape_from(&mut out, start);
+                    }
                 }
             }
             return out;
@@ -208,6 +212,24 @@ impl LogFormat {
         }
         out.push('}');
         out
+    }
+}
+
+/// Escape what `out` holds from `start` on for a text log line, as nginx does: control bytes,
+/// `"` and `\\` become `\\xHH`, so no value (a script's field, say) can end the line early,
+/// forge a second line or break out of a quoted field. Copies nothing when nothing needs it.
+pub fn text_escape_from(out: &mut String, start: usize) {
+    let needs = |b: u8| b < 0x20 || b == 0x7f || b == b'"' || b == b'\\';
+    if !out.as_bytes()[start..].iter().any(|b| needs(*b)) {
+        return;
+    }
+    let tail = out.split_off(start);
+    for c in tail.chars() {
+        if c.is_ascii() && needs(c as u8) {
+            out.push_str(&format!("\\x{:02X}", c as u8));
+        } else {
+            out.push(c);
+        }
     }
 }
 
@@ -356,7 +378,17 @@ mod tests {
 
 #[cfg(test)]
 mod escape_tests {
-    use super::json_escape;
+    use super::{json_escape, text_escape_from};
+
+    #[test]
+    fn escapes_text() {
+        let mut out = String::from("keep\n");
+        text_escape_from(&mut out, 5);
+        assert_eq!(out, "keep\n");
+        let mut out = String::from("a=b\nFORGED \"x\" \\ é\u{7f}");
+        text_escape_from(&mut out, 2);
+        assert_eq!(out, "a=b\\x0AFORGED \\x22x\\x22 \\x5C é\\x7F");
+    }
 
     #[test]
     fn escapes_json() {

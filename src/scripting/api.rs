@@ -78,20 +78,36 @@ fn with_choice<R>(
     }
 }
 
+/// The longest timeout a script may set: a day (a larger number is a mistake, and one past
+/// `Duration`'s range would panic).
+pub(crate) const MAX_SCRIPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(86_400);
+
 /// A timeout from Lua: seconds (a number, or a string of one, as header values are) or a
-/// duration string such as "500ms"; nil is none.
+/// duration string such as "500ms"; nil is none. NaN, infinities, negatives and anything
+/// over [`MAX_SCRIPT_TIMEOUT`] are errors, never a panic.
 pub(crate) fn duration(v: &mlua::Value) -> mlua::Result<Option<std::time::Duration>> {
+    let secs = |n: f64| -> mlua::Result<std::time::Duration> {
+        match std::time::Duration::try_from_secs_f64(n) {
+            Ok(d) if d <= MAX_SCRIPT_TIMEOUT => Ok(d),
+            _ => Err(mlua::Error::runtime(format!(
+                "a timeout must be between 0 and {} seconds, not {n}",
+                MAX_SCRIPT_TIMEOUT.as_secs()
+            ))),
+        }
+    };
     Ok(match v {
         mlua::Value::Nil => None,
-        mlua::Value::Integer(n) if *n >= 0 => Some(std::time::Duration::from_secs(*n as u64)),
-        mlua::Value::Number(n) if *n >= 0.0 && n.is_finite() => {
-            Some(std::time::Duration::from_secs_f64(*n))
-        }
+        mlua::Value::Integer(n) => Some(secs(*n as f64)?),
+        mlua::Value::Number(n) => Some(secs(*n)?),
         mlua::Value::String(s) => {
             let s = s.to_str()?;
             match s.trim().parse::<f64>() {
-                Ok(n) if n >= 0.0 && n.is_finite() => Some(std::time::Duration::from_secs_f64(n)),
-                _ => Some(crate::config::units::parse_duration(&s).map_err(mlua::Error::runtime)?),
+                Ok(n) => Some(secs(n)?),
+                Err(_) => {
+                    let d =
+                        crate::config::units::parse_duration(&s).map_err(mlua::Error::runtime)?;
+                    Some(secs(d.as_secs_f64())?)
+                }
             }
         }
         other => {
@@ -208,6 +224,18 @@ pub(crate) fn headers_table(lua: &Lua, map: &http::HeaderMap) -> mlua::Result<ml
     Ok(t)
 }
 
+/// The request's host, normalized: the `Host` header, else the URI's authority (HTTP/2's
+/// `:authority`), as routing reads it.
+fn request_host(req: &pingora::http::RequestHeader) -> String {
+    let h = req
+        .headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri.host())
+        .unwrap_or("");
+    crate::routing::normalize_host(h)
+}
+
 /// Rebuild a request URI from a path and a query (`None`: no query).
 fn set_uri(s: &mut Session, path: &str, query: Option<&str>) -> mlua::Result<()> {
     let pq = match query {
@@ -281,12 +309,23 @@ fn with_response<R>(what: &str, f: impl FnOnce(&mut ResponseHeader) -> R) -> mlu
     }
 }
 
-fn header_value(s: &str) -> mlua::Result<http::HeaderValue> {
+/// The longest header value a script may set (a request or response header, or an outbound
+/// call's): nginx's whole header buffer is 8 KiB by default, so this is generous, and it keeps
+/// a script from sending megabytes of headers on.
+pub(crate) const MAX_HEADER_VALUE: usize = 64 << 10;
+
+pub(crate) fn header_value(s: &str) -> mlua::Result<http::HeaderValue> {
+    if s.len() > MAX_HEADER_VALUE {
+        return Err(mlua::Error::runtime(format!(
+            "a header value is at most {MAX_HEADER_VALUE} bytes, not {}",
+            s.len()
+        )));
+    }
     http::HeaderValue::from_str(s)
         .map_err(|_| mlua::Error::runtime(format!("invalid header value {s:?}")))
 }
 
-fn header_name(s: &str) -> mlua::Result<http::HeaderName> {
+pub(crate) fn header_name(s: &str) -> mlua::Result<http::HeaderName> {
     http::HeaderName::from_bytes(s.as_bytes())
         .map_err(|_| mlua::Error::runtime(format!("invalid header name {s:?}")))
 }
@@ -306,22 +345,11 @@ impl UserData for Req {
             with_session(|s| s.req_header().uri.query().map(str::to_string))
         });
         fields.add_field_method_get("host", |_, _| {
-            with_session(|s| {
-                let h = s
-                    .req_header()
-                    .headers
-                    .get(http::header::HOST)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                crate::routing::normalize_host(h)
-            })
+            with_session(|s| request_host(s.req_header()))
         });
+        // the client as `trusted_proxies` resolved it (the peer when it is not trusted)
         fields.add_field_method_get("client_ip", |_, _| {
-            with_session(|s| {
-                s.client_addr()
-                    .and_then(|a| a.as_inet())
-                    .map(|a| a.ip().to_string())
-            })
+            with_ctx(|c| c.client_ip.map(|ip| ip.to_string()))
         });
         fields.add_field_method_set("path", |_, _, path: String| {
             with_session_mut("setting req.path", |s| {
@@ -390,12 +418,7 @@ impl UserData for Req {
                 return Ok(capture);
             }
             with_session(|s| match name.as_str() {
-                "host" => s
-                    .req_header()
-                    .headers
-                    .get(http::header::HOST)
-                    .and_then(|v| v.to_str().ok())
-                    .map(crate::routing::normalize_host),
+                "host" => Some(request_host(s.req_header())),
                 "uri" => Some(s.req_header().uri.path().to_string()),
                 "args" => s.req_header().uri.query().map(str::to_string),
                 "request_uri" => s
@@ -459,8 +482,8 @@ impl UserData for Req {
                         body_bytes = bytes::Bytes::copy_from_slice(&s.as_bytes())
                     }
                     Some(mlua::Value::Table(t)) => {
-                        use mlua::LuaSerdeExt;
-                        let json: serde_json::Value = lua.from_value(mlua::Value::Table(t))?;
+                        let json =
+                            super::marshal::to_json(lua, "req:respond", mlua::Value::Table(t))?;
                         body_bytes = bytes::Bytes::from(json.to_string());
                         hs.push((
                             http::header::CONTENT_TYPE,
@@ -560,35 +583,79 @@ impl UserData for Resp {
     }
 }
 
+/// A script's log message is cut at this many bytes, a `set_field` value at
+/// `MAX_FIELD_VALUE` (both go to logs that operators read, and a script must not fill them).
+const MAX_LOG_MESSAGE: usize = 16 << 10;
+const MAX_FIELD_VALUE: usize = 4 << 10;
+const MAX_FIELD_NAME: usize = 128;
+
+/// `s` cut to at most `max` bytes (on a character boundary), saying how much was cut.
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = s.len() - end;
+    s.truncate(end);
+    s.push_str(&format!("...({cut} bytes more)"));
+    s
+}
+
+/// A script's log message as one line: cut to `MAX_LOG_MESSAGE`, line breaks and other
+/// control characters escaped (`\n`, `\x01`), so a message cannot forge a log line.
+fn log_text(m: &str) -> String {
+    let mut end = m.len().min(MAX_LOG_MESSAGE);
+    while !m.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out = String::with_capacity(end + 32);
+    for c in m[..end].chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push('\t'),
+            c if c.is_control() => out.push_str(&format!("\\x{:02X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    if end < m.len() {
+        out.push_str(&format!("...({} bytes more)", m.len() - end));
+    }
+    out
+}
+
 /// The `tidegate` table: `log.{debug,info,warn,error,set_field}`, `now()`.
 pub fn register(lua: &Lua) -> mlua::Result<()> {
     let t = lua.create_table()?;
     let log = lua.create_table()?;
     log.set(
         "debug",
-        lua.create_function(|_, m: String| {
-            tracing::debug!(target: "lua", "{m}");
+        lua.create_function(|_, m: mlua::String| {
+            tracing::debug!(target: "lua", "{}", log_text(&m.to_string_lossy()));
             Ok(())
         })?,
     )?;
     log.set(
         "info",
-        lua.create_function(|_, m: String| {
-            tracing::info!(target: "lua", "{m}");
+        lua.create_function(|_, m: mlua::String| {
+            tracing::info!(target: "lua", "{}", log_text(&m.to_string_lossy()));
             Ok(())
         })?,
     )?;
     log.set(
         "warn",
-        lua.create_function(|_, m: String| {
-            tracing::warn!(target: "lua", "{m}");
+        lua.create_function(|_, m: mlua::String| {
+            tracing::warn!(target: "lua", "{}", log_text(&m.to_string_lossy()));
             Ok(())
         })?,
     )?;
     log.set(
         "error",
-        lua.create_function(|_, m: String| {
-            tracing::error!(target: "lua", "{m}");
+        lua.create_function(|_, m: mlua::String| {
+            tracing::error!(target: "lua", "{}", log_text(&m.to_string_lossy()));
             Ok(())
         })?,
     )?;
@@ -600,7 +667,12 @@ pub fn register(lua: &Lua) -> mlua::Result<()> {
                 mlua::Value::Nil => return Ok(()),
                 other => other.to_string()?,
             };
-            FIELDS.with(|f| f.borrow_mut().push((k, v)));
+            if k.len() > MAX_FIELD_NAME {
+                return Err(mlua::Error::runtime(format!(
+                    "set_field: a field name is at most {MAX_FIELD_NAME} bytes"
+                )));
+            }
+            FIELDS.with(|f| f.borrow_mut().push((k, truncate(v, MAX_FIELD_VALUE))));
             Ok(())
         })?,
     )?;
@@ -622,6 +694,33 @@ pub fn register(lua: &Lua) -> mlua::Result<()> {
         Ok(super::wait::Wait::Body(REQUEST_BODY_CAP))
     })?;
     lua.set_named_registry_value(REQ_BODY, body)?;
+    // every table of the API is shared by all requests and plugins of this VM: none may be
+    // changed by a script (Luau's sandbox freezes only the top-level globals)
+    freeze(&t);
     lua.globals().set("tidegate", t)?;
     Ok(())
+}
+
+/// Make `t`, every table reachable from it and their metatables read-only: assignment,
+/// `rawset`, `table.clear`, `table.insert` and `setmetatable` on them all raise an error.
+pub fn freeze(t: &mlua::Table) {
+    let mut seen = std::collections::HashSet::new();
+    freeze_inner(t, &mut seen);
+}
+
+fn freeze_inner(t: &mlua::Table, seen: &mut std::collections::HashSet<*const std::ffi::c_void>) {
+    if !seen.insert(t.to_pointer()) {
+        return;
+    }
+    t.set_readonly(true);
+    if let Some(m) = t.metatable() {
+        freeze_inner(&m, seen);
+    }
+    for (k, v) in t.pairs::<mlua::Value, mlua::Value>().flatten() {
+        for x in [k, v] {
+            if let mlua::Value::Table(inner) = x {
+                freeze_inner(&inner, seen);
+            }
+        }
+    }
 }

@@ -92,7 +92,7 @@ impl Outbound {
                 let name = HeaderName::from_bytes(k.as_bytes())
                     .map_err(|_| bad(format!("bad header name {k:?}")))?;
                 let value =
-                    HeaderValue::from_str(&v).map_err(|_| bad(format!("bad value for {k}")))?;
+                    super::api::header_value(&v).map_err(|e| bad(format!("header {k}: {e}")))?;
                 headers.push((name, value));
             }
         }

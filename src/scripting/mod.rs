@@ -26,9 +26,12 @@
 
 pub mod api;
 pub mod http_client;
+pub mod identity;
 pub mod lib_util;
+pub mod marshal;
 pub mod modules;
 pub mod shared;
+pub mod trial;
 pub mod vm;
 pub mod wait;
 
@@ -83,7 +86,6 @@ pub struct LuaPlugin {
     file: Option<std::path::PathBuf>,
 }
 
-static SCRIPT_IDS: AtomicU64 = AtomicU64::new(1);
 static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
 
 impl LuaPlugin {
@@ -123,19 +125,35 @@ impl LuaPlugin {
                 serde_json::to_value(v).map_err(|e| PluginConfError::at("config", e.to_string()))?
             }
         };
-        Ok(LuaPlugin {
-            script: vm::Script {
-                id: SCRIPT_IDS.fetch_add(1, Ordering::Relaxed),
-                chunk_name,
-                source,
-                time_budget: settings.time_budget,
-                memory_limit: settings.memory_limit,
-                modules: settings.modules.clone(),
-                shared: settings.shared.clone(),
-            },
-            conf,
-            file,
-        })
+        let script = vm::Script {
+            id: identity::id_of(
+                "script",
+                &[
+                    chunk_name.as_bytes(),
+                    source.as_bytes(),
+                    &settings.modules.id.to_le_bytes(),
+                    conf.to_string().as_bytes(),
+                ],
+            ),
+            plugin: name.to_string(),
+            chunk_name,
+            source,
+            time_budget: settings.time_budget,
+            memory_limit: settings.memory_limit,
+            modules: settings.modules.clone(),
+            shared: settings.shared.clone(),
+        };
+        trial::run_script(&script, &conf).map_err(|m| {
+            PluginConfError::at(
+                if script.chunk_name.starts_with("plugins.") {
+                    "source"
+                } else {
+                    "path"
+                },
+                format!("module-level code failed: {m}"),
+            )
+        })?;
+        Ok(LuaPlugin { script, conf, file })
     }
 
     fn fail(&self, ctx: &Ctx, phase: Phase, e: vm::HookError) -> PluginError {

@@ -13,7 +13,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// At most this many module files are read from `dir`, each at most `MAX_FILE` bytes.
@@ -23,7 +22,7 @@ const MAX_FILE: u64 = 4 << 20;
 /// The modules of one config version.
 #[derive(Debug, Clone, Default)]
 pub struct Modules {
-    /// unique per load, the key of each VM's cache of required modules
+    /// the key of each VM's cache of required modules: the same for the same files and text
     pub id: u64,
     /// module name (`lib.strings`) → file and source
     pub sources: Arc<HashMap<String, (PathBuf, String)>>,
@@ -44,8 +43,6 @@ impl Modules {
         self.sources.values().map(|(p, _)| p.as_path())
     }
 }
-
-static MODULE_SETS: AtomicU64 = AtomicU64::new(1);
 
 /// A module's problem, for the config error list.
 #[derive(Debug, thiserror::Error)]
@@ -136,8 +133,20 @@ pub fn load(dir: &Path) -> Result<Modules, Vec<ModuleError>> {
     if !errors.is_empty() {
         return Err(errors);
     }
+    // the same files with the same text keep their id across reloads (identity.rs)
+    let mut names: Vec<&String> = sources.keys().collect();
+    names.sort();
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for n in names {
+        let (path, text) = &sources[n];
+        parts.extend([
+            n.as_bytes(),
+            path.as_os_str().as_encoded_bytes(),
+            text.as_bytes(),
+        ]);
+    }
     Ok(Modules {
-        id: MODULE_SETS.fetch_add(1, Ordering::Relaxed),
+        id: super::identity::id_of("modules", &parts),
         sources: Arc::new(sources),
     })
 }

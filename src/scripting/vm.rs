@@ -19,7 +19,7 @@ use super::api::{self, Current, Phase, Req, Resp};
 use super::http_client;
 use super::modules::Modules;
 use super::wait::{self, Wait, Waited};
-use mlua::{Function, Lua, StdLib, Table, Thread, ThreadStatus, Value, VmState};
+use mlua::{ChunkMode, Function, Lua, StdLib, Table, Thread, ThreadStatus, Value, VmState};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -28,8 +28,11 @@ use std::time::{Duration, Instant};
 /// What a script is and how it may run.
 #[derive(Debug)]
 pub struct Script {
-    /// unique per load of a script: a new config version with new text gets a new id
+    /// the same for the same text, `conf` and modules (identity.rs): an unchanged script
+    /// keeps its loaded state across reloads, a changed one gets a new id
     pub id: u64,
+    /// the plugin's name: a new version of a plugin's script replaces the old one in a VM
+    pub plugin: String,
     /// shown in errors: the file path or `plugins.NAME`
     pub chunk_name: String,
     pub source: String,
@@ -42,11 +45,15 @@ pub struct Script {
 }
 
 pub struct Vm {
-    lua: Lua,
-    deadline: Rc<Cell<Option<Instant>>>,
+    pub(super) lua: Lua,
+    pub(super) deadline: Rc<Cell<Option<Instant>>>,
     /// per script id, loaded in this VM
     /// shared with each call, so a call costs one count, not a handle copy per hook
     modules: HashMap<u64, Rc<Loaded>>,
+    /// plugin name → the id of its script loaded here
+    by_plugin: HashMap<String, u64>,
+    /// the module set whose values `require` has cached
+    module_set: Option<u64>,
     ctx: HashMap<u64, Table>,
     /// hook coroutines waiting for an outbound call, by request
     waiting: HashMap<u64, Thread>,
@@ -59,7 +66,7 @@ pub struct Vm {
 }
 
 /// A script loaded in one VM (handles into that VM, which owns them).
-struct Loaded {
+pub(super) struct Loaded {
     /// on_request, on_upstream, on_response, on_body, on_log, looked up once
     hooks: [Option<Function>; 5],
     /// the hooks' environment: empty, reads fall through to the frozen module environment,
@@ -112,7 +119,7 @@ const REQUIRED: &str = "tidegate.required";
 const LOADING: &str = "tidegate.loading";
 
 impl Vm {
-    fn new(memory_limit: usize) -> mlua::Result<Vm> {
+    pub(super) fn new(memory_limit: usize) -> mlua::Result<Vm> {
         let lua = Lua::new_with(StdLib::ALL_SAFE, mlua::LuaOptions::default())?;
         let g = lua.globals();
         api::register(&lua)?;
@@ -155,6 +162,8 @@ impl Vm {
             lua,
             deadline,
             modules: HashMap::new(),
+            by_plugin: HashMap::new(),
+            module_set: None,
             ctx: HashMap::new(),
             waiting: HashMap::new(),
             spare: Vec::new(),
@@ -166,18 +175,28 @@ impl Vm {
     }
 
     /// `script` loaded in this VM, running its module code the first time.
-    fn module(&mut self, script: &Script, conf: &serde_json::Value) -> mlua::Result<Rc<Loaded>> {
+    pub(super) fn module(
+        &mut self,
+        script: &Script,
+        conf: &serde_json::Value,
+    ) -> mlua::Result<Rc<Loaded>> {
         use mlua::LuaSerdeExt;
         super::shared::switch(&self.lua, &script.shared);
         if let Some(l) = self.modules.get(&script.id) {
             return Ok(l.clone());
         }
-        if self.modules.len() >= 256 {
-            // old versions after many reloads: drop them all, they load again when needed
-            self.modules.clear();
-            self.lua
-                .set_named_registry_value(REQUIRED, self.lua.create_table()?)?;
+        // a new version of this plugin's script replaces the one loaded before (a request
+        // still waiting on the old version holds its coroutine, which keeps what it needs)
+        if let Some(old) = self.by_plugin.insert(script.plugin.clone(), script.id) {
+            self.modules.remove(&old);
         }
+        if self.modules.len() >= 256 {
+            // many plugins: drop them all, they load again when needed
+            self.modules.clear();
+            self.by_plugin.clear();
+            self.by_plugin.insert(script.plugin.clone(), script.id);
+        }
+        self.forget_old_module_sets(&script.modules)?;
         let env = self.lua.create_table()?;
         let meta = self.lua.create_table()?;
         meta.set("__index", self.lua.globals())?;
@@ -186,6 +205,7 @@ impl Vm {
         let f = self
             .lua
             .load(&script.source)
+            .set_mode(ChunkMode::Text)
             .set_name(format!("={}", script.chunk_name))
             .set_environment(env.clone())
             .into_function()?;
@@ -221,7 +241,8 @@ impl Vm {
         }
         let conf = self.lua.to_value(conf)?;
         if let Value::Table(t) = &conf {
-            t.set_readonly(true);
+            // every level: `conf` is shared by all requests of this script version
+            api::freeze(t);
         }
         let loaded = Rc::new(Loaded {
             hooks,
@@ -230,6 +251,20 @@ impl Vm {
         });
         self.modules.insert(script.id, loaded.clone());
         Ok(loaded)
+    }
+
+    /// Required modules are cached per module set; when a script of a new set loads, the
+    /// values of other sets go (module state lives as long as its files are unchanged).
+    fn forget_old_module_sets(&mut self, modules: &Modules) -> mlua::Result<()> {
+        if self.module_set == Some(modules.id) {
+            return Ok(());
+        }
+        if self.module_set.is_some() {
+            self.lua
+                .set_named_registry_value(REQUIRED, self.lua.create_table()?)?;
+        }
+        self.module_set = Some(modules.id);
+        Ok(())
     }
 
     /// The `ctx` table of request `rid`, created on first use.
@@ -300,7 +335,7 @@ fn nothing_returned(hook: Phase, v: &Value) -> mlua::Result<()> {
 }
 
 /// `require` for one set of modules: each module runs once per VM, in its own environment.
-fn require_fn(lua: &Lua, modules: &Modules) -> mlua::Result<Function> {
+pub(super) fn require_fn(lua: &Lua, modules: &Modules) -> mlua::Result<Function> {
     let modules = modules.clone();
     lua.create_function(move |lua, name: String| {
         let cache: Table = lua.named_registry_value(REQUIRED)?;
@@ -330,6 +365,7 @@ fn require_fn(lua: &Lua, modules: &Modules) -> mlua::Result<Function> {
         loading.raw_set(key.as_str(), true)?;
         let r = lua
             .load(source.as_str())
+            .set_mode(ChunkMode::Text)
             .set_name(format!("={}", path.display()))
             .set_environment(env.clone())
             .call::<Value>(name.as_str());
@@ -346,10 +382,21 @@ fn require_fn(lua: &Lua, modules: &Modules) -> mlua::Result<Function> {
 }
 
 /// Compile `source` without running it (for `tidegate check` and config load).
+///
+/// Only source text is loaded, never Luau bytecode (which the VM does not verify: crafted
+/// bytecode can read and write outside the VM). Every load forces text mode; a file that
+/// looks like bytecode (its first byte below a tab, as Luau's own detection has it) is named
+/// here as such, so the error says what is wrong rather than showing a syntax error.
 pub fn compile_check(chunk_name: &str, source: &str) -> Result<(), String> {
+    if source.as_bytes().first().is_some_and(|b| *b < b'\t') {
+        return Err(format!(
+            "{chunk_name} looks like compiled Luau bytecode; tidegate loads Lua source text only"
+        ));
+    }
     let lua =
         Lua::new_with(StdLib::NONE, mlua::LuaOptions::default()).map_err(|e| e.to_string())?;
     lua.load(source)
+        .set_mode(ChunkMode::Text)
         .set_name(format!("={chunk_name}"))
         .into_function()
         .map(|_| ())
@@ -516,8 +563,12 @@ pub fn has_hook(script: &Script, hook: Phase, conf: &serde_json::Value) -> bool 
 }
 
 /// Forget request `rid`'s `ctx` (at the end of the request).
+///
+/// Safe to call at any time, also while the thread's locals are being torn down (a request
+/// context dropped by a runtime shutting down): the VM is then gone and there is nothing to
+/// forget.
 pub fn end_request(rid: u64) {
-    VM.with(|cell| {
+    let _ = VM.try_with(|cell| {
         if let Ok(mut slot) = cell.try_borrow_mut() {
             if let Some(vm) = slot.as_mut() {
                 vm.ctx.remove(&rid);
@@ -528,7 +579,7 @@ pub fn end_request(rid: u64) {
     });
 }
 
-fn describe(e: &mlua::Error) -> String {
+pub(super) fn describe(e: &mlua::Error) -> String {
     match e {
         mlua::Error::CallbackError { traceback, cause } => {
             format!("{}\n{traceback}", describe(cause))

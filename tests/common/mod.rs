@@ -8,6 +8,8 @@
 //!   malformed requests included.
 #![allow(dead_code)]
 
+pub mod lua;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

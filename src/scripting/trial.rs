@@ -1,0 +1,47 @@
+//! A trial run of module-level code when the config loads, so that `tidegate check` and a
+//! reload reject a script or module whose top-level code fails, with its file and line,
+//! instead of accepting it and failing every request.
+//!
+//! The trial runs in a scratch VM of its own (the same sandbox, time budget and memory limit
+//! as a worker's), which is dropped at once: no worker VM sees it. Module-level code that
+//! writes to a `tidegate.shared` dict at load does so during the trial too.
+
+use super::vm::{describe, require_fn, Script, Vm};
+use super::LuaSettings;
+use std::time::Instant;
+
+/// Run `script`'s module-level code (and whatever it requires) once.
+pub fn run_script(script: &Script, conf: &serde_json::Value) -> Result<(), String> {
+    let mut vm = Vm::new(script.memory_limit).map_err(|e| describe(&e))?;
+    vm.module(script, conf)
+        .map(|_| ())
+        .map_err(|e| describe(&e))
+}
+
+/// Require every module under `[lua] dir` once; the errors, one per failing module.
+pub fn run_modules(settings: &LuaSettings) -> Vec<String> {
+    if settings.modules.sources.is_empty() {
+        return Vec::new();
+    }
+    let vm = match Vm::new(settings.memory_limit) {
+        Ok(vm) => vm,
+        Err(e) => return vec![describe(&e)],
+    };
+    super::shared::switch(&vm.lua, &settings.shared);
+    let require = match require_fn(&vm.lua, &settings.modules) {
+        Ok(f) => f,
+        Err(e) => return vec![describe(&e)],
+    };
+    let mut names: Vec<&String> = settings.modules.sources.keys().collect();
+    names.sort();
+    let mut errors = Vec::new();
+    for name in names {
+        vm.deadline.set(Some(Instant::now() + settings.time_budget));
+        let r = require.call::<mlua::Value>(name.as_str());
+        vm.deadline.set(None);
+        if let Err(e) = r {
+            errors.push(format!("module `{name}`: {}", describe(&e)));
+        }
+    }
+    errors
+}
