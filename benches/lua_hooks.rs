@@ -57,6 +57,7 @@ return M
 fn script(id: u64, source: &str) -> Script {
     Script {
         id,
+        plugin: format!("bench{id}"),
         chunk_name: format!("bench{id}.lua"),
         source: source.to_string(),
         time_budget: Duration::from_millis(50),

@@ -101,7 +101,6 @@ local top = require("lib")
 local M = {}
 function M.on_request(req, ctx)
   if req:header("x-missing") then require("nope") end
-  if req:header("x-cycle") then require("cycle.a") end
   return req:respond(200, greet.hello(req:query_arg("who") or "you") .. " " .. top.name
     .. " loads=" .. tidegate.shared.loads:get("greet"))
 end
@@ -126,8 +125,6 @@ fn require_loads_modules_once_per_vm_and_reports_what_is_wrong() {
                 "return { bang = function(s) return s .. '!' end }",
             ),
             ("lib/init.lua", "return { name = 'lib-init' }"),
-            ("cycle/a.lua", "return require('cycle.b')"),
-            ("cycle/b.lua", "return require('cycle.a')"),
         ],
         "shared = { loads = 10 }",
     );
@@ -142,8 +139,6 @@ fn require_loads_modules_once_per_vm_and_reports_what_is_wrong() {
         .t
         .stderr()
         .contains("module `nope` not found under [lua] dir")));
-    assert_eq!(s.get("/lua", &[("x-cycle", "1")]).status, 500);
-    assert!(wait_until(WAIT, || s.t.stderr().contains("require cycle")));
 
     // editing a module reloads: the new text runs within the wait
     write(
@@ -184,6 +179,111 @@ fn check_compiles_every_module_and_names_the_file_and_line() {
     let (code, out) = run_cli(&["check", "-c", "t.toml"], dir.path());
     assert_ne!(code, 0);
     assert!(out.contains("`no/such/dir` is not a directory"), "{out}");
+}
+
+#[test]
+fn check_runs_module_level_code_and_names_the_failing_line() {
+    let dir = tempfile::tempdir().unwrap();
+    // a require cycle and an error at a module's top level
+    write(
+        &dir.path().join("mods/cycle/a.lua"),
+        "return require('cycle.b')",
+    );
+    write(
+        &dir.path().join("mods/cycle/b.lua"),
+        "return require('cycle.a')",
+    );
+    write(
+        &dir.path().join("mods/raises.lua"),
+        "local t = {}\nerror('raised at load')\nreturn t\n",
+    );
+    // and a script whose top level fails (after writing to a shared dict, which must not
+    // change anything live)
+    write(
+        &dir.path().join("script.lua"),
+        "tidegate.shared.d:set('k', 1)\nlocal x = nil\nreturn x.field\n",
+    );
+    let cfg = format!(
+        "[lua]\ndir = \"{}\"\nshared = {{ d = 10 }}\n[plugins.p]\ncategory = \"lua\"\npath = \"{}\"\n",
+        dir.path().join("mods").display(),
+        dir.path().join("script.lua").display()
+    );
+    write(&dir.path().join("t.toml"), &cfg);
+    let (code, out) = run_cli(&["check", "-c", "t.toml"], dir.path());
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("module `cycle.a`: runtime error: require cycle"),
+        "{out}"
+    );
+    assert!(!out.contains("stack traceback"), "{out}");
+    assert!(out.contains("raises.lua:2: raised at load"), "{out}");
+    assert!(
+        out.contains("[plugins.p] path") && out.contains("script.lua:3: attempt to index nil"),
+        "{out}"
+    );
+
+    // running: a reload to such a script is rejected and the old one keeps serving
+    let s = setup(
+        1,
+        "return { on_request = function(req) return req:respond(200, 'v1') end }",
+        &[],
+        "",
+    );
+    assert_eq!(s.get("/lua", &[]).text(), "v1");
+    write(&s.script(), "error('boom at load')\nreturn {}\n");
+    assert!(
+        wait_until(WAIT, || s.t.stderr().contains("config rejected")),
+        "{}",
+        s.t.stderr()
+    );
+    assert!(
+        s.t.stderr().contains("script.lua:1: boom at load"),
+        "{}",
+        s.t.stderr()
+    );
+    assert_eq!(s.get("/lua", &[]).text(), "v1");
+}
+
+/// An unrelated config change keeps a script's loaded state: its module code does not run
+/// again and module-level values survive.
+#[test]
+fn an_unrelated_reload_keeps_module_state() {
+    let s = setup(
+        1,
+        r#"
+local loads = 0
+loads = loads + 1
+local M = { n = 0 }
+local counter = require("counter")
+function M.on_request(req, ctx)
+  counter.n = counter.n + 1
+  return req:respond(200, loads .. " " .. counter.n)
+end
+return M
+"#,
+        &[("counter.lua", "return { n = 0 }")],
+        "",
+    );
+    assert_eq!(s.get("/lua", &[]).text(), "1 1");
+    assert_eq!(s.get("/lua", &[]).text(), "1 2");
+    // add a location: the script and modules are unchanged
+    let cfg = std::fs::read_to_string(&s.t.config).unwrap();
+    let cfg = cfg.replace("locations = [\"lua\"]", "locations = [\"lua\", \"other\"]")
+        + "\n[locations.other]\npath = \"/other\"\nupstream = \"backend\"\n";
+    std::fs::write(&s.t.config, cfg).unwrap();
+    assert!(
+        wait_until(WAIT, || s.get("/other", &[]).status == 200),
+        "{}",
+        s.t.stderr()
+    );
+    assert_eq!(s.get("/lua", &[]).text(), "1 3");
+    // editing the module is a new module set: its state starts again
+    write(&s.dir.path().join("mods/counter.lua"), "return { n = 100 }");
+    assert!(
+        wait_until(WAIT, || s.get("/lua", &[]).text() == "1 101"),
+        "{}",
+        s.t.stderr()
+    );
 }
 
 #[test]
@@ -284,9 +384,17 @@ function M.on_request(req, ctx)
   local out
   if op == "fill" then
     local a = d:set("a", "x")
-    local b = d:set("b", 2.5, 0.2)
+    local b = d:set("b", 2.5)
+    d:get("a") -- a is now the most recently used
     local c, err = d:set("c", true)
     out = tostring(a) .. tostring(b) .. tostring(c) .. tostring(err)
+  elseif op == "expire" then
+    d:set("c", true, 0.2)
+    out = tostring(d:ttl("c") > 0)
+  elseif op == "bytes" then
+    local b = tidegate.shared.bytes
+    for i = 1, 20 do b:set("k" .. i, string.rep("v", 100)) end
+    out = b:count() .. " " .. tostring(b:get("k1")) .. " " .. tostring(b:get("k20") ~= nil)
   elseif op == "read" then
     out = tostring(d:get("a")) .. " " .. tostring(d:get("b")) .. " " .. tostring(d:get("c"))
   elseif op == "after" then
@@ -312,12 +420,15 @@ return M
 "#;
 
 #[test]
-fn shared_dict_ttl_capacity_and_errors() {
-    let s = setup(1, DICT_API, &[], "shared = { small = 2 }");
-    assert_eq!(s.get("/lua?op=fill", &[]).text(), "truetruefalsefull");
-    assert_eq!(s.get("/lua?op=read", &[]).text(), "x 2.5 nil");
-    // b expires; then there is room again
+fn shared_dict_ttl_lru_eviction_byte_budget_and_errors() {
+    let s = setup(1, DICT_API, &[], "shared = { small = 2, bytes = \"1KB\" }");
+    // full: the least recently used key (b, though set after a) makes room
+    assert_eq!(s.get("/lua?op=fill", &[]).text(), "truetruetruenil");
+    assert_eq!(s.get("/lua?op=read", &[]).text(), "x nil true");
+    assert_eq!(s.get("/lua?op=expire", &[]).text(), "true");
     assert!(wait_until(WAIT, || s.get("/lua?op=read", &[]).text() == "x nil nil"));
+    // bounded in bytes: 1 KB holds five 100-byte values with their keys and bookkeeping
+    assert_eq!(s.get("/lua?op=bytes", &[]).text(), "5 nil true");
     assert_eq!(
         s.get("/lua?op=after", &[]).text(),
         "true nil not a number nil not found nil 1"

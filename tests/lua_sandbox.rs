@@ -304,3 +304,36 @@ end }
     );
     assert!(!t.stderr().lines().any(|l| l.starts_with("FORGED")));
 }
+
+/// Luau does not verify bytecode: a compiled chunk must never be loaded, as a script, as a
+/// module, or inline.
+#[test]
+fn compiled_bytecode_is_a_config_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytecode = mlua::Compiler::new()
+        .compile("return { on_request = function(req) return req:respond(200, 'bytecode') end }")
+        .unwrap();
+    assert!(
+        bytecode[0] < b'\t',
+        "Luau bytecode starts with its version byte"
+    );
+    std::fs::write(dir.path().join("compiled.lua"), &bytecode).unwrap();
+    std::fs::create_dir_all(dir.path().join("mods")).unwrap();
+    std::fs::write(dir.path().join("mods/compiled_mod.lua"), &bytecode).unwrap();
+    let cfg = format!(
+        "[lua]\ndir = \"{}\"\n[plugins.file]\ncategory = \"lua\"\npath = \"{}\"\n\
+         [plugins.inline]\ncategory = \"lua\"\nsource = \"\\u0005return {{}}\"\n",
+        dir.path().join("mods").display(),
+        dir.path().join("compiled.lua").display()
+    );
+    std::fs::write(dir.path().join("t.toml"), cfg).unwrap();
+    let (code, out) = run_cli(&["check", "-c", "t.toml"], dir.path());
+    assert_eq!(code, 1, "{out}");
+    for what in ["compiled.lua looks like", "compiled_mod.lua looks like"] {
+        assert!(out.contains(what), "{what}: {out}");
+    }
+    assert!(
+        out.contains("[plugins.inline] source: plugins.inline looks like compiled Luau bytecode"),
+        "{out}"
+    );
+}

@@ -49,7 +49,7 @@ pub struct RawLua {
     pub time_budget: Option<String>,
     pub memory_limit: Option<String>,
     pub dir: Option<String>,
-    pub shared: Option<std::collections::BTreeMap<String, i64>>,
+    pub shared: Option<std::collections::BTreeMap<String, toml::Value>>,
 }
 
 /// `[servers.NAME]`: a set of listeners and the locations they route to.

@@ -596,16 +596,15 @@ fn build_lua(b: &mut Builder<'_>, e: Option<&Entry>) -> crate::scripting::LuaSet
         s.dir = Some(path);
     }
     let mut decl = Vec::new();
-    for (name, cap) in raw.shared.iter().flatten() {
-        if *cap < 1 || *cap > 100_000_000 {
-            b.err(
+    for (name, v) in raw.shared.iter().flatten() {
+        match crate::scripting::shared::parse_limits(v) {
+            Ok(l) => decl.push((name.clone(), l)),
+            Err(m) => b.err(
                 e.doc,
                 "lua",
                 Some("shared"),
-                format!("shared dict `{name}`: capacity must be 1 to 100000000 keys, not {cap}"),
-            );
-        } else {
-            decl.push((name.clone(), *cap as usize));
+                format!("shared dict `{name}`: {m}"),
+            ),
         }
     }
     s.shared = crate::scripting::shared::dicts(&decl);

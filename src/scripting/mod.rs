@@ -31,6 +31,7 @@ pub mod lib_util;
 pub mod marshal;
 pub mod modules;
 pub mod shared;
+pub mod shared_store;
 pub mod trial;
 pub mod vm;
 pub mod wait;
@@ -97,8 +98,8 @@ impl LuaPlugin {
         let file = c.path.as_ref().map(std::path::PathBuf::from);
         let (chunk_name, source) = match (c.path, c.source) {
             (Some(p), None) => {
-                let text = std::fs::read_to_string(&p)
-                    .map_err(|e| PluginConfError::at("path", format!("cannot read `{p}`: {e}")))?;
+                let text = vm::read_source(std::path::Path::new(&p))
+                    .map_err(|m| PluginConfError::at("path", m))?;
                 (p, text)
             }
             (None, Some(s)) => (format!("plugins.{name}"), s),

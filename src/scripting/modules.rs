@@ -120,14 +120,14 @@ pub fn load(dir: &Path) -> Result<Modules, Vec<ModuleError>> {
             }
             Ok(_) => {}
         }
-        match std::fs::read_to_string(&f) {
+        match super::vm::read_source(&f) {
             Ok(text) => {
                 if let Err(m) = super::vm::compile_check(&shown, &text) {
                     errors.push(ModuleError::Compile(m));
                 }
                 sources.insert(name, (f, text));
             }
-            Err(e) => errors.push(ModuleError::Read(shown, e)),
+            Err(m) => errors.push(ModuleError::Compile(m)),
         }
     }
     if !errors.is_empty() {

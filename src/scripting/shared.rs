@@ -3,8 +3,12 @@
 //!
 //! ```toml
 //! [lua]
-//! shared = { hits = 10000, sessions = 50000 }   # name = capacity in keys
+//! shared = { hits = 10000, pages = "10MB", sessions = { keys = 50000, size = "64MB" } }
 //! ```
+//!
+//! A dict is bounded by a number of keys, a size in bytes, or both (a number alone: that many
+//! keys within 64 MB; a size alone: as many keys as fit). Each entry is charged its key, its
+//! value and 96 bytes of bookkeeping.
 //!
 //! ```lua
 //! local hits = tidegate.shared.hits
@@ -14,86 +18,46 @@
 //! hits:delete("k")
 //! ```
 //!
-//! Values are strings, numbers or booleans. Each dictionary is one mutex-guarded map held by
+//! Values are strings, numbers or booleans. Each dictionary is one mutex-guarded store held by
 //! the process, so every worker sees the same keys. The dictionaries live across reloads: a
-//! dictionary whose name stays in the config keeps its keys (its capacity follows the config).
-//! When a dictionary is full, expired keys are swept; if it is still full, `set` and `incr` of a
-//! new key return `nil, "full"` rather than evicting live keys. Keys are at most 4 KiB and
-//! values at most 1 MiB (the dictionaries live outside the VMs' memory limit).
+//! dictionary whose name stays in the config keeps its keys; its limits are those of the
+//! config version the script runs under, so a candidate config being checked changes nothing.
+//! When a write needs room, the least recently used keys are evicted, in O(1) each, as
+//! OpenResty's `lua_shared_dict` does (shared_store.rs). Keys are at most 4 KiB and values at
+//! most 1 MiB.
 
+use super::shared_store::{number, Limits, Lru, Refused, Stored};
 use mlua::{UserData, UserDataMethods, Value};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-/// A value kept in a shared dictionary.
-#[derive(Debug, Clone, PartialEq)]
-enum Stored {
-    Str(Vec<u8>),
-    Int(i64),
-    Num(f64),
-    Bool(bool),
-}
-
-#[derive(Debug)]
-struct Entry {
-    value: Stored,
-    expires: Option<Instant>,
-}
-
-#[derive(Debug, Default)]
-struct Map {
-    entries: HashMap<String, Entry>,
-    capacity: usize,
-    last_sweep: Option<Instant>,
-}
-
-impl Map {
-    fn live(&mut self, key: &str, now: Instant) -> Option<&mut Entry> {
-        let expired = self
-            .entries
-            .get(key)
-            .is_some_and(|e| e.expires.is_some_and(|t| t <= now));
-        if expired {
-            self.entries.remove(key);
-            return None;
-        }
-        self.entries.get_mut(key)
-    }
-
-    /// Room for one more key? Sweeps expired keys (at most every 100 ms) when full.
-    fn room(&mut self, now: Instant) -> bool {
-        if self.entries.len() < self.capacity {
-            return true;
-        }
-        let swept_lately = self
-            .last_sweep
-            .is_some_and(|t| now.duration_since(t) < Duration::from_millis(100));
-        if !swept_lately {
-            self.last_sweep = Some(now);
-            self.entries
-                .retain(|_, e| e.expires.is_none_or(|t| t > now));
-        }
-        self.entries.len() < self.capacity
-    }
-}
+/// The byte budget of a dict declared by its number of keys alone.
+pub const DEFAULT_BYTES: usize = 64 << 20;
 
 /// One shared dictionary.
 #[derive(Debug)]
 pub struct Dict {
     name: String,
-    map: Mutex<Map>,
+    map: Mutex<Lru>,
 }
 
 impl Dict {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Map> {
-        // a panic cannot happen while the lock is held (no user code runs under it), but a
-        // poisoned lock must not take every worker down with it
+    fn new(name: &str) -> Dict {
+        Dict {
+            name: name.to_string(),
+            map: Mutex::new(Lru::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Lru> {
+        // no user code runs under the lock, but a poisoned lock must not take every worker
+        // down with it
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn len(&self) -> usize {
-        self.lock().entries.len()
+        self.lock().len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -101,48 +65,121 @@ impl Dict {
     }
 }
 
-fn registry() -> &'static Mutex<HashMap<String, Arc<Dict>>> {
-    static R: OnceLock<Mutex<HashMap<String, Arc<Dict>>>> = OnceLock::new();
+/// Every dict some config version holds, by name: a weak reference, so a dict no version
+/// declares any more is freed.
+fn registry() -> &'static Mutex<HashMap<String, Weak<Dict>>> {
+    static R: OnceLock<Mutex<HashMap<String, Weak<Dict>>>> = OnceLock::new();
     R.get_or_init(Default::default)
 }
 
-/// The dictionaries of one config version, by name.
+/// The dictionaries of one config version, by name, with that version's limits.
 #[derive(Debug, Clone, Default)]
-pub struct SharedDicts(pub Arc<HashMap<String, Arc<Dict>>>);
+pub struct SharedDicts(pub Arc<HashMap<String, (Arc<Dict>, Limits)>>);
 
 impl PartialEq for SharedDicts {
     fn eq(&self, other: &Self) -> bool {
         self.0.len() == other.0.len()
-            && self
-                .0
-                .iter()
-                .all(|(k, v)| other.0.get(k).is_some_and(|o| Arc::ptr_eq(o, v)))
+            && self.0.iter().all(|(k, (d, l))| {
+                other
+                    .0
+                    .get(k)
+                    .is_some_and(|(o, ol)| Arc::ptr_eq(o, d) && ol == l)
+            })
     }
 }
 
-/// The dictionaries for `decl` (name → capacity). A name used before gets the same dictionary
-/// (its keys survive the reload) with the new capacity.
-pub fn dicts(decl: &[(String, usize)]) -> SharedDicts {
+impl SharedDicts {
+    /// The same names and limits over new, empty dicts that no one else sees: for running
+    /// module code on trial when a config loads, with no effect on the live dicts.
+    pub fn detached(&self) -> SharedDicts {
+        SharedDicts(Arc::new(
+            self.0
+                .iter()
+                .map(|(k, (_, l))| (k.clone(), (Arc::new(Dict::new(k)), *l)))
+                .collect(),
+        ))
+    }
+}
+
+/// The dictionaries for `decl` (name → limits). A name some live version holds gets the same
+/// dictionary (its keys survive the reload); nothing about it changes until a script runs
+/// under the new version's limits.
+pub fn dicts(decl: &[(String, Limits)]) -> SharedDicts {
     let mut reg = registry().lock().unwrap_or_else(|p| p.into_inner());
+    reg.retain(|_, w| w.strong_count() > 0);
     let mut out = HashMap::new();
-    for (name, cap) in decl {
-        let d = reg
-            .entry(name.clone())
-            .or_insert_with(|| {
-                Arc::new(Dict {
-                    name: name.clone(),
-                    map: Mutex::new(Map::default()),
-                })
-            })
-            .clone();
-        d.lock().capacity = *cap;
-        out.insert(name.clone(), d);
+    for (name, limits) in decl {
+        let d = match reg.get(name).and_then(Weak::upgrade) {
+            Some(d) => d,
+            None => {
+                let d = Arc::new(Dict::new(name));
+                reg.insert(name.clone(), Arc::downgrade(&d));
+                d
+            }
+        };
+        out.insert(name.clone(), (d, *limits));
     }
     SharedDicts(Arc::new(out))
 }
 
-/// The largest key and value a dict takes: the dicts live outside the VMs' memory limit, so
-/// their size is bounded by capacity × these.
+/// The most keys a dict may be declared with.
+const MAX_KEYS: i64 = 100_000_000;
+
+/// A dict's limits from its `[lua] shared` entry: a number of keys, a size ("10MB"), or a
+/// table `{ keys = N, size = "10MB" }` with either or both.
+pub fn parse_limits(v: &toml::Value) -> Result<Limits, String> {
+    let keys = |n: i64| {
+        if (1..=MAX_KEYS).contains(&n) {
+            Ok(n as usize)
+        } else {
+            Err(format!("capacity must be 1 to {MAX_KEYS} keys, not {n}"))
+        }
+    };
+    let size = |s: &str| -> Result<usize, String> {
+        match crate::config::units::parse_size(s)? {
+            n if n < 1024 => Err(format!("size must be at least 1KB, not {s:?}")),
+            n => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+        }
+    };
+    match v {
+        toml::Value::Integer(n) => Ok(Limits {
+            keys: keys(*n)?,
+            bytes: DEFAULT_BYTES,
+        }),
+        toml::Value::String(s) => Ok(Limits {
+            keys: usize::MAX,
+            bytes: size(s)?,
+        }),
+        toml::Value::Table(t) => {
+            if let Some(k) = t.keys().find(|k| *k != "keys" && *k != "size") {
+                return Err(format!("unknown key `{k}` (use `keys` and `size`)"));
+            }
+            let k = match t.get("keys") {
+                None => None,
+                Some(toml::Value::Integer(n)) => Some(keys(*n)?),
+                Some(_) => return Err("`keys` must be a whole number".into()),
+            };
+            let b = match t.get("size") {
+                None => None,
+                Some(toml::Value::String(s)) => Some(size(s)?),
+                Some(_) => return Err("`size` must be a string such as \"10MB\"".into()),
+            };
+            if k.is_none() && b.is_none() {
+                return Err("give `keys`, `size` or both".into());
+            }
+            Ok(Limits {
+                keys: k.unwrap_or(usize::MAX),
+                bytes: b.unwrap_or(DEFAULT_BYTES),
+            })
+        }
+        other => Err(format!(
+            "give a number of keys, a size such as \"10MB\", or {{ keys = N, size = \"10MB\" }}, not a {}",
+            other.type_str()
+        )),
+    }
+}
+
+/// The largest key and value a dict takes.
 const MAX_KEY: usize = 4 << 10;
 const MAX_VALUE: usize = 1 << 20;
 
@@ -164,8 +201,7 @@ fn to_stored(v: Value) -> mlua::Result<Stored> {
         }
         Value::String(s) => Stored::Str(s.as_bytes().to_vec()),
         Value::Integer(i) => Stored::Int(i),
-        Value::Number(n) if n.fract() == 0.0 && n.abs() < 9.0e15 => Stored::Int(n as i64),
-        Value::Number(n) => Stored::Num(n),
+        Value::Number(n) => number(n),
         Value::Boolean(b) => Stored::Bool(b),
         other => {
             return Err(mlua::Error::runtime(format!(
@@ -196,15 +232,15 @@ fn ttl(v: Option<f64>) -> mlua::Result<Option<Duration>> {
     }
 }
 
-/// The Lua handle of one dictionary.
-pub struct DictHandle(pub Arc<Dict>);
+/// The Lua handle of one dictionary, with the limits of the script's config version.
+pub struct DictHandle(pub Arc<Dict>, pub Limits);
 
 impl UserData for DictHandle {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_method("get", |lua, d, key: String| {
             let mut m = d.0.lock();
-            match m.live(&key, Instant::now()) {
-                Some(e) => to_lua(lua, &e.value),
+            match m.get(&key, Instant::now()) {
+                Some(v) => to_lua(lua, v),
                 None => Ok(Value::Nil),
             }
         });
@@ -213,18 +249,16 @@ impl UserData for DictHandle {
             |_, d, (key, value, secs): (String, Value, Option<f64>)| {
                 check_key(&key)?;
                 let now = Instant::now();
-                let mut m = d.0.lock();
                 if value.is_nil() {
-                    m.entries.remove(&key);
+                    d.0.lock().delete(&key);
                     return Ok((true, None));
                 }
                 let value = to_stored(value)?;
                 let expires = ttl(secs)?.map(|t| now + t);
-                if m.live(&key, now).is_none() && !m.room(now) {
-                    return Ok((false, Some("full")));
+                match d.0.lock().set(&key, value, expires, now, d.1) {
+                    Ok(()) => Ok((true, None)),
+                    Err(e) => Ok((false, Some(e.as_str()))),
                 }
-                m.entries.insert(key, Entry { value, expires });
-                Ok((true, None))
             },
         );
         methods.add_method(
@@ -232,56 +266,26 @@ impl UserData for DictHandle {
             |_, d, (key, delta, init, secs): (String, f64, Option<f64>, Option<f64>)| {
                 check_key(&key)?;
                 let now = Instant::now();
-                let mut m = d.0.lock();
-                if let Some(e) = m.live(&key, now) {
-                    let next = match e.value {
-                        Stored::Int(i) if delta.fract() == 0.0 => {
-                            Stored::Int(i.saturating_add(delta as i64))
-                        }
-                        Stored::Int(i) => Stored::Num(i as f64 + delta),
-                        Stored::Num(n) => Stored::Num(n + delta),
-                        _ => return Ok((None, Some("not a number"))),
-                    };
-                    let out = match next {
-                        Stored::Int(i) => i as f64,
-                        Stored::Num(n) => n,
-                        _ => 0.0,
-                    };
-                    e.value = next;
-                    return Ok((Some(out), None));
-                }
-                let Some(init) = init else {
-                    return Ok((None, Some("not found")));
-                };
-                if !m.room(now) {
-                    return Ok((None, Some("full")));
-                }
-                let v = init + delta;
-                let value = if v.fract() == 0.0 && v.abs() < 9.0e15 {
-                    Stored::Int(v as i64)
-                } else {
-                    Stored::Num(v)
-                };
                 let expires = ttl(secs)?.map(|t| now + t);
-                m.entries.insert(key, Entry { value, expires });
-                Ok((Some(v), None))
+                let init = init.map(|i| (i, expires));
+                match d.0.lock().incr(&key, delta, init, now, d.1) {
+                    Ok(v) => Ok((Some(v), None)),
+                    Err(e @ (Refused::NotFound | Refused::NotANumber | Refused::TooLarge)) => {
+                        Ok((None, Some(e.as_str())))
+                    }
+                }
             },
         );
         methods.add_method("delete", |_, d, key: String| {
-            d.0.lock().entries.remove(&key);
+            d.0.lock().delete(&key);
             Ok(())
         });
         methods.add_method("ttl", |_, d, key: String| {
             let now = Instant::now();
-            let mut m = d.0.lock();
-            Ok(match m.live(&key, now) {
-                None => None,
-                Some(e) => Some(
-                    e.expires
-                        .map(|t| t.duration_since(now).as_secs_f64())
-                        .unwrap_or(0.0),
-                ),
-            })
+            Ok(d.0.lock().expires(&key, now).map(|e| {
+                e.map(|t| t.saturating_duration_since(now).as_secs_f64())
+                    .unwrap_or(0.0)
+            }))
         });
         methods.add_method("count", |_, d, ()| Ok(d.0.len()));
         methods.add_meta_method("__tostring", |_, d, ()| {
@@ -308,12 +312,12 @@ impl UserData for SharedIndex {
             if let Some(h) = now.handles.get(&name) {
                 return Ok(h.clone());
             }
-            let Some(d) = now.dicts.0.get(&name).cloned() else {
+            let Some((d, limits)) = now.dicts.0.get(&name).cloned() else {
                 return Err(mlua::Error::runtime(format!(
                     "no shared dict `{name}`; declare it in [lua] shared = {{ {name} = CAPACITY }}"
                 )));
             };
-            let h = lua.create_userdata(DictHandle(d))?;
+            let h = lua.create_userdata(DictHandle(d, limits))?;
             now.handles.insert(name, h.clone());
             Ok(h)
         });
@@ -342,50 +346,38 @@ pub fn switch(lua: &mlua::Lua, dicts: &SharedDicts) {
 mod tests {
     use super::*;
 
+    const L10: Limits = Limits {
+        keys: 10,
+        bytes: 1 << 20,
+    };
+
     #[test]
-    fn same_name_keeps_keys_across_versions() {
-        let a = dicts(&[("unit_keep".into(), 10)]);
-        a.0["unit_keep"].lock().entries.insert(
-            "k".into(),
-            Entry {
-                value: Stored::Int(1),
-                expires: None,
-            },
-        );
-        let b = dicts(&[("unit_keep".into(), 20)]);
-        assert_eq!(b.0["unit_keep"].len(), 1);
-        assert_eq!(b.0["unit_keep"].lock().capacity, 20);
-        assert_eq!(a, b);
+    fn same_name_keeps_keys_and_limits_follow_the_version() {
+        let a = dicts(&[("unit_keep".into(), L10)]);
+        let now = Instant::now();
+        a.0["unit_keep"]
+            .0
+            .lock()
+            .set("k", Stored::Int(1), None, now, L10)
+            .unwrap();
+        let l20 = Limits { keys: 20, ..L10 };
+        let b = dicts(&[("unit_keep".into(), l20)]);
+        assert_eq!(b.0["unit_keep"].0.len(), 1);
+        assert!(Arc::ptr_eq(&a.0["unit_keep"].0, &b.0["unit_keep"].0));
+        assert_eq!((a.0["unit_keep"].1, b.0["unit_keep"].1), (L10, l20));
+        // a detached copy shares nothing
+        let c = b.detached();
+        assert_eq!(c.0["unit_keep"].0.len(), 0);
+        assert_eq!(c.0["unit_keep"].1, l20);
     }
 
     #[test]
-    fn full_sweeps_expired_then_refuses() {
-        let d = dicts(&[("unit_full".into(), 2)]);
-        let dict = &d.0["unit_full"];
-        let now = Instant::now();
-        let mut m = dict.lock();
-        m.entries.insert(
-            "old".into(),
-            Entry {
-                value: Stored::Bool(true),
-                expires: Some(now),
-            },
-        );
-        m.entries.insert(
-            "live".into(),
-            Entry {
-                value: Stored::Bool(true),
-                expires: None,
-            },
-        );
-        assert!(m.room(now), "the expired key is swept");
-        m.entries.insert(
-            "new".into(),
-            Entry {
-                value: Stored::Bool(true),
-                expires: None,
-            },
-        );
-        assert!(!m.room(now));
+    fn a_dict_no_version_holds_is_freed() {
+        let a = dicts(&[("unit_gone".into(), L10)]);
+        let weak = Arc::downgrade(&a.0["unit_gone"].0);
+        drop(a);
+        assert!(weak.upgrade().is_none());
+        let b = dicts(&[("unit_gone".into(), L10)]);
+        assert_eq!(b.0["unit_gone"].0.len(), 0);
     }
 }

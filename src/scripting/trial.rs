@@ -3,17 +3,36 @@
 //! instead of accepting it and failing every request.
 //!
 //! The trial runs in a scratch VM of its own (the same sandbox, time budget and memory limit
-//! as a worker's), which is dropped at once: no worker VM sees it. Module-level code that
-//! writes to a `tidegate.shared` dict at load does so during the trial too.
+//! as a worker's), which is dropped at once: no worker VM sees it. The trial's
+//! `tidegate.shared` dicts are empty copies of the declared ones, so module code that writes
+//! to a dict at load changes nothing live.
 
-use super::vm::{describe, require_fn, Script, Vm};
+use super::vm::{require_fn, Script, Vm};
 use super::LuaSettings;
 use std::time::Instant;
+
+/// The error without Lua's stack traceback: a config error names the file and line already,
+/// and the traceback of a load is the loader's own frames.
+fn describe(e: &mlua::Error) -> String {
+    let full = super::vm::describe(e);
+    let mut out: Vec<&str> = Vec::new();
+    for line in full.lines() {
+        if line.trim_start().starts_with("stack traceback:") {
+            break;
+        }
+        out.push(line);
+    }
+    out.join("\n")
+}
 
 /// Run `script`'s module-level code (and whatever it requires) once.
 pub fn run_script(script: &Script, conf: &serde_json::Value) -> Result<(), String> {
     let mut vm = Vm::new(script.memory_limit).map_err(|e| describe(&e))?;
-    vm.module(script, conf)
+    let trial = Script {
+        shared: script.shared.detached(),
+        ..script.clone()
+    };
+    vm.module(&trial, conf)
         .map(|_| ())
         .map_err(|e| describe(&e))
 }
@@ -27,7 +46,7 @@ pub fn run_modules(settings: &LuaSettings) -> Vec<String> {
         Ok(vm) => vm,
         Err(e) => return vec![describe(&e)],
     };
-    super::shared::switch(&vm.lua, &settings.shared);
+    super::shared::switch(&vm.lua, &settings.shared.detached());
     let require = match require_fn(&vm.lua, &settings.modules) {
         Ok(f) => f,
         Err(e) => return vec![describe(&e)],

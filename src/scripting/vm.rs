@@ -26,7 +26,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// What a script is and how it may run.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Script {
     /// the same for the same text, `conf` and modules (identity.rs): an unchanged script
     /// keeps its loaded state across reloads, a changed one gets a new id
@@ -381,6 +381,30 @@ pub(super) fn require_fn(lua: &Lua, modules: &Modules) -> mlua::Result<Function>
     })
 }
 
+/// Does `bytes` look like compiled Luau bytecode (as Luau's own loader decides: a first byte
+/// below a tab)?
+fn is_bytecode(bytes: &[u8]) -> bool {
+    bytes.first().is_some_and(|b| *b < b'\t')
+}
+
+/// Read a script or module file as Lua source text: compiled bytecode and text that is not
+/// UTF-8 are errors that name the file.
+pub fn read_source(path: &std::path::Path) -> Result<String, String> {
+    let shown = path.display();
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read `{shown}`: {e}"))?;
+    if is_bytecode(&bytes) {
+        return Err(format!(
+            "{shown} looks like compiled Luau bytecode; tidegate loads Lua source text only"
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        format!(
+            "{shown} is not UTF-8 text (byte {} is not valid)",
+            e.utf8_error().valid_up_to()
+        )
+    })
+}
+
 /// Compile `source` without running it (for `tidegate check` and config load).
 ///
 /// Only source text is loaded, never Luau bytecode (which the VM does not verify: crafted
@@ -388,7 +412,7 @@ pub(super) fn require_fn(lua: &Lua, modules: &Modules) -> mlua::Result<Function>
 /// looks like bytecode (its first byte below a tab, as Luau's own detection has it) is named
 /// here as such, so the error says what is wrong rather than showing a syntax error.
 pub fn compile_check(chunk_name: &str, source: &str) -> Result<(), String> {
-    if source.as_bytes().first().is_some_and(|b| *b < b'\t') {
+    if is_bytecode(source.as_bytes()) {
         return Err(format!(
             "{chunk_name} looks like compiled Luau bytecode; tidegate loads Lua source text only"
         ));
