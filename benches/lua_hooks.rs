@@ -64,6 +64,7 @@ fn script(id: u64, source: &str) -> Script {
         memory_limit: 64 << 20,
         modules: Default::default(),
         shared: Default::default(),
+        http_policy: Default::default(),
     }
 }
 

@@ -337,3 +337,48 @@ fn compiled_bytecode_is_a_config_error_naming_the_file() {
         "{out}"
     );
 }
+
+/// `tidegate.http.request`: a script's `Host` replaces the URL's (never a second one), the
+/// framing headers are refused, `max_body` is bounded by the VM's memory limit, and the
+/// outbound policy is applied to the address connected to.
+#[test]
+fn outbound_calls_replace_host_refuse_framing_and_obey_the_policy() {
+    let script = r#"
+local M = {}
+function M.on_request(req, ctx, conf)
+  local out = {}
+  local port = req:header("x-port")
+  local url = "http://127.0.0.1:" .. port
+  local res, err = tidegate.http.request{ url = url .. "/host", headers = { host = "api.internal" } }
+  table.insert(out, res and tostring(res.status) or err)
+  for _, h in ipairs({ "content-length", "Transfer-Encoding" }) do
+    local ok = pcall(tidegate.http.request, { url = url .. "/framing", headers = { [h] = "5" } })
+    table.insert(out, ok and ("accepted " .. h) or "refused")
+  end
+  local ok, e = pcall(tidegate.http.request, { url = url .. "/big", max_body = 1e12 })
+  table.insert(out, ok and "accepted max_body" or "refused")
+  for _, ip in ipairs({ "127.0.0.2", "127.0.0.3" }) do
+    local r, why = tidegate.http.request{ url = "http://" .. ip .. ":" .. port .. "/policy" }
+    table.insert(out, tostring(r) .. " " .. tostring(why))
+  end
+  return req:respond(200, table.concat(out, "|"))
+end
+return M
+"#;
+    let (t, port, origin) = setup(
+        script,
+        "[lua]\nmemory_limit = \"16MB\"\nhttp_deny = [\"127.0.0.2\"]\nhttp_allow = [\"127.0.0.1/32\", \"127.0.0.2/32\"]",
+    );
+    let op = origin.port().to_string();
+    let r = get(port, "h", "/lua", &[("x-port", op.as_str())]);
+    assert_eq!(
+        r.text(),
+        "200|refused|refused|refused|nil 127.0.0.2 is denied by [lua] http_deny|nil 127.0.0.3 is not in [lua] http_allow",
+        "{}",
+        t.stderr()
+    );
+    let seen = origin.requests();
+    let paths: Vec<&str> = seen.iter().map(|s| s.path.as_str()).collect();
+    assert_eq!(paths, ["/host"], "only the allowed call reached a service");
+    assert_eq!(seen[0].headers_named("host"), ["api.internal"]);
+}

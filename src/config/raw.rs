@@ -50,6 +50,8 @@ pub struct RawLua {
     pub memory_limit: Option<String>,
     pub dir: Option<String>,
     pub shared: Option<std::collections::BTreeMap<String, toml::Value>>,
+    pub http_deny: Option<Vec<String>>,
+    pub http_allow: Option<Vec<String>>,
 }
 
 /// `[servers.NAME]`: a set of listeners and the locations they route to.

@@ -595,6 +595,18 @@ fn build_lua(b: &mut Builder<'_>, e: Option<&Entry>) -> crate::scripting::LuaSet
         }
         s.dir = Some(path);
     }
+    if let Some(list) = &raw.http_deny {
+        match crate::scripting::http_policy::parse_nets(list) {
+            Ok(n) => std::sync::Arc::make_mut(&mut s.http_policy).deny = n,
+            Err(m) => b.err(e.doc, "lua", Some("http_deny"), m),
+        }
+    }
+    if let Some(list) = &raw.http_allow {
+        match crate::scripting::http_policy::parse_nets(list) {
+            Ok(n) => std::sync::Arc::make_mut(&mut s.http_policy).allow = Some(n),
+            Err(m) => b.err(e.doc, "lua", Some("http_allow"), m),
+        }
+    }
     let mut decl = Vec::new();
     for (name, v) in raw.shared.iter().flatten() {
         match crate::scripting::shared::parse_limits(v) {

@@ -17,6 +17,7 @@
 //! requests; the time budget applies to the Lua code only, not to the wait. The call uses
 //! Pingora's connector (the same TLS stack and a shared keep-alive pool).
 
+use super::http_policy::HttpPolicy;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Uri};
 use pingora::connectors::http::Connector;
@@ -38,6 +39,8 @@ pub struct Outbound {
     host: String,
     port: u16,
     headers: Vec<(HeaderName, HeaderValue)>,
+    /// a `Host` the script gave: it replaces the one made from the URL
+    host_header: Option<HeaderValue>,
     body: Bytes,
     timeout: Duration,
     max_body: usize,
@@ -57,7 +60,7 @@ fn bad(m: impl Into<String>) -> mlua::Error {
 
 impl Outbound {
     /// Read and check the Lua argument table.
-    pub fn from_lua(t: &mlua::Table) -> mlua::Result<Outbound> {
+    pub fn from_lua(lua: &mlua::Lua, t: &mlua::Table) -> mlua::Result<Outbound> {
         let url: String = t
             .get::<Option<String>>("url")?
             .ok_or_else(|| bad("`url` is required"))?;
@@ -86,6 +89,7 @@ impl Outbound {
                 .map_err(|_| bad(format!("bad method {m:?}")))?,
         };
         let mut headers = Vec::new();
+        let mut host_header = None;
         if let Some(h) = t.get::<Option<mlua::Table>>("headers")? {
             for pair in h.pairs::<String, String>() {
                 let (k, v) = pair?;
@@ -93,7 +97,18 @@ impl Outbound {
                     .map_err(|_| bad(format!("bad header name {k:?}")))?;
                 let value =
                     super::api::header_value(&v).map_err(|e| bad(format!("header {k}: {e}")))?;
-                headers.push((name, value));
+                // the framing is tidegate's to set from `body`: a script's own length or
+                // encoding would let it smuggle a second request to the service
+                if name == http::header::CONTENT_LENGTH || name == http::header::TRANSFER_ENCODING {
+                    return Err(bad(format!(
+                        "the {name} header is set from `body`; do not give it"
+                    )));
+                }
+                if name == http::header::HOST {
+                    host_header = Some(value);
+                } else {
+                    headers.push((name, value));
+                }
             }
         }
         let body = match t.get::<Option<mlua::String>>("body")? {
@@ -108,9 +123,26 @@ impl Outbound {
                 "timeout must be above zero and at most {MAX_TIMEOUT:?}"
             )));
         }
-        let max_body = t
-            .get::<Option<usize>>("max_body")?
+        let limit = lua
+            .app_data_ref::<super::vm::MemoryLimit>()
+            .map(|m| m.0)
             .unwrap_or(DEFAULT_MAX_BODY);
+        let max_body = match t.get::<mlua::Value>("max_body")? {
+            mlua::Value::Nil => DEFAULT_MAX_BODY.min(limit),
+            mlua::Value::Integer(n) if n >= 0 && (n as u64) <= limit as u64 => n as usize,
+            mlua::Value::Number(n) if n >= 0.0 && n <= limit as f64 && n.fract() == 0.0 => {
+                n as usize
+            }
+            other => {
+                return Err(bad(format!(
+                    "max_body must be a whole number of bytes from 0 to the VM's memory limit \
+                     ({limit}), not {}",
+                    other
+                        .to_string()
+                        .unwrap_or_else(|_| other.type_name().to_string())
+                )))
+            }
+        };
         Ok(Outbound {
             method,
             uri,
@@ -118,6 +150,7 @@ impl Outbound {
             host,
             port,
             headers,
+            host_header,
             body,
             timeout,
             max_body,
@@ -132,15 +165,15 @@ fn connector() -> &'static Connector {
 
 /// Send `o` and read the answer, all within its timeout. The error is a short sentence for
 /// the script (`nil, err`).
-pub async fn send(o: Outbound) -> Result<Inbound, String> {
+pub async fn send(o: Outbound, policy: &HttpPolicy) -> Result<Inbound, String> {
     let timeout = o.timeout;
-    match tokio::time::timeout(timeout, exchange(o)).await {
+    match tokio::time::timeout(timeout, exchange(o, policy)).await {
         Ok(r) => r,
         Err(_) => Err(format!("timed out after {timeout:?}")),
     }
 }
 
-async fn exchange(o: Outbound) -> Result<Inbound, String> {
+async fn exchange(o: Outbound, policy: &HttpPolicy) -> Result<Inbound, String> {
     let addr = match o.host.parse::<std::net::IpAddr>() {
         Ok(ip) => std::net::SocketAddr::new(ip, o.port),
         Err(_) => tokio::net::lookup_host((o.host.as_str(), o.port))
@@ -149,6 +182,7 @@ async fn exchange(o: Outbound) -> Result<Inbound, String> {
             .next()
             .ok_or_else(|| format!("{} has no address", o.host))?,
     };
+    policy.check(addr.ip())?;
     let mut peer = HttpPeer::new(addr, o.tls, o.host.clone());
     peer.options.connection_timeout = Some(o.timeout);
     peer.options.read_timeout = Some(o.timeout);
@@ -169,7 +203,14 @@ async fn exchange(o: Outbound) -> Result<Inbound, String> {
         (false, 80) | (true, 443) => o.host.clone(),
         _ => format!("{}:{}", o.host, o.port),
     };
-    let _ = req.insert_header(http::header::HOST, host);
+    match o.host_header {
+        Some(h) => {
+            let _ = req.insert_header(http::header::HOST, h);
+        }
+        None => {
+            let _ = req.insert_header(http::header::HOST, host);
+        }
+    }
     for (k, v) in o.headers {
         req.append_header(k, v)
             .map_err(|e| format!("bad header: {e}"))?;
@@ -221,12 +262,14 @@ pub fn to_lua(lua: &mlua::Lua, r: &Inbound) -> mlua::Result<mlua::Table> {
 
 /// `tidegate.http`: `request` checks its argument here (in Rust), then yields from Lua.
 pub fn register(lua: &mlua::Lua, tidegate: &mlua::Table) -> mlua::Result<()> {
-    let request = super::wait::yielding(lua, "tidegate.http.request", |_, t: mlua::Table| {
+    let request = super::wait::yielding(lua, "tidegate.http.request", |lua, t: mlua::Table| {
         super::api::only_in(
             &[super::api::Phase::Request, super::api::Phase::Upstream],
             "tidegate.http.request",
         )?;
-        Ok(super::wait::Wait::Http(Box::new(Outbound::from_lua(&t)?)))
+        Ok(super::wait::Wait::Http(Box::new(Outbound::from_lua(
+            lua, &t,
+        )?)))
     })?;
     let http = lua.create_table()?;
     http.set("request", request)?;

@@ -13,21 +13,47 @@
 //! ```
 //!
 //! `re` uses the regex crate: linear time, no backtracking blow-up. Compiled patterns are
-//! cached per VM (up to 256), and limited to 2 MiB compiled (a larger one is an error).
+//! cached per worker (at most 64 patterns and 8 MiB compiled), each limited to 2 MiB compiled and
+//! 32 KiB of pattern text (a larger one is an error).
 
 use base64::Engine;
 use mlua::{Lua, LuaSerdeExt, Value};
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+/// Compiled patterns of this worker, with the bytes each holds, and their total.
+#[derive(Default)]
+struct RegexCache {
+    map: HashMap<String, (regex::Regex, usize)>,
+    bytes: usize,
+}
+
 thread_local! {
-    static REGEXES: RefCell<HashMap<String, regex::Regex>> = RefCell::new(HashMap::new());
+    static REGEXES: RefCell<RegexCache> = RefCell::new(RegexCache::default());
 }
 
 const REGEX_SIZE_LIMIT: usize = 2 << 20;
+/// Each regex's lazy DFA keeps at most this much as it runs.
+const DFA_SIZE_LIMIT: usize = 512 << 10;
+/// The cache of one worker holds at most this many patterns and this many compiled bytes
+/// (as the regex engine counts them); past either, it starts again empty. With the DFA
+/// limit, a worker's regexes hold at most 8 MiB + 64 x 512 KiB.
+const CACHE_ENTRIES: usize = 64;
+const CACHE_BYTES: usize = 8 << 20;
 /// Parsing runs in Rust too, in time that grows with the pattern's length: 32 KiB parses in
 /// well under a millisecond (release); 10 MB took seconds.
 const MAX_PATTERN: usize = 32 << 10;
+
+/// The bytes `pattern` takes compiled, as the regex engine counts them (the same engine and
+/// limits `regex::Regex` uses inside).
+fn compiled_size(pattern: &str) -> usize {
+    let config = regex_automata::meta::Config::new().nfa_size_limit(Some(REGEX_SIZE_LIMIT));
+    regex_automata::meta::Builder::new()
+        .configure(config)
+        .build(pattern)
+        .map(|r| r.memory_usage())
+        .unwrap_or(REGEX_SIZE_LIMIT)
+}
 
 fn regex(pattern: &str) -> mlua::Result<regex::Regex> {
     if pattern.len() > MAX_PATTERN {
@@ -38,21 +64,65 @@ fn regex(pattern: &str) -> mlua::Result<regex::Regex> {
     }
     REGEXES.with(|c| {
         let mut cache = c.borrow_mut();
-        if let Some(r) = cache.get(pattern) {
+        if let Some((r, _)) = cache.map.get(pattern) {
             return Ok(r.clone());
         }
         // the compile runs in Rust, where the time budget cannot stop it: a 2 MiB program limit
         // rejects a huge pattern in a few milliseconds instead of tens
         let r = regex::RegexBuilder::new(pattern)
             .size_limit(REGEX_SIZE_LIMIT)
+            .dfa_size_limit(DFA_SIZE_LIMIT)
             .build()
             .map_err(|e| mlua::Error::runtime(format!("bad regex {pattern:?}: {e}")))?;
-        if cache.len() >= 256 {
-            cache.clear();
+        let size = compiled_size(pattern) + pattern.len();
+        if cache.map.len() >= CACHE_ENTRIES || cache.bytes + size > CACHE_BYTES {
+            cache.map.clear();
+            cache.bytes = 0;
         }
-        cache.insert(pattern.to_string(), r.clone());
+        cache.bytes += size;
+        cache.map.insert(pattern.to_string(), (r.clone(), size));
         Ok(r)
     })
+}
+
+/// This worker's regex cache: (patterns, bytes).
+pub fn regex_cache_size() -> (usize, usize) {
+    REGEXES.with(|c| {
+        let c = c.borrow();
+        (c.map.len(), c.bytes)
+    })
+}
+
+#[cfg(test)]
+mod regex_tests {
+    use super::*;
+
+    #[test]
+    fn the_regex_cache_is_bounded_in_entries_and_bytes() {
+        for i in 0..200 {
+            regex(&format!("a{i}b+")).unwrap();
+            let (n, bytes) = regex_cache_size();
+            assert!(n <= CACHE_ENTRIES && bytes <= CACHE_BYTES);
+        }
+        // large patterns: each near the compiled limit, the byte budget is what bounds them
+        let big = |i: usize| format!("x{i}\\w{{8}}");
+        assert!(
+            compiled_size(&big(0)) > 200_000,
+            "{}",
+            compiled_size(&big(0))
+        );
+        let mut most = 0;
+        for i in 0..60 {
+            regex(&big(i)).unwrap();
+            let (n, bytes) = regex_cache_size();
+            assert!(bytes <= CACHE_BYTES, "{bytes}");
+            most = most.max(n);
+        }
+        assert!(
+            most < 60,
+            "the byte budget, not the count, started the cache again"
+        );
+    }
 }
 
 pub fn register(lua: &Lua, t: &mlua::Table) -> mlua::Result<()> {

@@ -26,6 +26,7 @@
 
 pub mod api;
 pub mod http_client;
+pub mod http_policy;
 pub mod identity;
 pub mod lib_util;
 pub mod marshal;
@@ -57,6 +58,8 @@ pub struct LuaSettings {
     pub modules: modules::Modules,
     /// `[lua] shared`: the shared dictionaries
     pub shared: shared::SharedDicts,
+    /// `[lua] http_deny`, `http_allow`: where `tidegate.http.request` may connect
+    pub http_policy: std::sync::Arc<http_policy::HttpPolicy>,
 }
 
 impl Default for LuaSettings {
@@ -67,6 +70,7 @@ impl Default for LuaSettings {
             dir: None,
             modules: modules::Modules::default(),
             shared: shared::SharedDicts::default(),
+            http_policy: Default::default(),
         }
     }
 }
@@ -143,6 +147,7 @@ impl LuaPlugin {
             memory_limit: settings.memory_limit,
             modules: settings.modules.clone(),
             shared: settings.shared.clone(),
+            http_policy: settings.http_policy.clone(),
         };
         trial::run_script(&script, &conf).map_err(|m| {
             PluginConfError::at(
@@ -248,7 +253,9 @@ impl LuaPlugin {
     /// Do what a waiting hook asked for.
     async fn wait(&self, session: &mut Session, ctx: &mut Ctx, w: wait::Wait) -> wait::Waited {
         match w {
-            wait::Wait::Http(o) => wait::Waited::Http(http_client::send(*o).await),
+            wait::Wait::Http(o) => {
+                wait::Waited::Http(http_client::send(*o, &self.script.http_policy).await)
+            }
             wait::Wait::Body(cap) => {
                 wait::Waited::Body(crate::proxy::request::read_body(session, ctx, cap).await)
             }

@@ -25,6 +25,9 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+/// The VM's memory limit, for API functions that bound what they bring into it.
+pub struct MemoryLimit(pub usize);
+
 /// What a script is and how it may run.
 #[derive(Debug, Clone)]
 pub struct Script {
@@ -42,6 +45,8 @@ pub struct Script {
     pub modules: Modules,
     /// what `tidegate.shared` holds
     pub shared: super::shared::SharedDicts,
+    /// where `tidegate.http.request` may connect
+    pub http_policy: std::sync::Arc<super::http_policy::HttpPolicy>,
 }
 
 pub struct Vm {
@@ -155,6 +160,7 @@ impl Vm {
             }
         });
         lua.set_memory_limit(memory_limit)?;
+        lua.set_app_data(MemoryLimit(memory_limit));
         let req = lua.create_userdata(Req)?;
         let resp = lua.create_userdata(Resp)?;
         let up = lua.create_userdata(super::api::Up)?;
