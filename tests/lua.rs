@@ -107,30 +107,19 @@ function M.on_request(req, ctx, conf)
 end
 return M
 "#;
+    // one worker: a script that never stops would hold it, and every request after it, until
+    // the client gave up; the budget ends it with a 500 and the worker serves again
     let (t, port, _o) = setup(script, "[lua]\ntime_budget = \"100ms\"");
     for path in ["/lua/loop", "/lua/pattern"] {
-        let slow = std::thread::spawn(move || {
-            let t0 = Instant::now();
-            let r = get(port, "h", path, &[]);
-            (r.status, t0.elapsed())
-        });
-        // meanwhile another request is served quickly
-        let t0 = Instant::now();
+        assert_eq!(get(port, "h", path, &[]).status, 500, "{path}");
         assert_eq!(get(port, "h", "/plain", &[]).status, 200);
-        assert!(
-            t0.elapsed() < Duration::from_secs(2),
-            "a concurrent request waited {:?}",
-            t0.elapsed()
-        );
-        let (status, took) = slow.join().unwrap();
-        assert_eq!(status, 500, "{path}");
-        assert!(took < Duration::from_secs(5), "{path} ran {took:?}");
     }
-    assert!(
-        t.stderr().contains("time budget exceeded"),
-        "{}",
-        t.stderr()
-    );
+    let budget_errors = t
+        .stderr()
+        .lines()
+        .filter(|l| l.contains("time budget exceeded") && l.contains("hook=on_request"))
+        .count();
+    assert_eq!(budget_errors, 2, "{}", t.stderr());
 }
 
 #[test]
@@ -152,7 +141,12 @@ return M
     );
     assert_eq!(get(port, "h", "/lua/bomb", &[]).status, 500);
     assert!(
-        wait_until(WAIT, || t.stderr().contains("memory")),
+        wait_until(WAIT, || t
+            .stderr()
+            .lines()
+            .any(|l| l.contains("lua error: script=")
+                && l.contains("script.lua hook=on_request")
+                && l.contains("memory limit exceeded"))),
         "{}",
         t.stderr()
     );

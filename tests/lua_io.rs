@@ -448,3 +448,47 @@ return M
     assert_eq!(seen.header("x-len"), Some("14"));
     assert_eq!(seen.body, b"posted over h2");
 }
+
+/// A memory bomb fails only its own request: a request waiting on the same worker's VM
+/// finishes there, with its `ctx`, and new requests start on a fresh VM.
+#[test]
+fn a_memory_bomb_fails_only_its_own_request() {
+    let gate = gated_auth();
+    let origin = Origin::start(|r| ok(&format!("hi {}", r.header("x-user").unwrap_or("-"))));
+    let script = auth_script(&gate.origin, "v1").replacen(
+        "function M.on_request(req, ctx, conf)\n",
+        "function M.on_request(req, ctx, conf)\n  if req:header(\"x-bomb\") then\n    \
+         local t = {}\n    for i = 1, 1e6 do t[i] = string.rep(\"x\", 1048576) .. i end\n  end\n",
+        1,
+    );
+    assert!(script.contains("x-bomb"));
+    let (t, port, _d) = proxy_with(
+        &script,
+        &origin,
+        "[lua]\nmemory_limit = \"16MB\"\ntime_budget = \"5s\"",
+    );
+    let held = held_request(port, "Bearer good");
+    assert!(wait_until(WAIT, || gate.origin.count() == 1));
+    // the bomb, on the same (only) worker, while the held request waits in its VM
+    assert_eq!(get(port, "h", "/lua", &[("x-bomb", "1")]).status, 500);
+    assert!(
+        wait_until(WAIT, || t.stderr().contains("memory limit exceeded")
+            && t.stderr().contains("a Lua VM is retired")),
+        "{}",
+        t.stderr()
+    );
+    // new requests run on a fresh VM
+    let fresh = get(port, "h", "/lua", &[("authorization", "Bearer good")]);
+    assert_eq!(fresh.header("x-seen"), Some("alice/admin/v1"));
+    // the held request finishes on the retired VM, its ctx intact
+    gate.release.send(()).unwrap();
+    let r = held.join().unwrap();
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "hi alice"),
+        "{}",
+        t.stderr()
+    );
+    assert_eq!(r.header("x-seen"), Some("alice/admin/v1"));
+    assert!(!t.stderr().contains("restarted"), "{}", t.stderr());
+}

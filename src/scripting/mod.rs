@@ -33,6 +33,7 @@ pub mod marshal;
 pub mod modules;
 pub mod shared;
 pub mod shared_store;
+pub mod slots;
 pub mod trial;
 pub mod vm;
 pub mod wait;

@@ -13,14 +13,15 @@
 //!   converted to a read-only Lua table once per VM.
 //! - Time budget per hook call, enforced by Luau's interrupt (which also stops long-running
 //!   builtins such as pattern matching); memory limit per VM. A VM that hit its memory limit
-//!   is dropped and rebuilt on the next call.
+//!   takes no new requests; those under way on it finish there (slots.rs).
 
 use super::api::{self, Current, Phase, Req, Resp};
 use super::http_client;
 use super::modules::Modules;
+use super::slots::with_vm;
 use super::wait::{self, Wait, Waited};
 use mlua::{ChunkMode, Function, Lua, StdLib, Table, Thread, ThreadStatus, Value, VmState};
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -97,10 +98,6 @@ fn slot(p: Phase) -> usize {
         Phase::Body => 3,
         Phase::Log => 4,
     }
-}
-
-thread_local! {
-    static VM: RefCell<Option<Vm>> = const { RefCell::new(None) };
 }
 
 /// A hook failed: the message names the script and line.
@@ -273,6 +270,32 @@ impl Vm {
         Ok(())
     }
 
+    /// Does request `rid` live here (a `ctx` table or a waiting coroutine)?
+    pub(super) fn holds(&self, rid: u64) -> bool {
+        self.ctx.contains_key(&rid) || self.waiting.contains_key(&rid)
+    }
+
+    /// No request lives here.
+    pub(super) fn is_idle(&self) -> bool {
+        self.ctx.is_empty() && self.waiting.is_empty()
+    }
+
+    /// How many requests live here.
+    pub(super) fn requests(&self) -> usize {
+        self.ctx.len().max(self.waiting.len())
+    }
+
+    pub(super) fn memory_limit(&self) -> usize {
+        self.memory_limit
+    }
+
+    /// Drop request `rid`'s `ctx` and coroutine (a request dropped while it waited: the
+    /// client went away).
+    pub(super) fn forget(&mut self, rid: u64) {
+        self.ctx.remove(&rid);
+        self.waiting.remove(&rid);
+    }
+
     /// The `ctx` table of request `rid`, created on first use.
     fn ctx_table(&mut self, rid: u64) -> mlua::Result<Table> {
         if let Some(t) = self.ctx.get(&rid) {
@@ -442,39 +465,6 @@ pub struct Lent {
     pub ctx: *const crate::proxy::ctx::Ctx,
 }
 
-/// Run `f` on this thread's VM, starting it if needed; a VM that ran out of memory is
-/// dropped (it may be half-way through anything) and the next call starts a fresh one.
-fn with_vm(
-    script: &Script,
-    f: impl FnOnce(&mut Vm) -> mlua::Result<Outcome>,
-) -> Result<Outcome, HookError> {
-    VM.with(|cell| {
-        let Ok(mut slot) = cell.try_borrow_mut() else {
-            return Err(HookError("the Lua VM is busy (re-entered)".into()));
-        };
-        if slot
-            .as_ref()
-            .is_some_and(|vm| vm.memory_limit != script.memory_limit)
-        {
-            *slot = None;
-        }
-        if slot.is_none() {
-            *slot = Some(
-                Vm::new(script.memory_limit)
-                    .map_err(|e| HookError(format!("cannot start a Lua VM: {e}")))?,
-            );
-        }
-        let Some(vm) = slot.as_mut() else {
-            return Err(HookError("no Lua VM".into()));
-        };
-        let result = f(vm);
-        if let Err(mlua::Error::MemoryError(_)) = &result {
-            *slot = None;
-        }
-        result.map_err(|e| HookError(describe(&e)))
-    })
-}
-
 /// Call `hook` of `script` on this thread's VM. `chunk` is the body chunk and end-of-stream
 /// flag, for `on_body` only.
 pub fn call_hook(
@@ -485,7 +475,7 @@ pub fn call_hook(
     lent: Lent,
     chunk: Option<(&bytes::Bytes, bool)>,
 ) -> Result<Outcome, HookError> {
-    with_vm(script, |vm| {
+    with_vm(script.memory_limit, Some(rid), |vm| {
         let loaded = vm.module(script, conf)?;
         let Some(f) = loaded.hooks[slot(hook)].clone() else {
             return Ok(Outcome::Absent);
@@ -559,7 +549,7 @@ pub fn resume_hook(
     lent: Lent,
     answer: Waited,
 ) -> Result<Outcome, HookError> {
-    with_vm(script, |vm| {
+    with_vm(script.memory_limit, Some(rid), |vm| {
         let Some(thread) = vm.waiting.remove(&rid) else {
             return Err(mlua::Error::runtime(
                 "the Lua VM was restarted while this request waited",
@@ -581,7 +571,7 @@ pub fn resume_hook(
 
 /// Does `script` have `hook` in this thread's VM? (Loads it if needed; `false` on error.)
 pub fn has_hook(script: &Script, hook: Phase, conf: &serde_json::Value) -> bool {
-    let r = with_vm(script, |vm| {
+    let r = with_vm(script.memory_limit, None, |vm| {
         let loaded = vm.module(script, conf)?;
         Ok(if loaded.hooks[slot(hook)].is_some() {
             Outcome::Done(None)
@@ -592,21 +582,10 @@ pub fn has_hook(script: &Script, hook: Phase, conf: &serde_json::Value) -> bool 
     matches!(r, Ok(Outcome::Done(_)))
 }
 
-/// Forget request `rid`'s `ctx` (at the end of the request).
-///
-/// Safe to call at any time, also while the thread's locals are being torn down (a request
-/// context dropped by a runtime shutting down): the VM is then gone and there is nothing to
-/// forget.
+/// Forget request `rid`'s `ctx` and coroutine (at the end of the request), on whichever VM
+/// of this thread holds them.
 pub fn end_request(rid: u64) {
-    let _ = VM.try_with(|cell| {
-        if let Ok(mut slot) = cell.try_borrow_mut() {
-            if let Some(vm) = slot.as_mut() {
-                vm.ctx.remove(&rid);
-                // a request dropped while it waited (the client went away)
-                vm.waiting.remove(&rid);
-            }
-        }
-    });
+    super::slots::end_request(rid);
 }
 
 pub(super) fn describe(e: &mlua::Error) -> String {

@@ -32,7 +32,7 @@ pub fn setup_with(
     let cfg = format!(
         r#"
 [basic]
-threads = 2
+threads = 1
 {lua_table}
 [servers.main]
 addr = "127.0.0.1:{port}"
