@@ -93,38 +93,6 @@ pub fn regex_cache_size() -> (usize, usize) {
     })
 }
 
-#[cfg(test)]
-mod regex_tests {
-    use super::*;
-
-    #[test]
-    fn the_regex_cache_is_bounded_in_entries_and_bytes() {
-        for i in 0..200 {
-            regex(&format!("a{i}b+")).unwrap();
-            let (n, bytes) = regex_cache_size();
-            assert!(n <= CACHE_ENTRIES && bytes <= CACHE_BYTES);
-        }
-        // large patterns: each near the compiled limit, the byte budget is what bounds them
-        let big = |i: usize| format!("x{i}\\w{{8}}");
-        assert!(
-            compiled_size(&big(0)) > 200_000,
-            "{}",
-            compiled_size(&big(0))
-        );
-        let mut most = 0;
-        for i in 0..60 {
-            regex(&big(i)).unwrap();
-            let (n, bytes) = regex_cache_size();
-            assert!(bytes <= CACHE_BYTES, "{bytes}");
-            most = most.max(n);
-        }
-        assert!(
-            most < 60,
-            "the byte budget, not the count, started the cache again"
-        );
-    }
-}
-
 pub fn register(lua: &Lua, t: &mlua::Table) -> mlua::Result<()> {
     let json = lua.create_table()?;
     json.set(
@@ -228,4 +196,36 @@ pub fn register(lua: &Lua, t: &mlua::Table) -> mlua::Result<()> {
     )?;
     t.set("re", re)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod regex_tests {
+    use super::*;
+
+    #[test]
+    fn the_regex_cache_is_bounded_in_entries_and_bytes() {
+        for i in 0..200 {
+            regex(&format!("a{i}b+")).unwrap();
+            let (n, bytes) = regex_cache_size();
+            assert!(n <= CACHE_ENTRIES && bytes <= CACHE_BYTES);
+        }
+        // large patterns: each near the compiled limit, the byte budget is what bounds them
+        let big = |i: usize| format!("x{i}\\w{{8}}");
+        assert!(
+            compiled_size(&big(0)) > 200_000,
+            "{}",
+            compiled_size(&big(0))
+        );
+        let mut most = 0;
+        for i in 0..60 {
+            regex(&big(i)).unwrap();
+            let (n, bytes) = regex_cache_size();
+            assert!(bytes <= CACHE_BYTES, "{bytes}");
+            most = most.max(n);
+        }
+        assert!(
+            most < 60,
+            "the byte budget, not the count, started the cache again"
+        );
+    }
 }

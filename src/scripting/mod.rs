@@ -34,6 +34,7 @@ pub mod modules;
 pub mod shared;
 pub mod shared_store;
 pub mod slots;
+pub mod tidegate_table;
 pub mod trial;
 pub mod vm;
 pub mod wait;

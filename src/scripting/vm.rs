@@ -15,7 +15,7 @@
 //!   builtins such as pattern matching); memory limit per VM. A VM that hit its memory limit
 //!   takes no new requests; those under way on it finish there (slots.rs).
 
-use super::api::{self, Current, Phase, Req, Resp};
+use super::api::{Current, Phase, Req, Resp};
 use super::http_client;
 use super::modules::Modules;
 use super::slots::with_vm;
@@ -124,7 +124,7 @@ impl Vm {
     pub(super) fn new(memory_limit: usize) -> mlua::Result<Vm> {
         let lua = Lua::new_with(StdLib::ALL_SAFE, mlua::LuaOptions::default())?;
         let g = lua.globals();
-        api::register(&lua)?;
+        super::tidegate_table::register(&lua)?;
         for name in [
             "debug",
             "loadstring",
@@ -245,7 +245,7 @@ impl Vm {
         let conf = self.lua.to_value(conf)?;
         if let Value::Table(t) = &conf {
             // every level: `conf` is shared by all requests of this script version
-            api::freeze(t);
+            super::tidegate_table::freeze(t);
         }
         let loaded = Rc::new(Loaded {
             hooks,
