@@ -5,7 +5,7 @@
 mod common;
 use common::lua::*;
 use common::*;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const AUTH: &str = r#"
 local M = {}
