@@ -4,7 +4,7 @@
 mod common;
 use common::*;
 use std::io::{Read, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn setup(server_extra: &str, location_extra: &str) -> (Tidegate, u16, Origin) {
     let port = free_port();
@@ -34,20 +34,31 @@ fn show(raw: &[u8]) -> String {
     s.chars().take(160).collect()
 }
 
-/// Send `raw`, expect `status`, and expect the connection to be closed after it.
+/// Send `raw`, expect `status`, and expect nothing after it on the wire: when tidegate closes
+/// the connection, no second response before the close; when it keeps it (a request read
+/// whole), the next response is the one to the next request, so nothing of `raw` was taken
+/// as a request.
 fn refused(port: u16, raw: &[u8], status: u16) {
     let s = connect(port);
     (&s).write_all(raw).unwrap();
     let mut r = std::io::BufReader::new(s);
     let resp = read_response(&mut r, false).unwrap_or_else(|e| panic!("{e} for {:?}", show(raw)));
     assert_eq!(resp.status, status, "for {:?}", show(raw));
-    let mut rest = Vec::new();
-    let _ = r.read_to_end(&mut rest);
-    assert!(
-        !String::from_utf8_lossy(&rest).contains("HTTP/1.1"),
-        "a second response followed: {:?}",
-        String::from_utf8_lossy(&rest)
-    );
+    if resp.header("connection") == Some("close") {
+        let mut rest = Vec::new();
+        let _ = r.read_to_end(&mut rest);
+        assert!(
+            !String::from_utf8_lossy(&rest).contains("HTTP/1.1"),
+            "a second response followed: {:?}",
+            String::from_utf8_lossy(&rest)
+        );
+    } else {
+        (r.get_ref())
+            .write_all(b"GET /after HTTP/1.1\r\nHost: a\r\n\r\n")
+            .unwrap();
+        let next = read_response(&mut r, false).expect("the next response");
+        assert_eq!(next.text(), "GET /after", "after {:?}", show(raw));
+    }
 }
 
 #[test]
@@ -80,21 +91,16 @@ fn smuggling_attempts_get_400_and_never_reach_the_origin() {
 #[test]
 fn bad_chunk_sizes_are_refused() {
     let (_t, port, origin) = setup("", "");
-    for size in ["zz", "-1", "fffffffffffffffffffff"] {
+    for size in ["zz", "-1", "fffffffffffffffffffff", "5 5"] {
         let raw = format!("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n{size}\r\nhello\r\n0\r\n\r\n");
-        let s = connect(port);
-        (&s).write_all(raw.as_bytes()).unwrap();
-        let mut r = std::io::BufReader::new(s);
-        // a 4xx/5xx or a closed connection; never a 200 from the origin
-        if let Ok(resp) = read_response(&mut r, false) {
-            assert!(resp.status >= 400, "chunk size {size}: got {}", resp.status);
-        }
+        refused(port, raw.as_bytes(), 400);
     }
-    assert!(
-        origin.requests().iter().all(|r| r.body.is_empty()),
-        "{:?}",
-        origin.requests()
+    // the framing is checked before any upstream is chosen: no connection was ever made
+    assert_eq!(
+        origin.connections.load(std::sync::atomic::Ordering::SeqCst),
+        0
     );
+    assert_eq!(origin.count(), 0);
 }
 
 #[test]
@@ -143,13 +149,12 @@ fn size_limits_431_414_413() {
         raw.extend_from_slice(b"\r\n");
     }
     raw.extend_from_slice(b"0\r\n\r\n");
-    let resp = send(port, &raw);
-    if let Ok(resp) = resp {
-        assert_eq!(resp.status, 413);
-    }
-    assert!(origin.requests()[before..]
-        .iter()
-        .all(|r| r.body.len() <= 1024));
+    refused(port, &raw, 413);
+    assert_eq!(
+        origin.count(),
+        before,
+        "the chunked body over the limit reached the origin"
+    );
     // a body under the limit passes
     assert_eq!(
         request(port, "POST", "a", "/", &[], &[b'z'; 1000]).status,
@@ -182,7 +187,6 @@ fn slowloris_is_cut_at_the_header_timeout_while_others_are_served() {
     let (_t, port, _o) = setup("header_timeout = \"1s\"", "");
     let slow = connect(port);
     (&slow).write_all(b"GET / HTTP/1.1\r\nHost: a\r\n").unwrap();
-    let start = Instant::now();
     let dripper = {
         let slow = slow.try_clone().unwrap();
         std::thread::spawn(move || {
@@ -201,20 +205,17 @@ fn slowloris_is_cut_at_the_header_timeout_while_others_are_served() {
     };
     // normal clients keep getting answers meanwhile
     for _ in 0..5 {
-        let t0 = Instant::now();
         assert_eq!(get(port, "a", "/", &[]).status, 200);
-        assert!(t0.elapsed() < Duration::from_secs(5));
     }
     // the slow connection is closed by tidegate: read sees EOF or reset, not our read timeout
+    // (20 s, while the dripper would keep the header coming for 20 s)
     let mut buf = [0u8; 64];
     let res = (&slow).read(&mut buf);
-    let elapsed = start.elapsed();
     assert!(
         matches!(res, Ok(0))
             || matches!(&res, Err(e) if e.kind() != std::io::ErrorKind::WouldBlock && e.kind() != std::io::ErrorKind::TimedOut),
         "slow client not cut: {res:?}"
     );
-    assert!(elapsed < Duration::from_secs(15), "cut after {elapsed:?}");
     let lines_sent = dripper.join().unwrap();
     assert!(lines_sent < 100, "dripper was never cut off");
 }
@@ -225,18 +226,14 @@ fn slow_body_is_cut_at_the_body_timeout() {
     let s = connect(port);
     (&s).write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nonly-ten!!")
         .unwrap();
-    let start = Instant::now();
     let mut r = std::io::BufReader::new(s);
-    // a 408/400, or a connection closed without a response: both cut the client off
-    if let Ok(resp) = read_response(&mut r, false) {
-        assert!(
-            resp.status == 408 || resp.status == 400,
-            "got {}",
-            resp.status
-        );
-    }
-    assert!(start.elapsed() < Duration::from_secs(15));
-    assert!(origin.requests().iter().all(|r| r.body.len() != 100));
+    // the client's own read timeout (20 s) is far past the 1 s body timeout: a 408 means
+    // tidegate cut it
+    let resp = read_response(&mut r, false).expect("a 408 before the client gives up");
+    assert_eq!(resp.status, 408);
+    assert_eq!(resp.header("connection"), Some("close"));
+    // the origin never got a request it could take as complete
+    assert_eq!(origin.count(), 0, "{:?}", origin.requests());
     assert_eq!(get(port, "a", "/", &[]).status, 200);
 }
 
@@ -285,6 +282,8 @@ fn garbage_never_crashes_the_proxy() {
     for raw in inputs {
         let s = connect(port);
         let _ = (&s).write_all(&raw);
+        // end of input: a kept connection then closes too
+        let _ = s.shutdown(std::net::Shutdown::Write);
         let mut sink = Vec::new();
         let _ = (&s).take(1 << 20).read_to_end(&mut sink);
     }

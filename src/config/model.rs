@@ -39,6 +39,8 @@ pub struct Basic {
     pub upstream_keepalive_pool_size: usize,
     /// reload when the config files change (SIGHUP works either way)
     pub watch: bool,
+    /// `error_template`: the page of every error tidegate answers
+    pub error_page: crate::proxy::error_page::ErrorPage,
 }
 
 /// `[servers.NAME]`

@@ -40,6 +40,7 @@ pub struct RawBasic {
     pub work_stealing: Option<bool>,
     pub upstream_keepalive_pool_size: Option<usize>,
     pub watch: Option<bool>,
+    pub error_template: Option<String>,
 }
 
 /// `[lua]`: settings of the Lua engine.

@@ -392,6 +392,13 @@ fn build_basic(b: &mut Builder<'_>, e: Option<&Entry>) -> Basic {
         work_stealing: raw.work_stealing.unwrap_or(false),
         upstream_keepalive_pool_size: raw.upstream_keepalive_pool_size.unwrap_or(128),
         watch: raw.watch.unwrap_or(true),
+        error_page: match &raw.error_template {
+            None => Default::default(),
+            Some(t) => crate::proxy::error_page::ErrorPage::parse(t).unwrap_or_else(|m| {
+                b.err(doc, t, Some("error_template"), m);
+                Default::default()
+            }),
+        },
     }
 }
 

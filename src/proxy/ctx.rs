@@ -40,6 +40,9 @@ pub struct Ctx {
     pub direct_peer: Option<pingora::upstreams::peer::HttpPeer>,
     /// the request body a script read with `req:body()` (Pingora replays it upstream)
     pub request_body: Option<bytes::Bytes>,
+    /// the first chunk of a chunked body, read before the upstream is chosen to check its
+    /// framing (`request::check_first_chunk`); still sent upstream from Pingora's retry buffer
+    pub body_prefix: Option<bytes::Bytes>,
     /// a script read part of the body and could not keep it: the status to answer with
     pub body_failed: Option<u16>,
     /// a body filter may change the length: Content-Length was removed
@@ -75,6 +78,7 @@ impl Ctx {
             lua: None,
             direct_peer: None,
             request_body: None,
+            body_prefix: None,
             body_failed: None,
             body_filtered: false,
             timeouts: (None, None, None),

@@ -3,11 +3,13 @@
 //! - A connect failure counts against the peer (circuit breaker) and is retried on another
 //!   peer while `retries` allows: nothing was sent, so any method is safe to retry.
 //! - A failure after the request was sent counts against the peer; it is retried only for
-//!   idempotent methods whose body is still fully buffered, as Pingora's default decides.
+//!   idempotent methods whose body is still fully buffered, and only while `retries` and the
+//!   number of peers allow (as for connect failures).
 //! - Whatever fails, [`crate::error::status_for`] picks the status, in one place.
 
 use super::ctx::Ctx;
 use crate::error::status_for;
+use pingora::http::ResponseHeader;
 use pingora::proxy::{FailToProxy, Session};
 
 pub fn connect_failed(ctx: &mut Ctx, mut e: Box<pingora::Error>) -> Box<pingora::Error> {
@@ -32,7 +34,17 @@ pub fn proxy_failed(
         up.record_failure(peer);
     }
     ctx.inflight = None;
-    if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated() {
+    let within_retries = match &ctx.upstream {
+        Some(up) => {
+            let attempts = ctx.tried.len() as u32;
+            attempts <= up.conf.retries && attempts < up.peers.len() as u32
+        }
+        None => false,
+    };
+    if !within_retries
+        || !session.req_header().method.is_idempotent()
+        || session.as_ref().retry_buffer_truncated()
+    {
         e.set_retry(false);
     } else {
         e.retry.decide_reuse(client_reused);
@@ -40,21 +52,60 @@ pub fn proxy_failed(
     e
 }
 
+/// Answer a failed request with the error page (error_page.rs). The client's connection is
+/// kept when the request was read to its end and the status says nothing against its
+/// framing (a 404, 414, 431 or a plugin's 500 after a whole request); it is closed when the
+/// request was refused for its framing (400), timed out (408), had a body left unread (413),
+/// a response had already begun, or the upstream failed (Pingora ends the connection then).
 pub async fn respond_error(
     session: &mut Session,
     ctx: &mut Ctx,
     e: &pingora::Error,
 ) -> FailToProxy {
     let code = status_for(e);
-    if code > 0 {
-        // HTTP/1: answer and close; the connection may hold unread bytes
-        if let Err(we) = session.respond_error(code).await {
-            tracing::debug!("could not send {code} to the client: {we}");
-        }
-    }
     ctx.status = code;
+    let started = session.response_written().is_some();
+    if code == 0 || started {
+        return FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        };
+    }
+    // Pingora closes the client's connection after any upstream failure, whatever this
+    // returns: say so in the answer rather than promise keep-alive
+    let upstream_failed = e.esource() == &pingora::ErrorSource::Upstream || !ctx.tried.is_empty();
+    let reuse = !upstream_failed
+        && !matches!(code, 400 | 408)
+        && session.as_downstream_mut().is_body_done();
+    if !reuse {
+        session.set_keepalive(None);
+    }
+    if let Err(we) = write_page(session, ctx, code).await {
+        tracing::debug!("could not send {code} to the client: {we}");
+        return FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        };
+    }
     FailToProxy {
         error_code: code,
-        can_reuse_downstream: false,
+        can_reuse_downstream: reuse,
     }
+}
+
+async fn write_page(session: &mut Session, ctx: &Ctx, code: u16) -> pingora::Result<()> {
+    let page = &ctx.state.config.basic.error_page;
+    let body = page.render(code, ctx.request_id.as_deref());
+    let mut resp = ResponseHeader::build(code, Some(4))?;
+    resp.insert_header(http::header::CONTENT_TYPE, page.content_type())?;
+    resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+    resp.insert_header(http::header::CACHE_CONTROL, "private, no-store")?;
+    let head_only = session.req_header().method == http::Method::HEAD;
+    session
+        .write_response_header(Box::new(resp), head_only)
+        .await?;
+    if !head_only {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
 }

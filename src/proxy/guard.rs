@@ -7,6 +7,8 @@
 //! max_uri_size = "8KB"       # over it → 414
 //! ```
 //!
+//! An HTTP/1.1 request without `Host` gets 400 (RFC 9112 §3.2).
+//!
 //! Framing, as nginx does it: a request with both `Content-Length` and `Transfer-Encoding`,
 //! more than one `Transfer-Encoding`, any transfer coding other than exactly `chunked`, or a
 //! `Content-Length` that is not plain digits gets 400, and the connection is closed so nothing
@@ -38,6 +40,10 @@ pub fn check(session: &Session, server: &Server) -> Result<(), Box<pingora::Erro
     }
     if session.is_http2() {
         return Ok(()); // h2 frames bodies itself; CL/TE do not apply
+    }
+    // RFC 9112 §3.2: an HTTP/1.1 request without a Host header is a 400
+    if req.version == http::Version::HTTP_11 && req.headers.get(http::header::HOST).is_none() {
+        return Err(http_status(400));
     }
     let te: Vec<&[u8]> = req
         .headers

@@ -19,6 +19,7 @@
 //! ```
 
 pub mod ctx;
+pub mod error_page;
 pub mod failure;
 pub mod forwarded;
 pub mod guard;
@@ -56,10 +57,21 @@ impl ProxyHttp for Proxy {
     /// Before anything reads the request: limits and framing checks, client timeouts.
     async fn early_request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
         crate::server::deadline::header_done();
+        // requests a client sends before reading the answer to the one before are answered
+        // in order on the same connection (RFC 9112 §9.3.2), not dropped; except after an
+        // upgrade request, whose following bytes belong to the new protocol if it is accepted
+        let upgrade = session
+            .req_header()
+            .headers
+            .contains_key(http::header::UPGRADE);
+        if let pingora::protocols::http::server::Session::H1(h1) = session.as_downstream_mut() {
+            h1.set_pipelining_enabled(!upgrade);
+        }
         let server = ctx.server();
         session.set_read_timeout(Some(server.body_timeout));
         session.set_keepalive(Some(server.keepalive_timeout.as_secs()));
-        guard::check(session, server).inspect_err(|_| session.set_keepalive(None))
+        // whether the connection stays open after a refusal is failure.rs's to decide
+        guard::check(session, server)
     }
 
     /// Route, identify the client, check the body limit, then run the plugin chain.
@@ -70,6 +82,7 @@ impl ProxyHttp for Proxy {
         }
         forwarded::identify(session, ctx);
         request::check_declared_body(session, ctx)?;
+        request::check_first_chunk(session, ctx).await?;
         match request::run_plugins(session, ctx).await? {
             Some(answer) => {
                 request::respond(session, ctx, answer).await?;

@@ -75,6 +75,37 @@ pub fn count_body(body: Option<&bytes::Bytes>, ctx: &mut Ctx) -> pingora::Result
     Ok(())
 }
 
+/// A chunked HTTP/1 body: read its first chunk now, before any upstream is chosen, so a
+/// malformed chunk size is a 400 that never opens a connection to the upstream. What is
+/// read stays in Pingora's retry buffer and goes upstream first (a read returns at most
+/// 64 KiB, the buffer's size), and is kept for `req:body()`.
+pub async fn check_first_chunk(session: &mut Session, ctx: &mut Ctx) -> pingora::Result<()> {
+    if session.is_http2()
+        || !session
+            .req_header()
+            .headers
+            .contains_key(http::header::TRANSFER_ENCODING)
+    {
+        return Ok(());
+    }
+    session.enable_retry_buffering();
+    match session.read_request_body().await {
+        Ok(Some(chunk)) => {
+            count_body(Some(&chunk), ctx)?;
+            ctx.body_prefix = Some(chunk);
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(e)
+            if e.esource() == &pingora::ErrorSource::Downstream
+                && matches!(e.etype(), pingora::ErrorType::ReadTimedout) =>
+        {
+            Err(e)
+        }
+        Err(_) => Err(http_status(400)),
+    }
+}
+
 /// Read the whole request body for a script (`req:body()`), at most `cap` bytes. Pingora keeps
 /// what was read and sends it on to the upstream. A body over the cap, declared, is refused
 /// before any of it is read (the request can still be proxied); one found over the cap while
@@ -97,6 +128,9 @@ pub async fn read_body(
     }
     session.enable_retry_buffering();
     let mut buf = bytes::BytesMut::new();
+    if let Some(first) = &ctx.body_prefix {
+        buf.extend_from_slice(first);
+    }
     loop {
         match session.read_request_body().await {
             Ok(Some(chunk)) => {

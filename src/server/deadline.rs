@@ -21,15 +21,19 @@
 //! The wrapper sits on the connection (`ServerApp`), whose stream is a pointer, rather than
 //! on each request (`HttpServerApp`), whose session is several KB that would be copied
 //! once more per request: measured with callgrind, that copy was ~14,000 instructions per
-//! request. h2c connections (which start with the HTTP/2 preface) frame their own headers
-//! and run without the clock.
+//! request.
+//!
+//! On a listener that takes h2c, the clock is armed before the first bytes are read to tell
+//! HTTP/2's preface from HTTP/1, so a client that sends nothing (or part of the preface) is
+//! cut like any other. An HTTP/2 connection then has until its first request header (the
+//! first HEADERS frame) to send one; its later streams overlap and are not timed.
 
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
 use pingora::protocols::Stream;
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -46,6 +50,9 @@ struct Clock {
     /// ms since [`epoch`] when the header must be complete, or [`DISARMED`]
     deadline: AtomicU64,
     timeout: Duration,
+    /// an HTTP/2 connection: the clock runs until its first request header only (its
+    /// streams overlap, so "between requests" means nothing there)
+    h2: AtomicBool,
 }
 
 fn epoch() -> Instant {
@@ -71,7 +78,11 @@ pub fn header_done() {
 
 /// Called by the proxy when a response is finished: the next header must come in time.
 pub fn request_done() {
-    let _ = CLOCK.try_with(|c| c.arm());
+    let _ = CLOCK.try_with(|c| {
+        if !c.h2.load(Ordering::Relaxed) {
+            c.arm()
+        }
+    });
 }
 
 /// Resolves when the clock runs out while armed.
@@ -93,10 +104,45 @@ async fn watchdog(clock: &Clock) {
 
 /// The proxy app with a header clock around each connection.
 pub struct Guarded<P> {
+    /// the app for HTTP/1 connections
     pub inner: Arc<HttpProxy<P>>,
+    /// on a listener that takes h2c: the app for HTTP/2 connections (Pingora's h2c on)
+    pub inner_h2: Option<Arc<HttpProxy<P>>>,
     pub header_timeout: Duration,
-    /// h2c accepted on this listener
-    pub h2c: bool,
+}
+
+/// Read the start of an h2c listener's connection until it is known to be the HTTP/2
+/// preface or not, and put what was read back. Short requests are decided after their first
+/// byte that differs from the preface, so a tiny HTTP/1 request is never kept waiting for
+/// 24 bytes. `None`: the client closed first (or the stream cannot be put back).
+async fn sniff_h2(stream: Stream) -> Option<(Stream, bool)> {
+    use pingora::protocols::l4::stream::Stream as L4;
+    use tokio::io::AsyncReadExt;
+    if !stream.as_any().is::<L4>() {
+        // not a plain TCP stream: Pingora's own peek (it waits for the whole preface)
+        let mut stream = stream;
+        let mut buf = [0u8; H2_PREFACE.len()];
+        let h2 = matches!(stream.try_peek(&mut buf).await, Ok(true)) && buf == H2_PREFACE;
+        return Some((stream, h2));
+    }
+    let mut l4: Box<L4> = stream.into_any().downcast().ok()?;
+    let mut buf = [0u8; H2_PREFACE.len()];
+    let mut got = 0;
+    let h2 = loop {
+        let n = l4.read(&mut buf[got..]).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        got += n;
+        if buf[..got] != H2_PREFACE[..got] {
+            break false;
+        }
+        if got == H2_PREFACE.len() {
+            break true;
+        }
+    };
+    l4.rewind(&buf[..got]);
+    Some((l4, h2))
 }
 
 #[async_trait]
@@ -107,21 +153,35 @@ where
 {
     async fn process_new(
         self: &Arc<Self>,
-        mut stream: Stream,
+        stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        if self.h2c {
-            let mut buf = [0u8; H2_PREFACE.len()];
-            if matches!(stream.try_peek(&mut buf).await, Ok(true)) && buf == H2_PREFACE {
-                return self.inner.process_new(stream, shutdown).await;
-            }
-        }
+        // armed from the accept: a client that sends nothing, or a few bytes of what might be
+        // the HTTP/2 preface, is cut at the deadline too
         let clock = Arc::new(Clock {
             deadline: AtomicU64::new(DISARMED),
             timeout: self.header_timeout,
+            h2: AtomicBool::new(false),
         });
         clock.arm();
-        let work = CLOCK.scope(clock.clone(), self.inner.process_new(stream, shutdown));
+        let mut stream = stream;
+        let mut app = &self.inner;
+        if let Some(h2_app) = &self.inner_h2 {
+            let sniffed = tokio::select! {
+                s = sniff_h2(stream) => s,
+                _ = watchdog(&clock) => {
+                    tracing::debug!("no request within {:?}; closing", self.header_timeout);
+                    return None;
+                }
+            };
+            let (s, h2) = sniffed?;
+            stream = s;
+            clock.h2.store(h2, Ordering::Relaxed);
+            if h2 {
+                app = h2_app;
+            }
+        }
+        let work = CLOCK.scope(clock.clone(), app.process_new(stream, shutdown));
         tokio::select! {
             r = work => r,
             _ = watchdog(&clock) => {
@@ -132,6 +192,9 @@ where
     }
 
     async fn cleanup(&self) {
-        self.inner.cleanup().await
+        self.inner.cleanup().await;
+        if let Some(h2) = &self.inner_h2 {
+            h2.cleanup().await;
+        }
     }
 }

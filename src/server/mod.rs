@@ -97,20 +97,23 @@ pub fn run(
     let applied = docs.into_iter().map(|d| (d.name, d.text)).collect();
     let reloader = Arc::new(Reloader::new(live.clone(), source, threads, applied));
     for (i, s) in servers.iter().enumerate() {
-        let proxy = Proxy {
+        let proxy = || Proxy {
             live: live.clone(),
             server: i,
         };
-        let mut app = pingora::proxy::http_proxy(&server.configuration, proxy);
-        if s.http2 {
+        // HTTP/1 connections go to one app, h2c ones (told apart by deadline.rs, which reads
+        // the first bytes) to one with Pingora's h2c on
+        let inner_h2 = s.http2.then(|| {
+            let mut app = pingora::proxy::http_proxy(&server.configuration, proxy());
             let mut o = HttpServerOptions::default();
             o.h2c = true;
             app.server_options = Some(o);
-        }
+            Arc::new(app)
+        });
         let guarded = deadline::Guarded {
-            inner: Arc::new(app),
+            inner: Arc::new(pingora::proxy::http_proxy(&server.configuration, proxy())),
+            inner_h2,
             header_timeout: s.header_timeout,
-            h2c: s.http2,
         };
         let mut svc = pingora::services::listening::Service::new(
             format!("tidegate server {}", s.name),
