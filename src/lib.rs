@@ -29,6 +29,7 @@
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod fuzzing;
 pub mod logging;
 pub mod observability;
 pub mod plugins;

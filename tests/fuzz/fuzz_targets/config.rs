@@ -1,0 +1,3 @@
+//! Fuzz target `config`: see `tidegate::fuzzing::config`.
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| tidegate::fuzzing::config(data));

@@ -1,0 +1,3 @@
+//! Fuzz target `rewrite`: see `tidegate::fuzzing::rewrite`.
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| tidegate::fuzzing::rewrite(data));

@@ -1,0 +1,3 @@
+//! Fuzz target `route`: see `tidegate::fuzzing::route`.
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| tidegate::fuzzing::route(data));
