@@ -9,7 +9,8 @@
 //! ```
 //!
 //! Environment: `TIDEGATE_CONFIG` (same as -c), `TIDEGATE_LOG` (log filter, overrides
-//! `[basic] log_level`).
+//! `[basic] log_level`), `TIDEGATE_LISTEN` (the embedded demo's address instead of
+//! 127.0.0.1:6188).
 
 use clap::{Parser, Subcommand};
 

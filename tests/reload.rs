@@ -186,13 +186,28 @@ fn half_written_and_renamed_files() {
     let port = free_port();
     let up = format!("\"{}\"", origin.addr);
     let t = Tidegate::start(&config(port, &up, "1", ""), &[port]);
-    // written in two chunks with a pause: the first half does not parse and must not apply
+    // written in two chunks: the first is valid TOML on its own (it ends before a table),
+    // but the config it makes refers to a plugin not written yet: it is rejected, whole
     let full = config(port, &up, "2", "");
-    let cut = full.find("[plugins.ver]").unwrap() + 5;
+    let cut = full.find("[plugins.ver]").unwrap();
+    let first = &full[..cut];
+    assert!(
+        first.parse::<toml::Table>().is_ok(),
+        "the first half parses"
+    );
     let mut f = std::fs::File::create(&t.config).unwrap();
-    f.write_all(&full.as_bytes()[..cut]).unwrap();
+    f.write_all(first.as_bytes()).unwrap();
     f.flush().unwrap();
-    std::thread::sleep(Duration::from_millis(400));
+    assert!(
+        wait_until(WAIT, || t.stderr().contains("config rejected")),
+        "{}",
+        t.stderr()
+    );
+    assert!(
+        t.stderr().contains("unknown plugin `ver`"),
+        "{}",
+        t.stderr()
+    );
     assert_eq!(version(port).as_deref(), Some("1"));
     f.write_all(&full.as_bytes()[cut..]).unwrap();
     drop(f);

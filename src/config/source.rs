@@ -9,10 +9,21 @@ use std::path::Path;
 /// without any upstream.
 pub const EMBEDDED: &str = include_str!("../../conf/embedded.toml");
 
+/// The demo's listen address; `TIDEGATE_LISTEN` replaces it (a port already taken, a
+/// container that must listen on 0.0.0.0).
+pub const EMBEDDED_ADDR: &str = "127.0.0.1:6188";
+
 pub fn embedded() -> Vec<SourceDoc> {
+    let text = match std::env::var("TIDEGATE_LISTEN") {
+        Ok(addr) if !addr.trim().is_empty() => EMBEDDED.replace(
+            &format!("\"{EMBEDDED_ADDR}\""),
+            &format!("{:?}", addr.trim()),
+        ),
+        _ => EMBEDDED.to_string(),
+    };
     vec![SourceDoc {
         name: "<embedded>".into(),
-        text: EMBEDDED.into(),
+        text,
     }]
 }
 

@@ -241,6 +241,30 @@ pub fn request(
     send(port, &bytes).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
 }
 
+/// GET `path` on a connection made from `src` (another loopback address, 127.0.0.x): the
+/// proxy sees that client IP.
+pub fn get_from(src: std::net::Ipv4Addr, port: u16, path: &str) -> Response {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let s = rt
+        .block_on(async {
+            let sock = tokio::net::TcpSocket::new_v4()?;
+            sock.bind(SocketAddr::from((src, 0)))?;
+            sock.connect(SocketAddr::from(([127, 0, 0, 1], port))).await
+        })
+        .and_then(|s| s.into_std())
+        .unwrap_or_else(|e| panic!("connect from {src}: {e}"));
+    s.set_nonblocking(false).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    (&s).write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    read_response(&mut BufReader::new(s), false).unwrap_or_else(|e| panic!("from {src}: {e}"))
+}
+
 /// Read one response from a buffered stream (keep-alive friendly).
 pub fn read_response<R: BufRead>(r: &mut R, head: bool) -> std::io::Result<Response> {
     let mut line = String::new();
