@@ -13,6 +13,8 @@
 //!   Pingora's connection pool (keyed by peer) keeps its connections.
 //! - A config that fails to load or validate is rejected whole; the old one keeps serving, and
 //!   the errors are logged and kept in [`Reloader::last_error`] (for the admin API).
+//! - Applies are serialized: one builds at a time, from the documents current when it starts,
+//!   and versions only increase.
 //! - Listener and `threads` changes cannot be applied to a running process: they are logged
 //!   and take effect with the zero-downtime upgrade (`--upgrade`, see docs/operations.md).
 
@@ -55,6 +57,10 @@ pub struct Reloader {
     /// the next apply rebuilds even if the documents did not change
     force: std::sync::atomic::AtomicBool,
     runtime: Mutex<Option<tokio::runtime::Handle>>,
+    /// held through a whole apply: a SIGHUP, a file event and an etcd event build one at a
+    /// time, each from what is current when it starts, so versions only increase and an
+    /// older build is never stored over a newer one
+    applying: Mutex<()>,
 }
 
 impl Reloader {
@@ -72,6 +78,7 @@ impl Reloader {
             last_error: Mutex::new(None),
             force: std::sync::atomic::AtomicBool::new(false),
             runtime: Mutex::new(None),
+            applying: Mutex::new(()),
         }
     }
 
@@ -122,6 +129,7 @@ impl Reloader {
         reason: &str,
         docs: Option<Vec<crate::config::SourceDoc>>,
     ) -> Result<bool, ReloadError> {
+        let _one_at_a_time = self.applying.lock().unwrap_or_else(|p| p.into_inner());
         let result = self.try_apply(reason, docs);
         if let Err(e) = &result {
             let text = e.to_string();
