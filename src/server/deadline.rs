@@ -23,10 +23,12 @@
 //! once more per request: measured with callgrind, that copy was ~14,000 instructions per
 //! request.
 //!
-//! On a listener that takes h2c, the clock is armed before the first bytes are read to tell
-//! HTTP/2's preface from HTTP/1, so a client that sends nothing (or part of the preface) is
-//! cut like any other. An HTTP/2 connection then has until its first request header (the
-//! first HEADERS frame) to send one; its later streams overlap and are not timed.
+//! The first request head of a connection is read here, before Pingora sees the connection
+//! ([`read_first_head`]): so a request accepted just before an upgrade's shutdown is still
+//! answered, and on a listener that takes h2c, HTTP/2's preface is told from HTTP/1 under the
+//! same clock (a client that sends nothing, or part of the preface, is cut like any other).
+//! An HTTP/2 connection then has until its first request header (the first HEADERS frame)
+//! to send one; its later streams overlap and are not timed.
 
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
@@ -111,37 +113,55 @@ pub struct Guarded<P> {
     pub header_timeout: Duration,
 }
 
-/// Read the start of an h2c listener's connection until it is known to be the HTTP/2
-/// preface or not, and put what was read back. Short requests are decided after their first
-/// byte that differs from the preface, so a tiny HTTP/1 request is never kept waiting for
-/// 24 bytes. `None`: the client closed first (or the stream cannot be put back).
-async fn sniff_h2(stream: Stream) -> Option<(Stream, bool)> {
+/// The most this reads ahead of Pingora: a head larger than this is left for Pingora to read
+/// (and refuse) itself.
+const READ_AHEAD: usize = 64 << 10;
+
+/// Read the start of a new connection until its first request head is complete (the
+/// `\r\n\r\n` of HTTP/1), or, on an h2c listener, until it is known to be the HTTP/2
+/// preface; then put every byte back for Pingora. `None`: the client closed first, or the
+/// stream cannot be put back.
+///
+/// Why: Pingora drops a connection whose request has not fully arrived when the process
+/// starts to shut down (after `--upgrade` hands the listeners over), even though it accepted
+/// the connection; a client then sees its request go unanswered. With the head already
+/// read, Pingora parses it at once and answers (with `Connection: close`). A short
+/// HTTP/1 request is never kept waiting for the 24 bytes of a preface.
+async fn read_first_head(stream: Stream, h2c: bool) -> Option<(Stream, bool)> {
     use pingora::protocols::l4::stream::Stream as L4;
     use tokio::io::AsyncReadExt;
     if !stream.as_any().is::<L4>() {
         // not a plain TCP stream: Pingora's own peek (it waits for the whole preface)
         let mut stream = stream;
         let mut buf = [0u8; H2_PREFACE.len()];
-        let h2 = matches!(stream.try_peek(&mut buf).await, Ok(true)) && buf == H2_PREFACE;
+        let h2 = h2c && matches!(stream.try_peek(&mut buf).await, Ok(true)) && buf == H2_PREFACE;
         return Some((stream, h2));
     }
     let mut l4: Box<L4> = stream.into_any().downcast().ok()?;
-    let mut buf = [0u8; H2_PREFACE.len()];
-    let mut got = 0;
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
     let h2 = loop {
-        let n = l4.read(&mut buf[got..]).await.ok()?;
+        let n = l4.read(&mut chunk).await.ok()?;
         if n == 0 {
             return None;
         }
-        got += n;
-        if buf[..got] != H2_PREFACE[..got] {
+        let searched_from = buf.len().saturating_sub(3);
+        buf.extend_from_slice(&chunk[..n]);
+        let maybe_preface = h2c && {
+            let k = buf.len().min(H2_PREFACE.len());
+            buf[..k] == H2_PREFACE[..k]
+        };
+        if maybe_preface {
+            if buf.len() >= H2_PREFACE.len() {
+                break true;
+            }
+            continue;
+        }
+        if buf[searched_from..].windows(4).any(|w| w == b"\r\n\r\n") || buf.len() >= READ_AHEAD {
             break false;
         }
-        if got == H2_PREFACE.len() {
-            break true;
-        }
     };
-    l4.rewind(&buf[..got]);
+    l4.rewind(&buf);
     Some((l4, h2))
 }
 
@@ -164,23 +184,19 @@ where
             h2: AtomicBool::new(false),
         });
         clock.arm();
-        let mut stream = stream;
-        let mut app = &self.inner;
-        if let Some(h2_app) = &self.inner_h2 {
-            let sniffed = tokio::select! {
-                s = sniff_h2(stream) => s,
-                _ = watchdog(&clock) => {
-                    tracing::debug!("no request within {:?}; closing", self.header_timeout);
-                    return None;
-                }
-            };
-            let (s, h2) = sniffed?;
-            stream = s;
-            clock.h2.store(h2, Ordering::Relaxed);
-            if h2 {
-                app = h2_app;
+        let head = tokio::select! {
+            s = read_first_head(stream, self.inner_h2.is_some()) => s,
+            _ = watchdog(&clock) => {
+                tracing::debug!("no request within {:?}; closing", self.header_timeout);
+                return None;
             }
-        }
+        };
+        let (stream, h2) = head?;
+        clock.h2.store(h2, Ordering::Relaxed);
+        let app = match &self.inner_h2 {
+            Some(h2_app) if h2 => h2_app,
+            _ => &self.inner,
+        };
         let work = CLOCK.scope(clock.clone(), app.process_new(stream, shutdown));
         tokio::select! {
             r = work => r,
