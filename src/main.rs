@@ -41,7 +41,12 @@ fn main() -> ExitCode {
     };
 
     // 2. logging, with TIDEGATE_LOG over [basic] log_level
-    tidegate::logging::init(&config.basic.log_level);
+    if let Err(e) =
+        tidegate::logging::init(&config.basic.log_level, config.basic.error_log.as_deref())
+    {
+        eprintln!("tidegate: {e}");
+        return ExitCode::FAILURE;
+    }
     tracing::info!(
         config = %source.describe(),
         version = env!("CARGO_PKG_VERSION"),

@@ -110,6 +110,11 @@ impl Reloader {
             .collect()
     }
 
+    /// `[lua] dir` of the current config, if set.
+    pub fn lua_dir(&self) -> Option<std::path::PathBuf> {
+        self.live.load().config.lua.dir.clone()
+    }
+
     /// The current config version (1 at start).
     pub fn version(&self) -> u64 {
         self.live.load().version

@@ -164,7 +164,8 @@ fn size_limits_431_414_413() {
 
 #[test]
 fn limits_are_configurable() {
-    let (_t, port, _o) = setup("max_header_size = \"2KB\"\nmax_uri_size = \"100\"", "");
+    // sizes as a string with a unit or as a plain number of bytes
+    let (_t, port, _o) = setup("max_header_size = \"2KB\"\nmax_uri_size = 100", "");
     refused(
         port,
         format!(

@@ -254,3 +254,36 @@ fn daemon_mode_writes_the_pid_file_and_serves() {
         "daemon did not stop on SIGTERM"
     );
 }
+
+/// `--pid-file` is written in the foreground too, and `[basic] error_log` takes the log.
+#[test]
+fn pid_file_and_error_log_without_daemon() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = simple_config(port, &["127.0.0.1:9".into()], "", "")
+        .replace("[basic]\n", "[basic]\nerror_log = \"logs/error.log\"\n");
+    std::fs::write(dir.path().join("t.toml"), cfg).unwrap();
+    let pid_file = dir.path().join("run/tidegate.pid");
+    std::fs::create_dir_all(pid_file.parent().unwrap()).unwrap();
+    let child = KillOnDrop(
+        std::process::Command::new(bin())
+            .args(["-c", "t.toml", "--pid-file"])
+            .arg(&pid_file)
+            .current_dir(dir.path())
+            .env("TIDEGATE_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let log = dir.path().join("logs/error.log");
+    assert!(
+        wait_until(WAIT, || std::fs::read_to_string(&log).is_ok_and(|l| l
+            .contains("listening")
+            && l.contains(&port.to_string()))),
+        "{:?}",
+        std::fs::read_to_string(&log)
+    );
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    assert_eq!(pid.trim(), child.0.id().to_string());
+}

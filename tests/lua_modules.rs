@@ -540,3 +540,31 @@ fn measure_script_reload_latency() {
         ms[ms.len() - 1]
     );
 }
+
+/// A module added to `[lua] dir`, in a subdirectory that did not exist, reloads like an edit.
+#[test]
+fn a_module_added_in_a_new_directory_reloads() {
+    let s = setup(
+        1,
+        r#"
+local M = {}
+function M.on_request(req, ctx)
+  local ok, m = pcall(require, "later.mod")
+  return req:respond(200, ok and m.says or "missing")
+end
+return M
+"#,
+        &[],
+        "",
+    );
+    assert_eq!(s.get("/lua", &[]).text(), "missing");
+    write(
+        &s.dir.path().join("mods/later/mod.lua"),
+        "return { says = 'found' }",
+    );
+    assert!(
+        wait_until(WAIT, || s.get("/lua", &[]).text() == "found"),
+        "{}",
+        s.t.stderr()
+    );
+}

@@ -48,7 +48,7 @@ pub struct RawBasic {
 #[serde(deny_unknown_fields)]
 pub struct RawLua {
     pub time_budget: Option<String>,
-    pub memory_limit: Option<String>,
+    pub memory_limit: Option<Size>,
     pub dir: Option<String>,
     pub shared: Option<std::collections::BTreeMap<String, toml::Value>>,
     pub http_deny: Option<Vec<String>>,
@@ -73,8 +73,8 @@ pub struct RawServer {
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
     pub forwarded_headers: Option<bool>,
-    pub max_header_size: Option<String>,
-    pub max_uri_size: Option<String>,
+    pub max_header_size: Option<Size>,
+    pub max_uri_size: Option<Size>,
     pub header_timeout: Option<String>,
     pub body_timeout: Option<String>,
     pub keepalive_timeout: Option<String>,
@@ -99,7 +99,7 @@ pub struct RawLocation {
     pub proxy_add_headers: Vec<String>,
     #[serde(default)]
     pub plugins: Vec<String>,
-    pub client_max_body_size: Option<String>,
+    pub client_max_body_size: Option<Size>,
     pub timeout: Option<String>,
     pub priority: Option<i64>,
 }
@@ -126,4 +126,36 @@ pub struct RawUpstream {
     pub retries: Option<u32>,
     pub max_fails: Option<u32>,
     pub fail_timeout: Option<String>,
+}
+
+/// A size as the config gives it: a number of bytes (`1024`) or a string with a unit
+/// (`"64KB"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Size {
+    Bytes(u64),
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Size, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Size;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a size: a number of bytes or a string such as \"64KB\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Size, E> {
+                Ok(Size::Bytes(n))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Size, E> {
+                u64::try_from(n)
+                    .map(Size::Bytes)
+                    .map_err(|_| E::custom(format!("a size cannot be negative ({n})")))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Size, E> {
+                Ok(Size::Text(s.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }

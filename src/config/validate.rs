@@ -116,13 +116,23 @@ impl Builder<'_> {
         })
     }
 
-    fn size(&mut self, doc: usize, table: &str, key: &str, v: &Option<String>) -> Option<u64> {
-        v.as_ref().and_then(|s| match parse_size(s) {
-            Ok(n) => Some(n),
-            Err(m) => {
-                self.err(doc, table, Some(key), m);
-                None
-            }
+    fn size(
+        &mut self,
+        doc: usize,
+        table: &str,
+        key: &str,
+        v: &Option<crate::config::raw::Size>,
+    ) -> Option<u64> {
+        use crate::config::raw::Size;
+        v.as_ref().and_then(|s| match s {
+            Size::Bytes(n) => Some(*n),
+            Size::Text(s) => match parse_size(s) {
+                Ok(n) => Some(n),
+                Err(m) => {
+                    self.err(doc, table, Some(key), m);
+                    None
+                }
+            },
         })
     }
 }
@@ -903,9 +913,11 @@ fn build_server(
                 .ok()
         })
         .collect();
-    let size = |b: &mut Builder<'_>, key: &str, v: &Option<String>, default: u64| -> usize {
-        b.size(doc, t, key, v).unwrap_or(default) as usize
-    };
+    let size = |b: &mut Builder<'_>,
+                key: &str,
+                v: &Option<crate::config::raw::Size>,
+                default: u64|
+     -> usize { b.size(doc, t, key, v).unwrap_or(default) as usize };
     Server {
         name: name.to_string(),
         addrs,

@@ -7,7 +7,8 @@
 //! several chunks is not taken half-way. A half-written file that does not parse is rejected
 //! like any bad config, and the next write event tries again.
 //!
-//! The directories of the files the config refers to (Lua scripts) are watched too; a change
+//! The directories of the files the config refers to (Lua scripts) are watched too, and
+//! `[lua] dir` with all its subdirectories (a module added anywhere under it counts); a change
 //! to a `.lua` file there rebuilds the config even when the TOML did not change.
 
 use crate::reload::Reloader;
@@ -55,8 +56,14 @@ pub fn watch(
         if matches!(ev.kind, notify::EventKind::Access(_)) {
             return;
         }
+        // a new directory (under `[lua] dir`): the files written into it may come before the
+        // watch on it does, so rebuild anyway
+        let new_dir = matches!(
+            ev.kind,
+            notify::EventKind::Create(notify::event::CreateKind::Folder)
+        );
         for p in &ev.paths {
-            let change = if p.extension().is_some_and(|x| x == "lua") {
+            let change = if new_dir || p.extension().is_some_and(|x| x == "lua") {
                 Some(Change::Referenced)
             } else if p.parent() != Some(config_dir.as_path()) {
                 None
@@ -115,6 +122,21 @@ fn watch_referenced(
     reloader: &Reloader,
     dirs: &mut HashSet<PathBuf>,
 ) {
+    // `[lua] dir` as a whole, with its subdirectories (new ones too): a module added to a
+    // directory that held none yet reloads like an edit
+    if let Some(d) = reloader.lua_dir() {
+        let d = std::fs::canonicalize(&d).unwrap_or(d);
+        // its own key: the same directory may be watched without its subdirectories already
+        let key = d.join("**");
+        if !dirs.contains(&key) {
+            match lock(watcher).watch(&d, RecursiveMode::Recursive) {
+                Ok(()) => {
+                    dirs.insert(key);
+                }
+                Err(e) => tracing::warn!("cannot watch {} for module changes: {e}", d.display()),
+            }
+        }
+    }
     for f in reloader.watched_files() {
         let f = std::fs::canonicalize(&f).unwrap_or(f);
         let Some(d) = f.parent().map(Path::to_path_buf) else {

@@ -88,6 +88,16 @@ pub fn run(
         daemon: opts.daemon,
         ..Opt::default()
     };
+    // Pingora writes the pid file only when it daemonizes; one given explicitly is written in
+    // the foreground too (`kill -QUIT $(cat FILE)` for an upgrade)
+    if !opts.daemon && (opts.pid_file.is_some() || config.basic.pid_file.is_some()) {
+        std::fs::write(&conf.pid_file, format!("{}\n", std::process::id())).map_err(|source| {
+            StartError::Io {
+                path: conf.pid_file.clone(),
+                source,
+            }
+        })?;
+    }
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
