@@ -15,8 +15,8 @@
 //!   request, or answer early with [`Flow::Respond`], which stops the chain and the proxying.
 //! - [`Plugin::on_upstream`] runs once, before the balancer picks a peer: it may choose the
 //!   upstream by name, a peer directly, or timeouts, in an [`UpstreamChoice`].
-//! - [`Plugin::on_response`] runs on the response header before it goes to the client (it does
-//!   not run for early answers, which are complete already).
+//! - [`Plugin::on_response`] runs on the response header before it goes to the client, the
+//!   upstream's or an early answer's alike (so headers a plugin adds reach every response).
 //! - [`Plugin::on_body`] runs on each chunk of the response body, and may replace it.
 //! - [`Plugin::on_log`] runs after the response is sent; it cannot fail the request.
 //!

@@ -8,7 +8,7 @@
 //! | `$scheme` | `http` or `https` |
 //! | `$remote_addr` | client address (after `trusted_proxies`) |
 //! | `$request_uri` | original path and query |
-//! | `$uri` | path (after rewrite) |
+//! | `$uri` | path as the client sent it, or as a plugin set it; before `rewrite` |
 //! | `$args` | query string |
 //! | `$method` | request method |
 //! | `$request_id` | id given by the `request_id` plugin |

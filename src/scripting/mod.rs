@@ -1,5 +1,6 @@
-//! Lua plugins: scripts with hooks at the request, response and log phases, run in
-//! per-worker Luau VMs (see `vm.rs`), with the `req`/`resp`/`tidegate` API of `api.rs`.
+//! Lua plugins: scripts with hooks at every phase (request, upstream, response, body, log),
+//! run in per-worker Luau VMs (see `vm.rs`), with the `req`/`resp`/`up`/`tidegate` API of
+//! `api.rs` and `tidegate_table.rs`.
 //!
 //! ```toml
 //! [lua]
@@ -15,7 +16,9 @@
 //! ```lua
 //! local M = {}
 //! function M.on_request(req, ctx, conf)       -- may answer: req:respond / req:redirect
+//! function M.on_upstream(req, up, ctx, conf)   -- may choose: up:set_upstream / set_peer
 //! function M.on_response(req, resp, ctx, conf)
+//! function M.on_body(resp, chunk, eof, ctx, conf)   -- may return a replacement chunk
 //! function M.on_log(req, resp, ctx, conf)
 //! return M
 //! ```

@@ -37,7 +37,8 @@ fn server_conf(config: &Config, opts: &RunOptions) -> ServerConf {
         error_log: b.error_log.clone(),
         ..ServerConf::default()
     };
-    // never the fixed /tmp defaults: two instances on one machine must not collide
+    // not Pingora's fixed /tmp/pingora.pid: a pid file per process unless one is given, so
+    // two instances on one machine never share it
     let pid = std::process::id();
     conf.pid_file = opts
         .pid_file
@@ -49,6 +50,8 @@ fn server_conf(config: &Config, opts: &RunOptions) -> ServerConf {
                 .display()
                 .to_string()
         });
+    // the upgrade socket is how an old and a new process meet, so it cannot be per process:
+    // one name in the temp dir by default; give each instance its own with `upgrade_sock`
     conf.upgrade_sock = b.upgrade_sock.clone().unwrap_or_else(|| {
         std::env::temp_dir()
             .join("tidegate-upgrade.sock")
