@@ -248,10 +248,15 @@ fn daemon_mode_writes_the_pid_file_and_serves() {
     });
     let pid = pid().unwrap();
     unsafe { libc::kill(pid, libc::SIGTERM) };
-    assert!(served, "the daemon did not serve");
+    assert!(
+        served,
+        "the daemon did not serve:\n{}",
+        std::fs::read_to_string(dir.path().join("err.log")).unwrap_or_default()
+    );
     assert!(
         wait_until(WAIT, || unsafe { libc::kill(pid, 0) } != 0),
-        "daemon did not stop on SIGTERM"
+        "daemon did not stop on SIGTERM:\n{}",
+        std::fs::read_to_string(dir.path().join("err.log")).unwrap_or_default()
     );
 }
 

@@ -6,11 +6,14 @@
 //! watch.rs: reload when the files change; etcd.rs: documents from etcd, and its watch
 //! ```
 
+pub mod builder;
 pub mod etcd;
 pub mod locate;
+pub mod merge;
 pub mod model;
 pub mod raw;
 pub mod source;
+pub mod tables;
 pub mod units;
 pub mod validate;
 pub mod watch;

@@ -106,6 +106,10 @@ pub fn run(
 
     let servers = config.servers.clone();
     let threads = config.basic.threads;
+    let (grace_period, graceful_shutdown_timeout) = (
+        config.basic.grace_period,
+        config.basic.graceful_shutdown_timeout,
+    );
     let live: Live = Arc::new(ArcSwap::from_pointee(State::build(config)?));
     let applied = docs.into_iter().map(|d| (d.name, d.text)).collect();
     let reloader = Arc::new(Reloader::new(live.clone(), source, threads, applied));
@@ -143,7 +147,14 @@ pub fn run(
         background::Background { live, reloader },
     ));
     server.run(RunArgs {
-        shutdown_signal: Box::new(signals::Signals),
+        shutdown_signal: Box::new(signals::Signals {
+            fast_within: graceful_shutdown_timeout + std::time::Duration::from_secs(2),
+            // Pingora's 5 s hand-over window, the grace period, then the runtimes' stop
+            graceful_within: std::time::Duration::from_secs(5)
+                + grace_period
+                + graceful_shutdown_timeout
+                + std::time::Duration::from_secs(5),
+        }),
     });
     Ok(())
 }

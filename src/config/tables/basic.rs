@@ -1,0 +1,64 @@
+//! `[basic]`: threads, logging, shutdown, the pid file and upgrade socket, the error page.
+
+use super::super::builder::{Builder, Entry};
+use super::super::model::*;
+use super::super::raw::*;
+use std::time::Duration;
+
+pub(in crate::config) fn build_basic(b: &mut Builder<'_>, e: Option<&Entry>) -> Basic {
+    let (doc, raw) = match e {
+        Some(e) => (e.doc, b.typed::<RawBasic>(e, "basic").unwrap_or_default()),
+        None => (0, RawBasic::default()),
+    };
+    let t = "basic";
+    let threads = raw.threads.unwrap_or(1);
+    if threads == 0 || threads > 1024 {
+        b.err(
+            doc,
+            t,
+            Some("threads"),
+            "threads must be between 1 and 1024",
+        );
+    }
+    let log_level = raw.log_level.unwrap_or_else(|| "info".into());
+    if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+        b.err(
+            doc,
+            t,
+            Some("log_level"),
+            format!("`{log_level}` is not a log level or filter"),
+        );
+    }
+    Basic {
+        threads: threads.max(1),
+        log_level,
+        grace_period: b.duration(
+            doc,
+            t,
+            "grace_period",
+            &raw.grace_period,
+            Duration::from_secs(30),
+        ),
+        graceful_shutdown_timeout: b.duration(
+            doc,
+            t,
+            "graceful_shutdown_timeout",
+            &raw.graceful_shutdown_timeout,
+            Duration::from_secs(10),
+        ),
+        pid_file: raw.pid_file,
+        upgrade_sock: raw.upgrade_sock,
+        error_log: raw.error_log,
+        // off by default: Lua plugins need each connection to stay on one worker thread
+        work_stealing: raw.work_stealing.unwrap_or(false),
+        upstream_keepalive_pool_size: raw.upstream_keepalive_pool_size.unwrap_or(128),
+        watch: raw.watch.unwrap_or(true),
+        error_page: match &raw.error_template {
+            None => Default::default(),
+            Some(t) => crate::proxy::error_page::ErrorPage::parse(t).unwrap_or_else(|m| {
+                b.err(doc, t, Some("error_template"), m);
+                Default::default()
+            }),
+        },
+    }
+}

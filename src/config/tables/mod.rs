@@ -1,0 +1,9 @@
+//! One builder per kind of table: each reads its raw table (raw.rs) into the model
+//! (model.rs), recording every problem with its key in the shared [`super::builder::Builder`].
+
+pub mod basic;
+pub mod location;
+pub mod lua;
+pub mod plugin;
+pub mod server;
+pub mod upstream;

@@ -1,0 +1,174 @@
+//! `[upstreams.NAME]`: peers (resolved here), balancing, health checks, timeouts, TLS and its CA file.
+
+use super::super::builder::Builder;
+use super::super::raw::*;
+use crate::upstream::balance::Algo;
+use crate::upstream::health::HealthCheck;
+use crate::upstream::{Alpn, UpstreamConf};
+use std::net::ToSocketAddrs;
+use std::time::Duration;
+
+pub(in crate::config) fn build_upstream(
+    b: &mut Builder<'_>,
+    doc: usize,
+    t: &str,
+    name: &str,
+    raw: RawUpstream,
+) -> Option<UpstreamConf> {
+    let before = b.errors.len();
+    if let Some(d) = &raw.discovery {
+        if d != "static" {
+            b.err(
+                doc,
+                t,
+                Some("discovery"),
+                format!("discovery `{d}` is not available in this build; use \"static\""),
+            );
+        }
+    }
+    if raw.addrs.is_empty() {
+        b.err(
+            doc,
+            t,
+            Some("addrs"),
+            "an upstream needs at least one address",
+        );
+    }
+    let mut addrs = Vec::new();
+    for a in &raw.addrs {
+        let mut parts = a.split_whitespace();
+        let host = parts.next().unwrap_or("");
+        let weight = match parts.next().map(str::parse::<u32>) {
+            None => 1,
+            Some(Ok(w)) if (1..=1000).contains(&w) => w,
+            Some(_) => {
+                b.err(
+                    doc,
+                    t,
+                    Some("addrs"),
+                    format!("`{a}`: weight must be 1..=1000"),
+                );
+                continue;
+            }
+        };
+        match resolve(host) {
+            Some(sa) => addrs.push((sa, weight)),
+            _ => b.err(
+                doc,
+                t,
+                Some("addrs"),
+                format!("`{host}` is not HOST:PORT that resolves"),
+            ),
+        }
+    }
+    let algo = Algo::parse(raw.algo.as_deref().unwrap_or("round_robin")).unwrap_or_else(|m| {
+        b.err(doc, t, Some("algo"), m);
+        Algo::RoundRobin
+    });
+    let health = raw
+        .health_check
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .and_then(|s| {
+            HealthCheck::parse(s)
+                .map_err(|m| b.err(doc, t, Some("health_check"), m))
+                .ok()
+        });
+    let alpn = match raw.alpn.as_deref().unwrap_or("h1") {
+        "h1" => Alpn::H1,
+        "h2" => Alpn::H2,
+        "h2h1" => Alpn::H2H1,
+        other => {
+            b.err(
+                doc,
+                t,
+                Some("alpn"),
+                format!("alpn `{other}`: use h1, h2 or h2h1"),
+            );
+            Alpn::H1
+        }
+    };
+    let ca = raw.ca_file.as_deref().and_then(|path| {
+        load_ca(path)
+            .map_err(|m| b.err(doc, t, Some("ca_file"), m))
+            .ok()
+    });
+    let conf = UpstreamConf {
+        name: name.to_string(),
+        addrs,
+        algo,
+        health,
+        alpn,
+        tls: raw.tls,
+        sni: raw.sni.unwrap_or_default(),
+        verify_cert: raw.verify_cert.unwrap_or(true),
+        ca,
+        connect_timeout: b.duration(
+            doc,
+            t,
+            "connect_timeout",
+            &raw.connect_timeout,
+            Duration::from_secs(2),
+        ),
+        read_timeout: Some(b.duration(
+            doc,
+            t,
+            "read_timeout",
+            &raw.read_timeout,
+            Duration::from_secs(30),
+        )),
+        write_timeout: Some(b.duration(
+            doc,
+            t,
+            "write_timeout",
+            &raw.write_timeout,
+            Duration::from_secs(30),
+        )),
+        idle_timeout: Some(b.duration(
+            doc,
+            t,
+            "idle_timeout",
+            &raw.idle_timeout,
+            Duration::from_secs(60),
+        )),
+        retries: raw.retries.unwrap_or(1),
+        max_fails: raw.max_fails.unwrap_or(3),
+        fail_timeout: b.duration(
+            doc,
+            t,
+            "fail_timeout",
+            &raw.fail_timeout,
+            Duration::from_secs(10),
+        ),
+    };
+    (b.errors.len() == before).then_some(conf)
+}
+
+/// Read a PEM file of CA certificates; every certificate must parse (Pingora would panic on
+/// a bad one later, on the request path).
+fn load_ca(path: &str) -> Result<Vec<Vec<u8>>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read `{path}`: {e}"))?;
+    let mut ders = Vec::new();
+    for item in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let der = item.map_err(|e| format!("`{path}`: bad PEM: {e}"))?;
+        x509_parser::parse_x509_certificate(der.as_ref())
+            .map_err(|e| format!("`{path}`: a certificate does not parse: {e}"))?;
+        ders.push(der.as_ref().to_vec());
+    }
+    if ders.is_empty() {
+        return Err(format!("`{path}` holds no PEM certificate"));
+    }
+    Ok(ders)
+}
+
+/// `HOST:PORT` to an address: an IP literal as is, a name by the system's resolver (never
+/// while fuzzing: a fuzzer must not send DNS queries).
+fn resolve(host: &str) -> Option<std::net::SocketAddr> {
+    if let Ok(sa) = host.parse() {
+        return Some(sa);
+    }
+    if cfg!(fuzzing) {
+        return None;
+    }
+    host.to_socket_addrs().ok()?.next()
+}
