@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh etcd-server etcd-client
+# the HTTP/2 flood test crafts its frames with Python's h2 libraries
+python3 -c "import h2" 2>/dev/null || python3 -m pip install --quiet h2 2>&1 | grep -v "Running pip as the 'root' user" || true
+python3 -c "import h2" || { echo "test.sh: Python's h2 package is needed (pip install h2)" >&2; exit 1; }
 
 export CARGO_INCREMENTAL=0
 export CARGO_TERM_COLOR=never
