@@ -568,3 +568,48 @@ return M
         s.t.stderr()
     );
 }
+
+/// Building a config that is then rejected changes nothing live: a shared dict's limits stay
+/// those of the running version until a new one is applied.
+#[test]
+fn a_rejected_reload_changes_no_shared_dict() {
+    let script = r#"
+local M = {}
+function M.on_request(req, ctx)
+  local d = tidegate.shared.d
+  for i = 1, 3 do d:set("k" .. i, i) end
+  return req:respond(200, d:count() .. " " .. tostring(d:get("k1")))
+end
+return M
+"#;
+    let s = setup(1, script, &[], "shared = { d = 3 }");
+    assert_eq!(s.get("/lua", &[]).text(), "3 1");
+    // a reload that shrinks the dict to one key but is invalid elsewhere
+    let cfg = std::fs::read_to_string(&s.t.config).unwrap();
+    let bad = cfg.replace("shared = { d = 3 }", "shared = { d = 1 }")
+        + "\n[locations.broken]\nupstream = \"nowhere\"\n";
+    std::fs::write(&s.t.config, bad).unwrap();
+    assert!(
+        wait_until(WAIT, || s.t.stderr().contains("config rejected")),
+        "{}",
+        s.t.stderr()
+    );
+    // still three keys: the rejected build did not shrink the live dict
+    assert_eq!(s.get("/lua", &[]).text(), "3 1");
+    // applied for real, the new limit holds
+    std::fs::write(
+        &s.t.config,
+        cfg.replace("shared = { d = 3 }", "shared = { d = 1 }"),
+    )
+    .unwrap();
+    assert!(
+        wait_until(WAIT, || s.get("/lua", &[]).text() == "1 nil"),
+        "{} {}",
+        s.get("/lua", &[]).text(),
+        s.t.stderr()
+            .lines()
+            .filter(|l| l.contains("config"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}

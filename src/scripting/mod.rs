@@ -143,6 +143,9 @@ impl LuaPlugin {
                     source.as_bytes(),
                     &settings.modules.id.to_le_bytes(),
                     conf.to_string().as_bytes(),
+                    // Luau resolves `tidegate.shared.NAME` once, when the script loads (its
+                    // environment is safeenv), so the dicts' limits are part of what it loaded
+                    settings.shared.describe().as_bytes(),
                 ],
             ),
             plugin: name.to_string(),

@@ -89,6 +89,17 @@ impl PartialEq for SharedDicts {
 }
 
 impl SharedDicts {
+    /// The names and limits, in name order (what a loaded script depends on).
+    pub fn describe(&self) -> String {
+        let mut v: Vec<String> = self
+            .0
+            .iter()
+            .map(|(k, (_, l))| format!("{k}={}/{}", l.keys, l.bytes))
+            .collect();
+        v.sort();
+        v.join(",")
+    }
+
     /// The same names and limits over new, empty dicts that no one else sees: for running
     /// module code on trial when a config loads, with no effect on the live dicts.
     pub fn detached(&self) -> SharedDicts {
