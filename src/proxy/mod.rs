@@ -151,6 +151,11 @@ impl ProxyHttp for Proxy {
         ctx: &mut Ctx,
     ) -> Result<Option<std::time::Duration>> {
         response::run_body_filters(session, body, end_of_stream, ctx);
+        if end_of_stream {
+            // the peer's part is over: it stops counting as in flight for least_conn now,
+            // not after the log line (a client's next request can come in between)
+            ctx.inflight = None;
+        }
         Ok(None)
     }
 
