@@ -12,7 +12,8 @@ function M.on_request(req, ctx, conf)
   local key = req.client_ip or "unknown"
   local n, err = tidegate.shared.clients:incr(key, 1, 0, conf.window)
   if not n then
-    -- the dict is full: let the request through rather than refuse everyone
+    -- the key holds something other than a number (the dict evicts old keys when full,
+    -- so this is not a capacity problem): let the request through rather than refuse it
     tidegate.log.warn("client counter: " .. err)
     return
   end
