@@ -108,7 +108,7 @@ fn bench(c: &mut Criterion) {
             Phase::Log,
         ] {
             let lent = Lent {
-                session: &mut s as *mut Session,
+                session: Some(tidegate::proxy::exchange::erase(&mut s)),
                 response: &mut resp as *mut ResponseHeader,
                 ctx: std::ptr::null(),
             };
@@ -138,7 +138,7 @@ fn bench(c: &mut Criterion) {
     }
     let sc = script(3, COMPUTE);
     let lent = Lent {
-        session: &mut s as *mut Session,
+        session: Some(tidegate::proxy::exchange::erase(&mut s)),
         response: std::ptr::null_mut(),
         ctx: std::ptr::null(),
     };
@@ -173,7 +173,7 @@ fn bench(c: &mut Criterion) {
                     let sc = script(5000 + i, &src);
                     let conf = serde_json::json!({});
                     let lent = Lent {
-                        session: std::ptr::null_mut(),
+                        session: None,
                         response: std::ptr::null_mut(),
                         ctx: std::ptr::null(),
                     };

@@ -13,9 +13,9 @@
 use super::{header_pairs, Answer, Flow, Plugin, PluginConfError, PluginError};
 use crate::config::units::parse_duration;
 use crate::proxy::ctx::Ctx;
+use crate::proxy::exchange::Downstream;
 use async_trait::async_trait;
 use bytes::Bytes;
-use pingora::proxy::Session;
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -71,9 +71,13 @@ impl Mock {
 
 #[async_trait]
 impl Plugin for Mock {
-    async fn on_request(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<Flow, PluginError> {
+    async fn on_request(
+        &self,
+        session: &mut dyn Downstream,
+        _ctx: &mut Ctx,
+    ) -> Result<Flow, PluginError> {
         if let Some(p) = &self.path {
-            if session.req_header().uri.path() != p {
+            if session.req().uri.path() != p {
                 return Ok(Flow::Continue);
             }
         }

@@ -29,10 +29,10 @@ pub mod request_id;
 pub mod response_headers;
 
 use crate::proxy::ctx::Ctx;
+use crate::proxy::exchange::Downstream;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
-use pingora::proxy::Session;
 use serde::de::DeserializeOwned;
 use std::sync::Arc;
 
@@ -81,7 +81,7 @@ pub trait Plugin: Send + Sync + std::fmt::Debug {
     /// Request phase, in location order. Return [`Flow::Respond`] to answer and stop.
     async fn on_request(
         &self,
-        _session: &mut Session,
+        _session: &mut dyn Downstream,
         _ctx: &mut Ctx,
     ) -> Result<Flow, PluginError> {
         Ok(Flow::Continue)
@@ -90,7 +90,7 @@ pub trait Plugin: Send + Sync + std::fmt::Debug {
     /// Upstream phase: choose the upstream or the peer (before the balancer), set timeouts.
     async fn on_upstream(
         &self,
-        _session: &mut Session,
+        _session: &mut dyn Downstream,
         _choice: &mut UpstreamChoice,
         _ctx: &mut Ctx,
     ) -> Result<(), PluginError> {
@@ -100,7 +100,7 @@ pub trait Plugin: Send + Sync + std::fmt::Debug {
     /// Response phase: edit the status and headers going to the client.
     fn on_response(
         &self,
-        _session: &Session,
+        _session: &dyn Downstream,
         _resp: &mut ResponseHeader,
         _ctx: &mut Ctx,
     ) -> Result<(), PluginError> {
@@ -111,7 +111,7 @@ pub trait Plugin: Send + Sync + std::fmt::Debug {
     /// as Pingora's body filter is). Replace `*body` to change it; `eof` marks the last call.
     fn on_body(
         &self,
-        _session: &Session,
+        _session: &dyn Downstream,
         _body: &mut Option<Bytes>,
         _eof: bool,
         _ctx: &mut Ctx,
@@ -120,7 +120,7 @@ pub trait Plugin: Send + Sync + std::fmt::Debug {
     }
 
     /// Log phase, after the response is sent.
-    fn on_log(&self, _session: &Session, _ctx: &mut Ctx) {}
+    fn on_log(&self, _session: &dyn Downstream, _ctx: &mut Ctx) {}
 
     /// Files this plugin was built from (a Lua script): the config watch reloads when they change.
     fn watched_files(&self) -> Vec<std::path::PathBuf> {

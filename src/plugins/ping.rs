@@ -9,9 +9,9 @@
 
 use super::{Answer, Flow, Plugin, PluginError};
 use crate::proxy::ctx::Ctx;
+use crate::proxy::exchange::Downstream;
 use async_trait::async_trait;
 use bytes::Bytes;
-use pingora::proxy::Session;
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -47,8 +47,12 @@ impl Ping {
 
 #[async_trait]
 impl Plugin for Ping {
-    async fn on_request(&self, session: &mut Session, _ctx: &mut Ctx) -> Result<Flow, PluginError> {
-        if session.req_header().uri.path() != self.path {
+    async fn on_request(
+        &self,
+        session: &mut dyn Downstream,
+        _ctx: &mut Ctx,
+    ) -> Result<Flow, PluginError> {
+        if session.req().uri.path() != self.path {
             return Ok(Flow::Continue);
         }
         Ok(Flow::Respond(Answer {

@@ -9,10 +9,10 @@
 
 use super::{Answer, Flow, Plugin, PluginConfError, PluginError};
 use crate::proxy::ctx::{Ctx, Vars};
+use crate::proxy::exchange::Downstream;
 use crate::routing::vars::Template;
 use async_trait::async_trait;
 use bytes::Bytes;
-use pingora::proxy::Session;
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -51,7 +51,11 @@ impl Redirect {
 
 #[async_trait]
 impl Plugin for Redirect {
-    async fn on_request(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Flow, PluginError> {
+    async fn on_request(
+        &self,
+        session: &mut dyn Downstream,
+        ctx: &mut Ctx,
+    ) -> Result<Flow, PluginError> {
         let target = self.url.render(&Vars { session, ctx });
         let location = http::HeaderValue::from_str(&target).map_err(|_| PluginError::Failed {
             plugin: "redirect",

@@ -11,9 +11,9 @@
 
 use super::{Flow, Plugin, PluginConfError, PluginError};
 use crate::proxy::ctx::Ctx;
+use crate::proxy::exchange::Downstream;
 use async_trait::async_trait;
 use pingora::http::ResponseHeader;
-use pingora::proxy::Session;
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -53,9 +53,13 @@ fn acceptable(id: &str) -> bool {
 
 #[async_trait]
 impl Plugin for RequestId {
-    async fn on_request(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Flow, PluginError> {
+    async fn on_request(
+        &self,
+        session: &mut dyn Downstream,
+        ctx: &mut Ctx,
+    ) -> Result<Flow, PluginError> {
         let incoming = session
-            .req_header()
+            .req()
             .headers
             .get(&self.header)
             .and_then(|v| v.to_str().ok())
@@ -63,7 +67,7 @@ impl Plugin for RequestId {
             .map(str::to_string);
         let id = incoming.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
         session
-            .req_header_mut()
+            .req_mut()
             .insert_header(self.header.clone(), id.as_str())
             .map_err(|e| PluginError::Failed {
                 plugin: "request_id",
@@ -75,7 +79,7 @@ impl Plugin for RequestId {
 
     fn on_response(
         &self,
-        _s: &Session,
+        _s: &dyn Downstream,
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<(), PluginError> {

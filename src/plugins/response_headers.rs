@@ -10,9 +10,9 @@
 
 use super::{Plugin, PluginConfError, PluginError};
 use crate::proxy::ctx::{Ctx, Vars};
+use crate::proxy::exchange::Downstream;
 use crate::routing::vars::HeaderTemplate;
 use pingora::http::ResponseHeader;
-use pingora::proxy::Session;
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -61,7 +61,7 @@ impl ResponseHeaders {
 impl Plugin for ResponseHeaders {
     fn on_response(
         &self,
-        session: &Session,
+        session: &dyn Downstream,
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<(), PluginError> {

@@ -1,10 +1,10 @@
 //! The per-request context: what one request carries through all phases.
 
+use crate::proxy::exchange::Downstream;
 use crate::routing::vars::{Var, VarSource};
 use crate::routing::RouteMatch;
 use crate::state::State;
 use crate::upstream::{InflightGuard, Upstream};
-use pingora::proxy::Session;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
@@ -104,13 +104,13 @@ impl Ctx {
 
 /// Variables of a request, for templates.
 pub struct Vars<'a> {
-    pub session: &'a Session,
+    pub session: &'a dyn Downstream,
     pub ctx: &'a Ctx,
 }
 
 impl VarSource for Vars<'_> {
     fn write_var(&self, var: &Var, out: &mut String) {
-        let req = self.session.req_header();
+        let req = self.session.req();
         match var {
             Var::Host => out.push_str(&self.ctx.host),
             Var::Scheme => out.push_str(self.ctx.scheme()),

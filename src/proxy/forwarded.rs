@@ -15,9 +15,9 @@
 //! callgrind; most of it is Pingora's `insert_header`).
 
 use super::ctx::Ctx;
+use crate::proxy::exchange::Downstream;
 use ipnet::IpNet;
 use pingora::http::RequestHeader;
-use pingora::proxy::Session;
 use std::net::IpAddr;
 
 fn trusted(list: &[IpNet], ip: IpAddr) -> bool {
@@ -25,18 +25,15 @@ fn trusted(list: &[IpNet], ip: IpAddr) -> bool {
 }
 
 /// Fill `ctx.client_ip` and `ctx.peer_trusted`.
-pub fn identify(session: &Session, ctx: &mut Ctx) {
-    let peer = session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| a.ip());
+pub fn identify(session: &dyn Downstream, ctx: &mut Ctx) {
+    let peer = session.peer_addr().map(|a| a.ip());
     let list = &ctx.server().trusted_proxies;
     let Some(peer) = peer else { return };
     let peer_trusted = !list.is_empty() && trusted(list, peer);
     let mut client = peer;
     if peer_trusted {
         if let Some(xff) = session
-            .req_header()
+            .req()
             .headers
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
@@ -58,18 +55,15 @@ pub fn identify(session: &Session, ctx: &mut Ctx) {
 }
 
 /// Set the forwarding headers on the request going upstream.
-pub fn apply(session: &Session, ctx: &Ctx, up: &mut RequestHeader) -> pingora::Result<()> {
+pub fn apply(session: &dyn Downstream, ctx: &Ctx, up: &mut RequestHeader) -> pingora::Result<()> {
     let incoming = |name: &str| {
         session
-            .req_header()
+            .req()
             .headers
             .get(name)
             .and_then(|v| v.to_str().ok())
     };
-    let peer = session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| a.ip());
+    let peer = session.peer_addr().map(|a| a.ip());
     let mut xff = String::with_capacity(48);
     if ctx.peer_trusted {
         if let Some(prev) = incoming("x-forwarded-for").filter(|p| !p.trim().is_empty()) {

@@ -3,11 +3,11 @@
 use super::ctx::Ctx;
 use super::upstream::cookie;
 use crate::observability::access_log::{Field, LogSource};
-use pingora::proxy::Session;
+use crate::proxy::exchange::Downstream;
 use std::fmt::Write;
 
 /// Write the access log line for this request, if the server has an access log.
-pub fn access_log(session: &Session, ctx: &Ctx) {
+pub fn access_log(session: &dyn Downstream, ctx: &Ctx) {
     let server = ctx.server();
     let (Some(format), Some(writer)) = (
         &server.access_log,
@@ -20,7 +20,7 @@ pub fn access_log(session: &Session, ctx: &Ctx) {
 
 /// A request's values for the access log.
 struct Request<'a> {
-    session: &'a Session,
+    session: &'a dyn Downstream,
     ctx: &'a Ctx,
 }
 
@@ -30,8 +30,8 @@ impl LogSource for Request<'_> {
     }
 }
 
-fn write_field(f: &Field, session: &Session, ctx: &Ctx, out: &mut String) {
-    let req = session.req_header();
+fn write_field(f: &Field, session: &dyn Downstream, ctx: &Ctx, out: &mut String) {
+    let req = session.req();
     let dash = |out: &mut String, v: Option<&str>| {
         out.push_str(v.filter(|s| !s.is_empty()).unwrap_or("-"))
     };
@@ -41,7 +41,7 @@ fn write_field(f: &Field, session: &Session, ctx: &Ctx, out: &mut String) {
         Field::Path => out.push_str(req.uri.path()),
         Field::Query => dash(out, req.uri.query()),
         Field::Uri => out.push_str(req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")),
-        Field::Proto => out.push_str(if session.is_http2() {
+        Field::Proto => out.push_str(if session.http2() {
             "HTTP/2.0"
         } else {
             version(req.version)
@@ -52,7 +52,7 @@ fn write_field(f: &Field, session: &Session, ctx: &Ctx, out: &mut String) {
             let _ = write!(out, "{}", ctx.status);
         }
         Field::Size => {
-            let _ = write!(out, "{}", session.body_bytes_sent());
+            let _ = write!(out, "{}", session.sent_body_bytes());
         }
         Field::Latency => {
             let _ = write!(out, "{}", ctx.start.elapsed().as_millis());
@@ -60,7 +60,7 @@ fn write_field(f: &Field, session: &Session, ctx: &Ctx, out: &mut String) {
         Field::LatencyUs => {
             let _ = write!(out, "{}", ctx.start.elapsed().as_micros());
         }
-        Field::Remote => match session.client_addr() {
+        Field::Remote => match session.peer_addr() {
             Some(a) => {
                 let _ = write!(out, "{a}");
             }
@@ -98,7 +98,7 @@ fn write_field(f: &Field, session: &Session, ctx: &Ctx, out: &mut String) {
         Field::RespHeader(h) => dash(
             out,
             session
-                .response_written()
+                .sent_head()
                 .and_then(|r| r.headers.get(h.as_str()))
                 .and_then(|v| v.to_str().ok()),
         ),

@@ -1,25 +1,22 @@
-//! The proxy: one short Pingora phase method per step of the request flow, each delegating
-//! to the module that does the work.
+//! The phase chain, engine-neutral: one short module per step of the request flow, in flow
+//! order. The engines (`engine/`) call these; plugins and Lua see a [`exchange::Downstream`]
+//! and request/response heads, never an engine's session type.
 //!
 //! ```text
-//! early_request_filter  guard.rs       size limits, framing (smuggling) checks  → 400/414/431
-//! request_filter        route.rs       pick the location                         → 404
-//!                       forwarded.rs   who the client is
-//!                       request.rs     body limit, plugin chain                  → 413, early answer
-//! request_body_filter   request.rs     count undeclared bodies                   → 413
-//! upstream_peer         upstream.rs    upstream and peer (again on each retry)  → 502
-//! upstream_request_…    upstream.rs    rewrite, forwarding and configured headers
-//! fail_to_connect       failure.rs     passive health, retry on another peer
-//! upstream_response_…   (here)         the peer answered: close its circuit
-//! response_filter       response.rs    plugins edit status and headers
-//! response_body_filter  response.rs    plugins transform the body (Lua on_body)
-//! error_while_proxy     failure.rs     passive health, retry only if idempotent
-//! fail_to_proxy         failure.rs     one error → status mapping                → 502/504/…
-//! logging               log.rs         access log line
+//! guard.rs       size limits, framing (smuggling) checks               → 400/414/431
+//! route.rs       pick the location                                      → 404
+//! forwarded.rs   who the client is
+//! request.rs     body limit, plugin chain                               → 413, early answer
+//! upstream.rs    upstream and peer (again on each retry); rewrite,      → 502
+//!                forwarding and configured headers on the upstream request
+//! response.rs    plugins edit status and headers; transform the body (Lua on_body)
+//! failure.rs     passive health, retries, one error → status mapping    → 502/504/…
+//! log.rs         access log line
 //! ```
 
 pub mod ctx;
 pub mod error_page;
+pub mod exchange;
 pub mod failure;
 pub mod forwarded;
 pub mod guard;
@@ -28,191 +25,3 @@ pub mod request;
 pub mod response;
 pub mod route;
 pub mod upstream;
-
-use crate::error::http_status;
-use crate::state::Live;
-use async_trait::async_trait;
-use bytes::Bytes;
-use ctx::Ctx;
-use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::proxy::{FailToProxy, ProxyHttp, Session};
-use pingora::upstreams::peer::HttpPeer;
-use pingora::Result;
-
-/// The proxy for one `[servers.NAME]`.
-pub struct Proxy {
-    pub live: Live,
-    /// index of the server in the config (stable across reloads of the same listeners)
-    pub server: usize,
-}
-
-#[async_trait]
-impl ProxyHttp for Proxy {
-    type CTX = Ctx;
-
-    fn new_ctx(&self) -> Ctx {
-        Ctx::new(self.live.load_full(), self.server)
-    }
-
-    /// Before anything reads the request: limits and framing checks, client timeouts.
-    async fn early_request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
-        crate::server::deadline::header_done();
-        // requests a client sends before reading the answer to the one before are answered
-        // in order on the same connection (RFC 9112 §9.3.2), not dropped; except after an
-        // upgrade request, whose following bytes belong to the new protocol if it is accepted
-        let upgrade = session
-            .req_header()
-            .headers
-            .contains_key(http::header::UPGRADE);
-        if let pingora::protocols::http::server::Session::H1(h1) = session.as_downstream_mut() {
-            h1.set_pipelining_enabled(!upgrade);
-        }
-        let server = ctx.server();
-        session.set_read_timeout(Some(server.body_timeout));
-        session.set_keepalive(Some(server.keepalive_timeout.as_secs()));
-        // whether the connection stays open after a refusal is failure.rs's to decide
-        guard::check(session, server)
-    }
-
-    /// Route, identify the client, check the body limit, then run the plugin chain.
-    /// Returns `true` when the request was answered here.
-    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        if !route::route(session, ctx) {
-            return Err(http_status(404));
-        }
-        forwarded::identify(session, ctx);
-        request::check_declared_body(session, ctx)?;
-        request::check_first_chunk(session, ctx).await?;
-        match request::run_plugins(session, ctx).await? {
-            Some(answer) => {
-                request::respond(session, ctx, answer).await?;
-                Ok(true)
-            }
-            None => Ok(false),
-        }
-    }
-
-    /// Count request body bytes against `client_max_body_size`.
-    async fn request_body_filter(
-        &self,
-        _session: &mut Session,
-        body: &mut Option<Bytes>,
-        _end_of_stream: bool,
-        ctx: &mut Ctx,
-    ) -> Result<()> {
-        request::count_body(body.as_ref(), ctx)
-    }
-
-    /// Pick the upstream and one of its peers; called again for each retry.
-    async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        upstream::select_peer(session, ctx).await
-    }
-
-    /// Rewrite the path and set forwarding and configured headers on the upstream request.
-    async fn upstream_request_filter(
-        &self,
-        session: &mut Session,
-        up: &mut RequestHeader,
-        ctx: &mut Ctx,
-    ) -> Result<()> {
-        upstream::prepare_request(session, ctx, up)
-    }
-
-    /// The peer answered: it is healthy as far as passive checks go.
-    async fn upstream_response_filter(
-        &self,
-        _session: &mut Session,
-        _resp: &mut ResponseHeader,
-        ctx: &mut Ctx,
-    ) -> Result<()> {
-        if let (Some(up), Some(peer)) = (&ctx.upstream, ctx.peer) {
-            up.record_success(peer);
-        }
-        Ok(())
-    }
-
-    /// Plugins edit the response status and headers.
-    async fn response_filter(
-        &self,
-        session: &mut Session,
-        resp: &mut ResponseHeader,
-        ctx: &mut Ctx,
-    ) -> Result<()> {
-        response::run_plugins(session, resp, ctx);
-        Ok(())
-    }
-
-    /// Plugins (Lua `on_body`) transform the response body, chunk by chunk.
-    fn response_body_filter(
-        &self,
-        session: &mut Session,
-        body: &mut Option<Bytes>,
-        end_of_stream: bool,
-        ctx: &mut Ctx,
-    ) -> Result<Option<std::time::Duration>> {
-        response::run_body_filters(session, body, end_of_stream, ctx);
-        if end_of_stream {
-            // the peer's part is over: it stops counting as in flight for least_conn now,
-            // not after the log line (a client's next request can come in between)
-            ctx.inflight = None;
-        }
-        Ok(None)
-    }
-
-    fn fail_to_connect(
-        &self,
-        _session: &mut Session,
-        _peer: &HttpPeer,
-        ctx: &mut Ctx,
-        e: Box<pingora::Error>,
-    ) -> Box<pingora::Error> {
-        failure::connect_failed(ctx, e)
-    }
-
-    fn error_while_proxy(
-        &self,
-        peer: &HttpPeer,
-        session: &mut Session,
-        e: Box<pingora::Error>,
-        ctx: &mut Ctx,
-        client_reused: bool,
-    ) -> Box<pingora::Error> {
-        failure::proxy_failed(
-            session,
-            ctx,
-            e.more_context(format!("peer: {peer}")),
-            client_reused,
-        )
-    }
-
-    async fn fail_to_proxy(
-        &self,
-        session: &mut Session,
-        e: &pingora::Error,
-        ctx: &mut Ctx,
-    ) -> FailToProxy {
-        failure::respond_error(session, ctx, e).await
-    }
-
-    /// Not-found and other answers we chose are not errors worth a log line.
-    fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, e: &pingora::Error) -> bool {
-        matches!(e.etype(), pingora::ErrorType::HTTPStatus(_))
-    }
-
-    async fn logging(&self, session: &mut Session, _e: Option<&pingora::Error>, ctx: &mut Ctx) {
-        crate::server::deadline::request_done();
-        ctx.inflight = None;
-        if ctx.status == 0 {
-            ctx.status = session
-                .response_written()
-                .map(|r| r.status.as_u16())
-                .unwrap_or(0);
-        }
-        if let Some(chain) = ctx.chain() {
-            for def in chain.plugins() {
-                def.plugin.on_log(session, ctx);
-            }
-        }
-        log::access_log(session, ctx);
-    }
-}

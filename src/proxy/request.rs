@@ -3,11 +3,14 @@
 use super::ctx::Ctx;
 use crate::error::http_status;
 use crate::plugins::{Answer, Flow};
+use crate::proxy::exchange::{BodyError, Downstream};
 use pingora::http::ResponseHeader;
-use pingora::proxy::Session;
 
 /// Run the location's plugins in order. `Some(answer)` stops the chain.
-pub async fn run_plugins(session: &mut Session, ctx: &mut Ctx) -> pingora::Result<Option<Answer>> {
+pub async fn run_plugins(
+    session: &mut dyn Downstream,
+    ctx: &mut Ctx,
+) -> pingora::Result<Option<Answer>> {
     let Some(chain) = ctx.chain() else {
         return Ok(None);
     };
@@ -24,8 +27,13 @@ pub async fn run_plugins(session: &mut Session, ctx: &mut Ctx) -> pingora::Resul
     Ok(None)
 }
 
-/// Write a plugin's answer to the client.
-pub async fn respond(session: &mut Session, ctx: &mut Ctx, a: Answer) -> pingora::Result<()> {
+/// A plugin's answer as the head and body to send (no body for HEAD or an empty one), after
+/// the response plugins ran on it. The engine writes them.
+pub fn answer(
+    session: &dyn Downstream,
+    ctx: &mut Ctx,
+    a: Answer,
+) -> pingora::Result<(ResponseHeader, Option<bytes::Bytes>)> {
     let mut resp = ResponseHeader::build(a.status, Some(a.headers.len() + 2))?;
     for (k, v) in a.headers {
         resp.append_header(k, v)?;
@@ -33,20 +41,15 @@ pub async fn respond(session: &mut Session, ctx: &mut Ctx, a: Answer) -> pingora
     resp.insert_header(http::header::CONTENT_LENGTH, a.body.len().to_string())?;
     super::response::run_plugins(session, &mut resp, ctx);
     ctx.status = a.status;
-    let head_only = session.req_header().method == http::Method::HEAD;
-    session
-        .write_response_header(Box::new(resp), head_only || a.body.is_empty())
-        .await?;
-    if !head_only && !a.body.is_empty() {
-        session.write_response_body(Some(a.body), true).await?;
-    }
-    Ok(())
+    let head_only = session.req().method == http::Method::HEAD;
+    let body = (!head_only && !a.body.is_empty()).then_some(a.body);
+    Ok((resp, body))
 }
 
 /// The request's Content-Length, if it has a valid one.
-fn declared_length(session: &Session) -> Option<u64> {
+fn declared_length(session: &dyn Downstream) -> Option<u64> {
     session
-        .req_header()
+        .req()
         .headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -54,7 +57,7 @@ fn declared_length(session: &Session) -> Option<u64> {
 }
 
 /// `client_max_body_size`: refuse a declared length over the limit before reading the body.
-pub fn check_declared_body(session: &Session, ctx: &mut Ctx) -> pingora::Result<()> {
+pub fn check_declared_body(session: &dyn Downstream, ctx: &mut Ctx) -> pingora::Result<()> {
     let limit = ctx.location().and_then(|l| l.client_max_body_size);
     ctx.body_limit = limit;
     let Some(limit) = limit else { return Ok(()) };
@@ -79,30 +82,29 @@ pub fn count_body(body: Option<&bytes::Bytes>, ctx: &mut Ctx) -> pingora::Result
 /// malformed chunk size is a 400 that never opens a connection to the upstream. What is
 /// read stays in Pingora's retry buffer and goes upstream first (a read returns at most
 /// 64 KiB, the buffer's size), and is kept for `req:body()`.
-pub async fn check_first_chunk(session: &mut Session, ctx: &mut Ctx) -> pingora::Result<()> {
-    if session.is_http2()
+pub async fn check_first_chunk(session: &mut dyn Downstream, ctx: &mut Ctx) -> pingora::Result<()> {
+    if session.http2()
         || !session
-            .req_header()
+            .req()
             .headers
             .contains_key(http::header::TRANSFER_ENCODING)
     {
         return Ok(());
     }
-    session.enable_retry_buffering();
-    match session.read_request_body().await {
+    session.keep_body();
+    match session.read_body().await {
         Ok(Some(chunk)) => {
             count_body(Some(&chunk), ctx)?;
             ctx.body_prefix = Some(chunk);
             Ok(())
         }
         Ok(None) => Ok(()),
-        Err(e)
-            if e.esource() == &pingora::ErrorSource::Downstream
-                && matches!(e.etype(), pingora::ErrorType::ReadTimedout) =>
-        {
-            Err(e)
-        }
-        Err(_) => Err(http_status(400)),
+        Err(BodyError::Timeout) => Err(pingora::Error::explain(
+            pingora::ErrorType::ReadTimedout,
+            "reading the first chunk",
+        )
+        .into_down()),
+        Err(BodyError::Broken(_)) => Err(http_status(400)),
     }
 }
 
@@ -112,7 +114,7 @@ pub async fn check_first_chunk(session: &mut Session, ctx: &mut Ctx) -> pingora:
 /// reading cannot be sent on, so the request will be answered with 413 unless the script
 /// answers first.
 pub async fn read_body(
-    session: &mut Session,
+    session: &mut dyn Downstream,
     ctx: &mut Ctx,
     cap: usize,
 ) -> Result<bytes::Bytes, String> {
@@ -126,13 +128,13 @@ pub async fn read_body(
     if declared_length(session).is_some_and(|n| n > cap as u64) {
         return Err(format!("request body larger than {cap} bytes"));
     }
-    session.enable_retry_buffering();
+    session.keep_body();
     let mut buf = bytes::BytesMut::new();
     if let Some(first) = &ctx.body_prefix {
         buf.extend_from_slice(first);
     }
     loop {
-        match session.read_request_body().await {
+        match session.read_body().await {
             Ok(Some(chunk)) => {
                 if buf.len() + chunk.len() > cap {
                     ctx.body_failed = Some(413);
@@ -143,7 +145,7 @@ pub async fn read_body(
             Ok(None) => break,
             Err(e) => {
                 ctx.body_failed = Some(400);
-                return Err(format!("reading the request body: {}", e.etype().as_str()));
+                return Err(e.to_string());
             }
         }
     }

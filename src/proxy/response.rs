@@ -1,12 +1,12 @@
 //! Response phase: the location's plugins edit the status and headers for the client.
 
 use super::ctx::Ctx;
+use crate::proxy::exchange::Downstream;
 use pingora::http::ResponseHeader;
-use pingora::proxy::Session;
 
 /// Run `on_response` of the location's plugins in order. A failing plugin is logged and
 /// skipped: the response is already on its way.
-pub fn run_plugins(session: &Session, resp: &mut ResponseHeader, ctx: &mut Ctx) {
+pub fn run_plugins(session: &dyn Downstream, resp: &mut ResponseHeader, ctx: &mut Ctx) {
     let Some(chain) = ctx.chain() else {
         return;
     };
@@ -21,7 +21,7 @@ pub fn run_plugins(session: &Session, resp: &mut ResponseHeader, ctx: &mut Ctx) 
 /// Run `on_body` of the location's plugins in order on one chunk. A failing plugin is logged
 /// and skipped (the status is already sent).
 pub fn run_body_filters(
-    session: &Session,
+    session: &dyn Downstream,
     body: &mut Option<bytes::Bytes>,
     eof: bool,
     ctx: &mut Ctx,

@@ -1,12 +1,12 @@
 //! Routing phase: pick the location for this request, or answer 404.
 
 use super::ctx::Ctx;
+use crate::proxy::exchange::Downstream;
 use crate::routing::{normalize_host, RouteInput};
-use pingora::proxy::Session;
 
 /// Route the request; `false` means no location matched.
-pub fn route(session: &Session, ctx: &mut Ctx) -> bool {
-    let req = session.req_header();
+pub fn route(session: &dyn Downstream, ctx: &mut Ctx) -> bool {
+    let req = session.req();
     let raw_host = req
         .headers
         .get(http::header::HOST)

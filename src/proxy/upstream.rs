@@ -3,15 +3,15 @@
 use super::ctx::{Ctx, Vars};
 use crate::config::model::UpstreamRef;
 use crate::error::http_status;
+use crate::proxy::exchange::Downstream;
 use crate::routing::rules::query_arg;
 use crate::upstream::balance::{Algo, HashKey};
 use pingora::http::RequestHeader;
-use pingora::proxy::Session;
 use pingora::upstreams::peer::HttpPeer;
 
 /// Run the location's upstream-phase plugins (once per request).
 async fn upstream_phase(
-    session: &mut Session,
+    session: &mut dyn Downstream,
     ctx: &mut Ctx,
 ) -> pingora::Result<Option<crate::plugins::UpstreamChoice>> {
     let Some(chain) = ctx.chain().filter(|c| !c.is_empty()) else {
@@ -31,7 +31,10 @@ async fn upstream_phase(
 }
 
 /// Choose the peer for this attempt (called again on each retry).
-pub async fn select_peer(session: &mut Session, ctx: &mut Ctx) -> pingora::Result<Box<HttpPeer>> {
+pub async fn select_peer(
+    session: &mut dyn Downstream,
+    ctx: &mut Ctx,
+) -> pingora::Result<Box<HttpPeer>> {
     let first = ctx.upstream.is_none() && ctx.tried.is_empty();
     if ctx.upstream.is_none() {
         let loc = ctx.location().ok_or_else(|| http_status(404))?;
@@ -114,9 +117,9 @@ pub async fn select_peer(session: &mut Session, ctx: &mut Ctx) -> pingora::Resul
     Ok(Box::new(http))
 }
 
-fn hash_key(session: &Session, ctx: &Ctx, algo: &Algo) -> Option<Vec<u8>> {
+fn hash_key(session: &dyn Downstream, ctx: &Ctx, algo: &Algo) -> Option<Vec<u8>> {
     let Algo::Hash(k) = algo else { return None };
-    let req = session.req_header();
+    let req = session.req();
     match k {
         HashKey::Ip => ctx.client_ip.map(|ip| ip.to_string().into_bytes()),
         HashKey::Path => Some(req.uri.path().as_bytes().to_vec()),
@@ -145,7 +148,7 @@ pub fn cookie<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
 
 /// Edit the request going upstream: rewrite, forwarding headers, configured headers.
 pub fn prepare_request(
-    session: &Session,
+    session: &dyn Downstream,
     ctx: &Ctx,
     up: &mut RequestHeader,
 ) -> pingora::Result<()> {

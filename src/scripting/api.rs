@@ -6,9 +6,9 @@
 //! errors with "used outside of a hook").
 
 use crate::plugins::Answer;
+use crate::proxy::exchange::{Downstream, RawDownstream};
 use mlua::{Lua, UserData, UserDataFields, UserDataMethods};
 use pingora::http::ResponseHeader;
-use pingora::proxy::Session;
 use std::cell::{Cell, RefCell};
 
 /// `req:body()` reads at most this much: Pingora keeps up to 64 KiB of a request body to send
@@ -40,7 +40,7 @@ impl Phase {
 }
 
 thread_local! {
-    static SESSION: Cell<*mut Session> = const { Cell::new(std::ptr::null_mut()) };
+    static SESSION: Cell<Option<RawDownstream>> = const { Cell::new(None) };
     static RESPONSE: Cell<*mut ResponseHeader> = const { Cell::new(std::ptr::null_mut()) };
     static CTX: Cell<*const crate::proxy::ctx::Ctx> = const { Cell::new(std::ptr::null()) };
     static CHOICE: Cell<*mut crate::plugins::UpstreamChoice> = const { Cell::new(std::ptr::null_mut()) };
@@ -178,7 +178,7 @@ impl Current {
     /// The pointers are used only by Lua code called synchronously on this thread before the
     /// returned guard drops; the guard clears them.
     pub fn enter(
-        session: *mut Session,
+        session: Option<RawDownstream>,
         response: *mut ResponseHeader,
         ctx: *const crate::proxy::ctx::Ctx,
         phase: Phase,
@@ -193,7 +193,7 @@ impl Current {
 
 impl Drop for Current {
     fn drop(&mut self) {
-        SESSION.with(|s| s.set(std::ptr::null_mut()));
+        SESSION.with(|s| s.set(None));
         RESPONSE.with(|r| r.set(std::ptr::null_mut()));
         CTX.with(|c| c.set(std::ptr::null()));
         PHASE.with(|p| p.set(None));
@@ -237,7 +237,7 @@ fn request_host(req: &pingora::http::RequestHeader) -> String {
 }
 
 /// Rebuild a request URI from a path and a query (`None`: no query).
-fn set_uri(s: &mut Session, path: &str, query: Option<&str>) -> mlua::Result<()> {
+fn set_uri(s: &mut dyn Downstream, path: &str, query: Option<&str>) -> mlua::Result<()> {
     let pq = match query {
         Some(q) if !q.is_empty() => format!("{path}?{q}"),
         _ => path.to_string(),
@@ -246,7 +246,7 @@ fn set_uri(s: &mut Session, path: &str, query: Option<&str>) -> mlua::Result<()>
         .path_and_query(pq.as_str())
         .build()
         .map_err(|_| mlua::Error::runtime(format!("invalid path or query {pq:?}")))?;
-    s.req_header_mut().set_uri(uri);
+    s.req_mut().set_uri(uri);
     Ok(())
 }
 
@@ -278,22 +278,22 @@ pub(crate) fn only_in(allowed: &[Phase], what: &str) -> mlua::Result<()> {
     }
 }
 
-fn with_session<R>(f: impl FnOnce(&Session) -> R) -> mlua::Result<R> {
+fn with_session<R>(f: impl FnOnce(&dyn Downstream) -> R) -> mlua::Result<R> {
     phase()?;
     let p = SESSION.with(|s| s.get());
     // SAFETY: non-null only while `Current` is alive, during a synchronous hook call on this
     // thread, pointing at the session the proxy lent for that call.
-    match unsafe { p.as_ref() } {
+    match p.and_then(|p| unsafe { p.as_ref() }) {
         Some(s) => Ok(f(s)),
         None => Err(mlua::Error::runtime("req used outside of a hook")),
     }
 }
 
-fn with_session_mut<R>(what: &str, f: impl FnOnce(&mut Session) -> R) -> mlua::Result<R> {
+fn with_session_mut<R>(what: &str, f: impl FnOnce(&mut dyn Downstream) -> R) -> mlua::Result<R> {
     only_in(&[Phase::Request], what)?;
     let p = SESSION.with(|s| s.get());
     // SAFETY: as in `with_session`; the request phase lends the session mutably.
-    match unsafe { p.as_mut() } {
+    match p.and_then(|p| unsafe { p.as_mut() }) {
         Some(s) => Ok(f(s)),
         None => Err(mlua::Error::runtime("req used outside of a hook")),
     }
@@ -336,30 +336,28 @@ pub struct Req;
 impl UserData for Req {
     fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
         fields.add_field_method_get("method", |_, _| {
-            with_session(|s| s.req_header().method.as_str().to_string())
+            with_session(|s| s.req().method.as_str().to_string())
         });
         fields.add_field_method_get("path", |_, _| {
-            with_session(|s| s.req_header().uri.path().to_string())
+            with_session(|s| s.req().uri.path().to_string())
         });
         fields.add_field_method_get("query", |_, _| {
-            with_session(|s| s.req_header().uri.query().map(str::to_string))
+            with_session(|s| s.req().uri.query().map(str::to_string))
         });
-        fields.add_field_method_get("host", |_, _| {
-            with_session(|s| request_host(s.req_header()))
-        });
+        fields.add_field_method_get("host", |_, _| with_session(|s| request_host(s.req())));
         // the client as `trusted_proxies` resolved it (the peer when it is not trusted)
         fields.add_field_method_get("client_ip", |_, _| {
             with_ctx(|c| c.client_ip.map(|ip| ip.to_string()))
         });
         fields.add_field_method_set("path", |_, _, path: String| {
             with_session_mut("setting req.path", |s| {
-                let q = s.req_header().uri.query().map(str::to_string);
+                let q = s.req().uri.query().map(str::to_string);
                 set_uri(s, &path, q.as_deref())
             })?
         });
         fields.add_field_method_set("query", |_, _, query: Option<String>| {
             with_session_mut("setting req.query", |s| {
-                let p = s.req_header().uri.path().to_string();
+                let p = s.req().uri.path().to_string();
                 set_uri(s, &p, query.as_deref())
             })?
         });
@@ -377,7 +375,7 @@ impl UserData for Req {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_method("header", |_, _, name: String| {
             with_session(|s| {
-                s.req_header()
+                s.req()
                     .headers
                     .get(name.as_str())
                     .and_then(|v| v.to_str().ok())
@@ -386,12 +384,12 @@ impl UserData for Req {
         });
         methods.add_method("set_header", |_, _, (name, value): (String, String)| {
             let (n, v) = (header_name(&name)?, header_value(&value)?);
-            with_session_mut("req:set_header", |s| s.req_header_mut().insert_header(n, v))?
+            with_session_mut("req:set_header", |s| s.req_mut().insert_header(n, v))?
                 .map_err(|e| mlua::Error::runtime(e.to_string()))
         });
         methods.add_method("add_header", |_, _, (name, value): (String, String)| {
             let (n, v) = (header_name(&name)?, header_value(&value)?);
-            with_session_mut("req:add_header", |s| s.req_header_mut().append_header(n, v))?
+            with_session_mut("req:add_header", |s| s.req_mut().append_header(n, v))?
                 .map(|_| ())
                 .map_err(|e| mlua::Error::runtime(e.to_string()))
         });
@@ -399,8 +397,8 @@ impl UserData for Req {
             let p = SESSION.with(|s| s.get());
             phase()?;
             // SAFETY: as in `with_session`; reading only.
-            match unsafe { p.as_ref() } {
-                Some(s) => headers_table(lua, &s.req_header().headers),
+            match p.and_then(|p| unsafe { p.as_ref() }) {
+                Some(s) => headers_table(lua, &s.req().headers),
                 None => Err(mlua::Error::runtime("req used outside of a hook")),
             }
         });
@@ -418,22 +416,18 @@ impl UserData for Req {
                 return Ok(capture);
             }
             with_session(|s| match name.as_str() {
-                "host" => Some(request_host(s.req_header())),
-                "uri" => Some(s.req_header().uri.path().to_string()),
-                "args" => s.req_header().uri.query().map(str::to_string),
-                "request_uri" => s
-                    .req_header()
-                    .uri
-                    .path_and_query()
-                    .map(|p| p.as_str().to_string()),
-                "method" => Some(s.req_header().method.as_str().to_string()),
+                "host" => Some(request_host(s.req())),
+                "uri" => Some(s.req().uri.path().to_string()),
+                "args" => s.req().uri.query().map(str::to_string),
+                "request_uri" => s.req().uri.path_and_query().map(|p| p.as_str().to_string()),
+                "method" => Some(s.req().method.as_str().to_string()),
                 "scheme" => Some(scheme.to_string()),
                 _ => None,
             })
         });
         methods.add_method("query_arg", |_, _, name: String| {
             with_session(|s| {
-                s.req_header()
+                s.req()
                     .uri
                     .query()
                     .and_then(|q| crate::routing::rules::query_arg(q, &name))
@@ -444,9 +438,9 @@ impl UserData for Req {
             "set_query_arg",
             |_, _, (name, value): (String, Option<String>)| {
                 with_session_mut("req:set_query_arg", |s| {
-                    let path = s.req_header().uri.path().to_string();
+                    let path = s.req().uri.path().to_string();
                     let mut pairs: Vec<String> = s
-                        .req_header()
+                        .req()
                         .uri
                         .query()
                         .unwrap_or("")
@@ -463,7 +457,7 @@ impl UserData for Req {
         );
         methods.add_method("remove_header", |_, _, name: String| {
             with_session_mut("req:remove_header", |s| {
-                s.req_header_mut().remove_header(name.as_str());
+                s.req_mut().remove_header(name.as_str());
             })
         });
         methods.add_method(

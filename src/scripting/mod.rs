@@ -44,10 +44,10 @@ pub mod wait;
 
 use crate::plugins::{Flow, Plugin, PluginConfError, PluginError};
 use crate::proxy::ctx::Ctx;
+use crate::proxy::exchange::Downstream;
 use api::Phase;
 use async_trait::async_trait;
 use pingora::http::ResponseHeader;
-use pingora::proxy::Session;
 use serde::Deserialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -206,9 +206,9 @@ fn rid(ctx: &mut Ctx) -> u64 {
 
 /// The pointers a hook call borrows, taken afresh for each call or resume (never held
 /// across an await).
-fn lend(session: &mut Session, ctx: &Ctx) -> vm::Lent {
+fn lend(session: &mut dyn Downstream, ctx: &Ctx) -> vm::Lent {
     vm::Lent {
-        session: session as *mut Session,
+        session: Some(crate::proxy::exchange::erase(session)),
         response: std::ptr::null_mut(),
         ctx: ctx as *const Ctx,
     }
@@ -223,9 +223,9 @@ fn settle(ctx: &mut Ctx, answer: &mut Option<crate::plugins::Answer>) {
 }
 
 /// The response header already sent, for hooks after it (null before).
-fn written(session: &Session) -> *mut ResponseHeader {
+fn written(session: &dyn Downstream) -> *mut ResponseHeader {
     session
-        .response_written()
+        .sent_head()
         .map(|r| r as *const ResponseHeader as *mut ResponseHeader)
         .unwrap_or(std::ptr::null_mut())
 }
@@ -235,7 +235,7 @@ impl LuaPlugin {
     /// error is logged with script, line and request id.
     fn call_sync(
         &self,
-        session: &Session,
+        session: &dyn Downstream,
         response: *mut ResponseHeader,
         ctx: &mut Ctx,
         phase: Phase,
@@ -248,7 +248,7 @@ impl LuaPlugin {
             id,
             &self.conf,
             vm::Lent {
-                session: session as *const Session as *mut Session,
+                session: Some(crate::proxy::exchange::erase_shared(session)),
                 response,
                 ctx: &*ctx as *const Ctx,
             },
@@ -259,7 +259,12 @@ impl LuaPlugin {
     }
 
     /// Do what a waiting hook asked for.
-    async fn wait(&self, session: &mut Session, ctx: &mut Ctx, w: wait::Wait) -> wait::Waited {
+    async fn wait(
+        &self,
+        session: &mut dyn Downstream,
+        ctx: &mut Ctx,
+        w: wait::Wait,
+    ) -> wait::Waited {
         match w {
             wait::Wait::Http(o) => {
                 wait::Waited::Http(http_client::send(*o, &self.script.http_policy).await)
@@ -273,7 +278,7 @@ impl LuaPlugin {
     /// Run a coroutine hook (`on_request`, `on_upstream`) to its end, doing its waits.
     async fn run_waiting(
         &self,
-        session: &mut Session,
+        session: &mut dyn Downstream,
         ctx: &mut Ctx,
         phase: Phase,
         choice: Option<&mut crate::plugins::UpstreamChoice>,
@@ -320,7 +325,11 @@ impl LuaPlugin {
 
 #[async_trait]
 impl Plugin for LuaPlugin {
-    async fn on_request(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Flow, PluginError> {
+    async fn on_request(
+        &self,
+        session: &mut dyn Downstream,
+        ctx: &mut Ctx,
+    ) -> Result<Flow, PluginError> {
         let answer = self.run_waiting(session, ctx, Phase::Request, None).await?;
         if let Some(a) = answer {
             return Ok(Flow::Respond(a));
@@ -338,18 +347,18 @@ impl Plugin for LuaPlugin {
 
     fn on_response(
         &self,
-        session: &Session,
+        session: &dyn Downstream,
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<(), PluginError> {
         // the request is only read in this phase (the API refuses writes outside on_request)
         let r = self.call_sync(session, resp, ctx, Phase::Response, None);
         let has_body = !matches!(resp.status.as_u16(), 100..=199 | 204 | 304)
-            && session.req_header().method != http::Method::HEAD;
+            && session.req().method != http::Method::HEAD;
         if has_body && vm::has_hook(&self.script, Phase::Body, &self.conf) {
             // on_body may change the length: send the body chunked (or close-delimited)
             resp.remove_header(&http::header::CONTENT_LENGTH);
-            if session.req_header().version == http::Version::HTTP_11 {
+            if session.req().version == http::Version::HTTP_11 {
                 let _ = resp.insert_header(http::header::TRANSFER_ENCODING, "chunked");
             }
             ctx.body_filtered = true;
@@ -359,7 +368,7 @@ impl Plugin for LuaPlugin {
 
     fn on_body(
         &self,
-        session: &Session,
+        session: &dyn Downstream,
         body: &mut Option<bytes::Bytes>,
         eof: bool,
         ctx: &mut Ctx,
@@ -380,7 +389,7 @@ impl Plugin for LuaPlugin {
 
     async fn on_upstream(
         &self,
-        session: &mut Session,
+        session: &mut dyn Downstream,
         choice: &mut crate::plugins::UpstreamChoice,
         ctx: &mut Ctx,
     ) -> Result<(), PluginError> {
@@ -394,7 +403,7 @@ impl Plugin for LuaPlugin {
         self.file.iter().cloned().chain(modules).collect()
     }
 
-    fn on_log(&self, session: &Session, ctx: &mut Ctx) {
+    fn on_log(&self, session: &dyn Downstream, ctx: &mut Ctx) {
         // an error is logged by call_sync; the log phase cannot fail the request
         let _ = self.call_sync(session, written(session), ctx, Phase::Log, None);
     }

@@ -459,7 +459,7 @@ pub fn compile_check(chunk_name: &str, source: &str) -> Result<(), String> {
 /// What the proxy lends a hook call: pointers valid for the duration of the call only.
 #[derive(Clone, Copy)]
 pub struct Lent {
-    pub session: *mut pingora::proxy::Session,
+    pub session: Option<crate::proxy::exchange::RawDownstream>,
     /// null outside on_response / on_body / on_log
     pub response: *mut pingora::http::ResponseHeader,
     pub ctx: *const crate::proxy::ctx::Ctx,

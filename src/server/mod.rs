@@ -7,8 +7,8 @@ pub mod signals;
 
 use crate::config::source::Source;
 use crate::config::Config;
+use crate::engine::pingora_adapter::Proxy;
 use crate::error::StartError;
-use crate::proxy::Proxy;
 use crate::reload::Reloader;
 use crate::state::{Live, State};
 use arc_swap::ArcSwap;
