@@ -40,6 +40,17 @@ pub struct State {
 }
 
 impl State {
+    /// Whether the own HTTP/1 loop serves this server's connections: `engine = "native"`
+    /// (the default) and every upstream spoken to in plain HTTP/1 (the loop does not speak
+    /// TLS or HTTP/2 to upstreams yet; with such an upstream the whole server stays on
+    /// Pingora's path, which `tidegate check` and the start log say).
+    pub fn native_h1(&self, server: usize) -> bool {
+        self.servers
+            .get(server)
+            .is_some_and(|s| s.conf.engine == crate::config::model::Engine::Native)
+            && self.upstreams.iter().all(|u| u.conf.plain_h1())
+    }
+
     /// The first version, at start.
     pub fn build(config: Config) -> Result<State, StartError> {
         let servers = config

@@ -7,6 +7,15 @@ use common::*;
 use std::io::{BufReader, Read, Write};
 
 fn proxy(origin: &Origin, basic: &str, upstream_extra: &str) -> (Tidegate, u16) {
+    proxy_with(origin, basic, "", upstream_extra)
+}
+
+fn proxy_with(
+    origin: &Origin,
+    basic: &str,
+    server_extra: &str,
+    upstream_extra: &str,
+) -> (Tidegate, u16) {
     let port = free_port();
     let cfg = format!(
         r#"
@@ -18,6 +27,7 @@ addr = "127.0.0.1:{port}"
 locations = ["all", "old"]
 http2 = true
 header_timeout = "1s"
+{server_extra}
 
 [locations.all]
 host = "h"
@@ -82,9 +92,8 @@ fn http11_without_host_is_400_and_never_reaches_the_origin() {
 }
 
 /// Errors after a whole request keep the connection; errors about the framing, or with a
-/// body left unread, close it. (After an upstream failure Pingora always closes the client's
-/// connection, so a 502 says `Connection: close`, truthfully; the HTTP/1 engine of the fast
-/// path will keep it.)
+/// body left unread, close it. The own HTTP/1 loop keeps it after an upstream failure too;
+/// Pingora's path always closes it then, and its 502 says `Connection: close`, truthfully.
 #[test]
 fn errors_keep_the_connection_when_the_request_was_read_whole() {
     let origin = Origin::start(|r| {
@@ -127,11 +136,19 @@ fn errors_keep_the_connection_when_the_request_was_read_whole() {
             assert!(v["reason"].as_str().is_some_and(|s| !s.is_empty()));
         }
     }
-    // an upstream failure: the page, and an honest close
-    let down = send(port, b"GET /down HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
+    // an upstream failure after a whole request: the page, and the connection stays
+    (&s).write_all(b"GET /down HTTP/1.1\r\nHost: h\r\n\r\n")
+        .unwrap();
+    let down = responses(&mut r, 1).remove(0);
+    assert_eq!(down.status, 502);
+    assert_ne!(down.header("connection"), Some("close"));
+    assert_eq!(down.header("content-type"), Some("application/json"));
+    // on Pingora's path (`engine = "pingora"`) the connection closes after an upstream
+    // failure, and the answer says so
+    let (_p, pport) = proxy_with(&origin, "", "engine = \"pingora\"", "");
+    let down = send(pport, b"GET /down HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
     assert_eq!(down.status, 502);
     assert_eq!(down.header("connection"), Some("close"));
-    assert_eq!(down.header("content-type"), Some("application/json"));
     // a declared body over the limit is never read: the connection must close after the 413
     (&s).write_all(b"POST /big HTTP/1.1\r\nHost: h\r\nContent-Length: 5000\r\n\r\n")
         .unwrap();
@@ -206,4 +223,33 @@ fn slow_clients_on_an_h2c_listener_are_cut_at_the_header_timeout() {
     }
     let r = send(port, b"GET /old HTTP/1.0\r\n\r\n").unwrap();
     assert_eq!(r.text(), "/old");
+}
+
+/// Over-long request lines are 414 and over-large heads 431 at any size (not a 400 from
+/// Pingora), with the error page, and the client gets the answer although it sent more.
+#[test]
+fn limits_answer_414_and_431_at_any_size() {
+    let origin = Origin::start(|r| ok(&r.path));
+    let (_t, port) = proxy(&origin, r#"error_template = '{"status": {status}}'"#, "");
+    let line = |n: usize| format!("GET /{} HTTP/1.1\r\nHost: h\r\n\r\n", "u".repeat(n));
+    for (raw, status) in [
+        (line(100 << 10), 414),
+        (line(1 << 20), 414),
+        (
+            format!(
+                "GET / HTTP/1.1\r\nHost: h\r\nX-Big: {}\r\n\r\n",
+                "b".repeat(300 << 10)
+            ),
+            431,
+        ),
+        (line(9 << 10), 414),
+    ] {
+        let resp = send(port, raw.as_bytes()).unwrap();
+        assert_eq!(resp.status, status, "{} bytes", raw.len());
+        assert_eq!(resp.header("server"), None);
+        assert_eq!(resp.header("content-type"), Some("application/json"));
+        let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+        assert_eq!(v["status"], status);
+    }
+    assert_eq!(origin.count(), 0, "a refused request reached the origin");
 }

@@ -43,6 +43,15 @@ pub struct Basic {
     pub error_page: crate::proxy::error_page::ErrorPage,
 }
 
+/// `[servers.NAME] engine`: the data path for HTTP/1 connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// the own HTTP/1 loop (`engine/h1/`); requests it does not serve go to Pingora's
+    Native,
+    /// Pingora's HTTP/1 proxy for every request
+    Pingora,
+}
+
 /// `[servers.NAME]`
 #[derive(Debug, Clone)]
 pub struct Server {
@@ -50,6 +59,8 @@ pub struct Server {
     pub addrs: Vec<SocketAddr>,
     pub locations: Vec<usize>,
     pub http2: bool,
+    /// which data path serves its HTTP/1 connections
+    pub engine: Engine,
     pub access_log: Option<LogFormat>,
     pub access_log_path: Option<String>,
     pub trusted_proxies: Vec<IpNet>,

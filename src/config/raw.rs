@@ -65,6 +65,7 @@ pub struct RawServer {
     pub locations: Vec<String>,
     #[serde(default)]
     pub http2: bool,
+    pub engine: Option<String>,
     #[serde(default)]
     pub tls: bool,
     pub access_log: Option<String>,

@@ -13,15 +13,25 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::{FailToProxy, Session};
 
 pub fn connect_failed(ctx: &mut Ctx, mut e: Box<pingora::Error>) -> Box<pingora::Error> {
-    if let (Some(up), Some(peer)) = (&ctx.upstream, ctx.peer) {
-        up.record_failure(peer);
-        let attempts = ctx.tried.len() as u32;
-        if attempts <= up.conf.retries && attempts < up.peers.len() as u32 {
-            e.set_retry(true);
-        }
+    if peer_failed(ctx) {
+        e.set_retry(true);
     }
-    ctx.inflight = None;
     e
+}
+
+/// The chosen peer failed: count it against the peer (passive health), stop counting the
+/// request as in flight there, and say whether `retries` and the number of peers allow
+/// another attempt on another peer.
+pub fn peer_failed(ctx: &mut Ctx) -> bool {
+    ctx.inflight = None;
+    match (&ctx.upstream, ctx.peer) {
+        (Some(up), Some(peer)) => {
+            up.record_failure(peer);
+            let attempts = ctx.tried.len() as u32;
+            attempts <= up.conf.retries && attempts < up.peers.len() as u32
+        }
+        _ => false,
+    }
 }
 
 pub fn proxy_failed(
@@ -93,18 +103,29 @@ pub async fn respond_error(
     }
 }
 
-async fn write_page(session: &mut Session, ctx: &Ctx, code: u16) -> pingora::Result<()> {
+/// The error page for `code` (`[basic] error_template`) as the head and body to send (no
+/// body for HEAD), for every engine.
+pub fn error_response(
+    ctx: &Ctx,
+    code: u16,
+    head_only: bool,
+) -> pingora::Result<(ResponseHeader, Option<bytes::Bytes>)> {
     let page = &ctx.state.config.basic.error_page;
     let body = page.render(code, ctx.request_id.as_deref());
     let mut resp = ResponseHeader::build(code, Some(4))?;
     resp.insert_header(http::header::CONTENT_TYPE, page.content_type())?;
     resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
     resp.insert_header(http::header::CACHE_CONTROL, "private, no-store")?;
+    Ok((resp, (!head_only).then_some(body)))
+}
+
+async fn write_page(session: &mut Session, ctx: &Ctx, code: u16) -> pingora::Result<()> {
     let head_only = session.req_header().method == http::Method::HEAD;
+    let (resp, body) = error_response(ctx, code, head_only)?;
     session
-        .write_response_header(Box::new(resp), head_only)
+        .write_response_header(Box::new(resp), body.is_none())
         .await?;
-    if !head_only {
+    if let Some(body) = body {
         session.write_response_body(Some(body), true).await?;
     }
     Ok(())

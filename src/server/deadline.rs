@@ -111,6 +111,17 @@ pub struct Guarded<P> {
     /// on a listener that takes h2c: the app for HTTP/2 connections (Pingora's h2c on)
     pub inner_h2: Option<Arc<HttpProxy<P>>>,
     pub header_timeout: Duration,
+    /// the live config and this server's index: whether the own HTTP/1 loop serves
+    pub live: crate::state::Live,
+    pub server: usize,
+}
+
+/// The start of a connection, read ahead of any app.
+enum First {
+    /// a plain TCP stream, the bytes read from it, and whether they are HTTP/2's preface
+    Plain(Box<pingora::protocols::l4::stream::Stream>, Vec<u8>, bool),
+    /// another kind of stream (left as it is), and whether it starts with the preface
+    Other(Stream, bool),
 }
 
 /// The most this reads ahead of Pingora: a head larger than this is left for Pingora to read
@@ -127,7 +138,7 @@ const READ_AHEAD: usize = 64 << 10;
 /// the connection; a client then sees its request go unanswered. With the head already
 /// read, Pingora parses it at once and answers (with `Connection: close`). A short
 /// HTTP/1 request is never kept waiting for the 24 bytes of a preface.
-async fn read_first_head(stream: Stream, h2c: bool) -> Option<(Stream, bool)> {
+async fn read_first_head(stream: Stream, h2c: bool) -> Option<First> {
     use pingora::protocols::l4::stream::Stream as L4;
     use tokio::io::AsyncReadExt;
     if !stream.as_any().is::<L4>() {
@@ -135,7 +146,7 @@ async fn read_first_head(stream: Stream, h2c: bool) -> Option<(Stream, bool)> {
         let mut stream = stream;
         let mut buf = [0u8; H2_PREFACE.len()];
         let h2 = h2c && matches!(stream.try_peek(&mut buf).await, Ok(true)) && buf == H2_PREFACE;
-        return Some((stream, h2));
+        return Some(First::Other(stream, h2));
     }
     let mut l4: Box<L4> = stream.into_any().downcast().ok()?;
     let mut buf = Vec::with_capacity(1024);
@@ -161,8 +172,15 @@ async fn read_first_head(stream: Stream, h2c: bool) -> Option<(Stream, bool)> {
             break false;
         }
     };
-    l4.rewind(&buf);
-    Some((l4, h2))
+    Some(First::Plain(l4, buf, h2))
+}
+
+impl<P> Guarded<P> {
+    /// Whether this server's HTTP/1 connections go to the own loop (read per connection,
+    /// so a reload that changes `engine` applies to new connections).
+    fn native(&self) -> bool {
+        self.live.load().native_h1(self.server)
+    }
 }
 
 #[async_trait]
@@ -191,7 +209,25 @@ where
                 return None;
             }
         };
-        let (stream, h2) = head?;
+        let (stream, h2): (Stream, bool) = match head? {
+            First::Plain(l4, buf, false) if self.native() => {
+                use crate::engine::h1::{client::Client, serve};
+                let client = Client::new(l4, bytes::BytesMut::from(&buf[..]));
+                match serve::serve(client, &self.live, self.server, shutdown).await {
+                    serve::Next::Closed => return None,
+                    // Pingora's path reads the rest, with the clock armed for its head
+                    serve::Next::HandOver(l4) => {
+                        clock.arm();
+                        (l4, false)
+                    }
+                }
+            }
+            First::Plain(mut l4, buf, h2) => {
+                l4.rewind(&buf);
+                (l4, h2)
+            }
+            First::Other(stream, h2) => (stream, h2),
+        };
         clock.h2.store(h2, Ordering::Relaxed);
         let app = match &self.inner_h2 {
             Some(h2_app) if h2 => h2_app,

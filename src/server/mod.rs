@@ -131,6 +131,8 @@ pub fn run(
             inner: Arc::new(pingora::proxy::http_proxy(&server.configuration, proxy())),
             inner_h2,
             header_timeout: s.header_timeout,
+            live: live.clone(),
+            server: i,
         };
         let mut svc = pingora::services::listening::Service::new(
             format!("tidegate server {}", s.name),

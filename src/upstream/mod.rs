@@ -66,6 +66,13 @@ pub struct UpstreamConf {
     pub fail_timeout: Duration,
 }
 
+impl UpstreamConf {
+    /// Spoken to in plain HTTP/1.1 (no TLS; h2c only with `alpn = "h2"`).
+    pub fn plain_h1(&self) -> bool {
+        !self.tls && self.alpn != Alpn::H2
+    }
+}
+
 /// One peer and its live state.
 #[derive(Debug)]
 pub struct Peer {

@@ -108,11 +108,25 @@ pub(in crate::config) fn build_server(
                 v: &Option<crate::config::raw::Size>,
                 default: u64|
      -> usize { b.size(doc, t, key, v).unwrap_or(default) as usize };
+    let engine = match raw.engine.as_deref() {
+        None | Some("native") => Engine::Native,
+        Some("pingora") => Engine::Pingora,
+        Some(other) => {
+            b.err(
+                doc,
+                t,
+                Some("engine"),
+                format!("unknown engine `{other}`; one of native, pingora"),
+            );
+            Engine::Native
+        }
+    };
     Server {
         name: name.to_string(),
         addrs,
         locations,
         http2: raw.http2,
+        engine,
         access_log,
         access_log_path: raw.access_log_path,
         trusted_proxies,

@@ -1,0 +1,139 @@
+//! The client side of the own HTTP/1 loop: the connection with its reused buffers, and one
+//! request on it as the phase chain's [`Downstream`].
+
+use crate::proxy::exchange::{BodyError, Downstream};
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use http::HeaderMap;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::protocols::l4::stream::Stream as L4;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One client connection and what it reuses from request to request.
+pub struct Client {
+    pub stream: Box<L4>,
+    /// bytes read and not yet consumed (the next pipelined request may be here already)
+    pub buf: BytesMut,
+    /// what is about to be written
+    pub out: Vec<u8>,
+    pub peer: Option<SocketAddr>,
+    /// header maps kept for their capacity: the request's, the upstream request's, the
+    /// response's
+    pub req_map: Option<HeaderMap>,
+    pub up_map: Option<HeaderMap>,
+    pub resp_map: Option<HeaderMap>,
+}
+
+impl Client {
+    pub fn new(stream: Box<L4>, buf: BytesMut) -> Client {
+        use pingora::protocols::GetSocketDigest;
+        let peer = stream
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).copied());
+        Client {
+            stream,
+            buf,
+            out: Vec::with_capacity(16 << 10),
+            peer,
+            req_map: None,
+            up_map: None,
+            resp_map: None,
+        }
+    }
+
+    /// Read more into `buf`; `Ok(0)` when the client closed.
+    pub async fn fill(&mut self) -> std::io::Result<usize> {
+        if self.buf.capacity() - self.buf.len() < 2048 {
+            self.buf.reserve(8 << 10);
+        }
+        self.stream.read_buf(&mut self.buf).await
+    }
+
+    /// Write out what `out` holds.
+    pub async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            self.stream.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        self.stream.flush().await
+    }
+}
+
+/// One request on a [`Client`], as the phase chain sees it.
+pub struct Exchange<'c> {
+    pub client: &'c mut Client,
+    pub head: RequestHeader,
+    /// request body bytes not yet read from the client
+    pub body_left: u64,
+    /// the body read so far, when a script asked for it (it is sent upstream from here)
+    pub kept: Option<BytesMut>,
+    pub sent_head: Option<ResponseHeader>,
+    pub sent_bytes: usize,
+    pub body_timeout: Duration,
+}
+
+#[async_trait]
+impl Downstream for Exchange<'_> {
+    fn req(&self) -> &RequestHeader {
+        &self.head
+    }
+
+    fn req_mut(&mut self) -> &mut RequestHeader {
+        &mut self.head
+    }
+
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        self.client.peer
+    }
+
+    fn http2(&self) -> bool {
+        false
+    }
+
+    fn sent_head(&self) -> Option<&ResponseHeader> {
+        self.sent_head.as_ref()
+    }
+
+    fn sent_body_bytes(&self) -> usize {
+        self.sent_bytes
+    }
+
+    fn keep_body(&mut self) {
+        if self.kept.is_none() {
+            self.kept = Some(BytesMut::new());
+        }
+    }
+
+    async fn read_body(&mut self) -> Result<Option<Bytes>, BodyError> {
+        let Some(chunk) = self.next_body_piece().await? else {
+            return Ok(None);
+        };
+        if let Some(k) = &mut self.kept {
+            k.extend_from_slice(&chunk);
+        }
+        Ok(Some(chunk))
+    }
+}
+
+impl Exchange<'_> {
+    /// The next piece of the request body from the client, without keeping it.
+    pub async fn next_body_piece(&mut self) -> Result<Option<Bytes>, BodyError> {
+        if self.body_left == 0 {
+            return Ok(None);
+        }
+        if self.client.buf.is_empty() {
+            let n = tokio::time::timeout(self.body_timeout, self.client.fill())
+                .await
+                .map_err(|_| BodyError::Timeout)?
+                .map_err(|e| BodyError::Broken(e.to_string()))?;
+            if n == 0 {
+                return Err(BodyError::Broken("the client closed mid-body".into()));
+            }
+        }
+        let n = (self.client.buf.len() as u64).min(self.body_left) as usize;
+        self.body_left -= n as u64;
+        Ok(Some(self.client.buf.split_to(n).freeze()))
+    }
+}

@@ -1,0 +1,25 @@
+//! The own HTTP/1 data path: a sequential loop per connection with reused buffers, heads
+//! parsed in place, a per-thread pool of upstream connections, bodies streamed with
+//! back-pressure. It serves the plain requests that make nearly all traffic and hands every
+//! other one to Pingora's path (`head.rs` says which), so both run the same phase chain.
+//!
+//! ```toml
+//! [servers.web]
+//! engine = "native"    # default; "pingora" sends every request through Pingora's proxy
+//! ```
+//!
+//! - `head.rs`: parse a request head, decide whether it is served here
+//! - `client.rs`: the client connection; one request as the chain's `Downstream`
+//! - `serve.rs`: the loop and the flow of one request through the phases
+//! - `origin.rs`: one exchange with an upstream peer; response heads and framing
+//! - `pool.rs`: idle upstream connections per thread
+//! - `chunked.rs`: the chunked coding, decoded in place
+//! - `respond.rs`: response heads, answers and body relay to the client
+
+pub mod chunked;
+pub mod client;
+pub mod head;
+pub mod origin;
+pub mod pool;
+pub mod respond;
+pub mod serve;

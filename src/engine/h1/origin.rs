@@ -1,0 +1,293 @@
+//! One HTTP/1.1 exchange with an upstream peer over plain TCP: connect (or take an idle
+//! connection from the thread's pool), send the head, read the response head, and say how
+//! its body is framed (RFC 9112 §6.3).
+
+use super::pool;
+use bytes::{Buf, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use pingora::http::{RequestHeader, ResponseHeader};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The most a response head may take.
+const MAX_HEAD: usize = 64 << 10;
+const MAX_HEADERS: usize = 128;
+
+/// What went wrong with the upstream, for the status (502 or 504) and the retry decision.
+#[derive(Debug, thiserror::Error)]
+pub enum OriginError {
+    #[error("connect: {0}")]
+    Connect(std::io::Error),
+    #[error("connect timed out")]
+    ConnectTimeout,
+    #[error("sending the request: {0}")]
+    Write(std::io::Error),
+    #[error("no response within the read timeout")]
+    ReadTimeout,
+    #[error("reading the response: {0}")]
+    Read(std::io::Error),
+    /// the peer closed before a whole response head; `early`: before any byte of it
+    #[error("the upstream closed the connection")]
+    Closed { early: bool },
+    #[error("malformed response: {0}")]
+    Malformed(&'static str),
+}
+
+impl OriginError {
+    /// The status the client gets.
+    pub fn status(&self) -> u16 {
+        match self {
+            OriginError::ConnectTimeout | OriginError::ReadTimeout => 504,
+            _ => 502,
+        }
+    }
+}
+
+/// How a response body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    None,
+    Length(u64),
+    Chunked,
+    /// until the upstream closes
+    Close,
+}
+
+/// An upstream connection and its read buffer.
+pub struct Origin {
+    pub conn: TcpStream,
+    pub buf: BytesMut,
+    pub addr: SocketAddr,
+    /// taken from the pool (a failure before any response byte may just mean the peer closed
+    /// it meanwhile: the request is tried once more on a fresh connection)
+    pub reused: bool,
+}
+
+async fn within<T>(limit: Option<Duration>, f: impl std::future::Future<Output = T>) -> Option<T> {
+    match limit {
+        Some(d) => tokio::time::timeout(d, f).await.ok(),
+        None => Some(f.await),
+    }
+}
+
+impl Origin {
+    /// An idle pooled connection to `addr`, or a new one.
+    pub async fn open(
+        addr: SocketAddr,
+        connect_timeout: Option<Duration>,
+        idle_limit: Duration,
+        fresh: bool,
+    ) -> Result<Origin, OriginError> {
+        if !fresh {
+            if let Some(conn) = pool::checkout(addr, idle_limit) {
+                return Ok(Origin {
+                    conn,
+                    buf: BytesMut::with_capacity(8192),
+                    addr,
+                    reused: true,
+                });
+            }
+        }
+        let conn = within(connect_timeout, TcpStream::connect(addr))
+            .await
+            .ok_or(OriginError::ConnectTimeout)?
+            .map_err(OriginError::Connect)?;
+        let _ = conn.set_nodelay(true);
+        Ok(Origin {
+            conn,
+            buf: BytesMut::with_capacity(8192),
+            addr,
+            reused: false,
+        })
+    }
+
+    /// Write `bytes` (a head, a piece of body).
+    pub async fn send(&mut self, bytes: &[u8], limit: Option<Duration>) -> Result<(), OriginError> {
+        within(limit, self.conn.write_all(bytes))
+            .await
+            .ok_or(OriginError::Write(std::io::ErrorKind::TimedOut.into()))?
+            .map_err(OriginError::Write)
+    }
+
+    /// Read more of the response into the buffer; `Ok(0)` at end of stream.
+    pub async fn fill(&mut self, limit: Option<Duration>) -> Result<usize, OriginError> {
+        if self.buf.capacity() - self.buf.len() < 4096 {
+            self.buf.reserve(16 << 10);
+        }
+        within(limit, self.conn.read_buf(&mut self.buf))
+            .await
+            .ok_or(OriginError::ReadTimeout)?
+            .map_err(OriginError::Read)
+    }
+
+    /// Read the final response head (interim 1xx responses are skipped). Returns the head,
+    /// the body's framing, and whether the connection can carry another request.
+    pub async fn read_head(
+        &mut self,
+        limit: Option<Duration>,
+        head_request: bool,
+        map: &mut Option<HeaderMap>,
+    ) -> Result<(ResponseHeader, Framing, bool), OriginError> {
+        let mut seen_any = false;
+        loop {
+            if !self.buf.is_empty() {
+                seen_any = true;
+                match parse_head(&mut self.buf, head_request, map)? {
+                    Some(Parsed::Interim) => continue,
+                    Some(Parsed::Final(head, framing, reusable)) => {
+                        return Ok((head, framing, reusable))
+                    }
+                    None if self.buf.len() > MAX_HEAD => {
+                        return Err(OriginError::Malformed("response head too large"))
+                    }
+                    None => {}
+                }
+            }
+            if self.fill(limit).await? == 0 {
+                return Err(OriginError::Closed { early: !seen_any });
+            }
+        }
+    }
+
+    /// Return the connection to the thread's pool.
+    pub fn release(self, cap: usize) {
+        if self.buf.is_empty() {
+            pool::checkin(self.addr, self.conn, cap);
+        }
+    }
+}
+
+#[allow(clippy::large_enum_variant)] // moved once per response; a Box would be an allocation
+enum Parsed {
+    Interim,
+    Final(ResponseHeader, Framing, bool),
+}
+
+/// Parse one response head at the front of `buf`; `None` when it is not complete.
+fn parse_head(
+    buf: &mut BytesMut,
+    head_request: bool,
+    map: &mut Option<HeaderMap>,
+) -> Result<Option<Parsed>, OriginError> {
+    let mut lines = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut lines);
+    let n = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(OriginError::Malformed("unparsable response head")),
+    };
+    let code = resp.code.unwrap_or(0);
+    let Ok(status) = StatusCode::from_u16(code) else {
+        return Err(OriginError::Malformed("bad status code"));
+    };
+    if (100..200).contains(&code) {
+        if code == 101 {
+            return Err(OriginError::Malformed(
+                "101 to a request that asked no upgrade",
+            ));
+        }
+        buf.advance(n);
+        return Ok(Some(Parsed::Interim));
+    }
+    let http10 = resp.version == Some(0);
+    let mut framing = if head_request || code == 204 || code == 304 {
+        Framing::None
+    } else {
+        Framing::Close
+    };
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    let mut reusable = !http10;
+    let base = buf.as_ptr() as usize;
+    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
+    let mut kept = 0;
+    for h in resp.headers.iter() {
+        let name = h.name.as_bytes();
+        let value = super::head::trim(h.value);
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let v =
+                super::head::digits(value).ok_or(OriginError::Malformed("bad Content-Length"))?;
+            if length.is_some_and(|l| l != v) {
+                return Err(OriginError::Malformed("conflicting Content-Length"));
+            }
+            length = Some(v);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            // the last coding decides; anything but chunked last is read until close
+            chunked = value
+                .rsplit(|b| *b == b',')
+                .next()
+                .is_some_and(|c| super::head::trim(c).eq_ignore_ascii_case(b"chunked"));
+            if !chunked {
+                reusable = false;
+            }
+            continue; // the client's framing is ours to choose
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            for t in value.split(|b| *b == b',').map(super::head::trim) {
+                if t.eq_ignore_ascii_case(b"close") {
+                    reusable = false;
+                } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                    reusable = true;
+                }
+            }
+            continue; // hop-by-hop
+        } else if name.eq_ignore_ascii_case(b"keep-alive")
+            || name.eq_ignore_ascii_case(b"proxy-connection")
+        {
+            continue;
+        }
+        spans[kept] = (
+            h.name.as_ptr() as usize - base,
+            name.len(),
+            value.as_ptr() as usize - base,
+            value.len(),
+        );
+        kept += 1;
+    }
+    if framing != Framing::None {
+        framing = match (chunked, length) {
+            (true, _) => Framing::Chunked,
+            (false, Some(l)) => Framing::Length(l),
+            (false, None) => {
+                reusable = false;
+                Framing::Close
+            }
+        };
+    }
+    let raw = buf.split_to(n).freeze();
+    let mut headers = map.take().unwrap_or_default();
+    headers.clear();
+    for &(n0, nl, v0, vl) in &spans[..kept] {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(&raw[n0..n0 + nl]),
+            HeaderValue::from_maybe_shared(raw.slice(v0..v0 + vl)),
+        ) else {
+            return Err(OriginError::Malformed("bad header"));
+        };
+        headers.append(name, value);
+    }
+    if chunked {
+        // a length next to chunked is not the body's: drop it (RFC 9112 §6.3)
+        headers.remove(http::header::CONTENT_LENGTH);
+    }
+    let mut parts = http::Response::new(()).into_parts().0;
+    parts.status = status;
+    parts.headers = headers;
+    Ok(Some(Parsed::Final(
+        ResponseHeader::from(parts),
+        framing,
+        reusable,
+    )))
+}
+
+/// The upstream request head on the wire: request line, headers, blank line.
+pub fn write_request(head: &RequestHeader, out: &mut Vec<u8>) {
+    out.extend_from_slice(head.method.as_str().as_bytes());
+    out.push(b' ');
+    let pq = head.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    out.extend_from_slice(pq.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    head.header_to_h1_wire(out);
+    out.extend_from_slice(b"\r\n");
+}

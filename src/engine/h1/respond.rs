@@ -1,0 +1,164 @@
+//! Writing responses to the client in the own HTTP/1 loop: heads into the connection's
+//! reused output buffer, whole answers (a plugin's, an error page), and upstream bodies
+//! relayed through the body filters.
+
+use super::chunked;
+use super::client::Exchange;
+use super::origin::{Framing, Origin, OriginError};
+use crate::proxy::ctx::Ctx;
+use bytes::{Buf, Bytes};
+use pingora::http::ResponseHeader;
+use std::time::Duration;
+
+/// Write the output buffer out once it holds this much.
+const FLUSH_AT: usize = 16 << 10;
+
+/// A failure while relaying a response body: the client's connection cannot be reused.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("upstream: {0}")]
+    Upstream(#[from] OriginError),
+    #[error("upstream: {0}")]
+    Chunked(#[from] chunked::ChunkError),
+    #[error("the upstream closed before the end of the body")]
+    Truncated,
+    #[error("client: {0}")]
+    Client(#[from] std::io::Error),
+}
+
+/// Put a response head on the wire. `chunked`: the body goes with the chunked coding
+/// (any `Content-Length` and `Transfer-Encoding` are replaced); `close`: the connection
+/// ends after this response.
+pub fn head_to_wire(resp: &mut ResponseHeader, chunked: bool, close: bool, out: &mut Vec<u8>) {
+    if chunked {
+        resp.remove_header(&http::header::CONTENT_LENGTH);
+    }
+    resp.remove_header(&http::header::TRANSFER_ENCODING);
+    resp.remove_header(&http::header::CONNECTION);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(resp.status.as_str().as_bytes());
+    out.push(b' ');
+    let reason = resp
+        .get_reason_phrase()
+        .or_else(|| resp.status.canonical_reason())
+        .unwrap_or("");
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    resp.header_to_h1_wire(out);
+    if chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Send a whole answer (a plugin's early answer or an error page) and record it as sent.
+pub async fn answer(
+    ex: &mut Exchange<'_>,
+    mut head: ResponseHeader,
+    body: Option<Bytes>,
+    close: bool,
+) -> std::io::Result<()> {
+    head_to_wire(&mut head, false, close, &mut ex.client.out);
+    if let Some(b) = &body {
+        ex.client.out.extend_from_slice(b);
+        ex.sent_bytes += b.len();
+    }
+    ex.sent_head = Some(head);
+    ex.client.flush().await
+}
+
+/// Relay the upstream's response body to the client, through the location's body filters
+/// when one is active. Returns whether the upstream connection ended cleanly (reusable).
+pub async fn relay_body(
+    ex: &mut Exchange<'_>,
+    ctx: &mut Ctx,
+    origin: &mut Origin,
+    framing: Framing,
+    read_timeout: Option<Duration>,
+) -> Result<(), RelayError> {
+    let chunked_out = ctx.body_filtered || matches!(framing, Framing::Chunked | Framing::Close);
+    match framing {
+        Framing::None => {}
+        Framing::Length(mut left) => {
+            while left > 0 {
+                if origin.buf.is_empty() && origin.fill(read_timeout).await? == 0 {
+                    return Err(RelayError::Truncated);
+                }
+                let n = (origin.buf.len() as u64).min(left) as usize;
+                pass(ex, ctx, origin, n, chunked_out).await?;
+                left -= n as u64;
+            }
+        }
+        Framing::Chunked => {
+            let mut decoder = chunked::Decoder::default();
+            loop {
+                match decoder.step(&mut origin.buf)? {
+                    chunked::Step::Data(n) => pass(ex, ctx, origin, n, chunked_out).await?,
+                    chunked::Step::Done => break,
+                    chunked::Step::More => {
+                        if origin.fill(read_timeout).await? == 0 {
+                            return Err(RelayError::Truncated);
+                        }
+                    }
+                }
+            }
+        }
+        Framing::Close => loop {
+            if origin.buf.is_empty() && origin.fill(read_timeout).await? == 0 {
+                break;
+            }
+            let n = origin.buf.len();
+            pass(ex, ctx, origin, n, chunked_out).await?;
+        },
+    }
+    if ctx.body_filtered && framing != Framing::None {
+        let mut last = None;
+        crate::proxy::response::run_body_filters(ex, &mut last, true, ctx);
+        if let Some(b) = last.filter(|b| !b.is_empty()) {
+            ex.sent_bytes += b.len();
+            chunked::encode(&b, &mut ex.client.out);
+        }
+    }
+    if chunked_out && framing != Framing::None {
+        ex.client.out.extend_from_slice(chunked::LAST);
+    }
+    ex.client.flush().await?;
+    Ok(())
+}
+
+/// Send the first `n` bytes of the upstream buffer on (filtered, and chunked when the
+/// client's framing is chunked), and advance past them.
+async fn pass(
+    ex: &mut Exchange<'_>,
+    ctx: &mut Ctx,
+    origin: &mut Origin,
+    n: usize,
+    chunked_out: bool,
+) -> Result<(), RelayError> {
+    if n == 0 {
+        return Ok(());
+    }
+    if ctx.body_filtered {
+        let mut piece = Some(origin.buf.split_to(n).freeze());
+        crate::proxy::response::run_body_filters(ex, &mut piece, false, ctx);
+        if let Some(b) = piece.filter(|b| !b.is_empty()) {
+            ex.sent_bytes += b.len();
+            chunked::encode(&b, &mut ex.client.out);
+        }
+    } else {
+        ex.sent_bytes += n;
+        if chunked_out {
+            chunked::encode(&origin.buf[..n], &mut ex.client.out);
+        } else {
+            ex.client.out.extend_from_slice(&origin.buf[..n]);
+        }
+        origin.buf.advance(n);
+    }
+    if ex.client.out.len() >= FLUSH_AT {
+        ex.client.flush().await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,443 @@
+//! The own HTTP/1 loop: requests on one connection, one after the other, each driven
+//! through the phase chain (`proxy/`) in flow order.
+//!
+//! ```text
+//! read head ─▶ route ─▶ identify client ─▶ body limit ─▶ request plugins ─▶ (early answer)
+//!   ─▶ pick peer ─▶ upstream head (rewrite, forwarding headers) ─▶ pooled or new connection
+//!   ─▶ send head and body ─▶ response head ─▶ response plugins ─▶ relay body (body filters)
+//!   ─▶ log phase ─▶ next request (pipelined bytes are already in the buffer)
+//! ```
+
+use super::client::{Client, Exchange};
+use super::head::{self, Parsed};
+use super::origin::{self, Origin, OriginError};
+use super::respond;
+use crate::error::status_for;
+use crate::proxy::ctx::Ctx;
+use crate::proxy::exchange::BodyError;
+use crate::proxy::{failure, forwarded, log, request, response, route, upstream};
+use crate::state::Live;
+use pingora::http::RequestHeader;
+use pingora::protocols::l4::stream::Stream as L4;
+use pingora::server::ShutdownWatch;
+use std::time::Duration;
+
+/// How a connection left the loop.
+pub enum Next {
+    /// closed (or to be closed) here
+    Closed,
+    /// a request the loop does not serve: Pingora's path takes the connection, with every
+    /// unread byte put back
+    HandOver(Box<L4>),
+}
+
+/// Why a request did not get a normal response.
+enum Fail {
+    /// nothing was sent yet: answer with this status (error page)
+    Status(u16),
+    /// a response had begun, or the client is gone: close the connection
+    Abort,
+}
+
+fn status(e: Box<pingora::Error>) -> Fail {
+    Fail::Status(status_for(&e))
+}
+
+/// Serve the connection until it closes or hands over.
+pub async fn serve(
+    mut client: Client,
+    live: &Live,
+    server: usize,
+    shutdown: &ShutdownWatch,
+) -> Next {
+    let mut shutdown = shutdown.clone();
+    let mut first = true;
+    loop {
+        let (limits, wait) = {
+            let state = live.load();
+            let conf = &state.servers[server].conf;
+            let limits = head::Limits {
+                max_uri: conf.max_uri_size,
+                max_head: conf.max_header_size,
+            };
+            // the first head was read under the accept-time clock (deadline.rs); later ones
+            // must come within the keep-alive time and be complete within the header time
+            let wait = if first {
+                conf.header_timeout
+            } else {
+                conf.keepalive_timeout.min(conf.header_timeout)
+            };
+            (limits, wait)
+        };
+        let until = tokio::time::Instant::now() + wait;
+        let parsed = loop {
+            match head::parse(&mut client.buf, &limits, &mut client.req_map) {
+                Parsed::Partial => {}
+                other => break other,
+            }
+            let idle = client.buf.is_empty();
+            tokio::select! {
+                r = tokio::time::timeout_at(until, client.fill()) => match r {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => return Next::Closed,
+                },
+                _ = shutdown.changed(), if idle => return Next::Closed,
+            }
+        };
+        let shutting = *shutdown.borrow();
+        match parsed {
+            Parsed::Partial => return Next::Closed,
+            Parsed::HandOver => {
+                let Client {
+                    mut stream, buf, ..
+                } = client;
+                stream.rewind(&buf);
+                return Next::HandOver(stream);
+            }
+            Parsed::Refuse { status, keep } => {
+                let keep = keep && !shutting;
+                let sent = refuse(&mut client, live, server, status, keep).await;
+                if !keep {
+                    if sent {
+                        linger(&mut client).await;
+                    }
+                    return Next::Closed;
+                }
+                if !sent {
+                    return Next::Closed;
+                }
+            }
+            Parsed::Malformed => {
+                let _ = malformed(&mut client).await;
+                return Next::Closed;
+            }
+            Parsed::Request(r) => {
+                if !one(&mut client, live, server, r, shutting).await || shutting {
+                    return Next::Closed;
+                }
+            }
+        }
+        first = false;
+    }
+}
+
+/// Answer a head over a size limit with the error page (there is no request to log: its
+/// head was not read whole, or not kept).
+async fn refuse(client: &mut Client, live: &Live, server: usize, code: u16, keep: bool) -> bool {
+    let ctx = Ctx::new(live.load_full(), server);
+    let Ok((mut head, body)) = failure::error_response(&ctx, code, false) else {
+        return false;
+    };
+    respond::head_to_wire(&mut head, false, !keep, &mut client.out);
+    if let Some(b) = body {
+        client.out.extend_from_slice(&b);
+    }
+    client.flush().await.is_ok()
+}
+
+/// After refusing a request whose rest was not read: stop sending, and read and drop what
+/// the client still sends for a while (at most 2 s and 4 MiB), so the answer is not lost to
+/// a reset caused by unread bytes (the "lingering close" nginx does too).
+async fn linger(client: &mut Client) {
+    use tokio::io::AsyncWriteExt;
+    if client.stream.shutdown().await.is_err() {
+        return;
+    }
+    let until = tokio::time::Instant::now() + Duration::from_secs(2);
+    let mut dropped = 0usize;
+    while dropped < 4 << 20 {
+        client.buf.clear();
+        match tokio::time::timeout_at(until, client.fill()).await {
+            Ok(Ok(n)) if n > 0 => dropped += n,
+            _ => break,
+        }
+    }
+}
+
+async fn malformed(client: &mut Client) -> std::io::Result<()> {
+    client.out.extend_from_slice(
+        b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+    );
+    client.flush().await
+}
+
+/// Serve one request; `true` when the connection can carry the next one.
+async fn one(
+    client: &mut Client,
+    live: &Live,
+    server: usize,
+    r: head::Request,
+    shutting: bool,
+) -> bool {
+    let mut ctx = Ctx::new(live.load_full(), server);
+    let body_timeout = ctx.server().body_timeout;
+    let close = r.close || shutting;
+    let mut ex = Exchange {
+        client,
+        head: r.head,
+        body_left: r.body_len,
+        kept: None,
+        sent_head: None,
+        sent_bytes: 0,
+        body_timeout,
+    };
+    let keep = match drive(&mut ex, &mut ctx, close).await {
+        Ok(keep) => keep,
+        Err(Fail::Abort) => false,
+        Err(Fail::Status(code)) => error_page(&mut ex, &mut ctx, code, close).await,
+    };
+    // log phase
+    ctx.inflight = None;
+    if ctx.status == 0 {
+        ctx.status = ex.sent_head.as_ref().map_or(0, |h| h.status.as_u16());
+    }
+    if let Some(chain) = ctx.chain() {
+        for def in chain.plugins() {
+            def.plugin.on_log(&ex, &mut ctx);
+        }
+    }
+    log::access_log(&ex, &ctx);
+    let parts: http::request::Parts = ex.head.into();
+    ex.client.req_map = Some(parts.headers);
+    if let Some(sent) = ex.sent_head.take() {
+        let parts: http::response::Parts = sent.into();
+        ex.client.resp_map = Some(parts.headers);
+    }
+    keep
+}
+
+/// Answer with the error page; `true` when the connection can go on (the request was read
+/// to its end and the status says nothing against its framing).
+async fn error_page(ex: &mut Exchange<'_>, ctx: &mut Ctx, code: u16, close: bool) -> bool {
+    ctx.status = code;
+    let keep = !close && ex.body_left == 0 && !matches!(code, 400 | 408 | 413);
+    let head_only = ex.head.method == http::Method::HEAD;
+    match failure::error_response(ctx, code, head_only) {
+        Ok((head, body)) => respond::answer(ex, head, body, !keep).await.is_ok() && keep,
+        Err(_) => false,
+    }
+}
+
+/// The request through the chain. `Ok(keep)`: answered, and whether the connection goes on.
+async fn drive(ex: &mut Exchange<'_>, ctx: &mut Ctx, close: bool) -> Result<bool, Fail> {
+    if !route::route(ex, ctx) {
+        return Err(Fail::Status(404));
+    }
+    forwarded::identify(ex, ctx);
+    request::check_declared_body(ex, ctx).map_err(status)?;
+    if let Some(a) = request::run_plugins(ex, ctx).await.map_err(status)? {
+        let (head, body) = request::answer(ex, ctx, a).map_err(status)?;
+        // a body nobody read is still on the wire: the connection cannot go on
+        let keep = !close && ex.body_left == 0;
+        respond::answer(ex, head, body, !keep)
+            .await
+            .map_err(|_| Fail::Abort)?;
+        return Ok(keep);
+    }
+    loop {
+        let peer = upstream::select_peer(ex, ctx).await.map_err(status)?;
+        if peer.is_tls() {
+            tracing::warn!(
+                "upstream {:?} uses TLS, which the own HTTP/1 loop does not speak yet; set \
+                 `engine = \"pingora\"` on this server",
+                ctx.upstream.as_ref().map(|u| u.name.as_str())
+            );
+            return Err(Fail::Status(502));
+        }
+        let Some(addr) = ctx.upstream_addr else {
+            return Err(Fail::Status(502));
+        };
+        let mut up = upstream_head(&ex.head, &mut ex.client.up_map);
+        upstream::prepare_request(ex, ctx, &mut up).map_err(status)?;
+        let timeouts = Timeouts {
+            connect: peer.options.connection_timeout,
+            read: peer.options.read_timeout,
+            write: peer.options.write_timeout,
+        };
+        let outcome = attempt(ex, ctx, &up, addr, &timeouts, close).await;
+        let parts: http::request::Parts = up.into();
+        ex.client.up_map = Some(parts.headers);
+        match outcome {
+            Attempt::Done(keep) => return Ok(keep),
+            Attempt::Retry => continue,
+            Attempt::Fail(f) => return Err(f),
+        }
+    }
+}
+
+/// The request head for the upstream: the client's, without hop-by-hop headers, built in a
+/// reused header map (values are shared, not copied).
+fn upstream_head(head: &RequestHeader, map: &mut Option<http::HeaderMap>) -> RequestHeader {
+    let mut headers = map.take().unwrap_or_default();
+    headers.clear();
+    for (k, v) in head.headers.iter() {
+        if k != http::header::CONNECTION && k.as_str() != "keep-alive" {
+            headers.append(k.clone(), v.clone());
+        }
+    }
+    let mut parts = http::Request::new(()).into_parts().0;
+    parts.method = head.method.clone();
+    parts.uri = head.uri.clone();
+    parts.headers = headers;
+    RequestHeader::from(parts)
+}
+
+struct Timeouts {
+    connect: Option<Duration>,
+    read: Option<Duration>,
+    write: Option<Duration>,
+}
+
+enum Attempt {
+    Done(bool),
+    Retry,
+    Fail(Fail),
+}
+
+/// One try on one peer.
+async fn attempt(
+    ex: &mut Exchange<'_>,
+    ctx: &mut Ctx,
+    up: &RequestHeader,
+    addr: std::net::SocketAddr,
+    t: &Timeouts,
+    close: bool,
+) -> Attempt {
+    let (idle, cap) = (
+        ctx.upstream
+            .as_ref()
+            .and_then(|u| u.conf.idle_timeout)
+            .unwrap_or(super::pool::DEFAULT_IDLE),
+        ctx.state.config.basic.upstream_keepalive_pool_size,
+    );
+    // a body already read (by a script) can be sent again; one streamed from the client
+    // cannot, so only a request without one is retried after it was sent
+    let resendable = ex.body_left == 0;
+    let mut fresh = false;
+    let (mut origin, resp, framing, reusable) = loop {
+        let mut origin = match Origin::open(addr, t.connect, idle, fresh).await {
+            Ok(o) => o,
+            Err(e) => return failed(ctx, e, true),
+        };
+        match send_and_read(ex, &mut origin, up, t).await {
+            Ok((resp, framing, reusable)) => break (origin, resp, framing, reusable),
+            Err(Trouble::Client(e)) => {
+                // the client's fault: the peer is not to blame
+                ctx.inflight = None;
+                tracing::debug!("{e}");
+                let code = match e {
+                    BodyError::Timeout => 408,
+                    BodyError::Broken(_) => 400,
+                };
+                return Attempt::Fail(Fail::Status(code));
+            }
+            // the pooled connection may have been closed by the peer meanwhile: once more on
+            // a fresh one to the same peer, which counts as a retry (a peer that closes every
+            // request looks the same, and must not get more tries than `retries` allows)
+            Err(Trouble::Origin(e))
+                if origin.reused && resendable && stale(&e) && retry_left(ctx) =>
+            {
+                tracing::debug!("pooled connection failed ({e}); once more on a fresh one");
+                if let Some(p) = ctx.peer {
+                    ctx.tried.push(p);
+                }
+                fresh = true;
+            }
+            Err(Trouble::Origin(e)) => {
+                let idempotent = ex.head.method.is_idempotent() && resendable;
+                return failed(ctx, e, idempotent);
+            }
+        }
+    };
+    if let (Some(u), Some(p)) = (&ctx.upstream, ctx.peer) {
+        u.record_success(p);
+    }
+    let mut resp = resp;
+    response::run_plugins(ex, &mut resp, ctx);
+    let chunked = framing != origin::Framing::None
+        && (ctx.body_filtered
+            || matches!(framing, origin::Framing::Chunked | origin::Framing::Close));
+    let keep = !close;
+    respond::head_to_wire(&mut resp, chunked, !keep, &mut ex.client.out);
+    ex.sent_head = Some(resp);
+    let relayed = respond::relay_body(ex, ctx, &mut origin, framing, t.read).await;
+    ctx.inflight = None;
+    match relayed {
+        Ok(()) => {
+            if reusable {
+                origin.release(cap);
+            }
+            Attempt::Done(keep)
+        }
+        Err(e) => {
+            tracing::debug!("response to the client cut: {e}");
+            Attempt::Fail(Fail::Abort)
+        }
+    }
+}
+
+/// Whether `retries` allows one more attempt.
+fn retry_left(ctx: &Ctx) -> bool {
+    ctx.upstream
+        .as_ref()
+        .is_some_and(|u| ctx.tried.len() as u32 <= u.conf.retries)
+}
+
+/// A failure a reused connection shows when the peer had closed it while idle.
+fn stale(e: &OriginError) -> bool {
+    matches!(
+        e,
+        OriginError::Write(_) | OriginError::Closed { early: true } | OriginError::Read(_)
+    )
+}
+
+fn failed(ctx: &mut Ctx, e: OriginError, retry_allowed: bool) -> Attempt {
+    tracing::warn!(
+        upstream = ctx.upstream.as_ref().map(|u| u.name.as_str()).unwrap_or("-"),
+        peer = ?ctx.upstream_addr,
+        "{e}"
+    );
+    if failure::peer_failed(ctx) && retry_allowed {
+        Attempt::Retry
+    } else {
+        Attempt::Fail(Fail::Status(e.status()))
+    }
+}
+
+/// What went wrong while a request was sent on.
+enum Trouble {
+    Origin(OriginError),
+    Client(BodyError),
+}
+
+impl From<OriginError> for Trouble {
+    fn from(e: OriginError) -> Self {
+        Trouble::Origin(e)
+    }
+}
+
+/// Send the head and the body, then read the response head.
+async fn send_and_read(
+    ex: &mut Exchange<'_>,
+    origin: &mut Origin,
+    up: &RequestHeader,
+    t: &Timeouts,
+) -> Result<(pingora::http::ResponseHeader, origin::Framing, bool), Trouble> {
+    let mut wire = std::mem::take(&mut ex.client.out);
+    wire.clear();
+    origin::write_request(up, &mut wire);
+    if let Some(k) = &ex.kept {
+        wire.extend_from_slice(k);
+    }
+    let sent = origin.send(&wire, t.write).await;
+    wire.clear();
+    ex.client.out = wire;
+    sent?;
+    while let Some(piece) = ex.next_body_piece().await.map_err(Trouble::Client)? {
+        origin.send(&piece, t.write).await?;
+    }
+    let head_request = ex.head.method == http::Method::HEAD;
+    Ok(origin
+        .read_head(t.read, head_request, &mut ex.client.resp_map)
+        .await?)
+}
