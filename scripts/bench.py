@@ -171,11 +171,14 @@ return M
 """
 
 
-def tidegate_conf(dir_, name, port, upstream, workers, extra_locations=0, access_log=False, http2=False, lua=False):
+def tidegate_conf(dir_, name, port, upstream, workers, extra_locations=0, access_log=False, http2=False, lua=False,
+                  engine=None):
     lines = [
         "[basic]", f"threads = {workers}", 'log_level = "warn"', "watch = false", "",
         "[servers.bench]", f'addr = "127.0.0.1:{port}"', f"http2 = {'true' if http2 else 'false'}",
     ]
+    if engine:
+        lines.append(f'engine = "{engine}"')
     names = ["all"] + [f"l{i}" for i in range(extra_locations)]
     lines.append("locations = [" + ", ".join(f'"{n}"' for n in names) + "]")
     if access_log:
@@ -225,6 +228,9 @@ def make_targets(dir_, workers, upstream_port, proxy_cores):
     t = []
     p = free_port()
     t.append(Target("tidegate", p, tidegate_conf(dir_, "tidegate", p, upstream_port, workers), proxy_cores, env))
+    p = free_port()
+    t.append(Target("tidegate_pingora_engine", p,
+                    tidegate_conf(dir_, "tidegatepingora", p, upstream_port, workers, engine="pingora"), proxy_cores, env))
     p = free_port()
     t.append(Target("tidegate_1000_locations", p,
                     tidegate_conf(dir_, "tidegate1000", p, upstream_port, workers, extra_locations=1000), proxy_cores, env))
@@ -285,6 +291,8 @@ def ratios(s):
     return {
         "tidegate_vs_nginx": r("tidegate", "nginx"),
         "tidegate_lua_vs_nginx_lua": r("tidegate_lua", "nginx_lua"),
+        "tidegate_lua_vs_nginx": r("tidegate_lua", "nginx"),
+        "tidegate_vs_tidegate_pingora_engine": r("tidegate", "tidegate_pingora_engine"),
         "tidegate_lua_vs_tidegate": r("tidegate_lua", "tidegate"),
         "nginx_lua_vs_nginx": r("nginx_lua", "nginx"),
         "tidegate_vs_haproxy": r("tidegate", "haproxy"),
