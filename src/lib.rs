@@ -17,7 +17,8 @@
 //! - [`state`]: one config version built for serving (routers, upstream pools, log writers).
 //! - [`reload`]: applying a new config version without dropping a request.
 //! - [`server`]: Pingora services, listeners, signals, background work.
-//! - [`proxy`]: the `ProxyHttp` phases, one module per step.
+//! - [`engine`]: the data paths: the own HTTP/1 loop and Pingora's `ProxyHttp` adapter.
+//! - [`proxy`]: the engine-neutral phase chain, one module per step.
 //! - [`routing`]: host/path rules, the host-indexed router, rewrites, variables.
 //! - [`upstream`]: peers, balancing algorithms, active and passive health.
 //! - [`plugins`]: the per-phase plugin trait, the registry, one file per built-in plugin.
