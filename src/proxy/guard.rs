@@ -20,23 +20,52 @@ use crate::config::model::Server;
 use crate::error::http_status;
 use pingora::proxy::Session;
 
+/// The size limits of a request head, as both engines apply them.
+#[derive(Debug, Clone, Copy)]
+pub struct SizeLimits {
+    /// `max_uri_size`: a longer target gets 414
+    pub max_uri: usize,
+    /// `max_header_size`: a larger head (as [`size_status`] counts it) gets 431
+    pub max_head: usize,
+}
+
+impl SizeLimits {
+    pub fn of(server: &Server) -> SizeLimits {
+        SizeLimits {
+            max_uri: server.max_uri_size,
+            max_head: server.max_header_size,
+        }
+    }
+}
+
+/// The size verdict on a head, in order: the target (414), then the whole head (431). The
+/// head counts the method, the target, 12 bytes for the version and line ends, and each
+/// field's name and value plus 4 (`: ` and CRLF). `fields`: name and value lengths.
+pub fn size_status(
+    limits: SizeLimits,
+    method: usize,
+    target: usize,
+    fields: impl Iterator<Item = (usize, usize)>,
+) -> Option<u16> {
+    if target > limits.max_uri {
+        return Some(414);
+    }
+    let head = target + method + 12 + fields.map(|(n, v)| n + v + 4).sum::<usize>();
+    (head > limits.max_head).then_some(431)
+}
+
 /// Check one request. `Err` carries the status to answer with.
 pub fn check(session: &Session, server: &Server) -> Result<(), Box<pingora::Error>> {
     let req = session.req_header();
-    let uri_len = req.raw_path().len();
-    if uri_len > server.max_uri_size {
-        return Err(http_status(414));
-    }
-    let header_len: usize = uri_len
-        + req.method.as_str().len()
-        + 12
-        + req
-            .headers
-            .iter()
-            .map(|(k, v)| k.as_str().len() + v.len() + 4)
-            .sum::<usize>();
-    if header_len > server.max_header_size {
-        return Err(http_status(431));
+    let fields = req.headers.iter().map(|(k, v)| (k.as_str().len(), v.len()));
+    let sizes = size_status(
+        SizeLimits::of(server),
+        req.method.as_str().len(),
+        req.raw_path().len(),
+        fields,
+    );
+    if let Some(code) = sizes {
+        return Err(http_status(code));
     }
     if session.is_http2() {
         return Ok(()); // h2 frames bodies itself; CL/TE do not apply
@@ -72,7 +101,8 @@ pub fn check(session: &Session, server: &Server) -> Result<(), Box<pingora::Erro
     Ok(())
 }
 
-fn trim(b: &[u8]) -> &[u8] {
+/// `b` without leading and trailing whitespace.
+pub fn trim(b: &[u8]) -> &[u8] {
     let start = b
         .iter()
         .position(|c| !c.is_ascii_whitespace())

@@ -3,17 +3,24 @@
 use super::ctx::Ctx;
 use crate::proxy::exchange::Downstream;
 use crate::routing::{normalize_host, RouteInput};
+use pingora::http::RequestHeader;
 
-/// Route the request; `false` means no location matched.
-pub fn route(session: &dyn Downstream, ctx: &mut Ctx) -> bool {
-    let req = session.req();
-    let raw_host = req
+/// The request's host, normalized (lower case, no port): the `Host` header, else the URI's
+/// authority (HTTP/2's `:authority`). Routing and the Lua API's `req.host` read it here.
+pub fn host_of(req: &RequestHeader) -> String {
+    let raw = req
         .headers
         .get(http::header::HOST)
         .and_then(|v| v.to_str().ok())
         .or_else(|| req.uri.host())
         .unwrap_or("");
-    ctx.host = normalize_host(raw_host);
+    normalize_host(raw)
+}
+
+/// Route the request; `false` means no location matched.
+pub fn route(session: &dyn Downstream, ctx: &mut Ctx) -> bool {
+    let req = session.req();
+    ctx.host = host_of(req);
     let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
     let input = RouteInput {
         host: &ctx.host,

@@ -224,18 +224,6 @@ pub(crate) fn headers_table(lua: &Lua, map: &http::HeaderMap) -> mlua::Result<ml
     Ok(t)
 }
 
-/// The request's host, normalized: the `Host` header, else the URI's authority (HTTP/2's
-/// `:authority`), as routing reads it.
-fn request_host(req: &pingora::http::RequestHeader) -> String {
-    let h = req
-        .headers
-        .get(http::header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| req.uri.host())
-        .unwrap_or("");
-    crate::routing::normalize_host(h)
-}
-
 /// Rebuild a request URI from a path and a query (`None`: no query).
 fn set_uri(s: &mut dyn Downstream, path: &str, query: Option<&str>) -> mlua::Result<()> {
     let pq = match query {
@@ -344,7 +332,9 @@ impl UserData for Req {
         fields.add_field_method_get("query", |_, _| {
             with_session(|s| s.req().uri.query().map(str::to_string))
         });
-        fields.add_field_method_get("host", |_, _| with_session(|s| request_host(s.req())));
+        fields.add_field_method_get("host", |_, _| {
+            with_session(|s| crate::proxy::route::host_of(s.req()))
+        });
         // the client as `trusted_proxies` resolved it (the peer when it is not trusted)
         fields.add_field_method_get("client_ip", |_, _| {
             with_ctx(|c| c.client_ip.map(|ip| ip.to_string()))
@@ -416,7 +406,7 @@ impl UserData for Req {
                 return Ok(capture);
             }
             with_session(|s| match name.as_str() {
-                "host" => Some(request_host(s.req())),
+                "host" => Some(crate::proxy::route::host_of(s.req())),
                 "uri" => Some(s.req().uri.path().to_string()),
                 "args" => s.req().uri.query().map(str::to_string),
                 "request_uri" => s.req().uri.path_and_query().map(|p| p.as_str().to_string()),

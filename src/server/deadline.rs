@@ -119,7 +119,11 @@ pub struct Guarded<P> {
 /// The start of a connection, read ahead of any app.
 enum First {
     /// a plain TCP stream, the bytes read from it, and whether they are HTTP/2's preface
-    Plain(Box<pingora::protocols::l4::stream::Stream>, Vec<u8>, bool),
+    Plain(
+        Box<pingora::protocols::l4::stream::Stream>,
+        bytes::BytesMut,
+        bool,
+    ),
     /// another kind of stream (left as it is), and whether it starts with the preface
     Other(Stream, bool),
 }
@@ -149,7 +153,7 @@ async fn read_first_head(stream: Stream, h2c: bool) -> Option<First> {
         return Some(First::Other(stream, h2));
     }
     let mut l4: Box<L4> = stream.into_any().downcast().ok()?;
-    let mut buf = Vec::with_capacity(1024);
+    let mut buf = bytes::BytesMut::with_capacity(4096);
     let mut chunk = [0u8; 4096];
     let h2 = loop {
         let n = l4.read(&mut chunk).await.ok()?;
@@ -212,8 +216,8 @@ where
         let (stream, h2): (Stream, bool) = match head? {
             First::Plain(l4, buf, false) if self.native() => {
                 use crate::engine::h1::{client::Client, serve};
-                let client = Client::new(l4, bytes::BytesMut::from(&buf[..]));
-                match serve::serve(client, &self.live, self.server, shutdown).await {
+                let client = Client::new(l4, buf, shutdown);
+                match serve::serve(client, &self.live, self.server).await {
                     serve::Next::Closed => return None,
                     // Pingora's path reads the rest, with the clock armed for its head
                     serve::Next::HandOver(l4) => {

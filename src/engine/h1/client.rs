@@ -7,6 +7,7 @@ use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::l4::stream::Stream as L4;
+use pingora::server::ShutdownWatch;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -24,10 +25,12 @@ pub struct Client {
     pub req_map: Option<HeaderMap>,
     pub up_map: Option<HeaderMap>,
     pub resp_map: Option<HeaderMap>,
+    /// the server's shutdown flag: once set, each answer says `Connection: close`
+    pub shutdown: ShutdownWatch,
 }
 
 impl Client {
-    pub fn new(stream: Box<L4>, buf: BytesMut) -> Client {
+    pub fn new(stream: Box<L4>, buf: BytesMut, shutdown: &ShutdownWatch) -> Client {
         use pingora::protocols::GetSocketDigest;
         let peer = stream
             .get_socket_digest()
@@ -40,7 +43,14 @@ impl Client {
             req_map: None,
             up_map: None,
             resp_map: None,
+            shutdown: shutdown.clone(),
         }
+    }
+
+    /// The server is shutting down (an upgrade or a stop): this connection ends after the
+    /// answer being written.
+    pub fn stopping(&self) -> bool {
+        *self.shutdown.borrow()
     }
 
     /// Read more into `buf`; `Ok(0)` when the client closed.

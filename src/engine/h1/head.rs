@@ -11,6 +11,7 @@
 //! gives the same verdict it always did. So the own loop never has to be more lenient or
 //! stricter than the guard: it only has to recognise what is plainly fine.
 
+use crate::proxy::guard::{self, trim, SizeLimits};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
 use pingora::http::RequestHeader;
@@ -18,11 +19,10 @@ use pingora::http::RequestHeader;
 /// At most this many header lines are parsed here; a request with more is handed over.
 pub const MAX_HEADERS: usize = 64;
 
-/// What the bytes at the start of the read buffer are.
+/// What the bytes at the start of the read buffer are, once they are a complete head or
+/// over a limit.
 #[allow(clippy::large_enum_variant)] // moved once per request; a Box would be an allocation
 pub enum Parsed {
-    /// not a complete head yet
-    Partial,
     /// a plain request this loop serves; its head bytes were taken from the buffer
     Request(Request),
     /// anything else: Pingora's path reads it from the start
@@ -36,37 +36,37 @@ pub enum Parsed {
 
 /// A head not complete yet: wait for more, or refuse it once it is over a limit whatever
 /// comes next (414 while still in the request line, else 431), at any size.
-fn oversize(buf: &BytesMut, limits: &Limits) -> Parsed {
+fn oversize(buf: &BytesMut, limits: &SizeLimits) -> Option<Parsed> {
     if line_too_long(buf, limits) {
-        return Parsed::Refuse {
+        return Some(Parsed::Refuse {
             status: 414,
             keep: false,
-        };
+        });
     }
     if buf.len() > limits.max_head + 2 {
-        return Parsed::Refuse {
+        return Some(Parsed::Refuse {
             status: 431,
             keep: false,
-        };
+        });
     }
-    Parsed::Partial
+    None
 }
 
 /// The request line is longer than method, target limit and version could make it.
-fn line_too_long(buf: &[u8], limits: &Limits) -> bool {
+fn line_too_long(buf: &[u8], limits: &SizeLimits) -> bool {
     let line_end = buf.iter().position(|b| *b == b'\n').unwrap_or(buf.len());
     line_end > limits.max_uri + 64
 }
 
 /// Refuse with `status`; with `Some(head_len)` the head is consumed and the connection kept.
-fn refuse(buf: &mut BytesMut, status: u16, consumed: Option<usize>) -> Parsed {
+fn refuse(buf: &mut BytesMut, status: u16, consumed: Option<usize>) -> Option<Parsed> {
     if let Some(n) = consumed {
         let _ = buf.split_to(n);
     }
-    Parsed::Refuse {
+    Some(Parsed::Refuse {
         status,
         keep: consumed.is_some(),
-    }
+    })
 }
 
 /// One parsed request.
@@ -78,57 +78,46 @@ pub struct Request {
     pub close: bool,
 }
 
-/// Limits the head must keep to be served here.
-pub struct Limits {
-    pub max_uri: usize,
-    pub max_head: usize,
-}
-
-/// Parse the head at the start of `buf`. On [`Parsed::Request`] its bytes are split off
+/// Parse the head at the start of `buf`; `None` while it is not complete (and within the
+/// limits). On [`Parsed::Request`] its bytes are split off
 /// `buf`; otherwise `buf` is untouched. `map` is a header map to reuse (its capacity is kept
 /// across requests).
-pub fn parse(buf: &mut BytesMut, limits: &Limits, map: &mut Option<HeaderMap>) -> Parsed {
+pub fn parse(
+    buf: &mut BytesMut,
+    limits: &SizeLimits,
+    map: &mut Option<HeaderMap>,
+) -> Option<Parsed> {
     let mut lines = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut lines);
     let head_len = match req.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return oversize(buf, limits),
-        Err(httparse::Error::TooManyHeaders) => return Parsed::HandOver,
+        Err(httparse::Error::TooManyHeaders) => return Some(Parsed::HandOver),
         // a request line longer than the limit is 414 whatever follows it
         Err(_) if line_too_long(buf, limits) => return refuse(buf, 414, None),
-        Err(_) => return Parsed::HandOver,
+        Err(_) => return Some(Parsed::HandOver),
     };
     let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
-        return Parsed::HandOver;
+        return Some(Parsed::HandOver);
     };
-    // the guard's limits, in its order (proxy/guard.rs): the target, then the whole head
-    let has_body = req.headers.iter().any(|h| {
-        h.name.eq_ignore_ascii_case("content-length")
-            || h.name.eq_ignore_ascii_case("transfer-encoding")
-    });
-    if target.len() > limits.max_uri {
-        return refuse(buf, 414, (!has_body).then_some(head_len));
-    }
-    let counted = target.len()
-        + method.len()
-        + 12
-        + req
-            .headers
-            .iter()
-            .map(|h| h.name.len() + h.value.len() + 4)
-            .sum::<usize>();
-    if counted > limits.max_head {
-        return refuse(buf, 431, (!has_body).then_some(head_len));
+    // the guard's size verdict (proxy/guard.rs), the same on both engines
+    let lengths = req.headers.iter().map(|h| (h.name.len(), h.value.len()));
+    if let Some(status) = guard::size_status(*limits, method.len(), target.len(), lengths) {
+        let has_body = req.headers.iter().any(|h| {
+            h.name.eq_ignore_ascii_case("content-length")
+                || h.name.eq_ignore_ascii_case("transfer-encoding")
+        });
+        return refuse(buf, status, (!has_body).then_some(head_len));
     }
     if version != 1
         || !target.starts_with('/')
         || !plain_target(target.as_bytes())
         || method == "CONNECT"
     {
-        return Parsed::HandOver;
+        return Some(Parsed::HandOver);
     }
     let base = buf.as_ptr() as usize;
-    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
+    let mut spans = [(0, 0, 0, 0); MAX_HEADERS];
     let mut hosts = 0;
     let mut body_len: Option<u64> = None;
     let mut close = false;
@@ -140,66 +129,57 @@ pub fn parse(buf: &mut BytesMut, limits: &Limits, map: &mut Option<HeaderMap>) -
             hosts += 1;
         } else if name.eq_ignore_ascii_case(b"content-length") {
             if body_len.is_some() || value.is_empty() || value.len() > 18 {
-                return Parsed::HandOver;
+                return Some(Parsed::HandOver);
             }
             body_len = Some(match digits(value) {
                 Some(n) => n,
-                None => return Parsed::HandOver,
+                None => return Some(Parsed::HandOver),
             });
         } else if name.eq_ignore_ascii_case(b"transfer-encoding")
             || name.eq_ignore_ascii_case(b"upgrade")
             || name.eq_ignore_ascii_case(b"expect")
         {
-            return Parsed::HandOver;
+            return Some(Parsed::HandOver);
         } else if name.eq_ignore_ascii_case(b"connection") {
             for token in value.split(|b| *b == b',').map(trim) {
                 if token.eq_ignore_ascii_case(b"close") {
                     close = true;
                 } else if !token.eq_ignore_ascii_case(b"keep-alive") && !token.is_empty() {
                     // other hop-by-hop names: Pingora's path handles them
-                    return Parsed::HandOver;
+                    return Some(Parsed::HandOver);
                 }
             }
         }
-        let v0 = value.as_ptr() as usize - base;
-        spans[i] = (h.name.as_ptr() as usize - base, name.len(), v0, value.len());
+        spans[i] = span(base, h.name, value);
     }
     if hosts != 1 {
-        return Parsed::HandOver;
+        return Some(Parsed::HandOver);
     }
     let Ok(method) = Method::from_bytes(method.as_bytes()) else {
-        return Parsed::HandOver;
+        return Some(Parsed::HandOver);
     };
     let t0 = target.as_ptr() as usize - base;
     let tlen = target.len();
     let raw: Bytes = buf.split_to(head_len).freeze();
-    // `httparse` accepted the target, names and values; `http` accepts at least as much
-    // (checked by the unit test below and the differential test), so these cannot fail;
-    // should one, the request is refused as malformed
+    // `httparse` accepted the target, names and values, and `http` takes the target bytes
+    // `plain_target` lets through (unit test below); should `http` still refuse something,
+    // the request is refused as malformed
     let Ok(uri) = Uri::from_maybe_shared(raw.slice(t0..t0 + tlen)) else {
-        return Parsed::Malformed;
+        return Some(Parsed::Malformed);
     };
-    let mut headers = map.take().unwrap_or_default();
-    headers.clear();
-    for &(n0, nlen, v0, vlen) in &spans[..n] {
-        let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(&raw[n0..n0 + nlen]),
-            HeaderValue::from_maybe_shared(raw.slice(v0..v0 + vlen)),
-        ) else {
-            return Parsed::Malformed;
-        };
-        headers.append(name, value);
-    }
+    let Some(headers) = fields(&raw, &spans[..n], map) else {
+        return Some(Parsed::Malformed);
+    };
     let mut parts = http::Request::new(()).into_parts().0;
     parts.method = method;
     parts.uri = uri;
     parts.version = Version::HTTP_11;
     parts.headers = headers;
-    Parsed::Request(Request {
+    Some(Parsed::Request(Request {
         head: RequestHeader::from(parts),
         body_len: body_len.unwrap_or(0),
         close,
-    })
+    }))
 }
 
 /// Bytes `http::Uri` takes in an origin-form target without question; a target with any
@@ -232,6 +212,33 @@ fn plain_target(t: &[u8]) -> bool {
     })
 }
 
+/// Where one header field lies in a head: name start and length, value start and length.
+pub type Span = (usize, usize, usize, usize);
+
+/// The span of a field parsed by `httparse` (`value` trimmed) in the buffer at `base`.
+pub fn span(base: usize, name: &str, value: &[u8]) -> Span {
+    (
+        name.as_ptr() as usize - base,
+        name.len(),
+        value.as_ptr() as usize - base,
+        value.len(),
+    )
+}
+
+/// The fields at `spans` in `raw` as a header map, in `map`'s storage when it has one (its
+/// capacity is kept across messages); values share `raw`'s memory. `None`: `http` refuses a
+/// field.
+pub fn fields(raw: &Bytes, spans: &[Span], map: &mut Option<HeaderMap>) -> Option<HeaderMap> {
+    // a kept map was emptied when it was put back (`serve::emptied`)
+    let mut headers = map.take().unwrap_or_default();
+    for &(n0, nlen, v0, vlen) in spans {
+        let name = HeaderName::from_bytes(&raw[n0..n0 + nlen]).ok()?;
+        let value = HeaderValue::from_maybe_shared(raw.slice(v0..v0 + vlen)).ok()?;
+        headers.append(name, value);
+    }
+    Some(headers)
+}
+
 /// Plain decimal digits, without overflow.
 pub fn digits(v: &[u8]) -> Option<u64> {
     if v.is_empty() {
@@ -246,25 +253,13 @@ pub fn digits(v: &[u8]) -> Option<u64> {
     })
 }
 
-pub fn trim(b: &[u8]) -> &[u8] {
-    let start = b
-        .iter()
-        .position(|c| !matches!(c, b' ' | b'\t'))
-        .unwrap_or(b.len());
-    let end = b
-        .iter()
-        .rposition(|c| !matches!(c, b' ' | b'\t'))
-        .map_or(start, |e| e + 1);
-    &b[start..end]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse_str(s: &str) -> Parsed {
+    fn parse_str(s: &str) -> Option<Parsed> {
         let mut buf = BytesMut::from(s.as_bytes());
-        let limits = Limits {
+        let limits = SizeLimits {
             max_uri: 8192,
             max_head: 65536,
         };
@@ -274,7 +269,7 @@ mod tests {
     #[test]
     fn plain_requests_are_served_and_the_rest_handed_over() {
         let ok = parse_str("GET /a?b=1 HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n\r\nGET");
-        let Parsed::Request(r) = ok else {
+        let Some(Parsed::Request(r)) = ok else {
             panic!("plain GET handed over")
         };
         assert_eq!(r.head.uri.path(), "/a");
@@ -292,12 +287,9 @@ mod tests {
             "GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n",       // absolute form
             "GET / HTTP/1.1\r\nHost: a\r\nConnection: close, x-secret\r\n\r\n",
         ] {
-            assert!(matches!(parse_str(bad), Parsed::HandOver), "{bad:?}");
+            assert!(matches!(parse_str(bad), Some(Parsed::HandOver)), "{bad:?}");
         }
-        assert!(matches!(
-            parse_str("GET / HTTP/1.1\r\nHost: a\r\n"),
-            Parsed::Partial
-        ));
+        assert!(parse_str("GET / HTTP/1.1\r\nHost: a\r\n").is_none());
         assert_eq!(digits(b"18446744073709551616"), None);
         // every byte the target filter lets through is one `http::Uri` takes
         let all: String = (0x21u8..0x7f)

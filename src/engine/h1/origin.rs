@@ -2,9 +2,11 @@
 //! connection from the thread's pool), send the head, read the response head, and say how
 //! its body is framed (RFC 9112 §6.3).
 
+use super::head::{fields, span};
 use super::pool;
+use crate::proxy::guard::trim;
 use bytes::{Buf, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::{HeaderMap, StatusCode};
 use pingora::http::{RequestHeader, ResponseHeader};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -81,10 +83,10 @@ impl Origin {
         fresh: bool,
     ) -> Result<Origin, OriginError> {
         if !fresh {
-            if let Some(conn) = pool::checkout(addr, idle_limit) {
+            if let Some((conn, buf)) = pool::checkout(addr, idle_limit) {
                 return Ok(Origin {
                     conn,
-                    buf: BytesMut::with_capacity(8192),
+                    buf,
                     addr,
                     reused: true,
                 });
@@ -154,7 +156,7 @@ impl Origin {
     /// Return the connection to the thread's pool.
     pub fn release(self, cap: usize) {
         if self.buf.is_empty() {
-            pool::checkin(self.addr, self.conn, cap);
+            pool::checkin(self.addr, self.conn, self.buf, cap);
         }
     }
 }
@@ -201,11 +203,11 @@ fn parse_head(
     let mut chunked = false;
     let mut reusable = !http10;
     let base = buf.as_ptr() as usize;
-    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
+    let mut spans = [(0, 0, 0, 0); MAX_HEADERS];
     let mut kept = 0;
     for h in resp.headers.iter() {
         let name = h.name.as_bytes();
-        let value = super::head::trim(h.value);
+        let value = trim(h.value);
         if name.eq_ignore_ascii_case(b"content-length") {
             let v =
                 super::head::digits(value).ok_or(OriginError::Malformed("bad Content-Length"))?;
@@ -218,13 +220,13 @@ fn parse_head(
             chunked = value
                 .rsplit(|b| *b == b',')
                 .next()
-                .is_some_and(|c| super::head::trim(c).eq_ignore_ascii_case(b"chunked"));
+                .is_some_and(|c| trim(c).eq_ignore_ascii_case(b"chunked"));
             if !chunked {
                 reusable = false;
             }
             continue; // the client's framing is ours to choose
         } else if name.eq_ignore_ascii_case(b"connection") {
-            for t in value.split(|b| *b == b',').map(super::head::trim) {
+            for t in value.split(|b| *b == b',').map(trim) {
                 if t.eq_ignore_ascii_case(b"close") {
                     reusable = false;
                 } else if t.eq_ignore_ascii_case(b"keep-alive") {
@@ -237,12 +239,7 @@ fn parse_head(
         {
             continue;
         }
-        spans[kept] = (
-            h.name.as_ptr() as usize - base,
-            name.len(),
-            value.as_ptr() as usize - base,
-            value.len(),
-        );
+        spans[kept] = span(base, h.name, value);
         kept += 1;
     }
     if framing != Framing::None {
@@ -256,17 +253,8 @@ fn parse_head(
         };
     }
     let raw = buf.split_to(n).freeze();
-    let mut headers = map.take().unwrap_or_default();
-    headers.clear();
-    for &(n0, nl, v0, vl) in &spans[..kept] {
-        let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(&raw[n0..n0 + nl]),
-            HeaderValue::from_maybe_shared(raw.slice(v0..v0 + vl)),
-        ) else {
-            return Err(OriginError::Malformed("bad header"));
-        };
-        headers.append(name, value);
-    }
+    let mut headers =
+        fields(&raw, &spans[..kept], map).ok_or(OriginError::Malformed("bad header"))?;
     if chunked {
         // a length next to chunked is not the body's: drop it (RFC 9112 §6.3)
         headers.remove(http::header::CONTENT_LENGTH);

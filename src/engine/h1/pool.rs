@@ -11,6 +11,7 @@
 //! is dropped. Connections idle longer than the upstream's `idle_timeout` (default 60 s) are
 //! dropped too. At most `upstream_keepalive_pool_size` idle connections are kept per peer.
 
+use bytes::BytesMut;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,24 +21,27 @@ use tokio::net::TcpStream;
 /// The idle time after which a pooled connection is not reused, when the upstream sets none.
 pub const DEFAULT_IDLE: Duration = Duration::from_secs(60);
 
+/// An idle connection, its empty read buffer, and since when it is idle.
+type Idle = (TcpStream, BytesMut, Instant);
+
 thread_local! {
-    static IDLE: RefCell<HashMap<SocketAddr, Vec<(TcpStream, Instant)>>> =
+    static IDLE: RefCell<HashMap<SocketAddr, Vec<Idle>>> =
         RefCell::new(HashMap::new());
 }
 
-/// A live idle connection to `addr`, if this thread has one.
-pub fn checkout(addr: SocketAddr, idle_limit: Duration) -> Option<TcpStream> {
+/// A live idle connection to `addr` and its (empty) read buffer, if this thread has one.
+pub fn checkout(addr: SocketAddr, idle_limit: Duration) -> Option<(TcpStream, BytesMut)> {
     IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
         let list = idle.get_mut(&addr)?;
-        while let Some((conn, since)) = list.pop() {
+        while let Some((conn, buf, since)) = list.pop() {
             if since.elapsed() >= idle_limit {
                 continue;
             }
             let mut probe = [0u8; 1];
             match conn.try_read(&mut probe) {
                 // nothing waiting and not closed: usable
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Some(conn),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Some((conn, buf)),
                 // closed (0), unsolicited bytes, or an error: not usable
                 _ => continue,
             }
@@ -46,8 +50,9 @@ pub fn checkout(addr: SocketAddr, idle_limit: Duration) -> Option<TcpStream> {
     })
 }
 
-/// Keep a connection whose last response ended cleanly, unless the peer's list is full.
-pub fn checkin(addr: SocketAddr, conn: TcpStream, cap: usize) {
+/// Keep a connection whose last response ended cleanly, with its empty read buffer (reused
+/// by the next request), unless the peer's list is full.
+pub fn checkin(addr: SocketAddr, conn: TcpStream, buf: BytesMut, cap: usize) {
     IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
         let list = idle.entry(addr).or_default();
@@ -55,7 +60,7 @@ pub fn checkin(addr: SocketAddr, conn: TcpStream, cap: usize) {
             // the oldest goes
             list.remove(0);
         }
-        list.push((conn, Instant::now()));
+        list.push((conn, buf, Instant::now()));
     })
 }
 
@@ -69,7 +74,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let a = TcpStream::connect(addr).await.unwrap();
         let (server_side, _) = listener.accept().await.unwrap();
-        checkin(addr, a, 4);
+        checkin(addr, a, BytesMut::new(), 4);
         assert!(
             checkout(addr, DEFAULT_IDLE).is_some(),
             "a live one is reused"
@@ -86,13 +91,13 @@ mod tests {
                 _ => break,
             }
         }
-        checkin(addr, b, 4);
+        checkin(addr, b, BytesMut::new(), 4);
         assert!(
             checkout(addr, DEFAULT_IDLE).is_none(),
             "a closed one is dropped"
         );
         let c = TcpStream::connect(addr).await.unwrap();
-        checkin(addr, c, 4);
+        checkin(addr, c, BytesMut::new(), 4);
         assert!(
             checkout(addr, Duration::ZERO).is_none(),
             "a stale one is dropped"

@@ -71,7 +71,8 @@ pub async fn answer(
 }
 
 /// Relay the upstream's response body to the client, through the location's body filters
-/// when one is active. Returns whether the upstream connection ended cleanly (reusable).
+/// when one is active. `Ok`: the body ended where its framing says (a close-delimited one at
+/// the upstream's close), so the connection may be pooled if the upstream allows it.
 pub async fn relay_body(
     ex: &mut Exchange<'_>,
     ctx: &mut Ctx,

@@ -19,7 +19,6 @@ use crate::proxy::{failure, forwarded, log, request, response, route, upstream};
 use crate::state::Live;
 use pingora::http::RequestHeader;
 use pingora::protocols::l4::stream::Stream as L4;
-use pingora::server::ShutdownWatch;
 use std::time::Duration;
 
 /// How a connection left the loop.
@@ -44,22 +43,14 @@ fn status(e: Box<pingora::Error>) -> Fail {
 }
 
 /// Serve the connection until it closes or hands over.
-pub async fn serve(
-    mut client: Client,
-    live: &Live,
-    server: usize,
-    shutdown: &ShutdownWatch,
-) -> Next {
-    let mut shutdown = shutdown.clone();
+pub async fn serve(mut client: Client, live: &Live, server: usize) -> Next {
+    let mut shutdown = client.shutdown.clone();
     let mut first = true;
     loop {
         let (limits, wait) = {
             let state = live.load();
             let conf = &state.servers[server].conf;
-            let limits = head::Limits {
-                max_uri: conf.max_uri_size,
-                max_head: conf.max_header_size,
-            };
+            let limits = crate::proxy::guard::SizeLimits::of(conf);
             // the first head was read under the accept-time clock (deadline.rs); later ones
             // must come within the keep-alive time and be complete within the header time
             let wait = if first {
@@ -71,9 +62,8 @@ pub async fn serve(
         };
         let until = tokio::time::Instant::now() + wait;
         let parsed = loop {
-            match head::parse(&mut client.buf, &limits, &mut client.req_map) {
-                Parsed::Partial => {}
-                other => break other,
+            if let Some(p) = head::parse(&mut client.buf, &limits, &mut client.req_map) {
+                break p;
             }
             let idle = client.buf.is_empty();
             tokio::select! {
@@ -84,9 +74,7 @@ pub async fn serve(
                 _ = shutdown.changed(), if idle => return Next::Closed,
             }
         };
-        let shutting = *shutdown.borrow();
         match parsed {
-            Parsed::Partial => return Next::Closed,
             Parsed::HandOver => {
                 let Client {
                     mut stream, buf, ..
@@ -95,7 +83,7 @@ pub async fn serve(
                 return Next::HandOver(stream);
             }
             Parsed::Refuse { status, keep } => {
-                let keep = keep && !shutting;
+                let keep = keep && !client.stopping();
                 let sent = refuse(&mut client, live, server, status, keep).await;
                 if !keep {
                     if sent {
@@ -112,7 +100,7 @@ pub async fn serve(
                 return Next::Closed;
             }
             Parsed::Request(r) => {
-                if !one(&mut client, live, server, r, shutting).await || shutting {
+                if !one(&mut client, live, server, r).await {
                     return Next::Closed;
                 }
             }
@@ -162,16 +150,10 @@ async fn malformed(client: &mut Client) -> std::io::Result<()> {
 }
 
 /// Serve one request; `true` when the connection can carry the next one.
-async fn one(
-    client: &mut Client,
-    live: &Live,
-    server: usize,
-    r: head::Request,
-    shutting: bool,
-) -> bool {
+async fn one(client: &mut Client, live: &Live, server: usize, r: head::Request) -> bool {
     let mut ctx = Ctx::new(live.load_full(), server);
     let body_timeout = ctx.server().body_timeout;
-    let close = r.close || shutting;
+    let close = r.close;
     let mut ex = Exchange {
         client,
         head: r.head,
@@ -197,20 +179,26 @@ async fn one(
         }
     }
     log::access_log(&ex, &ctx);
-    let parts: http::request::Parts = ex.head.into();
-    ex.client.req_map = Some(parts.headers);
+    ex.client.req_map = Some(emptied(http::request::Parts::from(ex.head).headers));
     if let Some(sent) = ex.sent_head.take() {
-        let parts: http::response::Parts = sent.into();
-        ex.client.resp_map = Some(parts.headers);
+        ex.client.resp_map = Some(emptied(http::response::Parts::from(sent).headers));
     }
     keep
+}
+
+/// A header map kept for its capacity, emptied now: its values hold on to the read buffer
+/// they were sliced from, which can then be reused instead of reallocated.
+fn emptied(mut map: http::HeaderMap) -> http::HeaderMap {
+    map.clear();
+    map
 }
 
 /// Answer with the error page; `true` when the connection can go on (the request was read
 /// to its end and the status says nothing against its framing).
 async fn error_page(ex: &mut Exchange<'_>, ctx: &mut Ctx, code: u16, close: bool) -> bool {
     ctx.status = code;
-    let keep = !close && ex.body_left == 0 && !matches!(code, 400 | 408 | 413);
+    let keep =
+        !close && !ex.client.stopping() && ex.body_left == 0 && !matches!(code, 400 | 408 | 413);
     let head_only = ex.head.method == http::Method::HEAD;
     match failure::error_response(ctx, code, head_only) {
         Ok((head, body)) => respond::answer(ex, head, body, !keep).await.is_ok() && keep,
@@ -228,7 +216,7 @@ async fn drive(ex: &mut Exchange<'_>, ctx: &mut Ctx, close: bool) -> Result<bool
     if let Some(a) = request::run_plugins(ex, ctx).await.map_err(status)? {
         let (head, body) = request::answer(ex, ctx, a).map_err(status)?;
         // a body nobody read is still on the wire: the connection cannot go on
-        let keep = !close && ex.body_left == 0;
+        let keep = !close && !ex.client.stopping() && ex.body_left == 0;
         respond::answer(ex, head, body, !keep)
             .await
             .map_err(|_| Fail::Abort)?;
@@ -255,8 +243,7 @@ async fn drive(ex: &mut Exchange<'_>, ctx: &mut Ctx, close: bool) -> Result<bool
             write: peer.options.write_timeout,
         };
         let outcome = attempt(ex, ctx, &up, addr, &timeouts, close).await;
-        let parts: http::request::Parts = up.into();
-        ex.client.up_map = Some(parts.headers);
+        ex.client.up_map = Some(emptied(http::request::Parts::from(up).headers));
         match outcome {
             Attempt::Done(keep) => return Ok(keep),
             Attempt::Retry => continue,
@@ -269,7 +256,6 @@ async fn drive(ex: &mut Exchange<'_>, ctx: &mut Ctx, close: bool) -> Result<bool
 /// reused header map (values are shared, not copied).
 fn upstream_head(head: &RequestHeader, map: &mut Option<http::HeaderMap>) -> RequestHeader {
     let mut headers = map.take().unwrap_or_default();
-    headers.clear();
     for (k, v) in head.headers.iter() {
         if k != http::header::CONNECTION && k.as_str() != "keep-alive" {
             headers.append(k.clone(), v.clone());
@@ -357,7 +343,7 @@ async fn attempt(
     let chunked = framing != origin::Framing::None
         && (ctx.body_filtered
             || matches!(framing, origin::Framing::Chunked | origin::Framing::Close));
-    let keep = !close;
+    let keep = !close && !ex.client.stopping();
     respond::head_to_wire(&mut resp, chunked, !keep, &mut ex.client.out);
     ex.sent_head = Some(resp);
     let relayed = respond::relay_body(ex, ctx, &mut origin, framing, t.read).await;
