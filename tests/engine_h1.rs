@@ -228,3 +228,35 @@ fn engine_pingora_serves_the_same_requests() {
         "{out}"
     );
 }
+
+/// A request in flight when a graceful shutdown begins is answered, and the answer says
+/// `Connection: close` (the flag is read when the head is written, not when the request came).
+#[test]
+fn an_answer_written_during_shutdown_says_connection_close() {
+    use std::sync::atomic::AtomicBool;
+    use std::time::Duration;
+    let release = Arc::new(AtomicBool::new(false));
+    let r2 = release.clone();
+    let origin = Origin::start(move |_| {
+        wait_until(Duration::from_secs(20), || r2.load(Ordering::SeqCst));
+        ok("late")
+    });
+    let port = free_port();
+    let cfg = simple_config(port, &[origin.addr.to_string()], "", "")
+        .replace("grace_period = \"1s\"", "grace_period = \"20s\"");
+    let t = Tidegate::start(&cfg, &[port]);
+    let s = connect(port);
+    (&s).write_all(GET.as_bytes()).unwrap();
+    assert!(wait_until(Duration::from_secs(10), || origin.count() == 1));
+    // SIGQUIT: graceful; once the hand-over window passes, the listener stops accepting and
+    // the shutdown flag is set
+    assert_eq!(unsafe { libc::kill(t.child.id() as i32, libc::SIGQUIT) }, 0);
+    assert!(wait_until(Duration::from_secs(15), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+    }));
+    release.store(true, Ordering::SeqCst);
+    let mut r = BufReader::new(s);
+    let resp = read_response(&mut r, false).unwrap();
+    assert_eq!(resp.text(), "late");
+    assert_eq!(resp.header("connection"), Some("close"));
+}
