@@ -57,3 +57,13 @@ fn rewrite() {
 fn lua_value() {
     replay("lua_value", tidegate::fuzzing::lua_value);
 }
+
+#[test]
+fn h1_head() {
+    replay("h1_head", tidegate::fuzzing::h1::h1_head);
+}
+
+#[test]
+fn h1_chunked() {
+    replay("h1_chunked", tidegate::fuzzing::h1::h1_chunked);
+}

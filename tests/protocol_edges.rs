@@ -253,3 +253,34 @@ fn limits_answer_414_and_431_at_any_size() {
     }
     assert_eq!(origin.count(), 0, "a refused request reached the origin");
 }
+
+/// A head with bare LF line ends (which both engines' parsers take) is answered as soon as
+/// it arrives, on either engine; it used to wait for a `\r\n\r\n` that never came, until the
+/// header timeout.
+#[test]
+fn bare_lf_heads_are_answered_at_once() {
+    let origin = Origin::start(|r| ok(&format!("{} {}", r.method, r.path)));
+    for engine in ["native", "pingora"] {
+        // a head that is never seen as complete gets no answer: the 1 s header timeout
+        // closes the connection
+        let extra = format!("engine = \"{engine}\"");
+        let (_t, port) = proxy_with(&origin, "", &extra, "");
+        for raw in [
+            &b"GET /lf HTTP/1.1\nHost: h\n\n"[..],
+            b"GET /mixed HTTP/1.1\r\nHost: h\n\r\n",
+        ] {
+            let s = connect(port);
+            s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+                .unwrap();
+            (&s).write_all(raw).unwrap();
+            let resp = read_response(&mut BufReader::new(s), false)
+                .unwrap_or_else(|e| panic!("{engine}: no answer to {raw:?}: {e}"));
+            assert_eq!(resp.status, 200, "{engine}");
+            assert!(
+                resp.text().starts_with("GET /"),
+                "{engine}: {}",
+                resp.text()
+            );
+        }
+    }
+}

@@ -35,6 +35,11 @@ pub trait Downstream: Send {
     fn req_mut(&mut self) -> &mut RequestHeader;
     /// The direct peer's address (not the client `trusted_proxies` resolves).
     fn peer_addr(&self) -> Option<SocketAddr>;
+    /// The direct peer's IP address as header text (`X-Forwarded-For`, `X-Real-IP`). An
+    /// engine that keeps it per connection returns a clone (no formatting per request).
+    fn peer_ip_text(&self) -> Option<http::HeaderValue> {
+        ip_text(self.peer_addr()?.ip())
+    }
     /// Whether the request came over HTTP/2.
     fn http2(&self) -> bool;
     /// The response head sent to the client, once it is sent.
@@ -46,6 +51,11 @@ pub trait Downstream: Send {
     fn keep_body(&mut self);
     /// The next piece of the request body; `None` at its end.
     async fn read_body(&mut self) -> Result<Option<Bytes>, BodyError>;
+}
+
+/// An IP address as header text.
+pub fn ip_text(ip: std::net::IpAddr) -> Option<http::HeaderValue> {
+    http::HeaderValue::from_maybe_shared(Bytes::from(ip.to_string())).ok()
 }
 
 /// A `Downstream` pointer without its borrow's lifetime, for the Lua API's thread-local

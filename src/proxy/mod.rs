@@ -18,6 +18,7 @@ pub mod ctx;
 pub mod error_page;
 pub mod exchange;
 pub mod failure;
+pub mod fields;
 pub mod forwarded;
 pub mod guard;
 pub mod log;

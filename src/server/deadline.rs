@@ -132,8 +132,8 @@ enum First {
 /// (and refuse) itself.
 const READ_AHEAD: usize = 64 << 10;
 
-/// Read the start of a new connection until its first request head is complete (the
-/// `\r\n\r\n` of HTTP/1), or, on an h2c listener, until it is known to be the HTTP/2
+/// Read the start of a new connection until its first request head is complete (its empty
+/// line, [`head_end`]), or, on an h2c listener, until it is known to be the HTTP/2
 /// preface; then put every byte back for Pingora. `None`: the client closed first, or the
 /// stream cannot be put back.
 ///
@@ -160,7 +160,7 @@ async fn read_first_head(stream: Stream, h2c: bool) -> Option<First> {
         if n == 0 {
             return None;
         }
-        let searched_from = buf.len().saturating_sub(3);
+        let searched_from = buf.len().saturating_sub(2);
         buf.extend_from_slice(&chunk[..n]);
         let maybe_preface = h2c && {
             let k = buf.len().min(H2_PREFACE.len());
@@ -172,11 +172,18 @@ async fn read_first_head(stream: Stream, h2c: bool) -> Option<First> {
             }
             continue;
         }
-        if buf[searched_from..].windows(4).any(|w| w == b"\r\n\r\n") || buf.len() >= READ_AHEAD {
+        if head_end(&buf[searched_from..]) || buf.len() >= READ_AHEAD {
             break false;
         }
     };
     Some(First::Plain(l4, buf, h2))
+}
+
+/// `b` holds the end of a request head: an empty line, ended by CRLF or by a bare LF (the
+/// parsers of both engines take bare LF line ends; waiting for `\r\n\r\n` alone kept such
+/// a request waiting until the header timeout).
+fn head_end(b: &[u8]) -> bool {
+    b.windows(2).any(|w| w == b"\n\n") || b.windows(3).any(|w| w == b"\n\r\n")
 }
 
 impl<P> Guarded<P> {

@@ -40,6 +40,13 @@ pub enum Step {
 #[error("malformed chunked body: {0}")]
 pub struct ChunkError(&'static str);
 
+impl ChunkError {
+    /// The input ended before the body did.
+    pub fn incomplete() -> ChunkError {
+        ChunkError("incomplete")
+    }
+}
+
 #[derive(Debug)]
 pub struct Decoder {
     state: State,
@@ -151,25 +158,7 @@ pub const LAST: &[u8] = b"0\r\n\r\n";
 mod tests {
     use super::*;
 
-    fn decode(wire: &[u8], split: usize) -> Result<Vec<u8>, ChunkError> {
-        let mut d = Decoder::default();
-        let mut buf = BytesMut::new();
-        let mut out = Vec::new();
-        for piece in wire.chunks(split) {
-            buf.extend_from_slice(piece);
-            loop {
-                match d.step(&mut buf)? {
-                    Step::Data(n) => {
-                        out.extend_from_slice(&buf[..n]);
-                        buf.advance(n);
-                    }
-                    Step::More => break,
-                    Step::Done => return Ok(out),
-                }
-            }
-        }
-        Err(ChunkError("incomplete"))
-    }
+    use crate::fuzzing::h1::decode_split as decode;
 
     #[test]
     fn decodes_at_any_split() {

@@ -20,11 +20,15 @@ pub struct Client {
     /// what is about to be written
     pub out: Vec<u8>,
     pub peer: Option<SocketAddr>,
+    /// the peer's IP as header text, formatted once per connection
+    pub peer_ip: Option<http::HeaderValue>,
     /// header maps kept for their capacity: the request's, the upstream request's, the
     /// response's
     pub req_map: Option<HeaderMap>,
     pub up_map: Option<HeaderMap>,
     pub resp_map: Option<HeaderMap>,
+    /// where the fields of a response head lie while it is parsed (kept for its capacity)
+    pub spans: Vec<super::head::Span>,
     /// the server's shutdown flag: once set, each answer says `Connection: close`
     pub shutdown: ShutdownWatch,
 }
@@ -40,9 +44,11 @@ impl Client {
             buf,
             out: Vec::with_capacity(16 << 10),
             peer,
+            peer_ip: peer.and_then(|p| crate::proxy::exchange::ip_text(p.ip())),
             req_map: None,
             up_map: None,
             resp_map: None,
+            spans: Vec::new(),
             shutdown: shutdown.clone(),
         }
     }
@@ -96,6 +102,10 @@ impl Downstream for Exchange<'_> {
 
     fn peer_addr(&self) -> Option<SocketAddr> {
         self.client.peer
+    }
+
+    fn peer_ip_text(&self) -> Option<http::HeaderValue> {
+        self.client.peer_ip.clone()
     }
 
     fn http2(&self) -> bool {

@@ -100,15 +100,6 @@ pub fn parse(
     let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
         return Some(Parsed::HandOver);
     };
-    // the guard's size verdict (proxy/guard.rs), the same on both engines
-    let lengths = req.headers.iter().map(|h| (h.name.len(), h.value.len()));
-    if let Some(status) = guard::size_status(*limits, method.len(), target.len(), lengths) {
-        let has_body = req.headers.iter().any(|h| {
-            h.name.eq_ignore_ascii_case("content-length")
-                || h.name.eq_ignore_ascii_case("transfer-encoding")
-        });
-        return refuse(buf, status, (!has_body).then_some(head_len));
-    }
     if version != 1
         || !target.starts_with('/')
         || !plain_target(target.as_bytes())
@@ -126,6 +117,10 @@ pub fn parse(
         let name = h.name.as_bytes();
         let value = trim(h.value);
         if name.eq_ignore_ascii_case(b"host") {
+            // userinfo in Host is refused by Pingora's path (400): hand it over
+            if value.contains(&b'@') {
+                return Some(Parsed::HandOver);
+            }
             hosts += 1;
         } else if name.eq_ignore_ascii_case(b"content-length") {
             if body_len.is_some() || value.is_empty() || value.len() > 18 {
@@ -154,6 +149,15 @@ pub fn parse(
     }
     if hosts != 1 {
         return Some(Parsed::HandOver);
+    }
+    // the guard's size verdict (proxy/guard.rs), the same on both engines; it comes after
+    // every check above so that a head Pingora's path refuses for something else (two
+    // Hosts, a bad Content-Length) is handed over and gets that verdict, in Pingora's order
+    let lengths = req.headers.iter().map(|h| (h.name.len(), h.value.len()));
+    if let Some(status) = guard::size_status(*limits, method.len(), target.len(), lengths) {
+        // with a body still unread the connection cannot go on
+        let whole = body_len.unwrap_or(0) == 0;
+        return refuse(buf, status, whole.then_some(head_len));
     }
     let Ok(method) = Method::from_bytes(method.as_bytes()) else {
         return Some(Parsed::HandOver);
@@ -184,7 +188,7 @@ pub fn parse(
 
 /// Bytes `http::Uri` takes in an origin-form target without question; a target with any
 /// other byte is handed over (Pingora keeps such targets raw).
-fn plain_target(t: &[u8]) -> bool {
+pub fn plain_target(t: &[u8]) -> bool {
     t.iter().all(|&c| {
         c.is_ascii_alphanumeric()
             || matches!(
@@ -285,6 +289,7 @@ mod tests {
             "GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n", // obs-fold
             "GET / HTTP/1.1\r\nHost : a\r\n\r\n",              // space before colon
             "GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n",       // absolute form
+            "GET / HTTP/1.1\r\nHost: u@a\r\n\r\n",             // userinfo
             "GET / HTTP/1.1\r\nHost: a\r\nConnection: close, x-secret\r\n\r\n",
         ] {
             assert!(matches!(parse_str(bad), Some(Parsed::HandOver)), "{bad:?}");

@@ -2,12 +2,13 @@
 //! connection from the thread's pool), send the head, read the response head, and say how
 //! its body is framed (RFC 9112 §6.3).
 
-use super::head::{fields, span};
+use super::head::{fields, span, Span};
 use super::pool;
 use crate::proxy::guard::trim;
 use bytes::{Buf, BytesMut};
 use http::{HeaderMap, StatusCode};
 use pingora::http::{RequestHeader, ResponseHeader};
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -131,12 +132,13 @@ impl Origin {
         limit: Option<Duration>,
         head_request: bool,
         map: &mut Option<HeaderMap>,
+        spans: &mut Vec<Span>,
     ) -> Result<(ResponseHeader, Framing, bool), OriginError> {
         let mut seen_any = false;
         loop {
             if !self.buf.is_empty() {
                 seen_any = true;
-                match parse_head(&mut self.buf, head_request, map)? {
+                match parse_head(&mut self.buf, head_request, map, spans)? {
                     Some(Parsed::Interim) => continue,
                     Some(Parsed::Final(head, framing, reusable)) => {
                         return Ok((head, framing, reusable))
@@ -167,15 +169,20 @@ enum Parsed {
     Final(ResponseHeader, Framing, bool),
 }
 
-/// Parse one response head at the front of `buf`; `None` when it is not complete.
+/// Parse one response head at the front of `buf`; `None` when it is not complete. `spans`
+/// is scratch space kept across calls (so is `map`): the field lines are neither zeroed nor
+/// allocated per response.
 fn parse_head(
     buf: &mut BytesMut,
     head_request: bool,
     map: &mut Option<HeaderMap>,
+    spans: &mut Vec<Span>,
 ) -> Result<Option<Parsed>, OriginError> {
-    let mut lines = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut lines);
-    let n = match resp.parse(buf) {
+    let mut lines = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, buf, &mut lines);
+    let n = match parsed {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(_) => return Err(OriginError::Malformed("unparsable response head")),
@@ -203,8 +210,7 @@ fn parse_head(
     let mut chunked = false;
     let mut reusable = !http10;
     let base = buf.as_ptr() as usize;
-    let mut spans = [(0, 0, 0, 0); MAX_HEADERS];
-    let mut kept = 0;
+    spans.clear();
     for h in resp.headers.iter() {
         let name = h.name.as_bytes();
         let value = trim(h.value);
@@ -239,8 +245,7 @@ fn parse_head(
         {
             continue;
         }
-        spans[kept] = span(base, h.name, value);
-        kept += 1;
+        spans.push(span(base, h.name, value));
     }
     if framing != Framing::None {
         framing = match (chunked, length) {
@@ -253,8 +258,7 @@ fn parse_head(
         };
     }
     let raw = buf.split_to(n).freeze();
-    let mut headers =
-        fields(&raw, &spans[..kept], map).ok_or(OriginError::Malformed("bad header"))?;
+    let mut headers = fields(&raw, spans, map).ok_or(OriginError::Malformed("bad header"))?;
     if chunked {
         // a length next to chunked is not the body's: drop it (RFC 9112 §6.3)
         headers.remove(http::header::CONTENT_LENGTH);

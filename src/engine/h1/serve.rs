@@ -252,12 +252,31 @@ async fn drive(ex: &mut Exchange<'_>, ctx: &mut Ctx, close: bool) -> Result<bool
     }
 }
 
-/// The request head for the upstream: the client's, without hop-by-hop headers, built in a
-/// reused header map (values are shared, not copied).
+/// The request head for the upstream: the client's, without hop-by-hop headers (the ones
+/// Pingora's path strips too: `tests/engine_diff.rs` compares them), built in a reused header
+/// map (values are shared, not copied).
 fn upstream_head(head: &RequestHeader, map: &mut Option<http::HeaderMap>) -> RequestHeader {
+    use http::header::{
+        CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING,
+        UPGRADE,
+    };
     let mut headers = map.take().unwrap_or_default();
     for (k, v) in head.headers.iter() {
-        if k != http::header::CONNECTION && k.as_str() != "keep-alive" {
+        let hop = [
+            CONNECTION,
+            PROXY_AUTHENTICATE,
+            PROXY_AUTHORIZATION,
+            TE,
+            TRAILER,
+            TRANSFER_ENCODING,
+            UPGRADE,
+        ]
+        .contains(k)
+            || matches!(
+                k.as_str(),
+                "keep-alive" | "proxy-connection" | "http2-settings"
+            );
+        if !hop {
             headers.append(k.clone(), v.clone());
         }
     }
@@ -424,6 +443,11 @@ async fn send_and_read(
     }
     let head_request = ex.head.method == http::Method::HEAD;
     Ok(origin
-        .read_head(t.read, head_request, &mut ex.client.resp_map)
+        .read_head(
+            t.read,
+            head_request,
+            &mut ex.client.resp_map,
+            &mut ex.client.spans,
+        )
         .await?)
 }

@@ -10,10 +10,14 @@
 //!                                               log_format  # access-log templates
 //!                                               rewrite     # rewrite rules
 //!                                               lua_value   # Lua values to and from JSON
+//!                                               h1_head     # own HTTP/1 parser vs Pingora's
+//!                                               h1_chunked  # chunked decoder vs Pingora's
 //! ```
 //!
 //! While fuzzing (`cfg(fuzzing)`), config validation resolves no host names: a fuzzer must
 //! not send DNS queries.
+
+pub mod h1;
 
 use crate::config::SourceDoc;
 use crate::routing::rules::{Condition, HostRule, PathRule};

@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Instructions (and allocations) per proxied request, counted with callgrind.
+
+    scripts/callgrind.py                      # tidegate plain, own loop
+    scripts/callgrind.py --variant lua        # plain | lua | access_log | pingora | all
+    scripts/callgrind.py --keep DIR           # keep the callgrind.out files (callgrind_annotate)
+
+tidegate (target/release/tidegate, 1 worker) runs under `valgrind --tool=callgrind` twice,
+once for 1,000 and once for 6,000 keep-alive GETs on one connection (the bench's request,
+with the Lua check's API key), against a small Python upstream; the difference of the two
+totals divided by 5,000 is the cost of one request, without start-up and shutdown. The
+allocation count is the number of calls to malloc/realloc/calloc in the same difference.
+Figures are counts, not timings: they hold on a noisy machine.
+"""
+import argparse
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402  (the same tidegate configs as the benchmark)
+
+REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\nX-Api-Key: secret\r\n\r\n"
+ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 23\r\n\r\n" + bench.BODY.encode()
+
+
+def upstream():
+    """A keep-alive HTTP/1.1 upstream answering every request with the bench body."""
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+
+    def conn(c):
+        buf = b""
+        while True:
+            data = c.recv(65536)
+            if not data:
+                return
+            buf += data
+            while b"\r\n\r\n" in buf:
+                _, buf = buf.split(b"\r\n\r\n", 1)
+                c.sendall(ANSWER)
+
+    def accept():
+        while True:
+            c, _ = srv.accept()
+            threading.Thread(target=conn, args=(c,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return srv.getsockname()[1]
+
+
+def client(port, n):
+    """n keep-alive GETs on one connection, each answered before the next is sent."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    for _ in range(n):
+        s.sendall(REQUEST)
+        got = b""
+        while b"\r\n\r\n" not in got:
+            got += s.recv(65536)
+        head, body = got.split(b"\r\n\r\n", 1)
+        m = re.search(rb"(?i)content-length:\s*(\d+)", head)
+        want = int(m.group(1)) if m else 0
+        while len(body) < want:
+            body += s.recv(65536)
+    s.close()
+
+
+def run(dir_, variant, up, n):
+    port = bench.free_port()
+    kw = {"lua": variant == "lua", "access_log": variant == "access_log",
+          "engine": "pingora" if variant == "pingora" else None}
+    cmd = bench.tidegate_conf(dir_, f"cg-{variant}-{n}", port, up, 1, **kw)
+    out = os.path.join(dir_, f"callgrind.out.{variant}.{n}")
+    vg = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+    proc = subprocess.Popen(vg + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        if not bench.wait_port(port, limit=120):
+            raise SystemExit(f"tidegate under valgrind did not listen: {proc.stderr.read().decode()[-2000:]}")
+        client(port, n)
+    finally:
+        proc.send_signal(2)  # SIGINT: fast shutdown; callgrind writes its file on exit
+        proc.wait(timeout=120)
+    return totals(out)
+
+
+def totals(path):
+    """(instructions, allocation calls) in one callgrind output file."""
+    ann = subprocess.run(["callgrind_annotate", "--inclusive=yes", path],
+                         capture_output=True, text=True, check=True).stdout
+    total = int(re.search(r"^([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", ann, re.M).group(1).replace(",", ""))
+    allocs = 0
+    with open(path) as f:
+        text = f.read()
+    # calls=N lines that follow a cfn= naming an allocator entry point
+    names = {}
+    for m in re.finditer(r"^c?fn=\((\d+)\)(?: (.*))?$", text, re.M):
+        if m.group(2):
+            names[m.group(1)] = m.group(2)
+    current = None
+    for line in text.splitlines():
+        if line.startswith("cfn=("):
+            ident = line[5:line.index(")")]
+            current = names.get(ident, "")
+        elif line.startswith("calls=") and current is not None:
+            if current in ("malloc", "realloc", "calloc"):
+                allocs += int(line[6:].split()[0])
+            current = None
+    return total, allocs
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--variant", default="plain")
+    ap.add_argument("--keep", help="directory to keep the callgrind files in")
+    a = ap.parse_args()
+    if not os.path.exists(bench.TIDEGATE):
+        raise SystemExit("build first: cargo build --release")
+    variants = ["plain", "lua", "access_log", "pingora"] if a.variant == "all" else [a.variant]
+    dir_ = a.keep or tempfile.mkdtemp(prefix="tidegate-cg-")
+    os.makedirs(dir_, exist_ok=True)
+    up = upstream()
+    for v in variants:
+        t0 = time.time()
+        (i1, a1), (i2, a2) = run(dir_, v, up, 1000), run(dir_, v, up, 6000)
+        print(f"{v:<11} {(i2 - i1) / 5000:>10,.0f} instructions/request"
+              f"  {(a2 - a1) / 5000:>6.1f} allocations/request  ({time.time() - t0:.0f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
