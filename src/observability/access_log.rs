@@ -54,8 +54,10 @@ pub enum Field {
     Server,
     Time,
     Ts,
-    ReqHeader(String),
-    RespHeader(String),
+    /// a request header (its name parsed once, at load)
+    ReqHeader(http::HeaderName),
+    /// a response header
+    RespHeader(http::HeaderName),
     Cookie(String),
     Custom(String),
 }
@@ -129,7 +131,7 @@ impl LogFormat {
     }
 
     fn field(name: &str) -> Option<Field> {
-        let named = |p: &str| (!p.is_empty()).then(|| p.to_ascii_lowercase());
+        let named = |p: &str| http::HeaderName::from_bytes(p.to_ascii_lowercase().as_bytes()).ok();
         Some(match name {
             "method" => Field::Method,
             "path" => Field::Path,
@@ -219,7 +221,7 @@ impl LogFormat {
 /// `"` and `\\` become `\\xHH`, so no value (a script's field, say) can end the line early,
 /// forge a second line or break out of a quoted field. Copies nothing when nothing needs it.
 pub fn text_escape_from(out: &mut String, start: usize) {
-    let needs = |b: u8| b < 0x20 || b == 0x7f || b == b'"' || b == b'\\';
+    let needs = |b: u8| NEEDS_ESCAPE[usize::from(b)];
     if !out.as_bytes()[start..].iter().any(|b| needs(*b)) {
         return;
     }
@@ -232,6 +234,18 @@ pub fn text_escape_from(out: &mut String, start: usize) {
         }
     }
 }
+
+/// The bytes a text-format value escapes: controls, DEL, `"` and `\\` (a table: the check
+/// runs on every byte of every line).
+const NEEDS_ESCAPE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = i < 0x20 || i == 0x7f || i == b'"' as usize || i == b'\\' as usize;
+        i += 1;
+    }
+    t
+};
 
 /// Escape a value for a JSON string (without the quotes). Runs that need no escaping are
 /// copied whole.
@@ -368,7 +382,10 @@ mod tests {
         assert!(LogFormat::parse("common").is_ok());
         assert!(LogFormat::parse("json").unwrap().json);
         let f = LogFormat::parse("{method} {>x-a} {<server} {~sid} {:user}!").unwrap();
-        assert_eq!(f.fields[2], Field::ReqHeader("x-a".into()));
+        assert_eq!(
+            f.fields[2],
+            Field::ReqHeader(http::HeaderName::from_static("x-a"))
+        );
         assert_eq!(f.fields[6], Field::Cookie("sid".into()));
         assert_eq!(f.fields[9], Field::Lit("!".into()));
         assert!(LogFormat::parse("{nope}").is_err());

@@ -48,18 +48,10 @@ fn write_field(f: &Field, session: &dyn Downstream, ctx: &Ctx, out: &mut String)
         }),
         Field::Scheme => out.push_str(ctx.scheme()),
         Field::Host => dash(out, Some(&ctx.host)),
-        Field::Status => {
-            let _ = write!(out, "{}", ctx.status);
-        }
-        Field::Size => {
-            let _ = write!(out, "{}", session.sent_body_bytes());
-        }
-        Field::Latency => {
-            let _ = write!(out, "{}", ctx.start.elapsed().as_millis());
-        }
-        Field::LatencyUs => {
-            let _ = write!(out, "{}", ctx.start.elapsed().as_micros());
-        }
+        Field::Status => number(out, ctx.status),
+        Field::Size => number(out, session.sent_body_bytes()),
+        Field::Latency => number(out, ctx.start.elapsed().as_millis()),
+        Field::LatencyUs => number(out, ctx.start.elapsed().as_micros()),
         Field::Remote => match session.peer_addr() {
             Some(a) => {
                 let _ = write!(out, "{a}");
@@ -82,24 +74,20 @@ fn write_field(f: &Field, session: &dyn Downstream, ctx: &Ctx, out: &mut String)
         Field::RequestId => dash(out, ctx.request_id.as_deref()),
         Field::Location => dash(out, ctx.location().map(|l| l.name.as_str())),
         Field::Server => out.push_str(&ctx.server().name),
-        Field::Time => out
-            .push_str(&humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()),
+        Field::Time => now_text(out),
         Field::Ts => {
             let ms = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_millis())
                 .unwrap_or(0);
-            let _ = write!(out, "{ms}");
+            number(out, ms);
         }
-        Field::ReqHeader(h) => dash(
-            out,
-            req.headers.get(h.as_str()).and_then(|v| v.to_str().ok()),
-        ),
+        Field::ReqHeader(h) => dash(out, req.headers.get(h).and_then(|v| v.to_str().ok())),
         Field::RespHeader(h) => dash(
             out,
             session
                 .sent_head()
-                .and_then(|r| r.headers.get(h.as_str()))
+                .and_then(|r| r.headers.get(h))
                 .and_then(|v| v.to_str().ok()),
         ),
         Field::Cookie(c) => dash(out, cookie(req, c)),
@@ -111,6 +99,33 @@ fn write_field(f: &Field, session: &dyn Downstream, ctx: &Ctx, out: &mut String)
                 .map(|(_, v)| v.as_str()),
         ),
     }
+}
+
+/// A number in decimal, without `fmt`.
+fn number(out: &mut String, n: impl itoa::Integer) {
+    out.push_str(itoa::Buffer::new().format(n));
+}
+
+/// The time now (RFC 3339, seconds), formatted once per second per thread.
+fn now_text(out: &mut String) {
+    thread_local! {
+        static LAST: std::cell::RefCell<(u64, String)> = const {
+            std::cell::RefCell::new((0, String::new()))
+        };
+    }
+    let now = std::time::SystemTime::now();
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != secs || last.1.is_empty() {
+            last.1.clear();
+            let _ = write!(last.1, "{}", humantime::format_rfc3339_seconds(now));
+            last.0 = secs;
+        }
+        out.push_str(&last.1);
+    })
 }
 
 fn version(v: http::Version) -> &'static str {

@@ -21,6 +21,7 @@ use super::modules::Modules;
 use super::slots::with_vm;
 use super::wait::{self, Wait, Waited};
 use mlua::{ChunkMode, Function, Lua, StdLib, Table, Thread, ThreadStatus, Value, VmState};
+use rustc_hash::FxHashMap;
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -55,14 +56,17 @@ pub struct Vm {
     pub(super) deadline: Rc<Cell<Option<Instant>>>,
     /// per script id, loaded in this VM
     /// shared with each call, so a call costs one count, not a handle copy per hook
-    modules: HashMap<u64, Rc<Loaded>>,
+    modules: FxHashMap<u64, Rc<Loaded>>,
     /// plugin name → the id of its script loaded here
     by_plugin: HashMap<String, u64>,
     /// the module set whose values `require` has cached
     module_set: Option<u64>,
-    ctx: HashMap<u64, Table>,
+    ctx: FxHashMap<u64, Table>,
     /// hook coroutines waiting for an outbound call, by request
-    waiting: HashMap<u64, Thread>,
+    waiting: FxHashMap<u64, Thread>,
+    /// the shared dicts `tidegate.shared` points at now (their address), so that a hook call
+    /// on the same dicts skips `shared::switch`'s app-data lookup
+    shared_now: usize,
     /// finished coroutines, reset and reused for the next request or upstream hook
     spare: Vec<Thread>,
     req: mlua::AnyUserData,
@@ -164,11 +168,12 @@ impl Vm {
         Ok(Vm {
             lua,
             deadline,
-            modules: HashMap::new(),
+            modules: FxHashMap::default(),
             by_plugin: HashMap::new(),
             module_set: None,
-            ctx: HashMap::new(),
-            waiting: HashMap::new(),
+            ctx: FxHashMap::default(),
+            waiting: FxHashMap::default(),
+            shared_now: 0,
             spare: Vec::new(),
             req,
             resp,
@@ -184,7 +189,11 @@ impl Vm {
         conf: &serde_json::Value,
     ) -> mlua::Result<Rc<Loaded>> {
         use mlua::LuaSerdeExt;
-        super::shared::switch(&self.lua, &script.shared);
+        let dicts = std::sync::Arc::as_ptr(&script.shared.0) as usize;
+        if self.shared_now != dicts {
+            super::shared::switch(&self.lua, &script.shared);
+            self.shared_now = dicts;
+        }
         if let Some(l) = self.modules.get(&script.id) {
             return Ok(l.clone());
         }

@@ -12,8 +12,8 @@
 //! dropped too. At most `upstream_keepalive_pool_size` idle connections are kept per peer.
 
 use bytes::BytesMut;
+use rustc_hash::FxHashMap;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
@@ -25,8 +25,9 @@ pub const DEFAULT_IDLE: Duration = Duration::from_secs(60);
 type Idle = (TcpStream, BytesMut, Instant);
 
 thread_local! {
-    static IDLE: RefCell<HashMap<SocketAddr, Vec<Idle>>> =
-        RefCell::new(HashMap::new());
+    // keys are configured peers, not client input: a fast hash needs no DoS resistance
+    static IDLE: RefCell<FxHashMap<SocketAddr, Vec<Idle>>> =
+        RefCell::new(FxHashMap::default());
 }
 
 /// A live idle connection to `addr` and its (empty) read buffer, if this thread has one.
