@@ -30,11 +30,50 @@ async fn upstream_phase(
     Ok(Some(choice))
 }
 
-/// Choose the peer for this attempt (called again on each retry).
+/// The peer chosen for one attempt: where to connect and with which timeouts, without a
+/// copy of Pingora's peer description (the own HTTP/1 loop needs none; Pingora's path gets
+/// one from [`select_peer`]).
+pub struct Chosen {
+    /// a peer a script chose (`up:peer()`); `None`: peer `ctx.peer` of `ctx.upstream`
+    direct: Option<HttpPeer>,
+    pub tls: bool,
+    pub connect_timeout: Option<std::time::Duration>,
+    pub read_timeout: Option<std::time::Duration>,
+    pub write_timeout: Option<std::time::Duration>,
+}
+
+impl Chosen {
+    /// Pingora's description of the chosen peer, with the chosen timeouts.
+    pub fn http_peer(self, ctx: &Ctx) -> pingora::Result<Box<HttpPeer>> {
+        let mut http = match self.direct {
+            Some(p) => p,
+            None => {
+                let up = ctx.upstream.as_ref().ok_or_else(|| http_status(502))?;
+                let i = ctx.peer.ok_or_else(|| http_status(502))?;
+                up.peers
+                    .get(i)
+                    .ok_or_else(|| http_status(502))?
+                    .http
+                    .clone()
+            }
+        };
+        http.options.connection_timeout = self.connect_timeout;
+        http.options.read_timeout = self.read_timeout;
+        http.options.write_timeout = self.write_timeout;
+        Ok(Box::new(http))
+    }
+}
+
+/// Choose the peer for this attempt, as Pingora's path wants it (called again on each retry).
 pub async fn select_peer(
     session: &mut dyn Downstream,
     ctx: &mut Ctx,
 ) -> pingora::Result<Box<HttpPeer>> {
+    choose_peer(session, ctx).await?.http_peer(ctx)
+}
+
+/// Choose the peer for this attempt (called again on each retry).
+pub async fn choose_peer(session: &mut dyn Downstream, ctx: &mut Ctx) -> pingora::Result<Chosen> {
     let first = ctx.upstream.is_none() && ctx.tried.is_empty();
     if ctx.upstream.is_none() {
         let loc = ctx.location().ok_or_else(|| http_status(404))?;
@@ -67,15 +106,20 @@ pub async fn select_peer(
             if let Some((addr, tls, sni)) = &choice.peer {
                 let mut http = HttpPeer::new(*addr, *tls, sni.clone());
                 let base = ctx.upstream.as_ref().map(|u| &u.conf);
-                http.options.connection_timeout =
-                    choice.connect_timeout.or(base.map(|b| b.connect_timeout));
-                http.options.read_timeout =
-                    choice.read_timeout.or(base.and_then(|b| b.read_timeout));
-                http.options.write_timeout =
-                    choice.write_timeout.or(base.and_then(|b| b.write_timeout));
+                let o = &mut http.options;
+                o.connection_timeout = choice.connect_timeout.or(base.map(|b| b.connect_timeout));
+                o.read_timeout = choice.read_timeout.or(base.and_then(|b| b.read_timeout));
+                o.write_timeout = choice.write_timeout.or(base.and_then(|b| b.write_timeout));
+                let chosen = Chosen {
+                    tls: *tls,
+                    connect_timeout: o.connection_timeout,
+                    read_timeout: o.read_timeout,
+                    write_timeout: o.write_timeout,
+                    direct: Some(http.clone()),
+                };
                 ctx.upstream_addr = Some(*addr);
-                ctx.direct_peer = Some(http.clone());
-                return Ok(Box::new(http));
+                ctx.direct_peer = Some(http);
+                return Ok(chosen);
             }
             ctx.timeouts = (
                 choice.connect_timeout,
@@ -85,7 +129,14 @@ pub async fn select_peer(
         }
     } else if let Some(p) = &ctx.direct_peer {
         // a script-chosen peer: retries go to the same one
-        return Ok(Box::new(p.clone()));
+        let o = &p.options;
+        return Ok(Chosen {
+            tls: p.is_tls(),
+            connect_timeout: o.connection_timeout,
+            read_timeout: o.read_timeout,
+            write_timeout: o.write_timeout,
+            direct: Some(p.clone()),
+        });
     }
     let Some(up) = ctx.upstream.clone() else {
         return Err(http_status(502));
@@ -95,26 +146,29 @@ pub async fn select_peer(
         return Err(http_status(502));
     };
     let peer = &up.peers[i];
-    let mut http = peer.http.clone();
+    let o = &peer.http.options;
+    let (mut connect, mut read, mut write) =
+        (o.connection_timeout, o.read_timeout, o.write_timeout);
     if let Some(t) = ctx.location().and_then(|l| l.timeout) {
-        http.options.read_timeout = Some(t);
-        http.options.write_timeout = Some(t);
+        read = Some(t);
+        write = Some(t);
     }
     let (c, r, w) = ctx.timeouts;
-    if c.is_some() {
-        http.options.connection_timeout = c;
-    }
-    if r.is_some() {
-        http.options.read_timeout = r;
-    }
-    if w.is_some() {
-        http.options.write_timeout = w;
-    }
+    connect = c.or(connect);
+    read = r.or(read);
+    write = w.or(write);
+    let tls = peer.http.is_tls();
     ctx.peer = Some(i);
     ctx.tried.push(i);
     ctx.upstream_addr = Some(peer.addr);
     ctx.inflight = Some(up.track(i));
-    Ok(Box::new(http))
+    Ok(Chosen {
+        direct: None,
+        tls,
+        connect_timeout: connect,
+        read_timeout: read,
+        write_timeout: write,
+    })
 }
 
 fn hash_key(session: &dyn Downstream, ctx: &Ctx, algo: &Algo) -> Option<Vec<u8>> {

@@ -223,8 +223,8 @@ async fn drive(ex: &mut Exchange<'_>, ctx: &mut Ctx, close: bool) -> Result<bool
         return Ok(keep);
     }
     loop {
-        let peer = upstream::select_peer(ex, ctx).await.map_err(status)?;
-        if peer.is_tls() {
+        let peer = upstream::choose_peer(ex, ctx).await.map_err(status)?;
+        if peer.tls {
             tracing::warn!(
                 "upstream {:?} uses TLS, which the own HTTP/1 loop does not speak yet; set \
                  `engine = \"pingora\"` on this server",
@@ -238,9 +238,9 @@ async fn drive(ex: &mut Exchange<'_>, ctx: &mut Ctx, close: bool) -> Result<bool
         let mut up = upstream_head(&ex.head, &mut ex.client.up_map);
         upstream::prepare_request(ex, ctx, &mut up).map_err(status)?;
         let timeouts = Timeouts {
-            connect: peer.options.connection_timeout,
-            read: peer.options.read_timeout,
-            write: peer.options.write_timeout,
+            connect: peer.connect_timeout,
+            read: peer.read_timeout,
+            write: peer.write_timeout,
         };
         let outcome = attempt(ex, ctx, &up, addr, &timeouts, close).await;
         ex.client.up_map = Some(emptied(http::request::Parts::from(up).headers));
