@@ -87,6 +87,14 @@ pub trait Plugin: Send + Sync + std::fmt::Debug {
         Ok(Flow::Continue)
     }
 
+    /// Whether [`Plugin::on_upstream`] does anything: when no plugin of a location says so,
+    /// the upstream phase is skipped (no choice is built, no hook future boxed). A plugin
+    /// that implements `on_upstream` must return `true` (the Lua plugin: when its script has
+    /// the hook).
+    fn wants_upstream(&self) -> bool {
+        false
+    }
+
     /// Upstream phase: choose the upstream or the peer (before the balancer), set timeouts.
     async fn on_upstream(
         &self,

@@ -24,8 +24,8 @@ pub struct Ctx {
     pub request_id: Option<String>,
     pub upstream: Option<Arc<Upstream>>,
     pub peer: Option<usize>,
-    /// peers this request already failed on
-    pub tried: Vec<usize>,
+    /// peers this request already tried (inline up to 4: no allocation for the usual one)
+    pub tried: smallvec::SmallVec<[usize; 4]>,
     pub upstream_addr: Option<SocketAddr>,
     pub inflight: Option<InflightGuard>,
     /// status sent to the client (set by every path that answers)
@@ -68,7 +68,7 @@ impl Ctx {
             request_id: None,
             upstream: None,
             peer: None,
-            tried: Vec::new(),
+            tried: smallvec::SmallVec::new(),
             upstream_addr: None,
             inflight: None,
             status: 0,

@@ -14,7 +14,10 @@ async fn upstream_phase(
     session: &mut dyn Downstream,
     ctx: &mut Ctx,
 ) -> pingora::Result<Option<crate::plugins::UpstreamChoice>> {
-    let Some(chain) = ctx.chain().filter(|c| !c.is_empty()) else {
+    let Some(chain) = ctx
+        .chain()
+        .filter(|c| c.plugins().any(|d| d.plugin.wants_upstream()))
+    else {
         return Ok(None);
     };
     let mut choice = crate::plugins::UpstreamChoice {

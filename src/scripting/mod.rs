@@ -387,6 +387,10 @@ impl Plugin for LuaPlugin {
         }
     }
 
+    fn wants_upstream(&self) -> bool {
+        vm::has_hook(&self.script, Phase::Upstream, &self.conf)
+    }
+
     async fn on_upstream(
         &self,
         session: &mut dyn Downstream,
