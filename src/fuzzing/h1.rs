@@ -80,6 +80,10 @@ pub fn h1_head(data: &[u8]) {
             // or whose target `http::Uri` cannot hold, is 414 here; Pingora refuses it
             // before its length is looked at (400)
             (Parsed::Refuse { status: 414, .. }, Some(Err(400))) if odd_line(data) => {}
+            // Allowed difference 2: such a line (httparse refuses it) can also be accepted by
+            // Pingora's path, which percent-escapes the bytes httparse refuses and drops a
+            // fragment, leaving a target under the limit; here it is 414 (stricter)
+            (Parsed::Refuse { status: 414, .. }, Some(Ok(_))) if unparseable(data) => {}
             (Parsed::Refuse { status, .. }, Some(other)) => {
                 panic!(
                     "refused with {status} here, Pingora's path: {other:?}: {:?}",
@@ -91,8 +95,14 @@ pub fn h1_head(data: &[u8]) {
     })
 }
 
-/// The head httparse cannot parse (as it stands, without Pingora's target escaping), or its
-/// target has a byte the own loop does not take as plain (`head::plain_target`).
+/// The head httparse cannot parse as it stands (without Pingora's target escaping).
+fn unparseable(data: &[u8]) -> bool {
+    let mut lines = [httparse::EMPTY_HEADER; 256];
+    httparse::Request::new(&mut lines).parse(data).is_err()
+}
+
+/// The head httparse cannot parse, or its target has a byte the own loop does not take as
+/// plain (`head::plain_target`).
 fn odd_line(data: &[u8]) -> bool {
     let mut lines = [httparse::EMPTY_HEADER; 256];
     let mut req = httparse::Request::new(&mut lines);
@@ -194,6 +204,14 @@ pub fn h1_chunked(data: &[u8]) {
     assert_eq!(decode_split(&enc, 7).ok().as_deref(), Some(wire));
     with_env(|rt, _| {
         let theirs = pingora_body(rt, wire);
+        // Allowed difference 3: an empty chunk-size line is refused here (the body cannot
+        // be framed); Pingora's reader takes it as size 0, the last chunk
+        if whole
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("empty chunk size"))
+        {
+            return;
+        }
         assert_eq!(
             whole.as_ref().ok(),
             theirs.as_ref(),
