@@ -3,7 +3,8 @@
 //! The decoder never copies: it tells the caller how many bytes at the front of the buffer
 //! are body data, and the caller sends them on and advances the buffer. Chunk extensions
 //! and trailer fields are read and dropped (as Pingora does). A size line or a trailer line
-//! longer than 4 KiB, a size that is not hex or overflows, or a chunk without its CRLF is an
+//! longer than 4 KiB, a CR not followed by LF, a size that is not hex or overflows, an empty
+//! size line, or a chunk without its CRLF is an
 //! error: the message cannot be framed, so the connection cannot be reused.
 
 use bytes::{Buf, BytesMut};
@@ -114,11 +115,16 @@ impl Decoder {
 }
 
 /// The length of the CRLF-terminated line at the front of `buf` (without the CRLF), once
-/// it is complete.
+/// it is complete. A CR not followed by LF is an error, as in httparse's chunk-size parser
+/// (Pingora's reader): a bare CR is how one parser is made to see a line end another misses.
 fn line_len(buf: &[u8]) -> Result<Option<usize>, ChunkError> {
-    match buf.windows(2).position(|w| w == b"\r\n") {
-        Some(i) if i <= MAX_LINE => Ok(Some(i)),
-        Some(_) => Err(ChunkError("line too long")),
+    match buf.iter().position(|b| *b == b'\r') {
+        Some(i) if i > MAX_LINE => Err(ChunkError("line too long")),
+        Some(i) => match buf.get(i + 1) {
+            Some(b'\n') => Ok(Some(i)),
+            Some(_) => Err(ChunkError("bare CR")),
+            None => Ok(None),
+        },
         None if buf.len() > MAX_LINE => Err(ChunkError("line too long")),
         None => Ok(None),
     }
@@ -184,6 +190,7 @@ mod tests {
             b"ffffffffffffffff\r\n",
             b"\r\n",
             b";x\r\n",
+            b"1;a\rb\r\nx\r\n0\r\n\r\n", // bare CR in an extension
         ] {
             assert!(
                 decode(bad, 64).is_err(),
