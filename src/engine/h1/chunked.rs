@@ -3,9 +3,9 @@
 //! The decoder never copies: it tells the caller how many bytes at the front of the buffer
 //! are body data, and the caller sends them on and advances the buffer. Chunk extensions
 //! and trailer fields are read and dropped (as Pingora does). A size line or a trailer line
-//! longer than 4 KiB, a CR not followed by LF, a size that is not hex or overflows, an empty
-//! size line, or a chunk without its CRLF is an
-//! error: the message cannot be framed, so the connection cannot be reused.
+//! longer than 4 KiB, a CR not followed by LF (or, in a trailer, an LF without CR), a size
+//! that is not hex or overflows, an empty size line, or a chunk without its CRLF is an error:
+//! the message cannot be framed, so the connection cannot be reused.
 
 use bytes::{Buf, BytesMut};
 
@@ -104,6 +104,10 @@ impl Decoder {
                     let Some(len) = line_len(buf)? else {
                         return Ok(Step::More);
                     };
+                    // a bare LF is refused here as by Pingora's reader (only CRLF ends a line)
+                    if buf[..len].contains(&b'\n') {
+                        return Err(ChunkError("bare LF in a trailer line"));
+                    }
                     buf.advance(len + 2);
                     if len == 0 {
                         self.state = State::Done;
@@ -191,6 +195,7 @@ mod tests {
             b"\r\n",
             b";x\r\n",
             b"1;a\rb\r\nx\r\n0\r\n\r\n", // bare CR in an extension
+            b"0\r\nx\ny\r\n\r\n",        // bare LF in a trailer line
         ] {
             assert!(
                 decode(bad, 64).is_err(),
