@@ -65,17 +65,17 @@ pub fn apply(session: &dyn Downstream, ctx: &Ctx, up: &mut RequestHeader) -> pin
     let incoming = |name: &HeaderName| session.req().headers.get(name);
     let peer = session.peer_addr().map(|a| a.ip());
     let peer_text = session.peer_ip_text();
+    // a trusted peer's own chain, when it is text and not blank
     let prev = incoming(&XFF)
         .filter(|_| ctx.peer_trusted)
-        .and_then(|v| v.to_str().ok())
-        .filter(|p| !p.trim().is_empty());
+        .filter(|v| v.to_str().is_ok_and(|p| !p.trim().is_empty()));
     let xff = match (prev, &peer_text) {
         (Some(p), Some(ip)) => {
             let joined = [p.as_bytes(), b", ", ip.as_bytes()].concat();
             HeaderValue::from_maybe_shared(bytes::Bytes::from(joined))
                 .map_err(|_| crate::error::http_status(400))?
         }
-        (Some(p), None) => HeaderValue::from_str(p).map_err(|_| crate::error::http_status(400))?,
+        (Some(p), None) => p.clone(),
         (None, Some(ip)) => ip.clone(),
         (None, None) => HeaderValue::from_static(""),
     };

@@ -74,7 +74,7 @@ fn write_field(f: &Field, session: &dyn Downstream, ctx: &Ctx, out: &mut String)
         Field::RequestId => dash(out, ctx.request_id.as_deref()),
         Field::Location => dash(out, ctx.location().map(|l| l.name.as_str())),
         Field::Server => out.push_str(&ctx.server().name),
-        Field::Time => now_text(out),
+        Field::Time => time_text(std::time::SystemTime::now(), out),
         Field::Ts => {
             let ms = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -106,20 +106,20 @@ fn number(out: &mut String, n: impl itoa::Integer) {
     out.push_str(itoa::Buffer::new().format(n));
 }
 
-/// The time now (RFC 3339, seconds), formatted once per second per thread.
-fn now_text(out: &mut String) {
+/// `now` as RFC 3339 text (seconds), formatted once per second per thread.
+fn time_text(now: std::time::SystemTime, out: &mut String) {
     thread_local! {
         static LAST: std::cell::RefCell<(u64, String)> = const {
-            std::cell::RefCell::new((0, String::new()))
+            // no second matches u64::MAX: the first call formats
+            std::cell::RefCell::new((u64::MAX, String::new()))
         };
     }
-    let now = std::time::SystemTime::now();
     let secs = now
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     LAST.with(|last| {
         let mut last = last.borrow_mut();
-        if last.0 != secs || last.1.is_empty() {
+        if last.0 != secs {
             last.1.clear();
             let _ = write!(last.1, "{}", humantime::format_rfc3339_seconds(now));
             last.0 = secs;
@@ -133,5 +133,26 @@ fn version(v: http::Version) -> &'static str {
         http::Version::HTTP_10 => "HTTP/1.0",
         http::Version::HTTP_09 => "HTTP/0.9",
         _ => "HTTP/1.1",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::time_text;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn the_time_text_follows_the_second() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let text = |t| {
+            let mut out = String::new();
+            time_text(t, &mut out);
+            out
+        };
+        assert_eq!(text(t), "2023-11-14T22:13:20Z");
+        // same second: the kept text; the next second: formatted anew
+        assert_eq!(text(t + Duration::from_millis(900)), "2023-11-14T22:13:20Z");
+        assert_eq!(text(t + Duration::from_secs(1)), "2023-11-14T22:13:21Z");
+        assert_eq!(text(t), "2023-11-14T22:13:20Z");
     }
 }

@@ -37,8 +37,6 @@ async fn upstream_phase(
 /// copy of Pingora's peer description (the own HTTP/1 loop needs none; Pingora's path gets
 /// one from [`select_peer`]).
 pub struct Chosen {
-    /// a peer a script chose (`up:peer()`); `None`: peer `ctx.peer` of `ctx.upstream`
-    direct: Option<HttpPeer>,
     pub tls: bool,
     pub connect_timeout: Option<std::time::Duration>,
     pub read_timeout: Option<std::time::Duration>,
@@ -46,10 +44,12 @@ pub struct Chosen {
 }
 
 impl Chosen {
-    /// Pingora's description of the chosen peer, with the chosen timeouts.
+    /// Pingora's description of the chosen peer, with the chosen timeouts: the peer a script
+    /// chose (`ctx.direct_peer`, which then serves every attempt), else peer `ctx.peer` of
+    /// `ctx.upstream`.
     pub fn http_peer(self, ctx: &Ctx) -> pingora::Result<Box<HttpPeer>> {
-        let mut http = match self.direct {
-            Some(p) => p,
+        let mut http = match &ctx.direct_peer {
+            Some(p) => p.clone(),
             None => {
                 let up = ctx.upstream.as_ref().ok_or_else(|| http_status(502))?;
                 let i = ctx.peer.ok_or_else(|| http_status(502))?;
@@ -118,7 +118,6 @@ pub async fn choose_peer(session: &mut dyn Downstream, ctx: &mut Ctx) -> pingora
                     connect_timeout: o.connection_timeout,
                     read_timeout: o.read_timeout,
                     write_timeout: o.write_timeout,
-                    direct: Some(http.clone()),
                 };
                 ctx.upstream_addr = Some(*addr);
                 ctx.direct_peer = Some(http);
@@ -138,7 +137,6 @@ pub async fn choose_peer(session: &mut dyn Downstream, ctx: &mut Ctx) -> pingora
             connect_timeout: o.connection_timeout,
             read_timeout: o.read_timeout,
             write_timeout: o.write_timeout,
-            direct: Some(p.clone()),
         });
     }
     let Some(up) = ctx.upstream.clone() else {
@@ -166,7 +164,6 @@ pub async fn choose_peer(session: &mut dyn Downstream, ctx: &mut Ctx) -> pingora
     ctx.upstream_addr = Some(peer.addr);
     ctx.inflight = Some(up.track(i));
     Ok(Chosen {
-        direct: None,
         tls,
         connect_timeout: connect,
         read_timeout: read,

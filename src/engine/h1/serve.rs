@@ -252,31 +252,12 @@ async fn drive(ex: &mut Exchange<'_>, ctx: &mut Ctx, close: bool) -> Result<bool
     }
 }
 
-/// The request head for the upstream: the client's, without hop-by-hop headers (the ones
-/// Pingora's path strips too: `tests/engine_diff.rs` compares them), built in a reused header
-/// map (values are shared, not copied).
+/// The request head for the upstream: the client's, without hop-by-hop headers, built in a
+/// reused header map (values are shared, not copied).
 fn upstream_head(head: &RequestHeader, map: &mut Option<http::HeaderMap>) -> RequestHeader {
-    use http::header::{
-        CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING,
-        UPGRADE,
-    };
     let mut headers = map.take().unwrap_or_default();
     for (k, v) in head.headers.iter() {
-        let hop = [
-            CONNECTION,
-            PROXY_AUTHENTICATE,
-            PROXY_AUTHORIZATION,
-            TE,
-            TRAILER,
-            TRANSFER_ENCODING,
-            UPGRADE,
-        ]
-        .contains(k)
-            || matches!(
-                k.as_str(),
-                "keep-alive" | "proxy-connection" | "http2-settings"
-            );
-        if !hop {
+        if !hop_by_hop(k) {
             headers.append(k.clone(), v.clone());
         }
     }
@@ -285,6 +266,29 @@ fn upstream_head(head: &RequestHeader, map: &mut Option<http::HeaderMap>) -> Req
     parts.uri = head.uri.clone();
     parts.headers = headers;
     RequestHeader::from(parts)
+}
+
+/// The fields that end at this hop: the ones Pingora's path strips from the upstream request
+/// too (`tests/engine_diff.rs` compares what both send).
+fn hop_by_hop(k: &http::HeaderName) -> bool {
+    use http::header::{
+        CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING,
+        UPGRADE,
+    };
+    [
+        CONNECTION,
+        PROXY_AUTHENTICATE,
+        PROXY_AUTHORIZATION,
+        TE,
+        TRAILER,
+        TRANSFER_ENCODING,
+        UPGRADE,
+    ]
+    .contains(k)
+        || matches!(
+            k.as_str(),
+            "keep-alive" | "proxy-connection" | "http2-settings"
+        )
 }
 
 struct Timeouts {
