@@ -69,21 +69,25 @@ fn least_conn_avoids_the_busy_peer() {
     );
     let _t = Tidegate::start(&cfg, &[port]);
     // occupy the slow peer: send until one request is held there (a tie may go either way)
-    let mut held_requests = Vec::new();
+    let mut held = None;
     for _ in 0..10 {
         let before = slow.count() + fast.count();
-        held_requests.push(std::thread::spawn(move || get(port, "h", "/", &[]).text()));
+        let request = std::thread::spawn(move || get(port, "h", "/", &[]).text());
         assert!(wait_until(WAIT, || slow.count() + fast.count() > before));
         if slow.count() == 1 {
+            held = Some(request);
             break;
         }
+        // it went to the fast peer: wait for its answer, so that peer is idle again (else
+        // the next request meets a tie and may go either way)
+        assert_eq!(request.join().unwrap(), "fast");
     }
     assert_eq!(slow.count(), 1, "no request reached the slow peer");
     // while it is busy, every request goes to the other
     let t = served_by(port, 10, &[], "/");
     let _ = release.send(());
-    for h in held_requests {
-        h.join().unwrap();
+    if let Some(h) = held {
+        assert_eq!(h.join().unwrap(), "slow");
     }
     assert_eq!(t.get("fast"), Some(&10), "{t:?}");
 }

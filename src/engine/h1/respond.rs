@@ -89,6 +89,11 @@ pub async fn relay_body(
                     return Err(RelayError::Truncated);
                 }
                 let n = (origin.buf.len() as u64).min(left) as usize;
+                if n as u64 == left {
+                    // the whole answer is in hand: the peer's part is over before the client
+                    // sees the last byte (else its next request could still find it busy)
+                    ctx.inflight = None;
+                }
                 pass(ex, ctx, origin, n, chunked_out).await?;
                 left -= n as u64;
             }
@@ -126,6 +131,7 @@ pub async fn relay_body(
     if chunked_out && framing != Framing::None {
         ex.client.out.extend_from_slice(chunked::LAST);
     }
+    ctx.inflight = None;
     ex.client.flush().await?;
     Ok(())
 }
