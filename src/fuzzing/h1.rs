@@ -127,7 +127,12 @@ fn same_head(own: &head::Request, theirs: &RequestHeader) {
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| head::digits(guard::trim(v.as_bytes())))
         .unwrap_or(0);
-    assert_eq!(own.body_len, declared, "body length");
+    let framing = if theirs.headers.contains_key(http::header::TRANSFER_ENCODING) {
+        head::BodyFraming::Chunked
+    } else {
+        head::BodyFraming::Length(declared)
+    };
+    assert_eq!(own.body, framing, "body framing");
 }
 
 /// What Pingora's path makes of `data`: `None` when it reads no complete head; the head

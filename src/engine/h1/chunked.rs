@@ -60,6 +60,11 @@ impl Default for Decoder {
 }
 
 impl Decoder {
+    /// The last chunk and the trailers were consumed.
+    pub fn finished(&self) -> bool {
+        self.state == State::Done
+    }
+
     /// Decode from the front of `buf`. After [`Step::Data`]`(n)` the caller must advance
     /// `buf` by `n` before the next call.
     pub fn step(&mut self, buf: &mut BytesMut) -> Result<Step, ChunkError> {
@@ -156,7 +161,8 @@ fn parse_size(line: &[u8]) -> Result<u64, ChunkError> {
 /// Append one chunk (size line, data, CRLF) to `out`.
 pub fn encode(data: &[u8], out: &mut Vec<u8>) {
     use std::io::Write;
-    let _ = write!(out, "{:x}\r\n", data.len());
+    // upper-case hex, as Pingora's writer: the engines send the same bytes
+    let _ = write!(out, "{:X}\r\n", data.len());
     out.extend_from_slice(data);
     out.extend_from_slice(b"\r\n");
 }

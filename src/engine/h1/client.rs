@@ -1,6 +1,7 @@
 //! The client side of the own HTTP/1 loop: the connection with its reused buffers, and one
 //! request on it as the phase chain's [`Downstream`].
 
+use super::chunked::{Decoder, Step};
 use crate::proxy::exchange::{BodyError, Downstream};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
@@ -77,12 +78,23 @@ impl Client {
     }
 }
 
+/// What is left of a request body on the wire.
+pub enum BodyLeft {
+    /// this many bytes (0: the body was read to its end, or there is none)
+    Length(u64),
+    /// a chunked body, where its decoder stands
+    Chunked(Decoder),
+}
+
 /// One request on a [`Client`], as the phase chain sees it.
 pub struct Exchange<'c> {
     pub client: &'c mut Client,
     pub head: RequestHeader,
-    /// request body bytes not yet read from the client
-    pub body_left: u64,
+    /// the request body not yet read from the client
+    pub body: BodyLeft,
+    /// `Expect: 100-continue` not answered yet: `100 Continue` goes out before the body is
+    /// first read (a request answered without reading it never gets one)
+    pub expect_continue: bool,
     /// the body read so far, when a script asked for it (it is sent upstream from here)
     pub kept: Option<BytesMut>,
     pub sent_head: Option<ResponseHeader>,
@@ -138,22 +150,58 @@ impl Downstream for Exchange<'_> {
 }
 
 impl Exchange<'_> {
+    /// The whole request body was read (or there was none).
+    pub fn body_done(&self) -> bool {
+        match &self.body {
+            BodyLeft::Length(n) => *n == 0,
+            BodyLeft::Chunked(d) => d.finished(),
+        }
+    }
+
+    /// The request body is chunked.
+    pub fn chunked(&self) -> bool {
+        matches!(self.body, BodyLeft::Chunked(_))
+    }
+
     /// The next piece of the request body from the client, without keeping it.
     pub async fn next_body_piece(&mut self) -> Result<Option<Bytes>, BodyError> {
-        if self.body_left == 0 {
+        if self.body_done() {
             return Ok(None);
         }
-        if self.client.buf.is_empty() {
-            let n = tokio::time::timeout(self.body_timeout, self.client.fill())
+        if self.expect_continue {
+            self.expect_continue = false;
+            self.client
+                .out
+                .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+            self.client
+                .flush()
+                .await
+                .map_err(|e| BodyError::Broken(e.to_string()))?;
+        }
+        loop {
+            let n = match &mut self.body {
+                BodyLeft::Length(left) => {
+                    let n = (self.client.buf.len() as u64).min(*left) as usize;
+                    *left -= n as u64;
+                    n
+                }
+                BodyLeft::Chunked(d) => match d.step(&mut self.client.buf) {
+                    Ok(Step::Data(n)) => n,
+                    Ok(Step::Done) => return Ok(None),
+                    Ok(Step::More) => 0,
+                    Err(e) => return Err(BodyError::Broken(e.to_string())),
+                },
+            };
+            if n > 0 {
+                return Ok(Some(self.client.buf.split_to(n).freeze()));
+            }
+            let read = tokio::time::timeout(self.body_timeout, self.client.fill())
                 .await
                 .map_err(|_| BodyError::Timeout)?
                 .map_err(|e| BodyError::Broken(e.to_string()))?;
-            if n == 0 {
+            if read == 0 {
                 return Err(BodyError::Broken("the client closed mid-body".into()));
             }
         }
-        let n = (self.client.buf.len() as u64).min(self.body_left) as usize;
-        self.body_left -= n as u64;
-        Ok(Some(self.client.buf.split_to(n).freeze()))
     }
 }

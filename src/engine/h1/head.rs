@@ -4,8 +4,9 @@
 //! The head is parsed with `httparse` straight from the connection's read buffer; header
 //! values and the target become slices of that buffer (`Bytes`), so nothing is copied. The
 //! loop serves the plain requests that make nearly all traffic: HTTP/1.1, origin-form target,
-//! one `Host`, no body or a body with one plain-digit `Content-Length`, no `Upgrade`, no
-//! `Expect`, no `Transfer-Encoding`, within the server's size limits. Every other request,
+//! one `Host`, no body or a body with one plain-digit `Content-Length` or one
+//! `Transfer-Encoding: chunked` (not both), at most `Expect: 100-continue`, no `Upgrade`,
+//! within the server's size limits. Every other request,
 //! and every head `httparse` refuses (obs-fold, space before a colon, bare CR, NUL, …), is
 //! handed to Pingora's path with the bytes still unread, where the guard (`proxy/guard.rs`)
 //! gives the same verdict it always did. So the own loop never has to be more lenient or
@@ -69,13 +70,23 @@ fn refuse(buf: &mut BytesMut, status: u16, consumed: Option<usize>) -> Option<Pa
     })
 }
 
+/// How a request body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// `Content-Length` (0 without one)
+    Length(u64),
+    /// `Transfer-Encoding: chunked`
+    Chunked,
+}
+
 /// One parsed request.
 pub struct Request {
     pub head: RequestHeader,
-    /// the declared body length (0 without `Content-Length`)
-    pub body_len: u64,
+    pub body: BodyFraming,
     /// the client asked to close after this request (`Connection: close`)
     pub close: bool,
+    /// `Expect: 100-continue`: the client may wait for `100 Continue` before its body
+    pub expect_continue: bool,
 }
 
 /// Parse the head at the start of `buf`; `None` while it is not complete (and within the
@@ -111,6 +122,7 @@ pub fn parse(
     let mut spans = [(0, 0, 0, 0); MAX_HEADERS];
     let mut hosts = 0;
     let mut body_len: Option<u64> = None;
+    let (mut chunked, mut expect_continue) = (false, false);
     let mut close = false;
     let n = req.headers.len();
     for (i, h) in req.headers.iter().enumerate() {
@@ -130,10 +142,19 @@ pub fn parse(
                 Some(n) => n,
                 None => return Some(Parsed::HandOver),
             });
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding")
-            || name.eq_ignore_ascii_case(b"upgrade")
-            || name.eq_ignore_ascii_case(b"expect")
-        {
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            // exactly one field saying just `chunked`; lists, other codings and repeats
+            // get the guard's verdict on Pingora's path
+            if chunked || !value.eq_ignore_ascii_case(b"chunked") {
+                return Some(Parsed::HandOver);
+            }
+            chunked = true;
+        } else if name.eq_ignore_ascii_case(b"expect") {
+            if expect_continue || !value.eq_ignore_ascii_case(b"100-continue") {
+                return Some(Parsed::HandOver);
+            }
+            expect_continue = true;
+        } else if name.eq_ignore_ascii_case(b"upgrade") {
             return Some(Parsed::HandOver);
         } else if name.eq_ignore_ascii_case(b"connection") {
             for token in value.split(|b| *b == b',').map(trim) {
@@ -147,7 +168,8 @@ pub fn parse(
         }
         spans[i] = span(base, h.name, value);
     }
-    if hosts != 1 {
+    // a length next to chunked is a smuggling attempt: the guard refuses it
+    if hosts != 1 || (chunked && body_len.is_some()) {
         return Some(Parsed::HandOver);
     }
     // the guard's size verdict (proxy/guard.rs), the same on both engines; it comes after
@@ -156,7 +178,7 @@ pub fn parse(
     let lengths = req.headers.iter().map(|h| (h.name.len(), h.value.len()));
     if let Some(status) = guard::size_status(*limits, method.len(), target.len(), lengths) {
         // with a body still unread the connection cannot go on
-        let whole = body_len.unwrap_or(0) == 0;
+        let whole = body_len.unwrap_or(0) == 0 && !chunked;
         return refuse(buf, status, whole.then_some(head_len));
     }
     let Ok(method) = Method::from_bytes(method.as_bytes()) else {
@@ -181,8 +203,13 @@ pub fn parse(
     parts.headers = headers;
     Some(Parsed::Request(Request {
         head: RequestHeader::from(parts),
-        body_len: body_len.unwrap_or(0),
+        body: if chunked {
+            BodyFraming::Chunked
+        } else {
+            BodyFraming::Length(body_len.unwrap_or(0))
+        },
         close,
+        expect_continue,
     }))
 }
 
@@ -284,7 +311,10 @@ mod tests {
             "GET / HTTP/1.0\r\nHost: a\r\n\r\n",            // 1.0
             "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
             "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\n",
-            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 1\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nExpect: x\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n",
             "GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n", // obs-fold
             "GET / HTTP/1.1\r\nHost : a\r\n\r\n",              // space before colon

@@ -8,7 +8,7 @@
 //!   ─▶ log phase ─▶ next request (pipelined bytes are already in the buffer)
 //! ```
 
-use super::client::{Client, Exchange};
+use super::client::{BodyLeft, Client, Exchange};
 use super::head::{self, Parsed};
 use super::origin::{self, Origin, OriginError};
 use super::respond;
@@ -157,7 +157,11 @@ async fn one(client: &mut Client, live: &Live, server: usize, r: head::Request) 
     let mut ex = Exchange {
         client,
         head: r.head,
-        body_left: r.body_len,
+        body: match r.body {
+            head::BodyFraming::Length(n) => BodyLeft::Length(n),
+            head::BodyFraming::Chunked => BodyLeft::Chunked(Default::default()),
+        },
+        expect_continue: r.expect_continue,
         kept: None,
         sent_head: None,
         sent_bytes: 0,
@@ -198,7 +202,7 @@ fn emptied(mut map: http::HeaderMap) -> http::HeaderMap {
 async fn error_page(ex: &mut Exchange<'_>, ctx: &mut Ctx, code: u16, close: bool) -> bool {
     ctx.status = code;
     let keep =
-        !close && !ex.client.stopping() && ex.body_left == 0 && !matches!(code, 400 | 408 | 413);
+        !close && !ex.client.stopping() && ex.body_done() && !matches!(code, 400 | 408 | 413);
     let head_only = ex.head.method == http::Method::HEAD;
     match failure::error_response(ctx, code, head_only) {
         Ok((head, body)) => respond::answer(ex, head, body, !keep).await.is_ok() && keep,
@@ -213,10 +217,11 @@ async fn drive(ex: &mut Exchange<'_>, ctx: &mut Ctx, close: bool) -> Result<bool
     }
     forwarded::identify(ex, ctx);
     request::check_declared_body(ex, ctx).map_err(status)?;
+    request::check_first_chunk(ex, ctx).await.map_err(status)?;
     if let Some(a) = request::run_plugins(ex, ctx).await.map_err(status)? {
         let (head, body) = request::answer(ex, ctx, a).map_err(status)?;
         // a body nobody read is still on the wire: the connection cannot go on
-        let keep = !close && !ex.client.stopping() && ex.body_left == 0;
+        let keep = !close && !ex.client.stopping() && ex.body_done();
         respond::answer(ex, head, body, !keep)
             .await
             .map_err(|_| Fail::Abort)?;
@@ -237,6 +242,14 @@ async fn drive(ex: &mut Exchange<'_>, ctx: &mut Ctx, close: bool) -> Result<bool
         };
         let mut up = upstream_head(&ex.head, &mut ex.client.up_map);
         upstream::prepare_request(ex, ctx, &mut up).map_err(status)?;
+        if ex.chunked() {
+            // a chunked body goes on chunked (last, where Pingora's path puts it too)
+            up.append_header(
+                http::header::TRANSFER_ENCODING,
+                http::HeaderValue::from_static("chunked"),
+            )
+            .map_err(status)?;
+        }
         let timeouts = Timeouts {
             connect: peer.connect_timeout,
             read: peer.read_timeout,
@@ -321,14 +334,14 @@ async fn attempt(
     );
     // a body already read (by a script) can be sent again; one streamed from the client
     // cannot, so only a request without one is retried after it was sent
-    let resendable = ex.body_left == 0;
+    let resendable = ex.body_done();
     let mut fresh = false;
     let (mut origin, resp, framing, reusable) = loop {
         let mut origin = match Origin::open(addr, t.connect, idle, fresh).await {
             Ok(o) => o,
             Err(e) => return failed(ctx, e, true),
         };
-        match send_and_read(ex, &mut origin, up, t).await {
+        match send_and_read(ex, ctx, &mut origin, up, t).await {
             Ok((resp, framing, reusable)) => break (origin, resp, framing, reusable),
             Err(Trouble::Client(e)) => {
                 // the client's fault: the peer is not to blame
@@ -339,6 +352,10 @@ async fn attempt(
                     BodyError::Broken(_) => 400,
                 };
                 return Attempt::Fail(Fail::Status(code));
+            }
+            Err(Trouble::TooLarge) => {
+                ctx.inflight = None;
+                return Attempt::Fail(Fail::Status(413));
             }
             // the pooled connection may have been closed by the peer meanwhile: once more on
             // a fresh one to the same peer, which counts as a retry (a peer that closes every
@@ -417,6 +434,8 @@ fn failed(ctx: &mut Ctx, e: OriginError, retry_allowed: bool) -> Attempt {
 enum Trouble {
     Origin(OriginError),
     Client(BodyError),
+    /// a chunked body grew over `client_max_body_size`
+    TooLarge,
 }
 
 impl From<OriginError> for Trouble {
@@ -428,23 +447,47 @@ impl From<OriginError> for Trouble {
 /// Send the head and the body, then read the response head.
 async fn send_and_read(
     ex: &mut Exchange<'_>,
+    ctx: &mut Ctx,
     origin: &mut Origin,
     up: &RequestHeader,
     t: &Timeouts,
 ) -> Result<(pingora::http::ResponseHeader, origin::Framing, bool), Trouble> {
+    let chunked = ex.chunked();
     let mut wire = std::mem::take(&mut ex.client.out);
     wire.clear();
     origin::write_request(up, &mut wire);
-    if let Some(k) = &ex.kept {
-        wire.extend_from_slice(k);
+    match &ex.kept {
+        Some(k) if chunked && !k.is_empty() => super::chunked::encode(k, &mut wire),
+        Some(k) => wire.extend_from_slice(k),
+        None => {}
     }
-    let sent = origin.send(&wire, t.write).await;
+    let mut sent = origin.send(&wire, t.write).await;
+    if sent.is_ok() {
+        // the rest of the body, as it comes (chunks re-framed; the size counted)
+        while let Some(piece) = ex.next_body_piece().await.map_err(Trouble::Client)? {
+            wire.clear();
+            let piece: &[u8] = if chunked {
+                if crate::proxy::request::count_body(Some(&piece), ctx).is_err() {
+                    ex.client.out = wire;
+                    return Err(Trouble::TooLarge);
+                }
+                super::chunked::encode(&piece, &mut wire);
+                &wire
+            } else {
+                &piece
+            };
+            sent = origin.send(piece, t.write).await;
+            if sent.is_err() {
+                break;
+            }
+        }
+        if sent.is_ok() && chunked {
+            sent = origin.send(super::chunked::LAST, t.write).await;
+        }
+    }
     wire.clear();
     ex.client.out = wire;
     sent?;
-    while let Some(piece) = ex.next_body_piece().await.map_err(Trouble::Client)? {
-        origin.send(&piece, t.write).await?;
-    }
     let head_request = ex.head.method == http::Method::HEAD;
     Ok(origin
         .read_head(
