@@ -4,7 +4,8 @@
 //! must the bytes the origin received (header names compared without case: the own loop
 //! sends them in lower case). The requests are the smuggling corpus plus variants generated
 //! from a plain request: methods, targets, versions, line ends, Host, Content-Length,
-//! Connection, hop-by-hop fields and field whitespace. No difference is allowed here (the
+//! chunked bodies, `Expect`, upgrades (refused by this origin), Connection, hop-by-hop fields
+//! and field whitespace. No difference is allowed here (the
 //! ones the fuzz target `h1_head` allows are about refusal statuses of heads that are not in
 //! this corpus; `docs/request-lifecycle.md` lists them).
 
@@ -193,6 +194,8 @@ fn variants() -> Vec<Vec<u8>> {
         "Connection: keep-alive",
         "Connection: x-hop\r\nX-Hop: 1",
         "Expect: 100-continue\r\nContent-Length: 3",
+        "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13",
+        "Connection: keep-alive, upgrade\r\nUpgrade: foo/2",
         "Transfer-Encoding: chunked",
         "TE: trailers",
         "Trailer: x\r\nProxy-Authorization: Basic eA==\r\nProxy-Connection: keep-alive",

@@ -261,3 +261,79 @@ fn an_answer_written_during_shutdown_says_connection_close() {
     assert_eq!(resp.text(), "late");
     assert_eq!(resp.header("connection"), Some("close"));
 }
+
+/// A WebSocket upgrade: the upstream's 101 goes to the client, then bytes flow both ways,
+/// including those either side sent right behind its head, until both sides closed.
+#[test]
+fn websocket_upgrades_are_spliced_both_ways() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = listener.local_addr().unwrap().port();
+    let (head_tx, head_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        let Ok((s, _)) = listener.accept() else {
+            return;
+        };
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s);
+        let mut head = String::new();
+        while !head.ends_with("\r\n\r\n") {
+            if r.read_line(&mut head).unwrap_or(0) == 0 {
+                return;
+            }
+        }
+        let _ = head_tx.send(head);
+        // the head and the first frame in one write
+        let _ = w.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\nhello;");
+        // then an upper-casing echo until the client's side ends
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = r.read(&mut buf) {
+            if n == 0 || w.write_all(&buf[..n].to_ascii_uppercase()).is_err() {
+                break;
+            }
+        }
+    });
+    let (_t, port) = start(up, "");
+    let s = connect(port);
+    // the request and the first bytes of the new protocol in one write
+    (&s).write_all(b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, Upgrade\r\nUpgrade: WebSocket\r\nSec-WebSocket-Key: k\r\n\r\nearly;")
+        .unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut status = String::new();
+    r.read_line(&mut status).unwrap();
+    assert_eq!(status, "HTTP/1.1 101 Switching Protocols\r\n");
+    let mut fields = Vec::new();
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h).unwrap();
+        if h == "\r\n" {
+            break;
+        }
+        fields.push(h.trim_end().to_ascii_lowercase());
+    }
+    for f in [
+        "upgrade: websocket",
+        "connection: upgrade",
+        "sec-websocket-accept: x",
+    ] {
+        assert!(fields.contains(&f.to_string()), "{f} missing: {fields:?}");
+    }
+    let head = head_rx.recv_timeout(WAIT).unwrap().to_ascii_lowercase();
+    assert!(
+        head.contains("\r\nconnection: upgrade\r\n")
+            && head.contains("\r\nupgrade: websocket\r\n")
+            && head.contains("\r\nsec-websocket-key: k\r\n"),
+        "{head}"
+    );
+    let mut got = vec![0u8; "hello;EARLY;".len()];
+    r.read_exact(&mut got).unwrap();
+    assert_eq!(got, b"hello;EARLY;");
+    (&s).write_all(b"more").unwrap();
+    let mut more = [0u8; 4];
+    r.read_exact(&mut more).unwrap();
+    assert_eq!(&more, b"MORE");
+    // the client ends its side: the upstream sees it and closes, and so does the proxy
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    r.read_to_end(&mut rest).unwrap();
+    assert!(rest.is_empty(), "{rest:?}");
+}

@@ -95,6 +95,8 @@ pub struct Exchange<'c> {
     /// `Expect: 100-continue` not answered yet: `100 Continue` goes out before the body is
     /// first read (a request answered without reading it never gets one)
     pub expect_continue: bool,
+    /// the client asked to switch protocols
+    pub upgrade: bool,
     /// the body read so far, when a script asked for it (it is sent upstream from here)
     pub kept: Option<BytesMut>,
     pub sent_head: Option<ResponseHeader>,

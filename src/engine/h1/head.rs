@@ -5,8 +5,9 @@
 //! values and the target become slices of that buffer (`Bytes`), so nothing is copied. The
 //! loop serves the plain requests that make nearly all traffic: HTTP/1.1, origin-form target,
 //! one `Host`, no body or a body with one plain-digit `Content-Length` or one
-//! `Transfer-Encoding: chunked` (not both), at most `Expect: 100-continue`, no `Upgrade`,
-//! within the server's size limits. Every other request,
+//! `Transfer-Encoding: chunked` (not both), at most `Expect: 100-continue`, and WebSocket
+//! upgrades (`Upgrade: websocket`, `Connection: upgrade`, no body), within the server's
+//! size limits. Every other request,
 //! and every head `httparse` refuses (obs-fold, space before a colon, bare CR, NUL, …), is
 //! handed to Pingora's path with the bytes still unread, where the guard (`proxy/guard.rs`)
 //! gives the same verdict it always did. So the own loop never has to be more lenient or
@@ -87,6 +88,8 @@ pub struct Request {
     pub close: bool,
     /// `Expect: 100-continue`: the client may wait for `100 Continue` before its body
     pub expect_continue: bool,
+    /// the client asks to switch protocols (`Upgrade`, `Connection: upgrade`)
+    pub upgrade: bool,
 }
 
 /// Parse the head at the start of `buf`; `None` while it is not complete (and within the
@@ -123,6 +126,7 @@ pub fn parse(
     let mut hosts = 0;
     let mut body_len: Option<u64> = None;
     let (mut chunked, mut expect_continue) = (false, false);
+    let (mut upgrade, mut conn_upgrade) = (false, false);
     let mut close = false;
     let n = req.headers.len();
     for (i, h) in req.headers.iter().enumerate() {
@@ -155,11 +159,18 @@ pub fn parse(
             }
             expect_continue = true;
         } else if name.eq_ignore_ascii_case(b"upgrade") {
-            return Some(Parsed::HandOver);
+            // WebSocket only, as Pingora's path (which drops any other `Upgrade`); repeats
+            // and other protocols are handed over
+            if upgrade || !value.eq_ignore_ascii_case(b"websocket") {
+                return Some(Parsed::HandOver);
+            }
+            upgrade = true;
         } else if name.eq_ignore_ascii_case(b"connection") {
             for token in value.split(|b| *b == b',').map(trim) {
                 if token.eq_ignore_ascii_case(b"close") {
                     close = true;
+                } else if token.eq_ignore_ascii_case(b"upgrade") {
+                    conn_upgrade = true;
                 } else if !token.eq_ignore_ascii_case(b"keep-alive") && !token.is_empty() {
                     // other hop-by-hop names: Pingora's path handles them
                     return Some(Parsed::HandOver);
@@ -170,6 +181,11 @@ pub fn parse(
     }
     // a length next to chunked is a smuggling attempt: the guard refuses it
     if hosts != 1 || (chunked && body_len.is_some()) {
+        return Some(Parsed::HandOver);
+    }
+    // an upgrade is asked with both fields, and carries no body (its bytes after the head
+    // belong to the new protocol)
+    if upgrade != conn_upgrade || (upgrade && (chunked || body_len.unwrap_or(0) > 0)) {
         return Some(Parsed::HandOver);
     }
     // the guard's size verdict (proxy/guard.rs), the same on both engines; it comes after
@@ -210,6 +226,7 @@ pub fn parse(
         },
         close,
         expect_continue,
+        upgrade,
     }))
 }
 
@@ -305,6 +322,14 @@ mod tests {
         };
         assert_eq!(r.head.uri.path(), "/a");
         assert_eq!(r.head.headers.get("x-a").unwrap(), "1");
+        for served in [
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        ] {
+            let r = parse_str(served);
+            assert!(matches!(r, Some(Parsed::Request(_))), "{served:?}");
+        }
         for bad in [
             "GET / HTTP/1.1\r\n\r\n",                       // no Host
             "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", // two
@@ -315,7 +340,9 @@ mod tests {
             "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
             "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
             "POST / HTTP/1.1\r\nHost: a\r\nExpect: x\r\n\r\n",
-            "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n", // no Connection
+            "GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\nContent-Length: 1\r\n\r\nx",
             "GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n", // obs-fold
             "GET / HTTP/1.1\r\nHost : a\r\n\r\n",              // space before colon
             "GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n",       // absolute form

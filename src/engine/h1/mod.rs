@@ -15,6 +15,7 @@
 //! - `pool.rs`: idle upstream connections per thread
 //! - `chunked.rs`: the chunked coding, decoded in place
 //! - `respond.rs`: response heads, answers and body relay to the client
+//! - `switch.rs`: upgrades: the 101 head, then both connections spliced
 
 pub mod chunked;
 pub mod client;
@@ -23,3 +24,4 @@ pub mod origin;
 pub mod pool;
 pub mod respond;
 pub mod serve;
+pub mod switch;

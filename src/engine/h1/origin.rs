@@ -56,6 +56,8 @@ pub enum Framing {
     Chunked,
     /// until the upstream closes
     Close,
+    /// `101 Switching Protocols` to an upgrade request: from here on, bytes both ways
+    Switched,
 }
 
 /// An upstream connection and its read buffer.
@@ -125,12 +127,13 @@ impl Origin {
             .map_err(OriginError::Read)
     }
 
-    /// Read the final response head (interim 1xx responses are skipped). Returns the head,
-    /// the body's framing, and whether the connection can carry another request.
+    /// Read the final response head (interim 1xx responses are skipped; a 101 is final when
+    /// the request asked an `upgrade`). Returns the head, the body's framing, and whether the
+    /// connection can carry another request.
     pub async fn read_head(
         &mut self,
         limit: Option<Duration>,
-        head_request: bool,
+        ask: Asked,
         map: &mut Option<HeaderMap>,
         spans: &mut Vec<Span>,
     ) -> Result<(ResponseHeader, Framing, bool), OriginError> {
@@ -138,7 +141,7 @@ impl Origin {
         loop {
             if !self.buf.is_empty() {
                 seen_any = true;
-                match parse_head(&mut self.buf, head_request, map, spans)? {
+                match parse_head(&mut self.buf, ask, map, spans)? {
                     Some(Parsed::Interim) => continue,
                     Some(Parsed::Final(head, framing, reusable)) => {
                         return Ok((head, framing, reusable))
@@ -163,6 +166,15 @@ impl Origin {
     }
 }
 
+/// What the request asked that shapes the response's framing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Asked {
+    /// a HEAD request: no body follows any head
+    pub head: bool,
+    /// an upgrade: a 101 switches protocols
+    pub upgrade: bool,
+}
+
 #[allow(clippy::large_enum_variant)] // moved once per response; a Box would be an allocation
 enum Parsed {
     Interim,
@@ -174,7 +186,7 @@ enum Parsed {
 /// allocated per response.
 fn parse_head(
     buf: &mut BytesMut,
-    head_request: bool,
+    ask: Asked,
     map: &mut Option<HeaderMap>,
     spans: &mut Vec<Span>,
 ) -> Result<Option<Parsed>, OriginError> {
@@ -191,7 +203,8 @@ fn parse_head(
     let Ok(status) = StatusCode::from_u16(code) else {
         return Err(OriginError::Malformed("bad status code"));
     };
-    if (100..200).contains(&code) {
+    let switched = code == 101 && ask.upgrade;
+    if (100..200).contains(&code) && !switched {
         if code == 101 {
             return Err(OriginError::Malformed(
                 "101 to a request that asked no upgrade",
@@ -200,8 +213,26 @@ fn parse_head(
         buf.advance(n);
         return Ok(Some(Parsed::Interim));
     }
+    let base = buf.as_ptr() as usize;
+    spans.clear();
+    if switched {
+        // every field goes to the client as it is, `Connection` and `Upgrade` included
+        for h in resp.headers.iter() {
+            spans.push(span(base, h.name, trim(h.value)));
+        }
+        let raw = buf.split_to(n).freeze();
+        let headers = fields(&raw, spans, map).ok_or(OriginError::Malformed("bad header"))?;
+        let mut parts = http::Response::new(()).into_parts().0;
+        parts.status = status;
+        parts.headers = headers;
+        return Ok(Some(Parsed::Final(
+            ResponseHeader::from(parts),
+            Framing::Switched,
+            false,
+        )));
+    }
     let http10 = resp.version == Some(0);
-    let mut framing = if head_request || code == 204 || code == 304 {
+    let mut framing = if ask.head || code == 204 || code == 304 {
         Framing::None
     } else {
         Framing::Close
@@ -209,8 +240,6 @@ fn parse_head(
     let mut length: Option<u64> = None;
     let mut chunked = false;
     let mut reusable = !http10;
-    let base = buf.as_ptr() as usize;
-    spans.clear();
     for h in resp.headers.iter() {
         let name = h.name.as_bytes();
         let value = trim(h.value);

@@ -82,7 +82,8 @@ pub async fn relay_body(
 ) -> Result<(), RelayError> {
     let chunked_out = ctx.body_filtered || matches!(framing, Framing::Chunked | Framing::Close);
     match framing {
-        Framing::None => {}
+        // a switched connection is spliced, never relayed here
+        Framing::None | Framing::Switched => {}
         Framing::Length(mut left) => {
             while left > 0 {
                 if origin.buf.is_empty() && origin.fill(read_timeout).await? == 0 {

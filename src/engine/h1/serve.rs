@@ -162,6 +162,7 @@ async fn one(client: &mut Client, live: &Live, server: usize, r: head::Request) 
             head::BodyFraming::Chunked => BodyLeft::Chunked(Default::default()),
         },
         expect_continue: r.expect_continue,
+        upgrade: r.upgrade,
         kept: None,
         sent_head: None,
         sent_bytes: 0,
@@ -240,7 +241,7 @@ async fn drive(ex: &mut Exchange<'_>, ctx: &mut Ctx, close: bool) -> Result<bool
         let Some(addr) = ctx.upstream_addr else {
             return Err(Fail::Status(502));
         };
-        let mut up = upstream_head(&ex.head, &mut ex.client.up_map);
+        let mut up = upstream_head(&ex.head, ex.upgrade, &mut ex.client.up_map);
         upstream::prepare_request(ex, ctx, &mut up).map_err(status)?;
         if ex.chunked() {
             // a chunked body goes on chunked (last, where Pingora's path puts it too)
@@ -266,13 +267,25 @@ async fn drive(ex: &mut Exchange<'_>, ctx: &mut Ctx, close: bool) -> Result<bool
 }
 
 /// The request head for the upstream: the client's, without hop-by-hop headers, built in a
-/// reused header map (values are shared, not copied).
-fn upstream_head(head: &RequestHeader, map: &mut Option<http::HeaderMap>) -> RequestHeader {
+/// reused header map (values are shared, not copied). A WebSocket upgrade asks the upstream
+/// to switch too, with `Connection: Upgrade` and `Upgrade: websocket` after the client's
+/// fields (as Pingora's path writes them).
+fn upstream_head(
+    head: &RequestHeader,
+    upgrade: bool,
+    map: &mut Option<http::HeaderMap>,
+) -> RequestHeader {
+    use http::header::{CONNECTION, UPGRADE};
+    use http::HeaderValue;
     let mut headers = map.take().unwrap_or_default();
     for (k, v) in head.headers.iter() {
         if !hop_by_hop(k) {
             headers.append(k.clone(), v.clone());
         }
+    }
+    if upgrade {
+        headers.append(CONNECTION, HeaderValue::from_static("Upgrade"));
+        headers.append(UPGRADE, HeaderValue::from_static("websocket"));
     }
     let mut parts = http::Request::new(()).into_parts().0;
     parts.method = head.method.clone();
@@ -380,10 +393,22 @@ async fn attempt(
     }
     let mut resp = resp;
     response::run_plugins(ex, &mut resp, ctx);
+    if framing == origin::Framing::Switched {
+        super::switch::head_to_wire(&resp, &mut ex.client.out);
+        ex.sent_head = Some(resp);
+        // the peer stays busy (least_conn) until both sides closed
+        let spliced = super::switch::splice(ex.client, origin).await;
+        ctx.inflight = None;
+        if let Ok(n) = spliced {
+            ex.sent_bytes += n as usize;
+        }
+        return Attempt::Done(false);
+    }
     let chunked = framing != origin::Framing::None
         && (ctx.body_filtered
             || matches!(framing, origin::Framing::Chunked | origin::Framing::Close));
-    let keep = !close && !ex.client.stopping();
+    // after a refused upgrade the client's next bytes are not requests: close
+    let keep = !close && !ex.client.stopping() && !ex.upgrade;
     respond::head_to_wire(&mut resp, chunked, !keep, &mut ex.client.out);
     ex.sent_head = Some(resp);
     let relayed = respond::relay_body(ex, ctx, &mut origin, framing, t.read).await;
@@ -488,13 +513,11 @@ async fn send_and_read(
     wire.clear();
     ex.client.out = wire;
     sent?;
-    let head_request = ex.head.method == http::Method::HEAD;
+    let ask = origin::Asked {
+        head: ex.head.method == http::Method::HEAD,
+        upgrade: ex.upgrade,
+    };
     Ok(origin
-        .read_head(
-            t.read,
-            head_request,
-            &mut ex.client.resp_map,
-            &mut ex.client.spans,
-        )
+        .read_head(t.read, ask, &mut ex.client.resp_map, &mut ex.client.spans)
         .await?)
 }
