@@ -56,7 +56,8 @@ pub fn h1_head(data: &[u8]) {
     with_env(|rt, server| {
         let limits = SizeLimits::of(server);
         let mut buf = BytesMut::from(data);
-        let Some(own) = head::parse(&mut buf, &limits, &mut None) else {
+        let Some(own) = head::parse(&mut buf, &limits, &mut None, &mut head::Names::default())
+        else {
             return; // not complete and within the limits: the loop reads on
         };
         // the buffer is consumed exactly when the head was taken

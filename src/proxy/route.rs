@@ -2,25 +2,33 @@
 
 use super::ctx::Ctx;
 use crate::proxy::exchange::Downstream;
-use crate::routing::{normalize_host, RouteInput};
+use crate::routing::{normalize_host_into, RouteInput};
 use pingora::http::RequestHeader;
 
 /// The request's host, normalized (lower case, no port): the `Host` header, else the URI's
 /// authority (HTTP/2's `:authority`). Routing and the Lua API's `req.host` read it here.
 pub fn host_of(req: &RequestHeader) -> String {
+    let mut out = String::new();
+    host_into(req, &mut out);
+    out
+}
+
+/// [`host_of`] into `out`, a `String` kept for its capacity.
+pub fn host_into(req: &RequestHeader, out: &mut String) {
     let raw = req
         .headers
         .get(http::header::HOST)
         .and_then(|v| v.to_str().ok())
         .or_else(|| req.uri.host())
         .unwrap_or("");
-    normalize_host(raw)
+    normalize_host_into(raw, out)
 }
 
-/// Route the request; `false` means no location matched.
+/// Route the request; `false` means no location matched. `ctx.host` keeps its capacity
+/// (the own loop hands each request the connection's).
 pub fn route(session: &dyn Downstream, ctx: &mut Ctx) -> bool {
     let req = session.req();
-    ctx.host = host_of(req);
+    host_into(req, &mut ctx.host);
     let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
     let input = RouteInput {
         host: &ctx.host,

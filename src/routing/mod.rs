@@ -269,6 +269,13 @@ fn collect(re: &regex::Regex, caps: &regex::Captures<'_>, out: &mut Vec<(Arc<str
 
 /// Lower-case the host and drop the port (`Example.COM:8080` → `example.com`).
 pub fn normalize_host(raw: &str) -> String {
+    let mut out = String::new();
+    normalize_host_into(raw, &mut out);
+    out
+}
+
+/// [`normalize_host`] into `out` (cleared first), so a kept `String` is reused.
+pub fn normalize_host_into(raw: &str, out: &mut String) {
     let h = raw.trim();
     let h = if h.starts_with('[') {
         // IPv6 literal: keep the brackets, drop the port
@@ -278,7 +285,9 @@ pub fn normalize_host(raw: &str) -> String {
     } else {
         h.rsplit_once(':').map(|(a, _)| a).unwrap_or(h)
     };
-    h.to_ascii_lowercase()
+    out.clear();
+    out.push_str(h);
+    out.make_ascii_lowercase();
 }
 
 #[cfg(test)]

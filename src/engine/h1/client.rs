@@ -30,6 +30,10 @@ pub struct Client {
     pub resp_map: Option<HeaderMap>,
     /// where the fields of a response head lie while it is parsed (kept for its capacity)
     pub spans: Vec<super::head::Span>,
+    /// the routed host's text, kept for its capacity (`Ctx::host` borrows it per request)
+    pub host: String,
+    /// header names seen on this connection and its upstream responses
+    pub names: super::head::Names,
     /// the server's shutdown flag: once set, each answer says `Connection: close`
     pub shutdown: ShutdownWatch,
 }
@@ -50,6 +54,8 @@ impl Client {
             up_map: None,
             resp_map: None,
             spans: Vec::new(),
+            host: String::new(),
+            names: Default::default(),
             shutdown: shutdown.clone(),
         }
     }

@@ -95,11 +95,12 @@ pub struct Request {
 /// Parse the head at the start of `buf`; `None` while it is not complete (and within the
 /// limits). On [`Parsed::Request`] its bytes are split off
 /// `buf`; otherwise `buf` is untouched. `map` is a header map to reuse (its capacity is kept
-/// across requests).
+/// across requests), `names` the connection's kept header names.
 pub fn parse(
     buf: &mut BytesMut,
     limits: &SizeLimits,
     map: &mut Option<HeaderMap>,
+    names: &mut Names,
 ) -> Option<Parsed> {
     let mut lines = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut lines);
@@ -209,7 +210,7 @@ pub fn parse(
     let Ok(uri) = Uri::from_maybe_shared(raw.slice(t0..t0 + tlen)) else {
         return Some(Parsed::Malformed);
     };
-    let Some(headers) = fields(&raw, &spans[..n], map) else {
+    let Some(headers) = fields(&raw, &spans[..n], map, names) else {
         return Some(Parsed::Malformed);
     };
     let mut parts = http::Request::new(()).into_parts().0;
@@ -273,14 +274,53 @@ pub fn span(base: usize, name: &str, value: &[u8]) -> Span {
     )
 }
 
+/// Header names seen on one connection, at most this many.
+const NAMES_KEPT: usize = 32;
+
+/// Header names seen on a connection, kept so that a name every message repeats is neither
+/// parsed again nor, for a name `http` does not know (`X-Api-Key`), allocated again: a kept
+/// name is cloned (a reference count). Names are matched by their bytes as sent, the one after
+/// the last match first (messages repeat their fields in the same order). A client sending
+/// many distinct names only fills it.
+#[derive(Default)]
+pub struct Names {
+    kept: Vec<(Box<[u8]>, HeaderName)>,
+    next: usize,
+}
+
+impl Names {
+    /// The name for `raw`; `None` when it is not a valid field name.
+    pub fn get(&mut self, raw: &[u8]) -> Option<HeaderName> {
+        let at = match self.kept.get(self.next) {
+            Some((k, _)) if **k == *raw => Some(self.next),
+            _ => self.kept.iter().position(|(k, _)| **k == *raw),
+        };
+        if let Some(i) = at {
+            self.next = i + 1;
+            return Some(self.kept[i].1.clone());
+        }
+        let n = HeaderName::from_bytes(raw).ok()?;
+        if self.kept.len() < NAMES_KEPT {
+            self.kept.push((raw.into(), n.clone()));
+            self.next = self.kept.len();
+        }
+        Some(n)
+    }
+}
+
 /// The fields at `spans` in `raw` as a header map, in `map`'s storage when it has one (its
-/// capacity is kept across messages); values share `raw`'s memory. `None`: `http` refuses a
-/// field.
-pub fn fields(raw: &Bytes, spans: &[Span], map: &mut Option<HeaderMap>) -> Option<HeaderMap> {
+/// capacity is kept across messages); values share `raw`'s memory, names come from `names`.
+/// `None`: `http` refuses a field.
+pub fn fields(
+    raw: &Bytes,
+    spans: &[Span],
+    map: &mut Option<HeaderMap>,
+    names: &mut Names,
+) -> Option<HeaderMap> {
     // a kept map was emptied when it was put back (`serve::emptied`)
     let mut headers = map.take().unwrap_or_default();
     for &(n0, nlen, v0, vlen) in spans {
-        let name = HeaderName::from_bytes(&raw[n0..n0 + nlen]).ok()?;
+        let name = names.get(&raw[n0..n0 + nlen])?;
         let value = HeaderValue::from_maybe_shared(raw.slice(v0..v0 + vlen)).ok()?;
         headers.append(name, value);
     }
@@ -311,7 +351,7 @@ mod tests {
             max_uri: 8192,
             max_head: 65536,
         };
-        parse(&mut buf, &limits, &mut None)
+        parse(&mut buf, &limits, &mut None, &mut Names::default())
     }
 
     #[test]

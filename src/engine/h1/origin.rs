@@ -2,7 +2,7 @@
 //! connection from the thread's pool), send the head, read the response head, and say how
 //! its body is framed (RFC 9112 §6.3).
 
-use super::head::{fields, span, Span};
+use super::head::{fields, span, Names, Span};
 use super::pool;
 use crate::proxy::guard::trim;
 use bytes::{Buf, BytesMut};
@@ -77,6 +77,22 @@ async fn within<T>(limit: Option<Duration>, f: impl std::future::Future<Output =
     }
 }
 
+/// As [`within`], but the timer is armed only when `f` is not ready at its first poll: a
+/// write into a socket with room costs no timer. (Reads are nearly always pending at first:
+/// they take [`within`], which polls once less.)
+async fn within_lazy<T>(
+    limit: Option<Duration>,
+    f: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    use std::task::Poll;
+    let mut f = std::pin::pin!(f);
+    let first = std::future::poll_fn(|cx| Poll::Ready(f.as_mut().poll(cx))).await;
+    if let Poll::Ready(v) = first {
+        return Some(v);
+    }
+    within(limit, f).await
+}
+
 impl Origin {
     /// An idle pooled connection to `addr`, or a new one.
     pub async fn open(
@@ -110,7 +126,7 @@ impl Origin {
 
     /// Write `bytes` (a head, a piece of body).
     pub async fn send(&mut self, bytes: &[u8], limit: Option<Duration>) -> Result<(), OriginError> {
-        within(limit, self.conn.write_all(bytes))
+        within_lazy(limit, self.conn.write_all(bytes))
             .await
             .ok_or(OriginError::Write(std::io::ErrorKind::TimedOut.into()))?
             .map_err(OriginError::Write)
@@ -136,12 +152,13 @@ impl Origin {
         ask: Asked,
         map: &mut Option<HeaderMap>,
         spans: &mut Vec<Span>,
+        names: &mut Names,
     ) -> Result<(ResponseHeader, Framing, bool), OriginError> {
         let mut seen_any = false;
         loop {
             if !self.buf.is_empty() {
                 seen_any = true;
-                match parse_head(&mut self.buf, ask, map, spans)? {
+                match parse_head(&mut self.buf, ask, map, spans, names)? {
                     Some(Parsed::Interim) => continue,
                     Some(Parsed::Final(head, framing, reusable)) => {
                         return Ok((head, framing, reusable))
@@ -189,6 +206,7 @@ fn parse_head(
     ask: Asked,
     map: &mut Option<HeaderMap>,
     spans: &mut Vec<Span>,
+    names: &mut Names,
 ) -> Result<Option<Parsed>, OriginError> {
     let mut lines = [const { MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut []);
@@ -221,7 +239,8 @@ fn parse_head(
             spans.push(span(base, h.name, trim(h.value)));
         }
         let raw = buf.split_to(n).freeze();
-        let headers = fields(&raw, spans, map).ok_or(OriginError::Malformed("bad header"))?;
+        let headers =
+            fields(&raw, spans, map, names).ok_or(OriginError::Malformed("bad header"))?;
         let mut parts = http::Response::new(()).into_parts().0;
         parts.status = status;
         parts.headers = headers;
@@ -287,7 +306,8 @@ fn parse_head(
         };
     }
     let raw = buf.split_to(n).freeze();
-    let mut headers = fields(&raw, spans, map).ok_or(OriginError::Malformed("bad header"))?;
+    let mut headers =
+        fields(&raw, spans, map, names).ok_or(OriginError::Malformed("bad header"))?;
     if chunked {
         // a length next to chunked is not the body's: drop it (RFC 9112 §6.3)
         headers.remove(http::header::CONTENT_LENGTH);

@@ -62,7 +62,12 @@ pub async fn serve(mut client: Client, live: &Live, server: usize) -> Next {
         };
         let until = tokio::time::Instant::now() + wait;
         let parsed = loop {
-            if let Some(p) = head::parse(&mut client.buf, &limits, &mut client.req_map) {
+            if let Some(p) = head::parse(
+                &mut client.buf,
+                &limits,
+                &mut client.req_map,
+                &mut client.names,
+            ) {
                 break p;
             }
             let idle = client.buf.is_empty();
@@ -152,6 +157,7 @@ async fn malformed(client: &mut Client) -> std::io::Result<()> {
 /// Serve one request; `true` when the connection can carry the next one.
 async fn one(client: &mut Client, live: &Live, server: usize, r: head::Request) -> bool {
     let mut ctx = Ctx::new(live.load_full(), server);
+    ctx.host = std::mem::take(&mut client.host);
     let body_timeout = ctx.server().body_timeout;
     let close = r.close;
     let mut ex = Exchange {
@@ -184,6 +190,7 @@ async fn one(client: &mut Client, live: &Live, server: usize, r: head::Request) 
         }
     }
     log::access_log(&ex, &ctx);
+    ex.client.host = std::mem::take(&mut ctx.host);
     ex.client.req_map = Some(emptied(http::request::Parts::from(ex.head).headers));
     if let Some(sent) = ex.sent_head.take() {
         ex.client.resp_map = Some(emptied(http::response::Parts::from(sent).headers));
@@ -218,7 +225,9 @@ async fn drive(ex: &mut Exchange<'_>, ctx: &mut Ctx, close: bool) -> Result<bool
     }
     forwarded::identify(ex, ctx);
     request::check_declared_body(ex, ctx).map_err(status)?;
-    request::check_first_chunk(ex, ctx).await.map_err(status)?;
+    if ex.chunked() {
+        request::check_first_chunk(ex, ctx).await.map_err(status)?;
+    }
     if let Some(a) = request::run_plugins(ex, ctx).await.map_err(status)? {
         let (head, body) = request::answer(ex, ctx, a).map_err(status)?;
         // a body nobody read is still on the wire: the connection cannot go on
@@ -487,7 +496,7 @@ async fn send_and_read(
         None => {}
     }
     let mut sent = origin.send(&wire, t.write).await;
-    if sent.is_ok() {
+    if sent.is_ok() && !ex.body_done() {
         // the rest of the body, as it comes (chunks re-framed; the size counted)
         while let Some(piece) = ex.next_body_piece().await.map_err(Trouble::Client)? {
             wire.clear();
@@ -518,6 +527,12 @@ async fn send_and_read(
         upgrade: ex.upgrade,
     };
     Ok(origin
-        .read_head(t.read, ask, &mut ex.client.resp_map, &mut ex.client.spans)
+        .read_head(
+            t.read,
+            ask,
+            &mut ex.client.resp_map,
+            &mut ex.client.spans,
+            &mut ex.client.names,
+        )
         .await?)
 }
