@@ -2,10 +2,12 @@
 """Instructions (and allocations) per proxied request, counted with callgrind.
 
     scripts/callgrind.py                      # tidegate plain, own loop
-    scripts/callgrind.py --variant lua        # plain | lua | access_log | pingora | all
+    scripts/callgrind.py --variant lua        # plain | lua | access_log | pingora | nginx | bare_pingora | all
     scripts/callgrind.py --keep DIR           # keep the callgrind.out files (callgrind_annotate)
 
 tidegate (target/release/tidegate, 1 worker) runs under `valgrind --tool=callgrind` twice,
+(or, for the references, nginx with the bench's proxy_pass config in one process, or the bare
+Pingora forwarder `examples/bare_pingora.rs`)
 once for 1,000 and once for 6,000 keep-alive GETs on one connection (the bench's request,
 with the Lua check's API key), against a small Python upstream; the difference of the two
 totals divided by 5,000 is the cost of one request, without start-up and shutdown. The
@@ -74,19 +76,44 @@ def client(port, n):
 
 def run(dir_, variant, up, n):
     port = bench.free_port()
-    kw = {"lua": variant == "lua", "access_log": variant == "access_log",
-          "engine": "pingora" if variant == "pingora" else None}
-    cmd = bench.tidegate_conf(dir_, f"cg-{variant}-{n}", port, up, 1, **kw)
+    if variant == "nginx":
+        # the bench's nginx target in one process (no master), dumped on demand below: it
+        # does not exit on a signal under valgrind
+        cmd = bench.nginx_conf(dir_, f"cg-nginx-{n}", 1, f"""
+  upstream up {{ server 127.0.0.1:{up}; keepalive 64; }}
+  keepalive_requests 100000;
+  server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://up; proxy_http_version 1.1;
+    proxy_set_header Connection ""; {bench.FORWARDED} }} }}""")
+        with open(cmd[2]) as f:
+            conf = f.read()
+        with open(cmd[2], "w") as f:
+            f.write("master_process off;\n" + conf)
+    elif variant == "bare_pingora":
+        cmd = [bench.PINGORA, f"127.0.0.1:{port}", f"127.0.0.1:{up}", "1"]
+    else:
+        kw = {"lua": variant == "lua", "access_log": variant == "access_log",
+              "engine": "pingora" if variant == "pingora" else None}
+        cmd = bench.tidegate_conf(dir_, f"cg-{variant}-{n}", port, up, 1, **kw)
     out = os.path.join(dir_, f"callgrind.out.{variant}.{n}")
     vg = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
     proc = subprocess.Popen(vg + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         if not bench.wait_port(port, limit=120):
-            raise SystemExit(f"tidegate under valgrind did not listen: {proc.stderr.read().decode()[-2000:]}")
+            raise SystemExit(f"{variant} under valgrind did not listen: {proc.stderr.read().decode()[-2000:]}")
         client(port, n)
+        if variant == "nginx":
+            # the counts so far, written as `out.1`; then the process is killed
+            subprocess.run(["callgrind_control", "-d", str(proc.pid)], capture_output=True, timeout=120)
+            deadline = time.time() + 60
+            while not os.path.exists(out + ".1") and time.time() < deadline:
+                time.sleep(0.2)
+            proc.kill()
+            proc.wait(timeout=60)
+            return totals(out + ".1")
     finally:
-        proc.send_signal(2)  # SIGINT: fast shutdown; callgrind writes its file on exit
-        proc.wait(timeout=120)
+        if proc.poll() is None:
+            proc.send_signal(2)  # SIGINT: fast shutdown; callgrind writes its file on exit
+            proc.wait(timeout=120)
     return totals(out)
 
 
@@ -122,7 +149,8 @@ def main():
     a = ap.parse_args()
     if not os.path.exists(bench.TIDEGATE):
         raise SystemExit("build first: cargo build --release")
-    variants = ["plain", "lua", "access_log", "pingora"] if a.variant == "all" else [a.variant]
+    every = ["plain", "lua", "access_log", "pingora", "nginx", "bare_pingora"]
+    variants = every if a.variant == "all" else [a.variant]
     dir_ = a.keep or tempfile.mkdtemp(prefix="tidegate-cg-")
     os.makedirs(dir_, exist_ok=True)
     up = upstream()

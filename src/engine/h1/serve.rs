@@ -515,9 +515,10 @@ async fn send_and_read(
                 break;
             }
         }
-        if sent.is_ok() && chunked {
-            sent = origin.send(super::chunked::LAST, t.write).await;
-        }
+    }
+    // a chunked body ends with the last chunk, also when a script had read all of it
+    if sent.is_ok() && chunked {
+        sent = origin.send(super::chunked::LAST, t.write).await;
     }
     wire.clear();
     ex.client.out = wire;
