@@ -246,6 +246,10 @@ fn compile_errors_are_config_errors_and_a_reload_keeps_the_old_script() {
     let v1 = "return { on_request = function(req) return req:respond(200, 'v1') end }";
     let (t, port, _o) = setup(v1, "");
     assert_eq!(get(port, "h", "/lua", &[]).text(), "v1");
+    // the listeners come up before the background service listens for SIGHUP
+    assert!(wait_until(WAIT, || t
+        .stderr()
+        .contains("reload triggers ready")));
     let script = script_path(&t);
     std::fs::write(
         &script,
@@ -290,6 +294,10 @@ fn editing_a_script_applies_without_a_signal() {
     let v1 = "return { on_request = function(req) return req:respond(200, 'v1') end }";
     let (t, port, _o) = setup(v1, "");
     assert_eq!(get(port, "h", "/lua", &[]).text(), "v1");
+    // the listeners come up before the background service listens for SIGHUP
+    assert!(wait_until(WAIT, || t
+        .stderr()
+        .contains("reload triggers ready")));
     let script = script_path(&t);
     // the script lives in another directory than the config: it is watched all the same
     std::fs::write(

@@ -120,6 +120,12 @@ fn sighup_reloads_when_the_watch_is_off() {
     let port = free_port();
     let up = format!("\"{}\"", origin.addr);
     let t = Tidegate::start(&config(port, &up, "1", "watch = false"), &[port]);
+    // the listeners come up before the background service listens for SIGHUP
+    assert!(
+        wait_until(WAIT, || t.stderr().contains("reload triggers ready")),
+        "{}",
+        t.stderr()
+    );
     std::fs::write(&t.config, config(port, &up, "2", "watch = false")).unwrap();
     // not watched: still 1 (the watch would apply it within a second)
     std::thread::sleep(Duration::from_millis(1500));

@@ -41,7 +41,13 @@ impl BackgroundService for Background {
         };
 
         let mut hup = match signal(SignalKind::hangup()) {
-            Ok(s) => Some(s),
+            Ok(s) => {
+                tracing::info!(
+                    watch,
+                    "reload triggers ready: SIGHUP reloads the configuration"
+                );
+                Some(s)
+            }
             Err(e) => {
                 tracing::error!("cannot listen for SIGHUP: {e}");
                 None
