@@ -67,7 +67,10 @@ fn main() -> ExitCode {
         upgrade: cli.upgrade,
         pid_file: cli.pid_file,
     };
-    match server::run(config, docs, source, opts) {
+    let ran = server::run(config, docs, source, opts);
+    // lines still queued for the access log are written before the process ends
+    tidegate::observability::log_writer::flush_all();
+    match ran {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

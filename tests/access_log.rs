@@ -158,3 +158,32 @@ addrs = ["127.0.0.1:{dead}"]
         "{out}"
     );
 }
+
+/// Lines are batched by the writer thread; the ones still queued when the process stops are
+/// written before it exits.
+#[test]
+fn every_line_is_written_by_the_time_the_process_exits() {
+    let origin = Origin::named("o");
+    let port = free_port();
+    let cfg = simple_config(port, &[origin.addr.to_string()], "", "").replace(
+        "[servers.main]",
+        "[servers.main]\naccess_log = \"{path}\"\naccess_log_path = \"logs/a.log\"",
+    );
+    let mut t = Tidegate::start(&cfg, &[port]);
+    let s = connect(port);
+    let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+    for i in 0..300 {
+        use std::io::Write;
+        (&s).write_all(format!("GET /r{i} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes())
+            .unwrap();
+        assert_eq!(read_response(&mut r, false).unwrap().status, 200);
+    }
+    // at once, while the last lines may still be queued
+    assert_eq!(unsafe { libc::kill(t.child.id() as i32, libc::SIGTERM) }, 0);
+    let status = t.child.wait().unwrap();
+    assert!(status.success(), "{status}: {}", t.stderr());
+    let log = std::fs::read_to_string(t.path("logs/a.log")).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 300, "{}", t.stderr());
+    assert_eq!(lines[299], "/r299");
+}

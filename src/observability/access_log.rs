@@ -25,11 +25,6 @@
 //! writer falls behind by 65 536 lines, new lines are dropped and counted rather than slow
 //! down requests.
 
-use std::collections::HashMap;
-use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-
 /// One piece of a log template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Field {
@@ -272,106 +267,7 @@ pub fn json_escape(s: &str, out: &mut String) {
     out.push_str(&s[start..]);
 }
 
-/// Lines waiting for one destination, and the thread that writes them.
-///
-/// The thread starts with the first line, not when the writer is made: the config is built
-/// before Pingora daemonizes (forks), and a thread started before the fork would be lost.
-pub struct Writer {
-    sink: Mutex<Option<Box<dyn Write + Send>>>,
-    tx: OnceLock<Option<crossbeam_channel::Sender<String>>>,
-    dropped: AtomicU64,
-}
-
-impl std::fmt::Debug for Writer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Writer")
-            .field("dropped", &self.dropped())
-            .finish()
-    }
-}
-
-impl Writer {
-    /// The writer for `path` (`None`: standard output). One per destination.
-    pub fn for_path(path: Option<&str>) -> std::io::Result<Arc<Writer>> {
-        static WRITERS: OnceLock<Mutex<HashMap<String, Arc<Writer>>>> = OnceLock::new();
-        let key = path.unwrap_or("-").to_string();
-        let mut map = WRITERS
-            .get_or_init(Default::default)
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some(w) = map.get(&key) {
-            return Ok(w.clone());
-        }
-        let sink: Box<dyn Write + Send> = match path {
-            None => Box::new(std::io::stdout()),
-            Some(p) => {
-                if let Some(dir) = std::path::Path::new(p).parent() {
-                    if !dir.as_os_str().is_empty() {
-                        std::fs::create_dir_all(dir)?;
-                    }
-                }
-                Box::new(
-                    std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(p)?,
-                )
-            }
-        };
-        let w = Arc::new(Writer {
-            sink: Mutex::new(Some(sink)),
-            tx: OnceLock::new(),
-            dropped: AtomicU64::new(0),
-        });
-        map.insert(key, w.clone());
-        Ok(w)
-    }
-
-    fn start(&self) -> Option<crossbeam_channel::Sender<String>> {
-        let sink = self.sink.lock().unwrap_or_else(|p| p.into_inner()).take()?;
-        let (tx, rx) = crossbeam_channel::bounded::<String>(65_536);
-        match std::thread::Builder::new()
-            .name("tidegate-access-log".into())
-            .spawn(move || write_loop(rx, sink))
-        {
-            Ok(_) => Some(tx),
-            Err(e) => {
-                tracing::error!("cannot start the access log writer: {e}");
-                None
-            }
-        }
-    }
-
-    /// Queue one line (without newline). Never blocks.
-    pub fn send(&self, line: String) {
-        let sent = match self.tx.get_or_init(|| self.start()) {
-            Some(tx) => tx.try_send(line).is_ok(),
-            None => false,
-        };
-        if !sent {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
-}
-
-fn write_loop(rx: crossbeam_channel::Receiver<String>, sink: Box<dyn Write + Send>) {
-    let mut out = std::io::BufWriter::with_capacity(64 << 10, sink);
-    while let Ok(line) = rx.recv() {
-        let mut ok = writeln!(out, "{line}").is_ok();
-        // drain what is queued, then flush once
-        while let Ok(line) = rx.try_recv() {
-            ok &= writeln!(out, "{line}").is_ok();
-        }
-        ok &= out.flush().is_ok();
-        if !ok {
-            eprintln!("tidegate: access log write failed");
-        }
-    }
-}
+pub use super::log_writer::Writer;
 
 #[cfg(test)]
 mod tests {
