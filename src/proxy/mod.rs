@@ -22,6 +22,7 @@ pub mod fields;
 pub mod forwarded;
 pub mod guard;
 pub mod log;
+pub mod names;
 pub mod request;
 pub mod response;
 pub mod route;

@@ -314,8 +314,22 @@ pub(crate) fn header_value(s: &str) -> mlua::Result<http::HeaderValue> {
 }
 
 pub(crate) fn header_name(s: &str) -> mlua::Result<http::HeaderName> {
-    http::HeaderName::from_bytes(s.as_bytes())
-        .map_err(|_| mlua::Error::runtime(format!("invalid header name {s:?}")))
+    // scripts use the same few names on every request: kept per thread, not parsed again
+    thread_local! {
+        static NAMES: std::cell::RefCell<crate::proxy::names::Names> = Default::default();
+    }
+    NAMES
+        .with(|n| n.borrow_mut().get(s.as_bytes()))
+        .ok_or_else(|| mlua::Error::runtime(format!("invalid header name {s:?}")))
+}
+
+/// A header's value as text (an `mlua::String` made here instead would cost more: it goes
+/// through mlua's reference thread).
+fn header_text(headers: &http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 /// `req`: the request.
@@ -364,13 +378,7 @@ impl UserData for Req {
 
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_method("header", |_, _, name: String| {
-            with_session(|s| {
-                s.req()
-                    .headers
-                    .get(name.as_str())
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string)
-            })
+            with_session(|s| header_text(&s.req().headers, &name))
         });
         methods.add_method("set_header", |_, _, (name, value): (String, String)| {
             let (n, v) = (header_name(&name)?, header_value(&value)?);
@@ -534,10 +542,7 @@ impl UserData for Resp {
         methods.add_method("header", |_, _, name: String| {
             let p = RESPONSE.with(|r| r.get());
             // SAFETY: see `with_response`; reading only.
-            Ok(unsafe { p.as_ref() }
-                .and_then(|r| r.headers.get(name.as_str()))
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string))
+            Ok(unsafe { p.as_ref() }.and_then(|r| header_text(&r.headers, &name)))
         });
         methods.add_method("set_header", |_, _, (name, value): (String, String)| {
             let (n, v) = (header_name(&name)?, header_value(&value)?);

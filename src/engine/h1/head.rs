@@ -15,7 +15,7 @@
 
 use crate::proxy::guard::{self, trim, SizeLimits};
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
+use http::{HeaderMap, HeaderValue, Method, Uri, Version};
 use pingora::http::RequestHeader;
 
 /// At most this many header lines are parsed here; a request with more is handed over.
@@ -274,39 +274,7 @@ pub fn span(base: usize, name: &str, value: &[u8]) -> Span {
     )
 }
 
-/// Header names seen on one connection, at most this many.
-const NAMES_KEPT: usize = 32;
-
-/// Header names seen on a connection, kept so that a name every message repeats is neither
-/// parsed again nor, for a name `http` does not know (`X-Api-Key`), allocated again: a kept
-/// name is cloned (a reference count). Names are matched by their bytes as sent, the one after
-/// the last match first (messages repeat their fields in the same order). A client sending
-/// many distinct names only fills it.
-#[derive(Default)]
-pub struct Names {
-    kept: Vec<(Box<[u8]>, HeaderName)>,
-    next: usize,
-}
-
-impl Names {
-    /// The name for `raw`; `None` when it is not a valid field name.
-    pub fn get(&mut self, raw: &[u8]) -> Option<HeaderName> {
-        let at = match self.kept.get(self.next) {
-            Some((k, _)) if **k == *raw => Some(self.next),
-            _ => self.kept.iter().position(|(k, _)| **k == *raw),
-        };
-        if let Some(i) = at {
-            self.next = i + 1;
-            return Some(self.kept[i].1.clone());
-        }
-        let n = HeaderName::from_bytes(raw).ok()?;
-        if self.kept.len() < NAMES_KEPT {
-            self.kept.push((raw.into(), n.clone()));
-            self.next = self.kept.len();
-        }
-        Some(n)
-    }
-}
+pub use crate::proxy::names::Names;
 
 /// The fields at `spans` in `raw` as a header map, in `map`'s storage when it has one (its
 /// capacity is kept across messages); values share `raw`'s memory, names come from `names`.

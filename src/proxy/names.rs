@@ -1,0 +1,63 @@
+//! Header names kept for reuse, so a name that every message (or every script call)
+//! repeats is neither parsed again nor, for a name `http` does not know (`X-Api-Key`),
+//! allocated again. The own HTTP/1 loop keeps one per connection; the Lua API one per thread.
+
+use http::HeaderName;
+
+/// Names kept, at most this many.
+const NAMES_KEPT: usize = 32;
+
+/// Header names seen on a connection, kept so that a name every message repeats is neither
+/// parsed again nor, for a name `http` does not know (`X-Api-Key`), allocated again: a kept
+/// name is cloned (a reference count). Names are matched by their bytes as sent, the one after
+/// the last match first (messages repeat their fields in the same order). A client sending
+/// many distinct names only fills it.
+#[derive(Default)]
+pub struct Names {
+    kept: Vec<(Box<[u8]>, HeaderName)>,
+    next: usize,
+}
+
+impl Names {
+    /// The name for `raw`; `None` when it is not a valid field name.
+    pub fn get(&mut self, raw: &[u8]) -> Option<HeaderName> {
+        let at = match self.kept.get(self.next) {
+            Some((k, _)) if **k == *raw => Some(self.next),
+            _ => self.kept.iter().position(|(k, _)| **k == *raw),
+        };
+        if let Some(i) = at {
+            self.next = i + 1;
+            return Some(self.kept[i].1.clone());
+        }
+        let n = HeaderName::from_bytes(raw).ok()?;
+        if self.kept.len() < NAMES_KEPT {
+            self.kept.push((raw.into(), n.clone()));
+            self.next = self.kept.len();
+        }
+        Some(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_names_are_the_parsed_ones() {
+        let mut n = Names::default();
+        for _ in 0..3 {
+            assert_eq!(n.get(b"X-Api-Key").unwrap(), "x-api-key");
+            assert_eq!(n.get(b"host").unwrap(), http::header::HOST);
+            assert_eq!(n.get(b"x-api-key").unwrap(), "x-api-key");
+        }
+        assert!(n.get(b"bad name").is_none());
+        assert!(n.get(b"").is_none());
+        // past the limit names are still parsed right, only not kept
+        for i in 0..100 {
+            let raw = format!("x-{i}");
+            assert_eq!(n.get(raw.as_bytes()).unwrap().as_str(), raw);
+        }
+        assert_eq!(n.kept.len(), NAMES_KEPT);
+        assert_eq!(n.get(b"X-Api-Key").unwrap(), "x-api-key");
+    }
+}
