@@ -388,14 +388,34 @@ def main():
         started.append(h2t)
         h2t.start(work)
         n = "20000" if args.quick else "200000"
-        h2 = subprocess.run(pin(wrk_cores) + ["h2load", "-n", n, "-c", "10", "-m", "10", f"http://127.0.0.1:{p}/"],
-                            capture_output=True, text=True)
-        m = re.search(r"finished in .*?, ([\d.]+) req/s", h2.stdout)
-        ok = re.search(r"(\d+) succeeded", h2.stdout)
-        report["h2load_h2c_tidegate"] = {"requests": int(n), "rps": float(m.group(1)) if m else None,
-                                        "succeeded": int(ok.group(1)) if ok else None}
-        md.append(f"\nh2load over h2c to tidegate (10 connections x 10 streams, {n} requests): "
-                  f"{report['h2load_h2c_tidegate']['rps']} req/s, {report['h2load_h2c_tidegate']['succeeded']} succeeded")
+
+        def h2load(port):
+            h2 = subprocess.run(pin(wrk_cores) + ["h2load", "-n", n, "-c", "10", "-m", "10",
+                                                  f"http://127.0.0.1:{port}/"], capture_output=True, text=True)
+            m = re.search(r"finished in .*?, ([\d.]+) req/s", h2.stdout)
+            ok = re.search(r"(\d+) succeeded", h2.stdout)
+            return {"requests": int(n), "rps": float(m.group(1)) if m else None,
+                    "succeeded": int(ok.group(1)) if ok else None}
+
+        report["h2load_h2c_tidegate"] = h2load(p)
+        # nginx over h2c (prior knowledge), the same proxy_pass, for the ratio
+        pn = free_port()
+        nginx_h2 = Target("nginx_h2c", pn, nginx_conf(work, "nginxh2", 1, f"""
+  upstream up {{ server 127.0.0.1:{up_port}; keepalive 64; }}
+  keepalive_requests 1000000;
+  server {{ listen 127.0.0.1:{pn} http2; location / {{ proxy_pass http://up; proxy_http_version 1.1;
+    proxy_set_header Connection ""; {FORWARDED} }} }}"""), cores[1:2] if len(cores) >= 2 else cores)
+        started.append(nginx_h2)
+        nginx_h2.start(work)
+        report["h2load_h2c_nginx"] = h2load(pn)
+        nginx_h2.stop()
+        a, b = report["h2load_h2c_tidegate"]["rps"], report["h2load_h2c_nginx"]["rps"]
+        report["ratios_h2c"] = {"tidegate_h2c_vs_nginx_h2c": round(a / b, 3) if a and b else None}
+        for name in ("tidegate", "nginx"):
+            r = report[f"h2load_h2c_{name}"]
+            md.append(f"\nh2load over h2c to {name} (10 connections x 10 streams, {n} requests): "
+                      f"{r['rps']} req/s, {r['succeeded']} succeeded")
+        md.append(f"tidegate_h2c_vs_nginx_h2c: {report['ratios_h2c']['tidegate_h2c_vs_nginx_h2c']}")
 
         if not args.quick:
             start_rss = rss_kb(h2t.proc.pid)
