@@ -78,26 +78,12 @@ fn streaming_origin() -> (u16, Arc<Mutex<Got>>) {
     (port, got)
 }
 
+/// tidegate before `origin`, with `location_extra` in its one location (and what follows it).
 fn start(origin: u16, location_extra: &str) -> (Tidegate, u16) {
     let port = free_port();
-    let cfg = format!(
-        r#"
-[basic]
-threads = 1
-grace_period = "1s"
-graceful_shutdown_timeout = "1s"
-
-[servers.main]
-addr = "127.0.0.1:{port}"
-locations = ["all"]
-
-[locations.all]
-upstream = "backend"
-{location_extra}
-
-[upstreams.backend]
-addrs = ["127.0.0.1:{origin}"]
-"#
+    let cfg = simple_config(port, &[format!("127.0.0.1:{origin}")], "", "").replace(
+        "upstream = \"backend\"\n",
+        &format!("upstream = \"backend\"\n{location_extra}\n"),
     );
     (Tidegate::start(&cfg, &[port]), port)
 }
@@ -108,8 +94,9 @@ fn chunked_bodies_stream_to_the_upstream_as_they_come() {
     let (_t, port) = start(up, "");
     let s = connect(port);
     let mut r = BufReader::new(s.try_clone().unwrap());
-    // the head and a first chunk; the rest only once the origin has that chunk: a proxy
-    // that waited for the whole body would never pass this point
+    // the head and a first chunk (read before a peer is chosen), then a second chunk only
+    // once the origin has the first, and the rest only once it has the second: a proxy that
+    // waited for the whole body would never pass these points
     (&s).write_all(
         b"POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n",
     )
@@ -118,6 +105,11 @@ fn chunked_bodies_stream_to_the_upstream_as_they_come() {
         wait_until(WAIT, || got.lock().unwrap().body == b"hello"),
         "the first chunk did not reach the origin before the rest was sent"
     );
+    (&s).write_all(b"1\r\n-\r\n").unwrap();
+    assert!(
+        wait_until(WAIT, || got.lock().unwrap().body == b"hello-"),
+        "the second chunk was held back"
+    );
     let big = vec![b'x'; 100_000];
     let mut rest = format!("{:x}\r\n", big.len()).into_bytes();
     rest.extend_from_slice(&big);
@@ -125,10 +117,10 @@ fn chunked_bodies_stream_to_the_upstream_as_they_come() {
     (&s).write_all(&rest).unwrap();
     let a = read_response(&mut r, false).unwrap();
     assert_eq!(a.status, 200);
-    assert_eq!(a.text(), (5 + 100_000 + 1).to_string());
+    assert_eq!(a.text(), (5 + 1 + 100_000 + 1).to_string());
     {
         let g = got.lock().unwrap();
-        assert!(g.body.starts_with(b"hello") && g.body.ends_with(b"x!"));
+        assert!(g.body.starts_with(b"hello-x") && g.body.ends_with(b"x!"));
         let head = &g.heads[0];
         assert!(
             head.contains(&"transfer-encoding: chunked".to_string()),

@@ -7,11 +7,9 @@ use http::HeaderName;
 /// Names kept, at most this many.
 const NAMES_KEPT: usize = 32;
 
-/// Header names seen on a connection, kept so that a name every message repeats is neither
-/// parsed again nor, for a name `http` does not know (`X-Api-Key`), allocated again: a kept
-/// name is cloned (a reference count). Names are matched by their bytes as sent, the one after
-/// the last match first (messages repeat their fields in the same order). A client sending
-/// many distinct names only fills it.
+/// Header names seen so far. A kept name is cloned (a reference count); names are matched by
+/// their bytes as sent, the one after the last match first (messages repeat their fields in
+/// the same order). A client sending many distinct names only fills it.
 #[derive(Default)]
 pub struct Names {
     kept: Vec<(Box<[u8]>, HeaderName)>,

@@ -233,35 +233,25 @@ fn parse_head(
     }
     let base = buf.as_ptr() as usize;
     spans.clear();
-    if switched {
-        // every field goes to the client as it is, `Connection` and `Upgrade` included
-        for h in resp.headers.iter() {
-            spans.push(span(base, h.name, trim(h.value)));
-        }
-        let raw = buf.split_to(n).freeze();
-        let headers =
-            fields(&raw, spans, map, names).ok_or(OriginError::Malformed("bad header"))?;
-        let mut parts = http::Response::new(()).into_parts().0;
-        parts.status = status;
-        parts.headers = headers;
-        return Ok(Some(Parsed::Final(
-            ResponseHeader::from(parts),
-            Framing::Switched,
-            false,
-        )));
-    }
     let http10 = resp.version == Some(0);
-    let mut framing = if ask.head || code == 204 || code == 304 {
+    let mut framing = if switched {
+        Framing::Switched
+    } else if ask.head || code == 204 || code == 304 {
         Framing::None
     } else {
         Framing::Close
     };
     let mut length: Option<u64> = None;
     let mut chunked = false;
-    let mut reusable = !http10;
+    let mut reusable = !http10 && !switched;
     for h in resp.headers.iter() {
         let name = h.name.as_bytes();
         let value = trim(h.value);
+        if switched {
+            // every field goes to the client as it is, `Connection` and `Upgrade` included
+            spans.push(span(base, h.name, value));
+            continue;
+        }
         if name.eq_ignore_ascii_case(b"content-length") {
             let v =
                 super::head::digits(value).ok_or(OriginError::Malformed("bad Content-Length"))?;
@@ -295,7 +285,7 @@ fn parse_head(
         }
         spans.push(span(base, h.name, value));
     }
-    if framing != Framing::None {
+    if !matches!(framing, Framing::None | Framing::Switched) {
         framing = match (chunked, length) {
             (true, _) => Framing::Chunked,
             (false, Some(l)) => Framing::Length(l),

@@ -1,6 +1,7 @@
-//! Upgrades on the own HTTP/1 loop (WebSocket and any other protocol a client asks with
-//! `Upgrade` and `Connection: upgrade`): once the upstream answers `101 Switching
-//! Protocols`, its head goes to the client as it came, and from then on the two
+//! WebSocket upgrades on the own HTTP/1 loop (`Upgrade: websocket` with `Connection:
+//! upgrade`; other protocols are handed to Pingora's path, `head.rs`): once the upstream
+//! answers `101 Switching Protocols`, its head goes to the client as it came, and from then
+//! on the two
 //! connections are spliced: bytes both ways, unread bytes on either side first, until both
 //! sides have closed. The connection is never reused afterwards.
 //!
