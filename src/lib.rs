@@ -3,7 +3,7 @@
 //! # Request flow
 //!
 //! ```text
-//! client ─▶ server (listener, h1/h2c) ─▶ guard (limits, framing) ─▶ routing (host, path,
+//! client ─▶ server (listener, TLS by SNI, h1/h2/h2c) ─▶ guard (limits, framing) ─▶ routing (host, path,
 //! conditions → location) ─▶ request plugins (may answer early) ─▶ upstream (balancer picks a
 //! peer; retry on connect failure) ─▶ response plugins ─▶ client ─▶ log (access log)
 //! ```
@@ -17,6 +17,7 @@
 //! - [`state`]: one config version built for serving (routers, upstream pools, log writers).
 //! - [`reload`]: applying a new config version without dropping a request.
 //! - [`server`]: Pingora services, listeners, signals, background work.
+//! - [`tls`]: TLS termination: certificates by SNI, handshake settings, the TLS stream.
 //! - [`engine`]: the data paths: the own HTTP/1 loop and Pingora's `ProxyHttp` adapter.
 //! - [`proxy`]: the engine-neutral phase chain, one module per step.
 //! - [`routing`]: host/path rules, the host-indexed router, rewrites, variables.
@@ -41,4 +42,5 @@ pub mod routing;
 pub mod scripting;
 pub mod server;
 pub mod state;
+pub mod tls;
 pub mod upstream;

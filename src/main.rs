@@ -22,7 +22,10 @@ fn main() -> ExitCode {
     let loaded = load(&source, check);
     if check {
         return match loaded {
-            Ok(_) => {
+            Ok((config, _)) => {
+                for w in &config.warnings {
+                    println!("warning: {w}");
+                }
                 println!("ok");
                 ExitCode::SUCCESS
             }
@@ -52,6 +55,9 @@ fn main() -> ExitCode {
         version = env!("CARGO_PKG_VERSION"),
         "starting tidegate"
     );
+    for w in &config.warnings {
+        tracing::warn!("config warning: {w}");
+    }
 
     // a SIGHUP before the background service listens for it (under load that can take a
     // while after the listeners are up) must not end the process, as the default action

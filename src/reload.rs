@@ -101,13 +101,11 @@ impl Reloader {
 
     /// Files the current config was built from besides its documents (Lua scripts).
     pub fn watched_files(&self) -> Vec<std::path::PathBuf> {
-        self.live
-            .load()
-            .config
-            .plugins
-            .iter()
-            .flat_map(|p| p.plugin.watched_files())
-            .collect()
+        let live = self.live.load();
+        let config = &live.config;
+        let scripts = config.plugins.iter().flat_map(|p| p.plugin.watched_files());
+        let certs = config.certificates.iter().flat_map(|c| c.files.clone());
+        scripts.chain(certs).collect()
     }
 
     /// `[lua] dir` of the current config, if set.
@@ -167,6 +165,9 @@ impl Reloader {
             return Ok(false);
         }
         let config = crate::config::build(&docs)?;
+        for w in &config.warnings {
+            tracing::warn!("config warning: {w}");
+        }
         if config.basic.threads != self.threads {
             tracing::warn!(
                 running = self.threads,

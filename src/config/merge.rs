@@ -15,6 +15,7 @@ const SECTIONS: &[&str] = &[
     "locations",
     "upstreams",
     "plugins",
+    "certificates",
 ];
 
 /// The tables of all documents, by section and name.
@@ -25,6 +26,7 @@ pub(super) struct Merged {
     pub locations: BTreeMap<String, Entry>,
     pub upstreams: BTreeMap<String, Entry>,
     pub plugins: BTreeMap<String, Entry>,
+    pub certificates: BTreeMap<String, Entry>,
 }
 
 /// Parse every document and gather its tables by name; a name defined twice, an unknown
@@ -125,6 +127,7 @@ pub(super) fn merge(b: &mut Builder<'_>, docs: &[SourceDoc]) -> Merged {
     let raw_locations = take(&mut named, "locations");
     let raw_upstreams = take(&mut named, "upstreams");
     let raw_plugins = take(&mut named, "plugins");
+    let certificates = take(&mut named, "certificates");
 
     Merged {
         basic,
@@ -133,5 +136,6 @@ pub(super) fn merge(b: &mut Builder<'_>, docs: &[SourceDoc]) -> Merged {
         locations: raw_locations,
         upstreams: raw_upstreams,
         plugins: raw_plugins,
+        certificates,
     }
 }

@@ -23,6 +23,10 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConf>,
     pub plugins: Vec<PluginDef>,
     pub lua: crate::scripting::LuaSettings,
+    pub certificates: Vec<crate::tls::certs::Certificate>,
+    /// problems that do not stop the config (a certificate about to expire): `check` prints
+    /// them, a load or reload logs them
+    pub warnings: Vec<crate::error::ConfigError>,
 }
 
 /// `[basic]`
@@ -71,6 +75,21 @@ pub struct Server {
     pub header_timeout: Duration,
     pub body_timeout: Duration,
     pub keepalive_timeout: Duration,
+    /// `tls = true`: the handshake settings and certificates (built with the config, so a
+    /// reload applies to new handshakes)
+    pub tls: Option<Arc<crate::tls::TlsServer>>,
+    pub redirect: HttpsRedirect,
+}
+
+/// Answering plain-HTTP requests with a redirect to HTTPS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpsRedirect {
+    /// `https_redirect = true` on the server: every request (a location can ask for it too)
+    pub all: bool,
+    /// `https_port`: the port of the redirect target (443 is left out of the URL)
+    pub port: u16,
+    /// `https_redirect_status`: 308, or 301 for GET and HEAD (other methods always 308)
+    pub status_get: u16,
 }
 
 /// Where a location sends its requests.
@@ -99,6 +118,8 @@ pub struct Location {
     pub plugins: Vec<usize>,
     pub client_max_body_size: Option<u64>,
     pub timeout: Option<Duration>,
+    /// `https_redirect = true`: plain-HTTP requests here are sent to HTTPS
+    pub https_redirect: bool,
 }
 
 /// `[plugins.NAME]`, built.

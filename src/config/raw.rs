@@ -79,6 +79,12 @@ pub struct RawServer {
     pub header_timeout: Option<String>,
     pub body_timeout: Option<String>,
     pub keepalive_timeout: Option<String>,
+    pub tls_min_version: Option<String>,
+    pub tls_ciphers: Option<Vec<String>>,
+    pub client_ca: Option<String>,
+    pub https_redirect: Option<bool>,
+    pub https_port: Option<u16>,
+    pub https_redirect_status: Option<u16>,
 }
 
 /// `[locations.NAME]`: what requests to match and where to send them.
@@ -103,6 +109,20 @@ pub struct RawLocation {
     pub client_max_body_size: Option<Size>,
     pub timeout: Option<String>,
     pub priority: Option<i64>,
+    pub https_redirect: Option<bool>,
+}
+
+/// `[certificates.NAME]`: a certificate chain and its key, served by SNI.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertificate {
+    #[serde(default)]
+    pub domains: Vec<String>,
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    #[serde(default)]
+    pub default: bool,
+    pub acme: Option<toml::Value>,
 }
 
 /// `[upstreams.NAME]`: a pool of peers and how to reach them.

@@ -21,8 +21,8 @@ use super::merge::{merge, Merged};
 use super::model::*;
 use super::raw::*;
 use super::tables::{
-    basic::build_basic, location::build_location, lua::build_lua, plugin::build_plugin,
-    server::build_server, upstream::build_upstream,
+    basic::build_basic, certificate::build_certificates, location::build_location,
+    lua::build_lua, plugin::build_plugin, server::build_server, upstream::build_upstream,
 };
 use crate::error::{ConfigError, ConfigErrors};
 use std::collections::{HashMap, HashSet};
@@ -51,6 +51,7 @@ pub fn build(docs: &[SourceDoc]) -> Result<Config, ConfigErrors> {
         locations: raw_locations,
         upstreams: raw_upstreams,
         plugins: raw_plugins,
+        certificates: raw_certificates,
     } = merge(&mut b, docs);
 
     // 2. [basic] and [lua]
@@ -106,11 +107,12 @@ pub fn build(docs: &[SourceDoc]) -> Result<Config, ConfigErrors> {
         .map(|l: &Location| l.name.as_str())
         .collect();
     let mut servers = Vec::new();
+    let mut tls_specs = Vec::new();
     let mut listeners: HashMap<SocketAddr, String> = HashMap::new();
     for (name, e) in &raw_servers {
         let table = format!("servers.{name}");
         if let Some(raw) = b.typed::<RawServer>(e, &table) {
-            let s = build_server(
+            let (s, tls) = build_server(
                 &mut b,
                 e.doc,
                 &table,
@@ -120,7 +122,29 @@ pub fn build(docs: &[SourceDoc]) -> Result<Config, ConfigErrors> {
                 &raw_locations,
                 &mut listeners,
             );
+            tls_specs.push((e.doc, table, tls));
             servers.push(s);
+        }
+    }
+
+    // 6. [certificates], and the TLS servers' handshake settings over them
+    let mut warnings = Vec::new();
+    let certificates = build_certificates(&mut b, &raw_certificates, &mut warnings);
+    let store = std::sync::Arc::new(crate::tls::sni::CertStore::new(&certificates));
+    for (server, (doc, table, spec)) in servers.iter_mut().zip(tls_specs) {
+        let Some(spec) = spec else { continue };
+        if store.is_empty() {
+            b.err(
+                doc,
+                &table,
+                Some("tls"),
+                "a TLS server needs at least one [certificates.NAME]",
+            );
+            continue;
+        }
+        match crate::tls::settings::build(&spec, store.clone()) {
+            Ok(t) => server.tls = Some(std::sync::Arc::new(t)),
+            Err(p) => b.err(doc, &table, Some(p.key), p.message),
         }
     }
     if servers.is_empty() && b.errors.is_empty() {
@@ -150,6 +174,8 @@ pub fn build(docs: &[SourceDoc]) -> Result<Config, ConfigErrors> {
             upstreams,
             plugins,
             lua,
+            certificates,
+            warnings,
         })
     } else {
         Err(ConfigErrors(b.errors))

@@ -7,9 +7,11 @@
 //! several chunks is not taken half-way. A half-written file that does not parse is rejected
 //! like any bad config, and the next write event tries again.
 //!
-//! The directories of the files the config refers to (Lua scripts) are watched too, and
-//! `[lua] dir` with all its subdirectories (a module added anywhere under it counts); a change
-//! to a `.lua` file there rebuilds the config even when the TOML did not change.
+//! The directories of the files the config refers to (Lua scripts, certificates and keys)
+//! are watched too, and `[lua] dir` with all its subdirectories (a module added anywhere
+//! under it counts); a change to a `.lua` file there, or to a referenced file, rebuilds the
+//! config even when the TOML did not change (a renewed certificate is served from the next
+//! handshake on; one that does not load is rejected like any bad config).
 
 use crate::reload::Reloader;
 use notify::{RecursiveMode, Watcher};
@@ -51,6 +53,8 @@ pub fn watch(
     let (tx, rx) = mpsc::channel::<Change>();
     let catch_up = tx.clone();
     let config_dir = dir.clone();
+    let files: Referenced = Arc::default();
+    let referenced_files = files.clone();
     let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let Ok(ev) = res else { return };
         if matches!(ev.kind, notify::EventKind::Access(_)) {
@@ -63,7 +67,10 @@ pub fn watch(
             notify::EventKind::Create(notify::event::CreateKind::Folder)
         );
         for p in &ev.paths {
-            let change = if new_dir || p.extension().is_some_and(|x| x == "lua") {
+            let change = if new_dir
+                || p.extension().is_some_and(|x| x == "lua")
+                || lock(&referenced_files).contains(p)
+            {
                 Some(Change::Referenced)
             } else if p.parent() != Some(config_dir.as_path()) {
                 None
@@ -85,7 +92,7 @@ pub fn watch(
     let mut dirs = HashSet::new();
     lock(&watcher).watch(&dir, RecursiveMode::NonRecursive)?;
     dirs.insert(dir);
-    watch_referenced(&watcher, &reloader, &mut dirs);
+    watch_referenced(&watcher, &reloader, &mut dirs, &files);
     // an edit made between loading the config and starting the watch would go unseen: look
     // once, below. Unchanged documents are a no-op; a script written since the first load
     // forces a rebuild.
@@ -99,7 +106,7 @@ pub fn watch(
     let w = watcher.clone();
     std::thread::Builder::new()
         .name("tidegate-config-watch".into())
-        .spawn(move || debounce_loop(rx, reloader, w, dirs))
+        .spawn(move || debounce_loop(rx, reloader, w, dirs, files))
         .map_err(notify::Error::io)?;
     tracing::info!(path = %path.display(), "watching the config for changes");
     let _ = catch_up.send(if script_changed {
@@ -110,9 +117,10 @@ pub fn watch(
     Ok(watcher)
 }
 
-fn lock(
-    w: &Mutex<notify::RecommendedWatcher>,
-) -> std::sync::MutexGuard<'_, notify::RecommendedWatcher> {
+/// The files the current config refers to, as the watch sees their paths.
+type Referenced = Arc<Mutex<HashSet<PathBuf>>>;
+
+fn lock<T>(w: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     w.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -121,6 +129,7 @@ fn watch_referenced(
     watcher: &Mutex<notify::RecommendedWatcher>,
     reloader: &Reloader,
     dirs: &mut HashSet<PathBuf>,
+    files: &Referenced,
 ) {
     // `[lua] dir` as a whole, with its subdirectories (new ones too): a module added to a
     // directory that held none yet reloads like an edit
@@ -137,8 +146,10 @@ fn watch_referenced(
             }
         }
     }
+    let mut now = HashSet::new();
     for f in reloader.watched_files() {
         let f = std::fs::canonicalize(&f).unwrap_or(f);
+        now.insert(f.clone());
         let Some(d) = f.parent().map(Path::to_path_buf) else {
             continue;
         };
@@ -149,9 +160,10 @@ fn watch_referenced(
             Ok(()) => {
                 dirs.insert(d);
             }
-            Err(e) => tracing::warn!("cannot watch {} for script changes: {e}", d.display()),
+            Err(e) => tracing::warn!("cannot watch {} for changes: {e}", d.display()),
         }
     }
+    *lock(files) = now;
 }
 
 fn debounce_loop(
@@ -159,6 +171,7 @@ fn debounce_loop(
     reloader: Arc<Reloader>,
     watcher: Arc<Mutex<notify::RecommendedWatcher>>,
     mut dirs: HashSet<PathBuf>,
+    files: Referenced,
 ) {
     while let Ok(first_change) = rx.recv() {
         let mut referenced = first_change == Change::Referenced;
@@ -176,10 +189,10 @@ fn debounce_loop(
             }
         }
         if referenced {
-            // a script changed: rebuild (its text is read while building)
+            // a script or certificate changed: rebuild (files are read while building)
             std::thread::sleep(STABLE_GAP);
-            let _ = reloader.reload("script change");
-            watch_referenced(&watcher, &reloader, &mut dirs);
+            let _ = reloader.reload("referenced file change");
+            watch_referenced(&watcher, &reloader, &mut dirs, &files);
             continue;
         }
         // the documents must read the same twice in a row before they are applied
@@ -196,7 +209,7 @@ fn debounce_loop(
                 _ => std::thread::sleep(QUIET),
             }
         }
-        watch_referenced(&watcher, &reloader, &mut dirs);
+        watch_referenced(&watcher, &reloader, &mut dirs, &files);
     }
 }
 

@@ -22,7 +22,7 @@
 use crate::error::http_status;
 use crate::proxy::exchange::{BodyError, Downstream};
 use crate::proxy::forwarded;
-use crate::proxy::{ctx::Ctx, failure, guard, log, request, response, route, upstream};
+use crate::proxy::{ctx::Ctx, failure, guard, log, redirect, request, response, route, upstream};
 use crate::state::Live;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -59,6 +59,13 @@ impl ProxyHttp for Proxy {
         if let pingora::protocols::http::server::Session::H1(h1) = session.as_downstream_mut() {
             h1.set_pipelining_enabled(!upgrade);
         }
+        if ctx.server().tls.is_some() {
+            // the session of this connection, registered at the handshake (tls/conn.rs)
+            ctx.tls = session
+                .digest()
+                .and_then(|d| d.socket_digest.as_ref())
+                .and_then(|d| crate::tls::conn::info_of(d));
+        }
         let server = ctx.server();
         session.set_read_timeout(Some(server.body_timeout));
         session.set_keepalive(Some(server.keepalive_timeout.as_secs()));
@@ -69,7 +76,8 @@ impl ProxyHttp for Proxy {
     /// Route, identify the client, check the body limit, then run the plugin chain.
     /// Returns `true` when the request was answered here.
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        if !route::route(session, ctx) {
+        // no location: 404, unless the whole server redirects to HTTPS
+        if !route::route(session, ctx) && !redirect::wanted(session, ctx) {
             return Err(http_status(404));
         }
         forwarded::identify(session, ctx);

@@ -17,6 +17,7 @@
 //! | `{upstream}` `{upstream_addr}` | upstream name and peer that served |
 //! | `{request_id}` `{location}` `{server}` | ids and names |
 //! | `{time}` `{ts}` | RFC 3339 time, Unix milliseconds |
+//! | `{tls_version}` `{tls_cipher}` `{tls_sni}` `{tls_resumed}` `{tls_client}` | the TLS session: version, cipher suite, the name asked for, `r` if resumed else `.`, the client certificate's subject (`-` on plain HTTP) |
 //! | `{>NAME}` `{<NAME}` `{~NAME}` | request header, response header, request cookie |
 //! | `{:NAME}` | a field set by a plugin |
 //!
@@ -49,6 +50,11 @@ pub enum Field {
     Server,
     Time,
     Ts,
+    TlsVersion,
+    TlsCipher,
+    TlsSni,
+    TlsResumed,
+    TlsClient,
     /// a request header (its name parsed once, at load)
     ReqHeader(http::HeaderName),
     /// a response header
@@ -148,6 +154,11 @@ impl LogFormat {
             "server" => Field::Server,
             "time" => Field::Time,
             "ts" => Field::Ts,
+            "tls_version" => Field::TlsVersion,
+            "tls_cipher" => Field::TlsCipher,
+            "tls_sni" => Field::TlsSni,
+            "tls_resumed" => Field::TlsResumed,
+            "tls_client" => Field::TlsClient,
             _ => {
                 let (sigil, rest) = name.split_at(name.chars().next()?.len_utf8());
                 match sigil {

@@ -48,6 +48,8 @@ pub struct Ctx {
     /// a body filter may change the length: Content-Length was removed
     pub body_filtered: bool,
     /// connect, read, write timeouts set in the upstream phase
+    /// the connection's TLS session; `None` on plain HTTP
+    pub tls: Option<Arc<crate::tls::TlsInfo>>,
     pub timeouts: (
         Option<std::time::Duration>,
         Option<std::time::Duration>,
@@ -81,6 +83,7 @@ impl Ctx {
             body_prefix: None,
             body_failed: None,
             body_filtered: false,
+            tls: None,
             timeouts: (None, None, None),
         }
     }
@@ -91,10 +94,13 @@ impl Ctx {
             .and_then(|r| self.state.config.locations.get(r.location))
     }
 
-    /// The scheme the client used. Plaintext listeners only for now; TLS listeners will
-    /// answer "https" here, and every template, log field and header follows.
+    /// The scheme the client used; every template, log field and header follows it.
     pub fn scheme(&self) -> &'static str {
-        "http"
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     pub fn server(&self) -> &crate::config::model::Server {
@@ -129,6 +135,11 @@ impl VarSource for Vars<'_> {
             Var::Location => {
                 if let Some(l) = self.ctx.location() {
                     out.push_str(&l.name)
+                }
+            }
+            Var::Tls(t) => {
+                if let Some(v) = self.ctx.tls.as_ref().and_then(|i| i.var(*t)) {
+                    out.push_str(v)
                 }
             }
             Var::Header(h) => {

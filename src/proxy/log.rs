@@ -82,6 +82,19 @@ fn write_field(f: &Field, session: &dyn Downstream, ctx: &Ctx, out: &mut String)
                 .unwrap_or(0);
             number(out, ms);
         }
+        Field::TlsVersion => dash(out, ctx.tls.as_ref().map(|t| t.version)),
+        Field::TlsCipher => dash(out, ctx.tls.as_ref().map(|t| t.cipher)),
+        Field::TlsSni => dash(out, ctx.tls.as_ref().and_then(|t| t.sni.as_deref())),
+        Field::TlsResumed => dash(
+            out,
+            ctx.tls
+                .as_ref()
+                .map(|t| if t.resumed { "r" } else { "." }),
+        ),
+        Field::TlsClient => dash(
+            out,
+            ctx.tls.as_ref().and_then(|t| t.client_subject.as_deref()),
+        ),
         Field::ReqHeader(h) => dash(out, req.headers.get(h).and_then(|v| v.to_str().ok())),
         Field::RespHeader(h) => dash(
             out,

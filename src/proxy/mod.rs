@@ -5,6 +5,7 @@
 //! ```text
 //! guard.rs       size limits, framing (smuggling) checks               → 400/414/431
 //! route.rs       pick the location                                      → 404
+//! redirect.rs    plain HTTP sent to HTTPS (https_redirect)              → 308/301
 //! forwarded.rs   who the client is
 //! request.rs     body limit, plugin chain                               → 413, early answer
 //! upstream.rs    upstream and peer (again on each retry); rewrite,      → 502
@@ -23,6 +24,7 @@ pub mod forwarded;
 pub mod guard;
 pub mod log;
 pub mod names;
+pub mod redirect;
 pub mod request;
 pub mod response;
 pub mod route;

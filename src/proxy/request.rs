@@ -6,11 +6,15 @@ use crate::plugins::{Answer, Flow};
 use crate::proxy::exchange::{BodyError, Downstream};
 use pingora::http::ResponseHeader;
 
-/// Run the location's plugins in order. `Some(answer)` stops the chain.
+/// Run the location's plugins in order. `Some(answer)` stops the chain; a request to be
+/// sent to HTTPS (`redirect.rs`) is answered before any plugin.
 pub async fn run_plugins(
     session: &mut dyn Downstream,
     ctx: &mut Ctx,
 ) -> pingora::Result<Option<Answer>> {
+    if super::redirect::wanted(session, ctx) {
+        return Ok(Some(super::redirect::answer(session, ctx)));
+    }
     let Some(chain) = ctx.chain() else {
         return Ok(None);
     };

@@ -13,6 +13,8 @@
 //! | `$method` | request method |
 //! | `$request_id` | id given by the `request_id` plugin |
 //! | `$location` | name of the matched location |
+//! | `$ssl_protocol` `$ssl_cipher` `$ssl_server_name` | TLS version, cipher suite, the SNI (empty on plain HTTP) |
+//! | `$ssl_session_reused` `$ssl_client_s_dn` | `r` if the TLS session was resumed (else `.`); the client certificate's subject |
 //! | `$http_NAME` | request header NAME (`_` stands for `-`) |
 //! | `$NAME` | a named capture of the host or path regex |
 //!
@@ -30,6 +32,8 @@ pub enum Var {
     Method,
     RequestId,
     Location,
+    /// a value of the TLS session
+    Tls(crate::tls::conn::TlsVar),
     /// request header, stored lower-case with dashes
     Header(String),
     /// named capture from the matched location's regexes
@@ -137,6 +141,9 @@ impl Template {
 
 impl Var {
     fn from_name(name: &str) -> Var {
+        if let Some(t) = crate::tls::conn::TlsVar::from_name(name) {
+            return Var::Tls(t);
+        }
         match name {
             "host" => Var::Host,
             "scheme" => Var::Scheme,

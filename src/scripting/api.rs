@@ -366,6 +366,10 @@ impl UserData for Req {
             })?
         });
         fields.add_field_method_get("scheme", |_, _| with_ctx(|c| c.scheme()));
+        fields.add_field_method_get("tls", |lua, _| {
+            let info = with_ctx(|c| c.tls.clone())?;
+            info.map(|t| super::tls_info::table(lua, &t)).transpose()
+        });
         // `req:body()`: a Lua function that yields while the proxy reads the body
         fields.add_field_method_get("body", |lua, _| {
             lua.named_registry_value::<mlua::Function>(REQ_BODY)
@@ -407,7 +411,11 @@ impl UserData for Req {
                     .route
                     .as_ref()
                     .and_then(|r| r.capture(&name))
-                    .map(str::to_string);
+                    .map(str::to_string)
+                    .or_else(|| {
+                        let t = crate::tls::conn::TlsVar::from_name(&name)?;
+                        c.tls.as_ref()?.var(t).map(str::to_string)
+                    });
                 (capture, c.scheme())
             })?;
             if capture.is_some() {

@@ -38,6 +38,7 @@ pub mod shared;
 pub mod shared_store;
 pub mod slots;
 pub mod tidegate_table;
+pub mod tls_info;
 pub mod trial;
 pub mod vm;
 pub mod wait;

@@ -126,6 +126,27 @@ enum First {
     ),
     /// another kind of stream (left as it is), and whether it starts with the preface
     Other(Stream, bool),
+    /// a TLS connection, handshake done (HTTP/2 if ALPN chose it)
+    Tls(Box<crate::tls::TlsConn>),
+}
+
+/// The TLS handshake on a new connection; `None` when it failed (logged at debug level: a
+/// scanner sending garbage must not flood the log).
+async fn handshake(stream: Stream, tls: &crate::tls::TlsServer) -> Option<First> {
+    use pingora::protocols::l4::stream::Stream as L4;
+    let l4: Box<L4> = stream.into_any().downcast().ok()?;
+    let peer = {
+        use pingora::protocols::GetSocketDigest;
+        l4.get_socket_digest()
+            .and_then(|d| d.peer_addr().map(|a| a.to_string()))
+    };
+    match crate::tls::accept::handshake(l4, tls).await {
+        Ok(conn) => Some(First::Tls(Box::new(conn))),
+        Err(e) => {
+            tracing::debug!(client = peer.as_deref().unwrap_or("-"), "{e}");
+            None
+        }
+    }
 }
 
 /// The most this reads ahead of Pingora: a head larger than this is left for Pingora to read
@@ -192,6 +213,36 @@ impl<P> Guarded<P> {
     fn native(&self) -> bool {
         self.live.load().native_h1(self.server)
     }
+
+    /// This server's TLS settings, if it serves TLS (read per connection: a reload's new
+    /// certificates apply to the next handshake).
+    fn tls(&self) -> Option<Arc<crate::tls::TlsServer>> {
+        self.live
+            .load()
+            .servers
+            .get(self.server)
+            .and_then(|s| s.conf.tls.clone())
+    }
+
+    /// Serve HTTP/1 on the own loop; `Some(stream)`: a request it hands to Pingora's path
+    /// (with every unread byte put back), to be read with the clock armed again.
+    async fn own_loop(
+        &self,
+        conn: crate::engine::h1::conn::Conn,
+        buf: bytes::BytesMut,
+        shutdown: &ShutdownWatch,
+        clock: &Clock,
+    ) -> Option<Stream> {
+        use crate::engine::h1::{client::Client, serve};
+        let client = Client::new(conn, buf, shutdown);
+        match serve::serve(client, &self.live, self.server).await {
+            serve::Next::Closed => None,
+            serve::Next::HandOver(stream) => {
+                clock.arm();
+                Some(stream)
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -213,29 +264,40 @@ where
             h2: AtomicBool::new(false),
         });
         clock.arm();
-        let head = tokio::select! {
-            s = read_first_head(stream, self.inner_h2.is_some()) => s,
-            _ = watchdog(&clock) => {
-                tracing::debug!("no request within {:?}; closing", self.header_timeout);
-                return None;
-            }
-        };
-        let (stream, h2): (Stream, bool) = match head? {
-            First::Plain(l4, buf, false) if self.native() => {
-                use crate::engine::h1::{client::Client, serve};
-                let client = Client::new(l4, buf, shutdown);
-                match serve::serve(client, &self.live, self.server).await {
-                    serve::Next::Closed => return None,
-                    // Pingora's path reads the rest, with the clock armed for its head
-                    serve::Next::HandOver(l4) => {
-                        clock.arm();
-                        (l4, false)
-                    }
+        let first = match self.tls() {
+            // TLS: the handshake runs under the same clock as a request head
+            Some(tls) => tokio::select! {
+                c = handshake(stream, &tls) => c,
+                _ = watchdog(&clock) => {
+                    tracing::debug!("TLS handshake not complete within {:?}; closing", self.header_timeout);
+                    return None;
                 }
+            },
+            None => tokio::select! {
+                s = read_first_head(stream, self.inner_h2.is_some()) => s,
+                _ = watchdog(&clock) => {
+                    tracing::debug!("no request within {:?}; closing", self.header_timeout);
+                    return None;
+                }
+            },
+        };
+        let (stream, h2): (Stream, bool) = match first? {
+            First::Plain(l4, buf, false) if self.native() => {
+                let conn = crate::engine::h1::conn::Conn::Plain(l4);
+                (self.own_loop(conn, buf, shutdown, &clock).await?, false)
             }
             First::Plain(mut l4, buf, h2) => {
                 l4.rewind(&buf);
                 (l4, h2)
+            }
+            First::Tls(conn) if !conn.h2() && self.native() => {
+                let conn = crate::engine::h1::conn::Conn::Tls(conn);
+                let buf = bytes::BytesMut::new();
+                (self.own_loop(conn, buf, shutdown, &clock).await?, false)
+            }
+            First::Tls(conn) => {
+                let h2 = conn.h2();
+                (conn, h2)
             }
             First::Other(stream, h2) => (stream, h2),
         };

@@ -134,5 +134,6 @@ pub(in crate::config) fn build_location(
         plugins,
         client_max_body_size: b.size(doc, t, "client_max_body_size", &raw.client_max_body_size),
         timeout: b.opt_duration(doc, t, "timeout", &raw.timeout),
+        https_redirect: raw.https_redirect.unwrap_or(false),
     }
 }

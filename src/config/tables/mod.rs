@@ -2,6 +2,7 @@
 //! (model.rs), recording every problem with its key in the shared [`super::builder::Builder`].
 
 pub mod basic;
+pub mod certificate;
 pub mod location;
 pub mod lua;
 pub mod plugin;

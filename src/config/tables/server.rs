@@ -18,9 +18,9 @@ pub(in crate::config) fn build_server(
     location_names: &[&str],
     raw_locations: &BTreeMap<String, Entry>,
     listeners: &mut HashMap<SocketAddr, String>,
-) -> Server {
+) -> (Server, Option<crate::tls::settings::Spec>) {
     let mut addrs = Vec::new();
-    let list = raw.addr.into_vec();
+    let list = raw.addr.clone().into_vec();
     if list.is_empty() {
         b.err(
             doc,
@@ -51,14 +51,8 @@ pub(in crate::config) fn build_server(
             ),
         }
     }
-    if raw.tls {
-        b.err(
-            doc,
-            t,
-            Some("tls"),
-            "TLS listeners need [certificates], which this build does not have yet",
-        );
-    }
+    let tls = tls_spec(b, doc, t, &raw);
+    let redirect = redirect(b, doc, t, &raw);
     if raw.metrics.as_deref().is_some_and(|m| !m.is_empty()) {
         b.err(
             doc,
@@ -121,8 +115,10 @@ pub(in crate::config) fn build_server(
             Engine::Native
         }
     };
-    Server {
+    let server = Server {
         name: name.to_string(),
+        tls: None,
+        redirect,
         addrs,
         locations,
         http2: raw.http2,
@@ -154,5 +150,70 @@ pub(in crate::config) fn build_server(
             &raw.keepalive_timeout,
             Duration::from_secs(60),
         ),
+    };
+    (server, tls)
+}
+
+/// `tls = true` and its keys: the handshake settings, built into a rustls config once the
+/// certificates are loaded (`validate.rs`). TLS keys without `tls = true` are an error.
+fn tls_spec(
+    b: &mut Builder<'_>,
+    doc: usize,
+    t: &str,
+    raw: &RawServer,
+) -> Option<crate::tls::settings::Spec> {
+    if !raw.tls {
+        for (key, set) in [
+            ("tls_min_version", raw.tls_min_version.is_some()),
+            ("tls_ciphers", raw.tls_ciphers.is_some()),
+            ("client_ca", raw.client_ca.is_some()),
+        ] {
+            if set {
+                b.err(doc, t, Some(key), format!("`{key}` needs `tls = true`"));
+            }
+        }
+        return None;
+    }
+    let client_ca = raw.client_ca.as_deref().and_then(|v| {
+        crate::tls::pem::read(v)
+            .and_then(|p| p.certs())
+            .map_err(|m| b.err(doc, t, Some("client_ca"), m))
+            .ok()
+    });
+    Some(crate::tls::settings::Spec {
+        http2: raw.http2,
+        min_version: raw.tls_min_version.clone(),
+        ciphers: raw.tls_ciphers.clone().unwrap_or_default(),
+        client_ca,
+    })
+}
+
+/// `https_redirect`, `https_port`, `https_redirect_status`.
+fn redirect(b: &mut Builder<'_>, doc: usize, t: &str, raw: &RawServer) -> HttpsRedirect {
+    let status_get = match raw.https_redirect_status {
+        None | Some(308) => 308,
+        Some(301) => 301,
+        Some(other) => {
+            b.err(
+                doc,
+                t,
+                Some("https_redirect_status"),
+                format!("{other}: use 308 (the default; keeps the method) or 301 (GET and HEAD get 301, other methods 308)"),
+            );
+            308
+        }
+    };
+    if raw.tls && raw.https_redirect == Some(true) {
+        b.err(
+            doc,
+            t,
+            Some("https_redirect"),
+            "a TLS server's requests are HTTPS already; set https_redirect on the plain-HTTP server",
+        );
+    }
+    HttpsRedirect {
+        all: raw.https_redirect.unwrap_or(false),
+        port: raw.https_port.unwrap_or(443),
+        status_get,
     }
 }

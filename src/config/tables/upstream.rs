@@ -89,7 +89,7 @@ pub(in crate::config) fn build_upstream(
         }
     };
     let ca = raw.ca_file.as_deref().and_then(|path| {
-        load_ca(path)
+        crate::tls::pem::ca_file(path)
             .map_err(|m| b.err(doc, t, Some("ca_file"), m))
             .ok()
     });
@@ -142,23 +142,6 @@ pub(in crate::config) fn build_upstream(
         ),
     };
     (b.errors.len() == before).then_some(conf)
-}
-
-/// Read a PEM file of CA certificates; every certificate must parse (Pingora would panic on
-/// a bad one later, on the request path).
-fn load_ca(path: &str) -> Result<Vec<Vec<u8>>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read `{path}`: {e}"))?;
-    let mut ders = Vec::new();
-    for item in rustls_pemfile::certs(&mut pem.as_slice()) {
-        let der = item.map_err(|e| format!("`{path}`: bad PEM: {e}"))?;
-        x509_parser::parse_x509_certificate(der.as_ref())
-            .map_err(|e| format!("`{path}`: a certificate does not parse: {e}"))?;
-        ders.push(der.as_ref().to_vec());
-    }
-    if ders.is_empty() {
-        return Err(format!("`{path}` holds no PEM certificate"));
-    }
-    Ok(ders)
 }
 
 /// `HOST:PORT` to an address: an IP literal as is, a name by the system's resolver (never

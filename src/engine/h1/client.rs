@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::protocols::l4::stream::Stream as L4;
+use super::conn::Conn;
 use pingora::server::ShutdownWatch;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -15,7 +15,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One client connection and what it reuses from request to request.
 pub struct Client {
-    pub stream: Box<L4>,
+    pub stream: Conn,
+    /// the TLS session, on a TLS connection (each request's `Ctx` shares it)
+    pub tls: Option<std::sync::Arc<crate::tls::TlsInfo>>,
     /// bytes read and not yet consumed (the next pipelined request may be here already)
     pub buf: BytesMut,
     /// what is about to be written
@@ -39,12 +41,12 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(stream: Box<L4>, buf: BytesMut, shutdown: &ShutdownWatch) -> Client {
-        use pingora::protocols::GetSocketDigest;
+    pub fn new(stream: Conn, buf: BytesMut, shutdown: &ShutdownWatch) -> Client {
         let peer = stream
-            .get_socket_digest()
+            .socket_digest()
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).copied());
         Client {
+            tls: stream.tls().cloned(),
             stream,
             buf,
             out: Vec::with_capacity(16 << 10),

@@ -9,6 +9,7 @@
 //! ```
 //!
 //! - `head.rs`: parse a request head, decide whether it is served here
+//! - `conn.rs`: the client's stream, plain TCP or TLS
 //! - `client.rs`: the client connection; one request as the chain's `Downstream`
 //! - `serve.rs`: the loop and the flow of one request through the phases
 //! - `origin.rs`: one exchange with an upstream peer; response heads and framing
@@ -19,6 +20,7 @@
 
 pub mod chunked;
 pub mod client;
+pub mod conn;
 pub mod head;
 pub mod origin;
 pub mod pool;

@@ -15,10 +15,9 @@ use super::respond;
 use crate::error::status_for;
 use crate::proxy::ctx::Ctx;
 use crate::proxy::exchange::BodyError;
-use crate::proxy::{failure, forwarded, log, request, response, route, upstream};
+use crate::proxy::{failure, forwarded, log, redirect, request, response, route, upstream};
 use crate::state::Live;
 use pingora::http::RequestHeader;
-use pingora::protocols::l4::stream::Stream as L4;
 use std::time::Duration;
 
 /// How a connection left the loop.
@@ -27,7 +26,7 @@ pub enum Next {
     Closed,
     /// a request the loop does not serve: Pingora's path takes the connection, with every
     /// unread byte put back
-    HandOver(Box<L4>),
+    HandOver(pingora::protocols::Stream),
 }
 
 /// Why a request did not get a normal response.
@@ -85,7 +84,7 @@ pub async fn serve(mut client: Client, live: &Live, server: usize) -> Next {
                     mut stream, buf, ..
                 } = client;
                 stream.rewind(&buf);
-                return Next::HandOver(stream);
+                return Next::HandOver(stream.into_stream());
             }
             Parsed::Refuse { status, keep } => {
                 let keep = keep && !client.stopping();
@@ -158,6 +157,7 @@ async fn malformed(client: &mut Client) -> std::io::Result<()> {
 async fn one(client: &mut Client, live: &Live, server: usize, r: head::Request) -> bool {
     let mut ctx = Ctx::new(live.load_full(), server);
     ctx.host = std::mem::take(&mut client.host);
+    ctx.tls = client.tls.clone();
     let body_timeout = ctx.server().body_timeout;
     let close = r.close;
     let mut ex = Exchange {
@@ -220,7 +220,8 @@ async fn error_page(ex: &mut Exchange<'_>, ctx: &mut Ctx, code: u16, close: bool
 
 /// The request through the chain. `Ok(keep)`: answered, and whether the connection goes on.
 async fn drive(ex: &mut Exchange<'_>, ctx: &mut Ctx, close: bool) -> Result<bool, Fail> {
-    if !route::route(ex, ctx) {
+    // no location: 404, unless the whole server redirects to HTTPS
+    if !route::route(ex, ctx) && !redirect::wanted(ex, ctx) {
         return Err(Fail::Status(404));
     }
     forwarded::identify(ex, ctx);

@@ -38,6 +38,6 @@ pub async fn splice(client: &mut Client, mut origin: Origin) -> std::io::Result<
         client.buf.clear();
     }
     let (_, to_client) =
-        tokio::io::copy_bidirectional(&mut *client.stream, &mut origin.conn).await?;
+        tokio::io::copy_bidirectional(&mut client.stream, &mut origin.conn).await?;
     Ok(early + to_client)
 }
