@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod lua;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
