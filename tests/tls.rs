@@ -173,10 +173,15 @@ fn alpn_gives_h2_when_http2_is_on_and_http11_otherwise_verified_by_curl() {
     std::fs::write(dir.path().join("ca.pem"), &ca.pem).unwrap();
     let files = write_pair(dir.path(), "site", &ca.issue(&["site.test"], 90, 7));
     let origin = Origin::named("from-origin");
-    let (h2_port, h1_port) = (free_port(), free_port());
+    let (h2_port, h1_port, pp_port) = (free_port(), free_port(), free_port());
     let tables = cert_table("site", &files, &["site.test"], true);
     let t2 = Tidegate::start(&tls_config(h2_port, origin.port(), "http2 = true", &tables), &[h2_port]);
     let _t1 = Tidegate::start(&tls_config(h1_port, origin.port(), "", &tables), &[h1_port]);
+    // HTTP/1 over TLS through Pingora's engine too (the session found by its connection)
+    let _tp = Tidegate::start(
+        &tls_config(pp_port, origin.port(), "engine = \"pingora\"", &tables),
+        &[pp_port],
+    );
     let ca_file = dir.path().join("ca.pem");
     assert_eq!(
         curl(h2_port, "site.test", &ca_file, &["--http2"]),
@@ -191,6 +196,11 @@ fn alpn_gives_h2_when_http2_is_on_and_http11_otherwise_verified_by_curl() {
         "1.1",
         "no h2 in ALPN without http2 = true"
     );
+    assert_eq!(
+        curl(pp_port, "site.test", &ca_file, &["--http1.1"]),
+        ("1.1".to_string(), "from-origin".to_string())
+    );
+    assert_eq!(origin.count(), 4);
     assert!(origin
         .requests()
         .iter()
