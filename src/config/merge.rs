@@ -1,5 +1,5 @@
 //! Step 1 of validation: parse each TOML document and merge the documents' tables by name.
-//! `[basic]` and `[lua]` may be defined once; each named table (`[locations.api]`) in one
+//! `[basic]`, `[lua]` and `[storage]` may be defined once; each named table (`[locations.api]`) in one
 //! document only. Errors name both documents.
 
 use super::builder::{Builder, Entry};
@@ -16,12 +16,17 @@ const SECTIONS: &[&str] = &[
     "upstreams",
     "plugins",
     "certificates",
+    "storage",
 ];
+
+/// Sections that are one table rather than a table of named tables.
+const SINGLE: &[&str] = &["basic", "lua", "storage"];
 
 /// The tables of all documents, by section and name.
 pub(super) struct Merged {
     pub basic: Option<Entry>,
     pub lua: Option<Entry>,
+    pub storage: Option<Entry>,
     pub servers: BTreeMap<String, Entry>,
     pub locations: BTreeMap<String, Entry>,
     pub upstreams: BTreeMap<String, Entry>,
@@ -32,8 +37,7 @@ pub(super) struct Merged {
 /// Parse every document and gather its tables by name; a name defined twice, an unknown
 /// table or a document that does not parse is an error (with its line).
 pub(super) fn merge(b: &mut Builder<'_>, docs: &[SourceDoc]) -> Merged {
-    let mut basic: Option<Entry> = None;
-    let mut lua: Option<Entry> = None;
+    let mut singles: HashMap<&str, Entry> = HashMap::new();
     let mut named: HashMap<&str, BTreeMap<String, Entry>> = HashMap::new();
     for (doc, d) in docs.iter().enumerate() {
         let table: toml::Table = match toml::from_str(&d.text) {
@@ -62,31 +66,17 @@ pub(super) fn merge(b: &mut Builder<'_>, docs: &[SourceDoc]) -> Merged {
                 );
                 continue;
             }
-            if section == "lua" {
-                if let Some(prev) = &lua {
+            if let Some(single) = SINGLE.iter().find(|s| **s == section) {
+                if let Some(prev) = singles.get(single) {
                     let first = docs[prev.doc].name.clone();
                     b.err(
                         doc,
-                        "lua",
+                        single,
                         None,
-                        format!("[lua] is already defined in {first}"),
+                        format!("[{single}] is already defined in {first}"),
                     );
                 } else {
-                    lua = Some(Entry { doc, value });
-                }
-                continue;
-            }
-            if section == "basic" {
-                if let Some(prev) = &basic {
-                    let first = docs[prev.doc].name.clone();
-                    b.err(
-                        doc,
-                        "basic",
-                        None,
-                        format!("[basic] is already defined in {first}"),
-                    );
-                } else {
-                    basic = Some(Entry { doc, value });
+                    singles.insert(single, Entry { doc, value });
                 }
                 continue;
             }
@@ -130,8 +120,9 @@ pub(super) fn merge(b: &mut Builder<'_>, docs: &[SourceDoc]) -> Merged {
     let certificates = take(&mut named, "certificates");
 
     Merged {
-        basic,
-        lua,
+        basic: singles.remove("basic"),
+        lua: singles.remove("lua"),
+        storage: singles.remove("storage"),
         servers: raw_servers,
         locations: raw_locations,
         upstreams: raw_upstreams,

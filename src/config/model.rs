@@ -23,7 +23,12 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConf>,
     pub plugins: Vec<PluginDef>,
     pub lua: crate::scripting::LuaSettings,
+    /// the certificates that serve: given ones, and ACME ones already issued
     pub certificates: Vec<crate::tls::certs::Certificate>,
+    /// the certificates tidegate orders and renews itself
+    pub acme: Vec<crate::tls::acme::AcmeCert>,
+    /// `[storage] dir`
+    pub storage: std::path::PathBuf,
     /// problems that do not stop the config (a certificate about to expire): `check` prints
     /// them, a load or reload logs them
     pub warnings: Vec<crate::error::ConfigError>,

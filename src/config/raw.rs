@@ -122,7 +122,25 @@ pub struct RawCertificate {
     pub key: Option<String>,
     #[serde(default)]
     pub default: bool,
-    pub acme: Option<toml::Value>,
+    pub acme: Option<RawAcme>,
+}
+
+/// `acme = { ... }` in a certificate: tidegate orders and renews it.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawAcme {
+    pub directory: String,
+    pub email: Option<String>,
+    /// the CA that signs the directory's HTTPS certificate, when not a public one (a test CA)
+    pub ca_file: Option<String>,
+}
+
+/// `[storage]`: where state tidegate makes (ACME accounts and certificates) is kept.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawStorage {
+    pub kind: Option<String>,
+    pub dir: Option<String>,
 }
 
 /// `[upstreams.NAME]`: a pool of peers and how to reach them.

@@ -22,7 +22,8 @@ use super::model::*;
 use super::raw::*;
 use super::tables::{
     basic::build_basic, certificate::build_certificates, location::build_location,
-    lua::build_lua, plugin::build_plugin, server::build_server, upstream::build_upstream,
+    lua::build_lua, plugin::build_plugin, server::build_server, storage::build_storage,
+    upstream::build_upstream,
 };
 use crate::error::{ConfigError, ConfigErrors};
 use std::collections::{HashMap, HashSet};
@@ -52,7 +53,9 @@ pub fn build(docs: &[SourceDoc]) -> Result<Config, ConfigErrors> {
         upstreams: raw_upstreams,
         plugins: raw_plugins,
         certificates: raw_certificates,
+        storage,
     } = merge(&mut b, docs);
+    let storage = build_storage(&mut b, storage.as_ref());
 
     // 2. [basic] and [lua]
     let basic = build_basic(&mut b, basic.as_ref());
@@ -129,11 +132,12 @@ pub fn build(docs: &[SourceDoc]) -> Result<Config, ConfigErrors> {
 
     // 6. [certificates], and the TLS servers' handshake settings over them
     let mut warnings = Vec::new();
-    let certificates = build_certificates(&mut b, &raw_certificates, &mut warnings);
+    let (certificates, acme) =
+        build_certificates(&mut b, &raw_certificates, &storage, &mut warnings);
     let store = std::sync::Arc::new(crate::tls::sni::CertStore::new(&certificates));
     for (server, (doc, table, spec)) in servers.iter_mut().zip(tls_specs) {
         let Some(spec) = spec else { continue };
-        if store.is_empty() {
+        if store.is_empty() && acme.is_empty() {
             b.err(
                 doc,
                 &table,
@@ -175,6 +179,8 @@ pub fn build(docs: &[SourceDoc]) -> Result<Config, ConfigErrors> {
             plugins,
             lua,
             certificates,
+            acme,
+            storage,
             warnings,
         })
     } else {

@@ -22,7 +22,7 @@
 use crate::error::http_status;
 use crate::proxy::exchange::{BodyError, Downstream};
 use crate::proxy::forwarded;
-use crate::proxy::{ctx::Ctx, failure, guard, log, redirect, request, response, route, upstream};
+use crate::proxy::{ctx::Ctx, failure, guard, log, request, response, route, upstream};
 use crate::state::Live;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -76,8 +76,8 @@ impl ProxyHttp for Proxy {
     /// Route, identify the client, check the body limit, then run the plugin chain.
     /// Returns `true` when the request was answered here.
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        // no location: 404, unless the whole server redirects to HTTPS
-        if !route::route(session, ctx) && !redirect::wanted(session, ctx) {
+        // no location: 404, unless answered anyway (an ACME challenge, a redirect to HTTPS)
+        if !route::route(session, ctx) && !request::answered_without_location(session, ctx) {
             return Err(http_status(404));
         }
         forwarded::identify(session, ctx);

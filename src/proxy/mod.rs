@@ -5,6 +5,7 @@
 //! ```text
 //! guard.rs       size limits, framing (smuggling) checks               → 400/414/431
 //! route.rs       pick the location                                      → 404
+//! acme.rs        ACME HTTP-01 challenges of tidegate's own orders        → 200
 //! redirect.rs    plain HTTP sent to HTTPS (https_redirect)              → 308/301
 //! forwarded.rs   who the client is
 //! request.rs     body limit, plugin chain                               → 413, early answer
@@ -15,6 +16,7 @@
 //! log.rs         access log line
 //! ```
 
+pub mod acme;
 pub mod ctx;
 pub mod error_page;
 pub mod exchange;

@@ -18,16 +18,13 @@ use super::ctx::Ctx;
 use crate::plugins::Answer;
 use crate::proxy::exchange::Downstream;
 
-/// The path prefix of ACME HTTP-01 challenges, exempt from the redirect.
-pub const ACME_CHALLENGE: &str = "/.well-known/acme-challenge/";
-
 /// Whether this request is to be redirected to HTTPS.
 pub fn wanted(session: &dyn Downstream, ctx: &Ctx) -> bool {
     if ctx.tls.is_some() {
         return false;
     }
     let on = ctx.server().redirect.all || ctx.location().is_some_and(|l| l.https_redirect);
-    on && !session.req().uri.path().starts_with(ACME_CHALLENGE) && host_ok(&ctx.host)
+    on && !session.req().uri.path().starts_with(crate::tls::acme::challenge::PREFIX) && host_ok(&ctx.host)
 }
 
 /// A host name, an IPv4 address or a bracketed IPv6 literal, nothing else.

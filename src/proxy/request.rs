@@ -6,12 +6,28 @@ use crate::plugins::{Answer, Flow};
 use crate::proxy::exchange::{BodyError, Downstream};
 use pingora::http::ResponseHeader;
 
-/// Run the location's plugins in order. `Some(answer)` stops the chain; a request to be
-/// sent to HTTPS (`redirect.rs`) is answered before any plugin.
+/// Whether this request is answered here even when no location matched: an ACME challenge,
+/// or a server that redirects everything to HTTPS.
+pub fn answered_without_location(session: &dyn Downstream, ctx: &Ctx) -> bool {
+    super::redirect::wanted(session, ctx)
+        || (ctx.tls.is_none()
+            && crate::tls::acme::challenge::answer(
+                session.req().uri.path(),
+                super::acme::storage(ctx),
+            )
+            .is_some())
+}
+
+/// Run the location's plugins in order. `Some(answer)` stops the chain. An ACME challenge
+/// (`acme.rs`) and a request to be sent to HTTPS (`redirect.rs`) are answered before any
+/// plugin.
 pub async fn run_plugins(
     session: &mut dyn Downstream,
     ctx: &mut Ctx,
 ) -> pingora::Result<Option<Answer>> {
+    if let Some(a) = super::acme::challenge(session, ctx) {
+        return Ok(Some(a));
+    }
     if super::redirect::wanted(session, ctx) {
         return Ok(Some(super::redirect::answer(session, ctx)));
     }

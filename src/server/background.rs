@@ -1,5 +1,6 @@
 //! The background service: work that is not a request, run in Pingora's runtime for it
-//! (so it survives daemonizing): active health checks, SIGHUP, and the config file watch.
+//! (so it survives daemonizing): active health checks, ACME orders, SIGHUP, and the config
+//! file watch.
 
 use crate::config::source::Source;
 use crate::reload::Reloader;
@@ -20,6 +21,12 @@ impl BackgroundService for Background {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         self.reloader.set_runtime(tokio::runtime::Handle::current());
         crate::upstream::health::spawn_all(&self.live.load().upstreams);
+        // ACME orders and renewals (idle when no certificate has `acme`)
+        tokio::spawn(crate::tls::acme::manager::run(
+            self.live.clone(),
+            self.reloader.clone(),
+            shutdown.clone(),
+        ));
 
         // the watcher stops when dropped: keep it as long as this service runs
         let watch = self.live.load().config.basic.watch;

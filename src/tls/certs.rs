@@ -36,6 +36,8 @@ pub struct Certificate {
     pub serial: String,
     /// the files it was read from (watched for changes)
     pub files: Vec<PathBuf>,
+    /// ordered and renewed by tidegate (`acme = {...}`)
+    pub acme: bool,
 }
 
 /// The raw table's values, as `tables/certificate.rs` hands them over.
@@ -168,6 +170,7 @@ pub fn load(spec: &Spec<'_>, now: SystemTime) -> Result<Loaded, CertProblem> {
             not_after,
             serial: x509.raw_serial_as_string().replace(':', ""),
             files,
+            acme: false,
         },
         warnings,
     })

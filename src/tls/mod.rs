@@ -21,12 +21,14 @@
 //! settings.rs  a server's rustls ServerConfig: versions, ciphers, ALPN, client certs, tickets
 //! accept.rs    the handshake, under the connection's header deadline
 //! conn.rs      the TLS stream as Pingora's IO, and what a request can know of its session
+//! acme/        ordering and renewing certificates (ACME HTTP-01)
 //! ```
 //!
 //! The rustls stack is the one Pingora's upstream side already uses (ring provider); no
 //! OpenSSL is linked.
 
 pub mod accept;
+pub mod acme;
 pub mod certs;
 pub mod conn;
 pub mod pem;

@@ -7,4 +7,5 @@ pub mod location;
 pub mod lua;
 pub mod plugin;
 pub mod server;
+pub mod storage;
 pub mod upstream;

@@ -15,7 +15,7 @@ use super::respond;
 use crate::error::status_for;
 use crate::proxy::ctx::Ctx;
 use crate::proxy::exchange::BodyError;
-use crate::proxy::{failure, forwarded, log, redirect, request, response, route, upstream};
+use crate::proxy::{failure, forwarded, log, request, response, route, upstream};
 use crate::state::Live;
 use pingora::http::RequestHeader;
 use std::time::Duration;
@@ -220,8 +220,8 @@ async fn error_page(ex: &mut Exchange<'_>, ctx: &mut Ctx, code: u16, close: bool
 
 /// The request through the chain. `Ok(keep)`: answered, and whether the connection goes on.
 async fn drive(ex: &mut Exchange<'_>, ctx: &mut Ctx, close: bool) -> Result<bool, Fail> {
-    // no location: 404, unless the whole server redirects to HTTPS
-    if !route::route(ex, ctx) && !redirect::wanted(ex, ctx) {
+    // no location: 404, unless answered anyway (an ACME challenge, a redirect to HTTPS)
+    if !route::route(ex, ctx) && !request::answered_without_location(ex, ctx) {
         return Err(Fail::Status(404));
     }
     forwarded::identify(ex, ctx);
