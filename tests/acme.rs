@@ -1,0 +1,317 @@
+//! ACME against a real Pebble (Debian's `pebble`), whose HTTP-01 validation really connects to
+//! tidegate's plain listener: Pebble's `httpPort` is that listener's port, and its DNS server
+//! is a `dnsmasq` started here that answers `*.acme.test` with 127.0.0.1 (and nothing else:
+//! it forwards no query). Pebble's own HTTPS certificate comes from a throw-away CA that
+//! tidegate is told to trust (`acme.ca_file`).
+
+mod common;
+
+use common::tls::{Client, TestCa};
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const LONG: Duration = Duration::from_secs(90);
+
+/// A free UDP port on 127.0.0.1.
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("udp port")
+}
+
+/// dnsmasq answering `*.acme.test` (and `acme.test`) with 127.0.0.1; no upstream servers.
+fn dnsmasq(dir: &Path) -> (KillOnDrop, u16) {
+    let port = free_udp_port();
+    let child = Command::new("dnsmasq")
+        .arg("--keep-in-foreground")
+        .arg(format!("--port={port}"))
+        .args([
+            "--listen-address=127.0.0.1",
+            "--bind-interfaces",
+            "--no-resolv",
+            "--no-hosts",
+            "--no-poll",
+            "--address=/acme.test/127.0.0.1",
+            "--user=root",
+            "--pid-file=",
+            "--log-facility=-",
+        ])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("dnsmasq.log")).unwrap())
+        .spawn()
+        .expect("dnsmasq (apt install dnsmasq)");
+    let log = dir.join("dnsmasq.log");
+    assert!(
+        wait_until(WAIT, || std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("started")),
+        "dnsmasq did not start"
+    );
+    (KillOnDrop(child), port)
+}
+
+struct Pebble {
+    _child: KillOnDrop,
+    directory: String,
+    mgmt: u16,
+    /// the CA of Pebble's HTTPS certificate, as a file
+    ca_file: PathBuf,
+    log: PathBuf,
+}
+
+impl Pebble {
+    /// Pebble validating HTTP-01 on `http_port`, resolving through `dns_port`, issuing
+    /// certificates valid for `validity_s` seconds.
+    fn start(dir: &Path, http_port: u16, dns_port: u16, validity_s: u64) -> Pebble {
+        let ca = TestCa::new("pebble https CA");
+        let https = ca.issue(&["localhost", "127.0.0.1"], 2, 1);
+        std::fs::write(dir.join("pebble.pem"), &https.cert_pem).unwrap();
+        std::fs::write(dir.join("pebble.key"), &https.key_pem).unwrap();
+        let ca_file = dir.join("pebble-ca.pem");
+        std::fs::write(&ca_file, &ca.pem).unwrap();
+        let (listen, mgmt, tls) = (free_port(), free_port(), free_port());
+        let config = format!(
+            r#"{{"pebble": {{"listenAddress": "127.0.0.1:{listen}", "managementListenAddress": "127.0.0.1:{mgmt}",
+            "certificate": "{}", "privateKey": "{}", "httpPort": {http_port}, "tlsPort": {tls},
+            "ocspResponderURL": "", "externalAccountBindingRequired": false,
+            "certificateValidityPeriod": {validity_s}}}}}"#,
+            dir.join("pebble.pem").display(),
+            dir.join("pebble.key").display()
+        );
+        std::fs::write(dir.join("pebble.json"), config).unwrap();
+        let log = dir.join("pebble.log");
+        let child = Command::new("pebble")
+            .arg("-config")
+            .arg(dir.join("pebble.json"))
+            .arg("-dnsserver")
+            .arg(format!("127.0.0.1:{dns_port}"))
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env("PEBBLE_WFE_NONCEREJECT", "0")
+            .env("PEBBLE_AUTHZREUSE", "0")
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pebble (apt install pebble)");
+        let child = KillOnDrop(child);
+        assert!(
+            wait_until(WAIT, || std::net::TcpStream::connect(("127.0.0.1", listen)).is_ok()
+                && std::net::TcpStream::connect(("127.0.0.1", mgmt)).is_ok()),
+            "pebble did not start"
+        );
+        Pebble {
+            _child: child,
+            directory: format!("https://127.0.0.1:{listen}/dir"),
+            mgmt,
+            ca_file,
+            log,
+        }
+    }
+
+    /// Pebble's root CA (new at each start), fetched from its management interface.
+    fn root(&self, dir: &Path) -> PathBuf {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "10", "--cacert"])
+            .arg(&self.ca_file)
+            .arg(format!("https://127.0.0.1:{}/roots/0", self.mgmt))
+            .output()
+            .expect("curl");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let path = dir.join("pebble-root.pem");
+        std::fs::write(&path, &out.stdout).unwrap();
+        path
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// A plain listener on `http` (Pebble's validation target) and a TLS one on `https`, with
+/// one ACME certificate for `domains`.
+fn acme_config(http: u16, https: u16, origin: u16, pebble: &Pebble, storage: &Path, domains: &[&str]) -> String {
+    let domains = domains
+        .iter()
+        .map(|d| format!("\"{d}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        r#"
+[basic]
+threads = 2
+grace_period = "1s"
+graceful_shutdown_timeout = "1s"
+
+[storage]
+dir = "{}"
+
+[servers.plain]
+addr = "127.0.0.1:{http}"
+locations = ["all"]
+
+[servers.secure]
+addr = "127.0.0.1:{https}"
+locations = ["all"]
+tls = true
+
+[locations.all]
+upstream = "backend"
+
+[upstreams.backend]
+addrs = ["127.0.0.1:{origin}"]
+
+[certificates.site]
+domains = [{domains}]
+acme = {{ directory = "{}", email = "ops@acme.test", ca_file = "{}" }}
+"#,
+        storage.display(),
+        pebble.directory,
+        pebble.ca_file.display()
+    )
+}
+
+#[test]
+fn issues_for_two_names_then_renews_without_dropping_a_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_dns, dns_port) = dnsmasq(dir.path());
+    let (http, https) = (free_port(), free_port());
+    let pebble = Pebble::start(dir.path(), http, dns_port, 24);
+    let origin = Origin::named("behind");
+    let storage = dir.path().join("storage");
+    let config = acme_config(http, https, origin.port(), &pebble, &storage, &["one.acme.test", "two.acme.test"]);
+    let t = Tidegate::start(&config, &[http, https]);
+
+    // issued: both names are served the same certificate
+    let c = Client::new();
+    let issued = wait_until(LONG, || c.served_serial(https, Some("one.acme.test")).is_ok());
+    assert!(issued, "no certificate\ntidegate:\n{}\npebble:\n{}", t.stderr(), pebble.log());
+    let first = c.last_serial();
+    assert_eq!(c.served_serial(https, Some("two.acme.test")).unwrap(), first);
+    // Pebble really validated over HTTP against tidegate
+    assert!(pebble.log().contains("one.acme.test") && pebble.log().contains("valid"), "{}", pebble.log());
+    // a real client verifies the chain against Pebble's root
+    let root = pebble.root(dir.path());
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--cacert"])
+        .arg(&root)
+        .arg("--resolve")
+        .arg(format!("two.acme.test:{https}:127.0.0.1"))
+        .arg(format!("https://two.acme.test:{https}/"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "behind");
+    // stored: the key and the account private to the process's user
+    use std::os::unix::fs::PermissionsExt;
+    let key = storage.join("certificates/site/key.pem");
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    let accounts: Vec<_> = std::fs::read_dir(storage.join("accounts")).unwrap().collect();
+    assert_eq!(accounts.len(), 1);
+    let account = accounts[0].as_ref().unwrap().path();
+    assert_eq!(std::fs::metadata(&account).unwrap().permissions().mode() & 0o777, 0o600);
+
+    // renewal (at two thirds of 24 s): a keep-alive connection keeps being served across it,
+    // and new connections get the new certificate
+    let stop = Arc::new(AtomicBool::new(false));
+    let worker = {
+        let (c, stop) = (c.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut s = c.connect(https, Some("one.acme.test")).unwrap();
+            let (mut ok, mut failed) = (0u32, 0u32);
+            let until = Instant::now() + LONG;
+            while !stop.load(Ordering::Relaxed) && ok < 200_000 && Instant::now() < until {
+                match tls::request(&mut s, "one.acme.test", "/") {
+                    Ok(r) if r.status == 200 => ok += 1,
+                    _ => failed += 1,
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (ok, failed)
+        })
+    };
+    let renewed = wait_until(LONG, || {
+        c.served_serial(https, Some("one.acme.test"))
+            .is_ok_and(|s| s != first)
+    });
+    assert!(renewed, "not renewed\ntidegate:\n{}", t.stderr());
+    stop.store(true, Ordering::Relaxed);
+    let (ok, failed) = worker.join().unwrap();
+    assert!(ok > 0);
+    assert_eq!(failed, 0, "{failed} requests on the kept connection failed across the renewal");
+    let log = t.stderr();
+    assert!(log.contains("ACME: ordering") && log.contains("ACME: certificate issued and stored"), "{log}");
+}
+
+#[test]
+fn a_refused_order_is_logged_with_the_reason_and_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_dns, dns_port) = dnsmasq(dir.path());
+    let (http, https) = (free_port(), free_port());
+    let pebble = Pebble::start(dir.path(), http, dns_port, 3600);
+    let origin = Origin::named("o");
+    // dnsmasq knows nothing of this name: Pebble cannot validate it
+    let config = acme_config(http, https, origin.port(), &pebble, &dir.path().join("s"), &["lost.nowhere.test"]);
+    let t = Tidegate::start(&config, &[http, https]);
+    let retried = wait_until(LONG, || {
+        t.stderr()
+            .lines()
+            .filter(|l| l.contains("ACME: order failed") && l.contains("lost.nowhere.test"))
+            .count()
+            >= 2
+    });
+    assert!(retried, "tidegate:\n{}\npebble:\n{}", t.stderr(), pebble.log());
+    let log = t.stderr();
+    assert!(log.contains("attempt=1") && log.contains("attempt=2"), "{log}");
+    assert!(log.contains("retrying in 5s") && log.contains("retrying in 10s"), "{log}");
+    // meanwhile nothing is served for the name, and plain HTTP works
+    assert!(Client::new().connect(https, Some("lost.nowhere.test")).is_err());
+    assert_eq!(get(http, "x", "/", &[]).status, 200);
+}
+
+#[test]
+fn instances_sharing_storage_order_once_and_answer_each_others_challenges() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_dns, dns_port) = dnsmasq(dir.path());
+    let (http_a, https_a, http_b, https_b) = (free_port(), free_port(), free_port(), free_port());
+    // Pebble validates against A only; B may still be the one that orders
+    let pebble = Pebble::start(dir.path(), http_a, dns_port, 3600);
+    let origin = Origin::named("o");
+    let storage = dir.path().join("shared");
+    let a = Tidegate::start(
+        &acme_config(http_a, https_a, origin.port(), &pebble, &storage, &["both.acme.test"]),
+        &[http_a, https_a],
+    );
+    let b = Tidegate::start(
+        &acme_config(http_b, https_b, origin.port(), &pebble, &storage, &["both.acme.test"]),
+        &[http_b, https_b],
+    );
+    let c = Client::new();
+    let served = wait_until(LONG, || {
+        c.served_serial(https_a, Some("both.acme.test")).is_ok()
+            && c.served_serial(https_b, Some("both.acme.test")).is_ok()
+    });
+    assert!(served, "A:\n{}\nB:\n{}\npebble:\n{}", a.stderr(), b.stderr(), pebble.log());
+    let sa = c.served_serial(https_a, Some("both.acme.test")).unwrap();
+    let sb = c.served_serial(https_b, Some("both.acme.test")).unwrap();
+    assert_eq!(sa, sb, "both serve the one certificate");
+    let orders = a.stderr().matches("ACME: ordering").count() + b.stderr().matches("ACME: ordering").count();
+    assert_eq!(orders, 1, "A:\n{}\nB:\n{}", a.stderr(), b.stderr());
+
+    // whichever instance orders, the other answers its challenges from the shared storage;
+    // only a key authorization for the very token in the URL
+    std::fs::create_dir_all(storage.join("challenges")).unwrap();
+    std::fs::write(storage.join("challenges/tok-1_A"), "tok-1_A.thumbprint").unwrap();
+    std::fs::write(storage.join("challenges/tok-2"), "other.thumbprint").unwrap();
+    for port in [http_a, http_b] {
+        let r = get(port, "both.acme.test", "/.well-known/acme-challenge/tok-1_A", &[]);
+        assert_eq!((r.status, r.text().as_str()), (200, "tok-1_A.thumbprint"));
+        let r = get(port, "both.acme.test", "/.well-known/acme-challenge/tok-2", &[]);
+        assert_eq!(r.text(), "o", "a mismatched file is not a challenge (the location serves)");
+        let r = get(port, "both.acme.test", "/.well-known/acme-challenge/..%2Fshared", &[]);
+        assert_eq!(r.text(), "o");
+    }
+}
