@@ -190,6 +190,7 @@ fn issues_for_two_names_then_renews_without_dropping_a_connection() {
     let issued = wait_until(LONG, || c.served_serial(https, Some("one.acme.test")).is_ok());
     assert!(issued, "no certificate\ntidegate:\n{}\npebble:\n{}", t.stderr(), pebble.log());
     let first = c.last_serial();
+    let (nb, na) = c.last_validity();
     assert_eq!(c.served_serial(https, Some("two.acme.test")).unwrap(), first);
     // Pebble really validated over HTTP against tidegate
     assert!(pebble.log().contains("one.acme.test") && pebble.log().contains("valid"), "{}", pebble.log());
@@ -238,6 +239,15 @@ fn issues_for_two_names_then_renews_without_dropping_a_connection() {
             .is_ok_and(|s| s != first)
     });
     assert!(renewed, "not renewed\ntidegate:\n{}", t.stderr());
+    // renewed at two thirds of the life (less up to a twelfth of it), well before the end:
+    // the new certificate's start, by Pebble's clock, says when it was ordered
+    let (new_nb, _) = c.last_validity();
+    let life = na - nb;
+    assert!(
+        new_nb >= nb + life * 7 / 12 - 1 && new_nb <= na - life / 6,
+        "renewed at {}s of a {life}s life",
+        new_nb - nb
+    );
     stop.store(true, Ordering::Relaxed);
     let (ok, failed) = worker.join().unwrap();
     assert!(ok > 0);

@@ -208,10 +208,25 @@ impl Client {
         Ok(self.last_serial())
     }
 
+    /// The validity of the certificate served last.
+    pub fn last_validity(&self) -> (i64, i64) {
+        let der = self.recorder.seen.lock().unwrap().clone().expect("a certificate");
+        validity_of(&der)
+    }
+
     pub fn last_serial(&self) -> u64 {
         let der = self.recorder.seen.lock().unwrap().clone().expect("a certificate");
         serial_of(&der)
     }
+}
+
+/// A certificate's notBefore and notAfter, as Unix seconds.
+pub fn validity_of(der: &[u8]) -> (i64, i64) {
+    let (_, x) = x509_parser::parse_x509_certificate(der).expect("x509");
+    (
+        x.validity().not_before.timestamp(),
+        x.validity().not_after.timestamp(),
+    )
 }
 
 /// A certificate's serial number (the tests give small ones).
