@@ -99,7 +99,8 @@ impl Pebble {
             .expect("pebble (apt install pebble)");
         let child = KillOnDrop(child);
         assert!(
-            wait_until(WAIT, || std::net::TcpStream::connect(("127.0.0.1", listen)).is_ok()
+            wait_until(WAIT, || std::net::TcpStream::connect(("127.0.0.1", listen))
+                .is_ok()
                 && std::net::TcpStream::connect(("127.0.0.1", mgmt)).is_ok()),
             "pebble did not start"
         );
@@ -120,7 +121,11 @@ impl Pebble {
             .arg(format!("https://127.0.0.1:{}/roots/0", self.mgmt))
             .output()
             .expect("curl");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let path = dir.join("pebble-root.pem");
         std::fs::write(&path, &out.stdout).unwrap();
         path
@@ -133,7 +138,14 @@ impl Pebble {
 
 /// A plain listener on `http` (Pebble's validation target) and a TLS one on `https`, with
 /// one ACME certificate for `domains`.
-fn acme_config(http: u16, https: u16, origin: u16, pebble: &Pebble, storage: &Path, domains: &[&str]) -> String {
+fn acme_config(
+    http: u16,
+    https: u16,
+    origin: u16,
+    pebble: &Pebble,
+    storage: &Path,
+    domains: &[&str],
+) -> String {
     let domains = domains
         .iter()
         .map(|d| format!("\"{d}\""))
@@ -182,18 +194,39 @@ fn issues_for_two_names_then_renews_without_dropping_a_connection() {
     let pebble = Pebble::start(dir.path(), http, dns_port, 24);
     let origin = Origin::named("behind");
     let storage = dir.path().join("storage");
-    let config = acme_config(http, https, origin.port(), &pebble, &storage, &["one.acme.test", "two.acme.test"]);
+    let config = acme_config(
+        http,
+        https,
+        origin.port(),
+        &pebble,
+        &storage,
+        &["one.acme.test", "two.acme.test"],
+    );
     let t = Tidegate::start(&config, &[http, https]);
 
     // issued: both names are served the same certificate
     let c = Client::new();
-    let issued = wait_until(LONG, || c.served_serial(https, Some("one.acme.test")).is_ok());
-    assert!(issued, "no certificate\ntidegate:\n{}\npebble:\n{}", t.stderr(), pebble.log());
+    let issued = wait_until(LONG, || {
+        c.served_serial(https, Some("one.acme.test")).is_ok()
+    });
+    assert!(
+        issued,
+        "no certificate\ntidegate:\n{}\npebble:\n{}",
+        t.stderr(),
+        pebble.log()
+    );
     let first = c.last_serial();
     let (nb, na) = c.last_validity();
-    assert_eq!(c.served_serial(https, Some("two.acme.test")).unwrap(), first);
+    assert_eq!(
+        c.served_serial(https, Some("two.acme.test")).unwrap(),
+        first
+    );
     // Pebble really validated over HTTP against tidegate
-    assert!(pebble.log().contains("one.acme.test") && pebble.log().contains("valid"), "{}", pebble.log());
+    assert!(
+        pebble.log().contains("one.acme.test") && pebble.log().contains("valid"),
+        "{}",
+        pebble.log()
+    );
     // a real client verifies the chain against Pebble's root
     let root = pebble.root(dir.path());
     let out = Command::new("curl")
@@ -204,16 +237,28 @@ fn issues_for_two_names_then_renews_without_dropping_a_connection() {
         .arg(format!("https://two.acme.test:{https}/"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "behind");
     // stored: the key and the account private to the process's user
     use std::os::unix::fs::PermissionsExt;
     let key = storage.join("certificates/site/key.pem");
-    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
-    let accounts: Vec<_> = std::fs::read_dir(storage.join("accounts")).unwrap().collect();
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let accounts: Vec<_> = std::fs::read_dir(storage.join("accounts"))
+        .unwrap()
+        .collect();
     assert_eq!(accounts.len(), 1);
     let account = accounts[0].as_ref().unwrap().path();
-    assert_eq!(std::fs::metadata(&account).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&account).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
 
     // renewal (at two thirds of 24 s): a keep-alive connection keeps being served across it,
     // and new connections get the new certificate
@@ -251,9 +296,15 @@ fn issues_for_two_names_then_renews_without_dropping_a_connection() {
     stop.store(true, Ordering::Relaxed);
     let (ok, failed) = worker.join().unwrap();
     assert!(ok > 0);
-    assert_eq!(failed, 0, "{failed} requests on the kept connection failed across the renewal");
+    assert_eq!(
+        failed, 0,
+        "{failed} requests on the kept connection failed across the renewal"
+    );
     let log = t.stderr();
-    assert!(log.contains("ACME: ordering") && log.contains("ACME: certificate issued and stored"), "{log}");
+    assert!(
+        log.contains("ACME: ordering") && log.contains("ACME: certificate issued and stored"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -264,7 +315,14 @@ fn a_refused_order_is_logged_with_the_reason_and_retried() {
     let pebble = Pebble::start(dir.path(), http, dns_port, 3600);
     let origin = Origin::named("o");
     // dnsmasq knows nothing of this name: Pebble cannot validate it
-    let config = acme_config(http, https, origin.port(), &pebble, &dir.path().join("s"), &["lost.nowhere.test"]);
+    let config = acme_config(
+        http,
+        https,
+        origin.port(),
+        &pebble,
+        &dir.path().join("s"),
+        &["lost.nowhere.test"],
+    );
     let t = Tidegate::start(&config, &[http, https]);
     let retried = wait_until(LONG, || {
         t.stderr()
@@ -273,12 +331,25 @@ fn a_refused_order_is_logged_with_the_reason_and_retried() {
             .count()
             >= 2
     });
-    assert!(retried, "tidegate:\n{}\npebble:\n{}", t.stderr(), pebble.log());
+    assert!(
+        retried,
+        "tidegate:\n{}\npebble:\n{}",
+        t.stderr(),
+        pebble.log()
+    );
     let log = t.stderr();
-    assert!(log.contains("attempt=1") && log.contains("attempt=2"), "{log}");
-    assert!(log.contains("retrying in 5s") && log.contains("retrying in 10s"), "{log}");
+    assert!(
+        log.contains("attempt=1") && log.contains("attempt=2"),
+        "{log}"
+    );
+    assert!(
+        log.contains("retrying in 5s") && log.contains("retrying in 10s"),
+        "{log}"
+    );
     // meanwhile nothing is served for the name, and plain HTTP works
-    assert!(Client::new().connect(https, Some("lost.nowhere.test")).is_err());
+    assert!(Client::new()
+        .connect(https, Some("lost.nowhere.test"))
+        .is_err());
     assert_eq!(get(http, "x", "/", &[]).status, 200);
 }
 
@@ -292,11 +363,25 @@ fn instances_sharing_storage_order_once_and_answer_each_others_challenges() {
     let origin = Origin::named("o");
     let storage = dir.path().join("shared");
     let a = Tidegate::start(
-        &acme_config(http_a, https_a, origin.port(), &pebble, &storage, &["both.acme.test"]),
+        &acme_config(
+            http_a,
+            https_a,
+            origin.port(),
+            &pebble,
+            &storage,
+            &["both.acme.test"],
+        ),
         &[http_a, https_a],
     );
     let b = Tidegate::start(
-        &acme_config(http_b, https_b, origin.port(), &pebble, &storage, &["both.acme.test"]),
+        &acme_config(
+            http_b,
+            https_b,
+            origin.port(),
+            &pebble,
+            &storage,
+            &["both.acme.test"],
+        ),
         &[http_b, https_b],
     );
     let c = Client::new();
@@ -304,11 +389,18 @@ fn instances_sharing_storage_order_once_and_answer_each_others_challenges() {
         c.served_serial(https_a, Some("both.acme.test")).is_ok()
             && c.served_serial(https_b, Some("both.acme.test")).is_ok()
     });
-    assert!(served, "A:\n{}\nB:\n{}\npebble:\n{}", a.stderr(), b.stderr(), pebble.log());
+    assert!(
+        served,
+        "A:\n{}\nB:\n{}\npebble:\n{}",
+        a.stderr(),
+        b.stderr(),
+        pebble.log()
+    );
     let sa = c.served_serial(https_a, Some("both.acme.test")).unwrap();
     let sb = c.served_serial(https_b, Some("both.acme.test")).unwrap();
     assert_eq!(sa, sb, "both serve the one certificate");
-    let orders = a.stderr().matches("ACME: ordering").count() + b.stderr().matches("ACME: ordering").count();
+    let orders =
+        a.stderr().matches("ACME: ordering").count() + b.stderr().matches("ACME: ordering").count();
     assert_eq!(orders, 1, "A:\n{}\nB:\n{}", a.stderr(), b.stderr());
 
     // whichever instance orders, the other answers its challenges from the shared storage;
@@ -317,11 +409,66 @@ fn instances_sharing_storage_order_once_and_answer_each_others_challenges() {
     std::fs::write(storage.join("challenges/tok-1_A"), "tok-1_A.thumbprint").unwrap();
     std::fs::write(storage.join("challenges/tok-2"), "other.thumbprint").unwrap();
     for port in [http_a, http_b] {
-        let r = get(port, "both.acme.test", "/.well-known/acme-challenge/tok-1_A", &[]);
+        let r = get(
+            port,
+            "both.acme.test",
+            "/.well-known/acme-challenge/tok-1_A",
+            &[],
+        );
         assert_eq!((r.status, r.text().as_str()), (200, "tok-1_A.thumbprint"));
-        let r = get(port, "both.acme.test", "/.well-known/acme-challenge/tok-2", &[]);
-        assert_eq!(r.text(), "o", "a mismatched file is not a challenge (the location serves)");
-        let r = get(port, "both.acme.test", "/.well-known/acme-challenge/..%2Fshared", &[]);
+        let r = get(
+            port,
+            "both.acme.test",
+            "/.well-known/acme-challenge/tok-2",
+            &[],
+        );
+        assert_eq!(
+            r.text(),
+            "o",
+            "a mismatched file is not a challenge (the location serves)"
+        );
+        let r = get(
+            port,
+            "both.acme.test",
+            "/.well-known/acme-challenge/..%2Fshared",
+            &[],
+        );
         assert_eq!(r.text(), "o");
     }
+}
+
+#[test]
+fn a_failed_renewal_keeps_the_old_certificate_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_dns, dns_port) = dnsmasq(dir.path());
+    let (http, https) = (free_port(), free_port());
+    let pebble = Pebble::start(dir.path(), http, dns_port, 30);
+    let origin = Origin::named("still");
+    let storage = dir.path().join("storage");
+    let config = acme_config(
+        http,
+        https,
+        origin.port(),
+        &pebble,
+        &storage,
+        &["keep.acme.test"],
+    );
+    let t = Tidegate::start(&config, &[http, https]);
+    let c = Client::new();
+    assert!(
+        wait_until(LONG, || c
+            .served_serial(https, Some("keep.acme.test"))
+            .is_ok()),
+        "no certificate\n{}",
+        t.stderr()
+    );
+    let first = c.last_serial();
+    // the CA goes away before the renewal is due
+    drop(pebble);
+    let failed = wait_until(LONG, || t.stderr().contains("ACME: order failed"));
+    assert!(failed, "{}", t.stderr());
+    let mut s = c.connect(https, Some("keep.acme.test")).unwrap();
+    assert_eq!(c.last_serial(), first, "the old certificate still serves");
+    let r = tls::request(&mut s, "keep.acme.test", "/").unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "still"));
 }

@@ -310,7 +310,11 @@ fn editing_a_script_applies_without_a_signal() {
         "{}",
         t.stderr()
     );
-    assert!(t.stderr().contains("referenced file change"), "{}", t.stderr());
+    assert!(
+        t.stderr().contains("referenced file change"),
+        "{}",
+        t.stderr()
+    );
 }
 
 #[test]

@@ -1,64 +1,15 @@
-//! TLS termination through real sockets: certificates by SNI, ALPN and HTTP/2, versions,
-//! `check`'s certificate errors, client certificates, the HTTPS redirect, hot reload and bad
+//! TLS termination through real sockets, the handshake side: certificates by SNI, chains and
+//! key types, ALPN and HTTP/2, versions and cipher suites, client certificates, bad
 //! handshakes. Certificates come from a throw-away CA made per test (rcgen); clients are
 //! rustls (which certificate was served) and curl (real verification, HTTP/2).
+//! `tls_ops.rs` has the rest: `check`, the redirect, resumption, hot reload.
 
 mod common;
 
-use common::tls::{Client, Issued, TestCa};
+use common::tls::{cert_table, tls_config, write_pair, Client, Issued, TestCa};
 use common::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
-
-/// Write `issued` as NAME.pem and NAME.key under `dir`; their paths.
-fn write_pair(dir: &Path, name: &str, issued: &Issued) -> (PathBuf, PathBuf) {
-    let (c, k) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
-    std::fs::write(&c, &issued.cert_pem).unwrap();
-    std::fs::write(&k, &issued.key_pem).unwrap();
-    (c, k)
-}
-
-fn cert_table(name: &str, files: &(PathBuf, PathBuf), domains: &[&str], default: bool) -> String {
-    let domains = domains
-        .iter()
-        .map(|d| format!("\"{d}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "[certificates.{name}]\ncert = \"{}\"\nkey = \"{}\"\ndomains = [{domains}]\ndefault = {default}\n",
-        files.0.display(),
-        files.1.display()
-    )
-}
-
-/// A TLS server on `port` in front of `origin`, with `server_extra` in its table and
-/// `tables` (certificates...) after it.
-fn tls_config(port: u16, origin: u16, server_extra: &str, tables: &str) -> String {
-    format!(
-        r#"
-[basic]
-threads = 2
-grace_period = "1s"
-graceful_shutdown_timeout = "1s"
-
-[servers.secure]
-addr = "127.0.0.1:{port}"
-locations = ["all"]
-tls = true
-access_log = "{{tls_version}} {{tls_sni}} {{tls_resumed}} {{scheme}} {{status}}"
-{server_extra}
-
-[locations.all]
-upstream = "backend"
-proxy_set_headers = ["x-scheme: $scheme", "x-sni: $ssl_server_name", "x-client: $ssl_client_s_dn"]
-
-[upstreams.backend]
-addrs = ["127.0.0.1:{origin}"]
-
-{tables}
-"#
-    )
-}
 
 #[test]
 fn sni_picks_exact_then_wildcard_then_default_and_unknown_names_get_unrecognized_name() {
@@ -66,7 +17,11 @@ fn sni_picks_exact_then_wildcard_then_default_and_unknown_names_get_unrecognized
     let dir = tempfile::tempdir().unwrap();
     let exact = write_pair(dir.path(), "exact", &ca.issue(&["a.test"], 90, 11));
     let wild = write_pair(dir.path(), "wild", &ca.issue(&["*.b.test"], 90, 22));
-    let fallback = write_pair(dir.path(), "fallback", &ca.issue(&["fallback.test"], 90, 33));
+    let fallback = write_pair(
+        dir.path(),
+        "fallback",
+        &ca.issue(&["fallback.test"], 90, 33),
+    );
     // an exact name under the wildcard's domain beats the wildcard
     let under = write_pair(dir.path(), "under", &ca.issue(&["x.b.test"], 90, 44));
     let origin = Origin::named("origin");
@@ -81,12 +36,24 @@ fn sni_picks_exact_then_wildcard_then_default_and_unknown_names_get_unrecognized
     let t = Tidegate::start(&tls_config(port, origin.port(), "", &tables), &[port]);
     let c = Client::new();
     assert_eq!(c.served_serial(port, Some("a.test")).unwrap(), 11);
-    assert_eq!(c.served_serial(port, Some("A.Test")).unwrap(), 11, "names are case-blind");
+    assert_eq!(
+        c.served_serial(port, Some("A.Test")).unwrap(),
+        11,
+        "names are case-blind"
+    );
     assert_eq!(c.served_serial(port, Some("y.b.test")).unwrap(), 22);
     assert_eq!(c.served_serial(port, Some("x.b.test")).unwrap(), 44);
-    assert_eq!(c.served_serial(port, Some("deep.y.b.test")).unwrap(), 33, "one label only");
+    assert_eq!(
+        c.served_serial(port, Some("deep.y.b.test")).unwrap(),
+        33,
+        "one label only"
+    );
     assert_eq!(c.served_serial(port, Some("other.test")).unwrap(), 33);
-    assert_eq!(c.served_serial(port, None).unwrap(), 33, "no SNI: the default");
+    assert_eq!(
+        c.served_serial(port, None).unwrap(),
+        33,
+        "no SNI: the default"
+    );
     // and the request is served over it, as https
     let mut s = c.connect(port, Some("y.b.test")).unwrap();
     let r = tls::request(&mut s, "y.b.test", "/hello").unwrap();
@@ -140,14 +107,20 @@ fn a_chain_is_served_whole_and_rsa_and_ecdsa_keys_both_work() {
     assert_eq!(c.served_serial(port, Some("rsa.test")).unwrap(), 5);
     assert_eq!(*c.recorder.chain_len.lock().unwrap(), 1);
     assert_eq!(c.served_serial(port, Some("ec.test")).unwrap(), 6);
-    assert_eq!(*c.recorder.chain_len.lock().unwrap(), 2, "the chain in the file is sent whole");
+    assert_eq!(
+        *c.recorder.chain_len.lock().unwrap(),
+        2,
+        "the chain in the file is sent whole"
+    );
     // TLS 1.2 with an RSA key (an ECDHE_RSA suite) too
     let c12 = Client::build(&[&rustls::version::TLS12], None, &[b"http/1.1"]);
     let mut s = c12.connect(port, Some("rsa.test")).unwrap();
-    assert_eq!(s.conn.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_2));
+    assert_eq!(
+        s.conn.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
     assert_eq!(tls::request(&mut s, "rsa.test", "/").unwrap().status, 200);
 }
-
 /// `curl` against the TLS listener, verifying with `ca`; (HTTP version, body).
 fn curl(port: u16, name: &str, ca: &Path, args: &[&str]) -> (String, String) {
     let out = std::process::Command::new("curl")
@@ -160,7 +133,11 @@ fn curl(port: u16, name: &str, ca: &Path, args: &[&str]) -> (String, String) {
         .arg(format!("https://{name}:{port}/x"))
         .output()
         .expect("curl");
-    assert!(out.status.success(), "curl: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, version) = text.rsplit_once('\n').unwrap_or((&text, ""));
     (version.to_string(), body.to_string())
@@ -175,7 +152,10 @@ fn alpn_gives_h2_when_http2_is_on_and_http11_otherwise_verified_by_curl() {
     let origin = Origin::named("from-origin");
     let (h2_port, h1_port, pp_port) = (free_port(), free_port(), free_port());
     let tables = cert_table("site", &files, &["site.test"], true);
-    let t2 = Tidegate::start(&tls_config(h2_port, origin.port(), "http2 = true", &tables), &[h2_port]);
+    let t2 = Tidegate::start(
+        &tls_config(h2_port, origin.port(), "http2 = true", &tables),
+        &[h2_port],
+    );
     let _t1 = Tidegate::start(&tls_config(h1_port, origin.port(), "", &tables), &[h1_port]);
     // HTTP/1 over TLS through Pingora's engine too (the session found by its connection)
     let _tp = Tidegate::start(
@@ -215,7 +195,6 @@ fn alpn_gives_h2_when_http2_is_on_and_http11_otherwise_verified_by_curl() {
     });
     assert!(ok, "access log:\n{}", t2.stdout());
 }
-
 #[test]
 fn tls_versions_old_ones_refused_and_min_version_13_enforced() {
     let ca = TestCa::new("version CA");
@@ -230,7 +209,10 @@ fn tls_versions_old_ones_refused_and_min_version_13_enforced() {
         &[p13],
     );
     let only12 = Client::build(&[&rustls::version::TLS12], None, &[b"http/1.1"]);
-    assert!(only12.connect(p12, Some("v.test")).is_ok(), "1.2 by default");
+    assert!(
+        only12.connect(p12, Some("v.test")).is_ok(),
+        "1.2 by default"
+    );
     assert!(
         only12.connect(p13, Some("v.test")).is_err(),
         "tls_min_version = 1.3 refuses a TLS 1.2 client"
@@ -238,76 +220,27 @@ fn tls_versions_old_ones_refused_and_min_version_13_enforced() {
     assert!(Client::new().connect(p13, Some("v.test")).is_ok());
     // TLS 1.1 (openssl's client, allowed to offer it) is refused
     let out = std::process::Command::new("openssl")
-        .args(["s_client", "-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0", "-servername", "v.test"])
+        .args([
+            "s_client",
+            "-tls1_1",
+            "-cipher",
+            "DEFAULT@SECLEVEL=0",
+            "-servername",
+            "v.test",
+        ])
         .arg("-connect")
         .arg(format!("127.0.0.1:{p12}"))
         .stdin(std::process::Stdio::null())
         .output()
         .expect("openssl s_client");
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "TLS 1.1 was accepted:\n{text}");
-    assert!(text.contains("Cipher is (NONE)") && text.contains("alert handshake failure"), "{text}");
-}
-
-#[test]
-fn check_names_the_certificate_table_and_key_for_each_problem() {
-    let ca = TestCa::new("check CA");
-    let dir = tempfile::tempdir().unwrap();
-    let good = write_pair(dir.path(), "good", &ca.issue(&["good.test"], 90, 1));
-    let other = write_pair(dir.path(), "other", &ca.issue(&["other.test"], 90, 2));
-    let expired = write_pair(dir.path(), "expired", &ca.issue(&["old.test"], -2, 3));
-    let soon = write_pair(dir.path(), "soon", &ca.issue(&["soon.test"], 5, 4));
-    let conf = |tables: &str| {
-        let path = dir.path().join("t.toml");
-        std::fs::write(&path, tls_config(free_port(), 9, "", tables)).unwrap();
-        run_cli(&["check", "-c", path.to_str().unwrap()], dir.path())
-    };
-    // the key of another certificate
-    let mismatched = (good.0.clone(), other.1.clone());
-    let (code, out) = conf(&cert_table("mixed", &mismatched, &["good.test"], true));
-    assert_eq!(code, 1, "{out}");
-    assert!(out.contains("[certificates.mixed] key:") && out.contains("is not the key of the certificate"), "{out}");
-    // with the file and the line of the `key` it names
-    let text = std::fs::read_to_string(dir.path().join("t.toml")).unwrap();
-    let line = text.lines().position(|l| l.starts_with("key = ")).unwrap() + 1;
-    assert!(out.contains(&format!("t.toml:{line}: [certificates.mixed] key:")), "{out}");
-    // expired
-    let (code, out) = conf(&cert_table("old", &expired, &["old.test"], true));
-    assert_eq!(code, 1, "{out}");
-    assert!(out.contains("[certificates.old] cert:") && out.contains("expired on"), "{out}");
-    // expiring soon: a warning, still ok
-    let (code, out) = conf(&cert_table("soon", &soon, &["soon.test"], true));
-    assert_eq!(code, 0, "{out}");
-    assert!(out.contains("warning:") && out.contains("[certificates.soon] cert:") && out.contains("day(s)"), "{out}");
-    // unreadable file
-    let missing = (dir.path().join("missing.pem"), good.1.clone());
-    let (code, out) = conf(&cert_table("gone", &missing, &["good.test"], true));
-    assert_eq!(code, 1, "{out}");
-    assert!(out.contains("[certificates.gone] cert:") && out.contains("cannot read"), "{out}");
-    // two certificates for one exact name
-    let (code, out) = conf(
-        &(cert_table("one", &good, &["good.test"], true) + &cert_table("two", &good, &["good.test"], false)),
+    assert!(
+        text.contains("Cipher is (NONE)") && text.contains("alert handshake failure"),
+        "{text}"
     );
-    assert_eq!(code, 1, "{out}");
-    assert!(out.contains("[certificates.two] domains:") && out.contains("also claimed by [certificates.one]"), "{out}");
-    // a TLS server with no certificate at all
-    let (code, out) = conf("");
-    assert_eq!(code, 1, "{out}");
-    assert!(out.contains("[servers.secure] tls:") && out.contains("needs at least one [certificates"), "{out}");
-    // a domain the certificate does not cover: a warning
-    let (code, out) = conf(&cert_table("wrong", &good, &["elsewhere.test"], true));
-    assert_eq!(code, 0, "{out}");
-    assert!(out.contains("warning:") && out.contains("`elsewhere.test` is not among the names"), "{out}");
-    // inline PEM works as well as a file
-    let issued = ca.issue(&["inline.test"], 90, 9);
-    let inline = format!(
-        "[certificates.inline]\ncert = '''\n{}'''\nkey = '''\n{}'''\ndefault = true\n",
-        issued.cert_pem, issued.key_pem
-    );
-    let (code, out) = conf(&inline);
-    assert_eq!(code, 0, "{out}");
 }
-
 #[test]
 fn client_certificates_are_required_and_verified_and_their_subject_reaches_the_upstream() {
     let ca = TestCa::new("server CA");
@@ -318,7 +251,10 @@ fn client_certificates_are_required_and_verified_and_their_subject_reaches_the_u
     std::fs::write(dir.path().join("clients.pem"), &clients.pem).unwrap();
     let origin = Origin::named("o");
     let port = free_port();
-    let extra = format!("client_ca = \"{}\"", dir.path().join("clients.pem").display());
+    let extra = format!(
+        "client_ca = \"{}\"",
+        dir.path().join("clients.pem").display()
+    );
     let tables = cert_table("s", &files, &["mtls.test"], true);
     let t = Tidegate::start(&tls_config(port, origin.port(), &extra, &tables), &[port]);
 
@@ -347,173 +283,6 @@ fn client_certificates_are_required_and_verified_and_their_subject_reaches_the_u
     assert_eq!(origin.count(), before);
     drop(t);
 }
-
-#[test]
-fn plain_http_redirects_to_https_except_acme_challenges() {
-    let origin = Origin::named("plain-origin");
-    let (plain, only_loc) = (free_port(), free_port());
-    let config = format!(
-        r#"
-[servers.plain]
-addr = "127.0.0.1:{plain}"
-locations = ["all"]
-https_redirect = true
-https_port = 8443
-https_redirect_status = 301
-
-[servers.some]
-addr = "127.0.0.1:{only_loc}"
-locations = ["secure", "open"]
-
-[locations.all]
-upstream = "backend"
-
-[locations.secure]
-path = "/account"
-upstream = "backend"
-https_redirect = true
-
-[locations.open]
-upstream = "backend"
-
-[upstreams.backend]
-addrs = ["127.0.0.1:{}"]
-"#,
-        origin.port()
-    );
-    let _t = Tidegate::start(&config, &[plain, only_loc]);
-    let r = get(plain, "Shop.Test", "/cart?item=1", &[]);
-    assert_eq!(r.status, 301, "GET gets the chosen 301");
-    assert_eq!(r.header("location"), Some("https://shop.test:8443/cart?item=1"));
-    let r = send(
-        plain,
-        b"POST /cart HTTP/1.1\r\nHost: shop.test\r\nContent-Length: 2\r\n\r\nab",
-    )
-    .unwrap();
-    assert_eq!(r.status, 308, "other methods always 308 (the method is kept)");
-    // the ACME challenge path is proxied, not redirected
-    let r = get(plain, "shop.test", "/.well-known/acme-challenge/token1", &[]);
-    assert_eq!((r.status, r.text().as_str()), (200, "plain-origin"));
-    // a Host that is not a host name is not turned into a redirect target
-    let r = get(plain, "evil.test/@x", "/", &[]);
-    assert_ne!(r.status, 301);
-    // per location: only /account, to the default port 443 (left out of the URL), 308
-    let r = get(only_loc, "shop.test", "/account/me", &[]);
-    assert_eq!(r.status, 308);
-    assert_eq!(r.header("location"), Some("https://shop.test/account/me"));
-    let r = get(only_loc, "shop.test", "/other", &[]);
-    assert_eq!((r.status, r.text().as_str()), (200, "plain-origin"));
-    assert_eq!(origin.requests().iter().filter(|r| r.path.starts_with("/account")).count(), 0);
-}
-
-#[test]
-fn sessions_resume_and_lua_sees_the_tls_session() {
-    let ca = TestCa::new("resume CA");
-    let dir = tempfile::tempdir().unwrap();
-    let files = write_pair(dir.path(), "r", &ca.issue(&["r.test"], 90, 1));
-    let port = free_port();
-    let config = format!(
-        r#"
-[servers.secure]
-addr = "127.0.0.1:{port}"
-locations = ["lua"]
-tls = true
-http2 = true
-access_log = "{{tls_version}} {{tls_cipher}} {{tls_sni}} {{tls_resumed}}"
-
-[locations.lua]
-plugins = ["show"]
-
-[plugins.show]
-category = "lua"
-source = '''
-return {{ on_request = function(req)
-  local t = req.tls
-  return req:respond(200, string.format("%s %s %s %s %s", req.scheme, t.version, t.sni, tostring(t.resumed), t.alpn))
-end }}
-'''
-
-{}
-"#,
-        cert_table("r", &files, &["r.test"], true)
-    );
-    let t = Tidegate::start(&config, &[port]);
-    let c = Client::new();
-    let mut s = c.connect(port, Some("r.test")).unwrap();
-    let r = tls::request(&mut s, "r.test", "/").unwrap();
-    assert_eq!(r.text(), "https TLSv1_3 r.test false http/1.1");
-    // the ticket of the first session is read with the response; a new connection from the
-    // same client resumes
-    drop(s);
-    let mut s = c.connect(port, Some("r.test")).unwrap();
-    assert_eq!(
-        s.conn.handshake_kind(),
-        Some(rustls::HandshakeKind::Resumed),
-        "the second connection resumed"
-    );
-    let r = tls::request(&mut s, "r.test", "/").unwrap();
-    assert_eq!(r.text(), "https TLSv1_3 r.test true http/1.1");
-    let ok = wait_until(WAIT, || t.stdout().contains("TLSv1_3 TLS13_AES_256_GCM_SHA384 r.test r"));
-    assert!(ok, "access log:\n{}", t.stdout());
-    assert!(t.stdout().contains("TLSv1_3 TLS13_AES_256_GCM_SHA384 r.test ."));
-}
-
-#[test]
-fn a_new_certificate_is_served_without_dropping_keepalive_requests_and_a_broken_one_is_refused() {
-    let ca = TestCa::new("reload CA");
-    let dir = tempfile::tempdir().unwrap();
-    let files = write_pair(dir.path(), "live", &ca.issue(&["live.test"], 90, 1));
-    let origin = Origin::named("o");
-    let port = free_port();
-    let tables = cert_table("live", &files, &["live.test"], true);
-    let t = Tidegate::start(&tls_config(port, origin.port(), "", &tables), &[port]);
-    let c = Client::new();
-    assert_eq!(c.served_serial(port, Some("live.test")).unwrap(), 1);
-
-    // two keep-alive clients send requests while the certificate changes
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let workers: Vec<_> = (0..2)
-        .map(|_| {
-            let (c, stop) = (c.clone(), stop.clone());
-            std::thread::spawn(move || {
-                let mut s = c.connect(port, Some("live.test")).unwrap();
-                let (mut ok, mut failed) = (0, 0);
-                let until = std::time::Instant::now() + Duration::from_secs(30);
-                while !stop.load(std::sync::atomic::Ordering::Relaxed)
-                    && ok < 20_000
-                    && std::time::Instant::now() < until
-                {
-                    match tls::request(&mut s, "live.test", "/") {
-                        Ok(r) if r.status == 200 => ok += 1,
-                        _ => failed += 1,
-                    }
-                }
-                (ok, failed)
-            })
-        })
-        .collect();
-    let renewed = ca.issue(&["live.test"], 90, 2);
-    std::fs::write(&files.1, &renewed.key_pem).unwrap();
-    std::fs::write(&files.0, &renewed.cert_pem).unwrap();
-    let ok = wait_until(WAIT, || c.served_serial(port, Some("live.test")).ok() == Some(2));
-    assert!(ok, "the renewed certificate is not served:\n{}", t.stderr());
-
-    // a broken pair (the key of another certificate) is rejected; the last good one serves on
-    let other = ca.issue(&["live.test"], 90, 3);
-    std::fs::write(&files.1, &other.key_pem).unwrap();
-    let rejected = wait_until(WAIT, || {
-        t.stderr().contains("is not the key of the certificate")
-    });
-    assert!(rejected, "{}", t.stderr());
-    assert_eq!(c.served_serial(port, Some("live.test")).unwrap(), 2);
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for w in workers {
-        let (ok, failed) = w.join().unwrap();
-        assert!(ok > 0, "no request made it");
-        assert_eq!(failed, 0, "{failed} of {} keep-alive requests failed", ok + failed);
-    }
-}
-
 #[test]
 fn garbage_and_stalled_handshakes_are_closed_quietly() {
     let ca = TestCa::new("bad CA");
@@ -539,7 +308,8 @@ fn garbage_and_stalled_handshakes_are_closed_quietly() {
     // half a ClientHello, then nothing: cut at the header timeout
     let mut s = connect(port);
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00]).unwrap();
+    s.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00])
+        .unwrap();
     let mut buf = [0u8; 64];
     // the read times out (an error) only if the server kept the connection open
     match s.read(&mut buf) {
@@ -555,4 +325,44 @@ fn garbage_and_stalled_handshakes_are_closed_quietly() {
         .filter(|l| l.contains("handshake") || l.contains("TLS"))
         .count();
     assert_eq!(noisy, 0, "{}", t.stderr());
+}
+
+#[test]
+fn tls_ciphers_pins_the_suites_and_an_unknown_name_is_a_config_error() {
+    let ca = TestCa::new("cipher CA");
+    let dir = tempfile::tempdir().unwrap();
+    let files = write_pair(dir.path(), "c", &ca.issue(&["c.test"], 90, 1));
+    let origin = Origin::named("o");
+    let port = free_port();
+    let tables = cert_table("c", &files, &["c.test"], true);
+    let pinned = "tls_ciphers = [\"TLS13_CHACHA20_POLY1305_SHA256\"]";
+    let _t = Tidegate::start(&tls_config(port, origin.port(), pinned, &tables), &[port]);
+    // rustls's client prefers AES-GCM; the server's pin wins
+    let s = Client::new().connect(port, Some("c.test")).unwrap();
+    let suite = s.conn.negotiated_cipher_suite().unwrap().suite();
+    assert_eq!(suite, rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256);
+    let unpinned = free_port();
+    let _u = Tidegate::start(
+        &tls_config(unpinned, origin.port(), "", &tables),
+        &[unpinned],
+    );
+    let s = Client::new().connect(unpinned, Some("c.test")).unwrap();
+    assert_ne!(
+        s.conn.negotiated_cipher_suite().unwrap().suite(),
+        rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256
+    );
+    // a name rustls does not have, and 1.3 only without a 1.3 suite
+    let path = dir.path().join("bad.toml");
+    for (extra, want) in [
+        ("tls_ciphers = [\"RC4_MD5\"]", "unknown cipher suite `RC4_MD5`"),
+        (
+            "tls_min_version = \"1.3\"\ntls_ciphers = [\"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256\"]",
+            "no TLS 1.3 cipher suite",
+        ),
+    ] {
+        std::fs::write(&path, tls_config(free_port(), 9, extra, &tables)).unwrap();
+        let (code, out) = run_cli(&["check", "-c", path.to_str().unwrap()], dir.path());
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("[servers.secure] tls_ciphers:") && out.contains(want), "{out}");
+    }
 }

@@ -7,6 +7,7 @@ use rcgen::{
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -53,8 +54,10 @@ impl TestCa {
         p.not_before = now - time::Duration::days(if days < 0 { 30 } else { 1 });
         p.not_after = now + time::Duration::days(days);
         p.serial_number = Some(SerialNumber::from(serial));
-        p.distinguished_name
-            .push(DnType::CommonName, names.first().copied().unwrap_or("client"));
+        p.distinguished_name.push(
+            DnType::CommonName,
+            names.first().copied().unwrap_or("client"),
+        );
         let cert = p.signed_by(&key, &self.cert, &self.key).expect("sign");
         Issued {
             cert_pem: cert.pem(),
@@ -67,10 +70,20 @@ impl TestCa {
 /// An RSA key made by the `openssl` command (ring cannot generate RSA keys).
 pub fn rsa_key() -> KeyPair {
     let out = std::process::Command::new("openssl")
-        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"])
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ])
         .output()
         .expect("openssl genpkey");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     KeyPair::from_pem(&String::from_utf8_lossy(&out.stdout)).expect("rsa key")
 }
 
@@ -141,7 +154,11 @@ pub struct Client {
 impl Client {
     /// TLS 1.2 and 1.3, ALPN http/1.1, no client certificate.
     pub fn new() -> Client {
-        Self::build(&[&rustls::version::TLS13, &rustls::version::TLS12], None, &[b"http/1.1"])
+        Self::build(
+            &[&rustls::version::TLS13, &rustls::version::TLS12],
+            None,
+            &[b"http/1.1"],
+        )
     }
 
     pub fn build(
@@ -210,12 +227,24 @@ impl Client {
 
     /// The validity of the certificate served last.
     pub fn last_validity(&self) -> (i64, i64) {
-        let der = self.recorder.seen.lock().unwrap().clone().expect("a certificate");
+        let der = self
+            .recorder
+            .seen
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("a certificate");
         validity_of(&der)
     }
 
     pub fn last_serial(&self) -> u64 {
-        let der = self.recorder.seen.lock().unwrap().clone().expect("a certificate");
+        let der = self
+            .recorder
+            .seen
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("a certificate");
         serial_of(&der)
     }
 }
@@ -247,4 +276,62 @@ pub fn request<S: Read + Write>(
     s.flush()?;
     let mut r = std::io::BufReader::with_capacity(1, s);
     super::read_response(&mut r, false)
+}
+
+/// Write `issued` as NAME.pem and NAME.key under `dir`; their paths.
+pub fn write_pair(dir: &Path, name: &str, issued: &Issued) -> (PathBuf, PathBuf) {
+    let (c, k) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
+    std::fs::write(&c, &issued.cert_pem).unwrap();
+    std::fs::write(&k, &issued.key_pem).unwrap();
+    (c, k)
+}
+
+pub fn cert_table(
+    name: &str,
+    files: &(PathBuf, PathBuf),
+    domains: &[&str],
+    default: bool,
+) -> String {
+    let domains = domains
+        .iter()
+        .map(|d| format!("\"{d}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "[certificates.{name}]\ncert = \"{}\"\nkey = \"{}\"\ndomains = [{domains}]\ndefault = {default}\n",
+        files.0.display(),
+        files.1.display()
+    )
+}
+
+/// A TLS server on `port` in front of `origin`, with `server_extra` in its table and
+/// `tables` (certificates...) after it.
+pub fn tls_config(port: u16, origin: u16, server_extra: &str, tables: &str) -> String {
+    format!(
+        r#"
+[basic]
+threads = 2
+grace_period = "1s"
+graceful_shutdown_timeout = "1s"
+
+[servers.secure]
+addr = "127.0.0.1:{port}"
+locations = ["all"]
+tls = true
+access_log = "{{tls_version}} {{tls_sni}} {{tls_resumed}} {{scheme}} {{status}}"
+{server_extra}
+
+[locations.all]
+upstream = "backend"
+proxy_set_headers = ["x-scheme: $scheme", "x-sni: $ssl_server_name", "x-client: $ssl_client_s_dn"]
+
+[upstreams.backend]
+addrs = ["127.0.0.1:{origin}"]
+
+{tables}
+"#
+    )
 }
