@@ -465,7 +465,10 @@ fn a_failed_renewal_keeps_the_old_certificate_serving() {
     let first = c.last_serial();
     // the CA goes away before the renewal is due
     drop(pebble);
-    let failed = wait_until(LONG, || t.stderr().contains("ACME: order failed"));
+    // two failed attempts (5 s apart): whatever a failure might have changed has settled
+    let failed = wait_until(LONG, || {
+        t.stderr().contains("ACME: order failed") && t.stderr().contains("attempt=2")
+    });
     assert!(failed, "{}", t.stderr());
     let mut s = c.connect(https, Some("keep.acme.test")).unwrap();
     assert_eq!(c.last_serial(), first, "the old certificate still serves");

@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 const QUIET: Duration = Duration::from_millis(100);
 const MAX_WAIT: Duration = Duration::from_secs(1);
 const STABLE_GAP: Duration = Duration::from_millis(30);
+/// How often the watch looks for versions applied by something else than itself.
+const VERSION_CHECK: Duration = Duration::from_millis(500);
 
 /// What changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,7 +175,21 @@ fn debounce_loop(
     mut dirs: HashSet<PathBuf>,
     files: Referenced,
 ) {
-    while let Ok(first_change) = rx.recv() {
+    let mut watched_version = reloader.version();
+    loop {
+        let first_change = match rx.recv_timeout(VERSION_CHECK) {
+            Ok(c) => c,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                // a version applied another way (SIGHUP, etcd, an ACME certificate) may
+                // refer to files in directories not watched yet
+                if reloader.version() != watched_version {
+                    watched_version = reloader.version();
+                    watch_referenced(&watcher, &reloader, &mut dirs, &files);
+                }
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        };
         let mut referenced = first_change == Change::Referenced;
         let first = Instant::now();
         // wait for a quiet period
@@ -193,6 +209,7 @@ fn debounce_loop(
             std::thread::sleep(STABLE_GAP);
             let _ = reloader.reload("referenced file change");
             watch_referenced(&watcher, &reloader, &mut dirs, &files);
+            watched_version = reloader.version();
             continue;
         }
         // the documents must read the same twice in a row before they are applied
@@ -210,6 +227,7 @@ fn debounce_loop(
             }
         }
         watch_referenced(&watcher, &reloader, &mut dirs, &files);
+        watched_version = reloader.version();
     }
 }
 
