@@ -21,9 +21,8 @@ use super::merge::{merge, Merged};
 use super::model::*;
 use super::raw::*;
 use super::tables::{
-    basic::build_basic, certificate::build_certificates, location::build_location,
-    lua::build_lua, plugin::build_plugin, server::build_server, storage::build_storage,
-    upstream::build_upstream,
+    basic::build_basic, certificate::build_certificates, location::build_location, lua::build_lua,
+    plugin::build_plugin, server::build_server, storage::build_storage, upstream::build_upstream,
 };
 use crate::error::{ConfigError, ConfigErrors};
 use std::collections::{HashMap, HashSet};

@@ -87,9 +87,7 @@ fn write_field(f: &Field, session: &dyn Downstream, ctx: &Ctx, out: &mut String)
         Field::TlsSni => dash(out, ctx.tls.as_ref().and_then(|t| t.sni.as_deref())),
         Field::TlsResumed => dash(
             out,
-            ctx.tls
-                .as_ref()
-                .map(|t| if t.resumed { "r" } else { "." }),
+            ctx.tls.as_ref().map(|t| if t.resumed { "r" } else { "." }),
         ),
         Field::TlsClient => dash(
             out,

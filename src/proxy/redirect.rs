@@ -24,7 +24,12 @@ pub fn wanted(session: &dyn Downstream, ctx: &Ctx) -> bool {
         return false;
     }
     let on = ctx.server().redirect.all || ctx.location().is_some_and(|l| l.https_redirect);
-    on && !session.req().uri.path().starts_with(crate::tls::acme::challenge::PREFIX) && host_ok(&ctx.host)
+    on && !session
+        .req()
+        .uri
+        .path()
+        .starts_with(crate::tls::acme::challenge::PREFIX)
+        && host_ok(&ctx.host)
 }
 
 /// A host name, an IPv4 address or a bracketed IPv6 literal, nothing else.

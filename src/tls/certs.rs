@@ -127,17 +127,17 @@ pub fn load(spec: &Spec<'_>, now: SystemTime) -> Result<Loaded, CertProblem> {
         let days = (not_after - now_s) / 86_400;
         warnings.push(problem(
             "cert",
-            format!(
-                "{} expires on {until}, in {days} day(s)",
-                cert_pem.label()
-            ),
+            format!("{} expires on {until}, in {days} day(s)", cert_pem.label()),
         ));
     }
     let covered = names_of(&x509);
     let domains: Vec<String> = if spec.domains.is_empty() {
         covered.clone()
     } else {
-        spec.domains.iter().map(|d| d.to_ascii_lowercase()).collect()
+        spec.domains
+            .iter()
+            .map(|d| d.to_ascii_lowercase())
+            .collect()
     };
     if domains.is_empty() && !spec.default {
         return Err(problem(
@@ -160,7 +160,10 @@ pub fn load(spec: &Spec<'_>, now: SystemTime) -> Result<Loaded, CertProblem> {
             ));
         }
     }
-    let files = [cert_pem.file, key_pem.file].into_iter().flatten().collect();
+    let files = [cert_pem.file, key_pem.file]
+        .into_iter()
+        .flatten()
+        .collect();
     Ok(Loaded {
         cert: Certificate {
             name: spec.name.to_string(),

@@ -100,7 +100,10 @@ pub fn build(spec: &Spec, store: Arc<CertStore>) -> Result<TlsServer, SettingsPr
                 None => {
                     return Err(problem(
                         "tls_ciphers",
-                        format!("unknown cipher suite `{name}`; one of {}", cipher_names().join(", ")),
+                        format!(
+                            "unknown cipher suite `{name}`; one of {}",
+                            cipher_names().join(", ")
+                        ),
                     ))
                 }
             }
@@ -137,9 +140,9 @@ pub fn build(spec: &Spec, store: Arc<CertStore>) -> Result<TlsServer, SettingsPr
         Some(cas) => {
             let mut roots = RootCertStore::empty();
             for c in cas {
-                roots
-                    .add(c.clone())
-                    .map_err(|e| problem("client_ca", format!("a CA certificate is unusable: {e}")))?;
+                roots.add(c.clone()).map_err(|e| {
+                    problem("client_ca", format!("a CA certificate is unusable: {e}"))
+                })?;
             }
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
                 Arc::new(roots),

@@ -5,8 +5,8 @@
 use super::super::builder::{Builder, Entry};
 use super::super::raw::*;
 use crate::error::ConfigError;
-use crate::tls::certs::{self, Certificate, Spec};
 use crate::tls::acme::AcmeCert;
+use crate::tls::certs::{self, Certificate, Spec};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::SystemTime;
@@ -128,7 +128,11 @@ fn acme_cert(
 ) -> Option<AcmeCert> {
     let before = b.errors.len();
     for key in ["cert", "key"] {
-        let set = if key == "cert" { rc.cert.is_some() } else { rc.key.is_some() };
+        let set = if key == "cert" {
+            rc.cert.is_some()
+        } else {
+            rc.key.is_some()
+        };
         if set {
             b.err(doc, t, Some(key), format!("`{key}` and `acme` exclude each other: tidegate keeps an ACME certificate in [storage] dir"));
         }
@@ -136,13 +140,28 @@ fn acme_cert(
     if !(acme.directory.starts_with("https://") || acme.directory.starts_with("http://"))
         || acme.directory.parse::<http::Uri>().is_err()
     {
-        b.err(doc, t, Some("acme.directory"), format!("`{}` is not an http(s) URL of an ACME directory", acme.directory));
+        b.err(
+            doc,
+            t,
+            Some("acme.directory"),
+            format!(
+                "`{}` is not an http(s) URL of an ACME directory",
+                acme.directory
+            ),
+        );
     }
     if let Some(m) = &acme.email {
-        let ok = m.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.'))
+        let ok = m
+            .split_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && d.contains('.'))
             && !m.chars().any(|c| c.is_whitespace() || c == ',');
         if !ok {
-            b.err(doc, t, Some("acme.email"), format!("`{m}` is not an email address"));
+            b.err(
+                doc,
+                t,
+                Some("acme.email"),
+                format!("`{m}` is not an email address"),
+            );
         }
     }
     let ca_file = acme.ca_file.as_deref().and_then(|f| {
@@ -153,14 +172,30 @@ fn acme_cert(
             .ok()
     });
     if rc.domains.is_empty() {
-        b.err(doc, t, Some("domains"), "an ACME certificate needs its `domains`");
+        b.err(
+            doc,
+            t,
+            Some("domains"),
+            "an ACME certificate needs its `domains`",
+        );
     }
     let mut domains = Vec::new();
     for d in &rc.domains {
         let d = d.to_ascii_lowercase();
         if d.starts_with("*.") {
-            b.err(doc, t, Some("domains"), format!("`{d}`: a wildcard needs a DNS-01 challenge; tidegate answers HTTP-01 only"));
-        } else if !d.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.') || !d.contains('.') {
+            b.err(
+                doc,
+                t,
+                Some("domains"),
+                format!(
+                    "`{d}`: a wildcard needs a DNS-01 challenge; tidegate answers HTTP-01 only"
+                ),
+            );
+        } else if !d
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.')
+            || !d.contains('.')
+        {
             b.err(doc, t, Some("domains"), format!("`{d}` is not a host name"));
         }
         domains.push(d);
@@ -198,10 +233,21 @@ fn stored(
         default: a.default,
     };
     match certs::load(&spec, SystemTime::now()) {
-        Ok(l) => Some(Certificate { acme: true, ..l.cert }),
+        Ok(l) => Some(Certificate {
+            acme: true,
+            ..l.cert
+        }),
         Err(p) => {
             let before = b.errors.len();
-            b.err(doc, t, Some("acme"), format!("the stored certificate is unusable ({}); a new one will be ordered", p.message));
+            b.err(
+                doc,
+                t,
+                Some("acme"),
+                format!(
+                    "the stored certificate is unusable ({}); a new one will be ordered",
+                    p.message
+                ),
+            );
             warnings.extend(b.errors.drain(before..));
             None
         }

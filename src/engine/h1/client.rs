@@ -2,12 +2,12 @@
 //! request on it as the phase chain's [`Downstream`].
 
 use super::chunked::{Decoder, Step};
+use super::conn::Conn;
 use crate::proxy::exchange::{BodyError, Downstream};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use pingora::http::{RequestHeader, ResponseHeader};
-use super::conn::Conn;
 use pingora::server::ShutdownWatch;
 use std::net::SocketAddr;
 use std::time::Duration;
