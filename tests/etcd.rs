@@ -2,87 +2,9 @@
 //! start, change, outage and recovery, and etcd unreachable at start.
 
 mod common;
+use common::etcd::Etcd;
 use common::*;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-
-struct Etcd {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-    peer: u16,
-}
-
-impl Etcd {
-    fn start(dir: &Path, port: u16) -> Etcd {
-        let peer = free_port();
-        let child = Command::new("etcd")
-            .args(["--name", "t", "--data-dir"])
-            .arg(dir.join("data"))
-            .args([
-                "--listen-client-urls",
-                &format!("http://127.0.0.1:{port}"),
-                "--advertise-client-urls",
-                &format!("http://127.0.0.1:{port}"),
-                "--listen-peer-urls",
-                &format!("http://127.0.0.1:{peer}"),
-                "--initial-advertise-peer-urls",
-                &format!("http://127.0.0.1:{peer}"),
-                "--initial-cluster",
-                &format!("t=http://127.0.0.1:{peer}"),
-            ])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("etcd.log")).unwrap())
-            .spawn()
-            .expect("etcd is not installed: scripts/setup.sh installs etcd-server");
-        let e = Etcd {
-            child,
-            port,
-            dir: dir.to_path_buf(),
-            peer,
-        };
-        assert!(
-            wait_until(WAIT, || e.ctl(&["endpoint", "health"]).is_ok()),
-            "etcd did not start"
-        );
-        e
-    }
-
-    fn ctl(&self, args: &[&str]) -> Result<String, String> {
-        let out = Command::new("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints=127.0.0.1:{}", self.port))
-            .args(args)
-            .output()
-            .map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    }
-
-    fn put(&self, key: &str, value: &str) {
-        self.ctl(&["put", key, value]).expect("etcdctl put");
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn restart(&mut self) {
-        self.stop();
-        let _ = self.peer;
-        *self = Etcd::start(&self.dir.clone(), self.port);
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+use std::process::{Command, Stdio};
 
 fn server_doc(port: u16) -> String {
     format!("[servers.main]\naddr = \"127.0.0.1:{port}\"\nlocations = [\"all\"]\n[locations.all]\nupstream = \"backend\"\nplugins = [\"ver\"]\n")

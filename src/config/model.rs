@@ -27,8 +27,8 @@ pub struct Config {
     pub certificates: Vec<crate::tls::certs::Certificate>,
     /// the certificates tidegate orders and renews itself
     pub acme: Vec<crate::tls::acme::AcmeCert>,
-    /// `[storage] dir`
-    pub storage: std::path::PathBuf,
+    /// `[storage]`
+    pub storage: crate::tls::acme::storage::Storage,
     /// problems that do not stop the config (a certificate about to expire): `check` prints
     /// them, a load or reload logs them
     pub warnings: Vec<crate::error::ConfigError>,

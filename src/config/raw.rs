@@ -141,6 +141,8 @@ pub struct RawAcme {
 pub struct RawStorage {
     pub kind: Option<String>,
     pub dir: Option<String>,
+    pub endpoints: Option<Vec<String>>,
+    pub prefix: Option<String>,
 }
 
 /// `[upstreams.NAME]`: a pool of peers and how to reach them.

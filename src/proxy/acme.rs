@@ -27,5 +27,5 @@ pub fn challenge(session: &dyn Downstream, ctx: &Ctx) -> Option<Answer> {
 /// ACME certificates.
 pub fn storage(ctx: &Ctx) -> Option<&std::path::Path> {
     let c = &ctx.state.config;
-    (!c.acme.is_empty()).then_some(c.storage.as_path())
+    (!c.acme.is_empty()).then_some(c.storage.dir())
 }

@@ -8,6 +8,8 @@
 //!   malformed requests included.
 #![allow(dead_code)]
 
+pub mod acme;
+pub mod etcd;
 pub mod lua;
 pub mod tls;
 

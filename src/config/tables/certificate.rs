@@ -8,7 +8,6 @@ use crate::error::ConfigError;
 use crate::tls::acme::AcmeCert;
 use crate::tls::certs::{self, Certificate, Spec};
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::time::SystemTime;
 
 /// Load every `[certificates.NAME]`; problems are errors, expiry soon and uncovered names
@@ -16,7 +15,7 @@ use std::time::SystemTime;
 pub(in crate::config) fn build_certificates(
     b: &mut Builder<'_>,
     raw: &BTreeMap<String, Entry>,
-    storage: &Path,
+    storage: &crate::tls::acme::storage::Storage,
     warnings: &mut Vec<ConfigError>,
 ) -> (Vec<Certificate>, Vec<AcmeCert>) {
     let mut acme_out = Vec::new();
@@ -124,7 +123,7 @@ fn acme_cert(
     name: &str,
     rc: &RawCertificate,
     acme: &RawAcme,
-    storage: &Path,
+    storage: &crate::tls::acme::storage::Storage,
 ) -> Option<AcmeCert> {
     let before = b.errors.len();
     for key in ["cert", "key"] {
@@ -206,7 +205,7 @@ fn acme_cert(
         directory: acme.directory.clone(),
         contact: acme.email.as_ref().map(|m| format!("mailto:{m}")),
         ca_file,
-        storage: storage.to_path_buf(),
+        storage: storage.clone(),
         default: rc.default,
     })
 }

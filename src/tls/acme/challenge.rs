@@ -2,9 +2,10 @@
 //! plain-HTTP listener at `/.well-known/acme-challenge/TOKEN` before routing (so no location
 //! or redirect can get in the way).
 //!
-//! The instance that orders keeps its tokens in memory and also writes them under
-//! `[storage] dir` (`challenges/TOKEN`): instances sharing that directory behind one name
-//! answer each other's challenges, whichever one the CA's validation reaches. A request
+//! The instance that orders keeps its tokens in memory and also stores them
+//! (`challenges/TOKEN` under `[storage] dir`, and in etcd with `kind = "etcd"`, mirrored into
+//! every instance's directory): instances behind one name answer each other's challenges,
+//! whichever one the CA's validation reaches. A request
 //! outside the prefix costs one string comparison.
 
 use std::collections::HashMap;
@@ -66,14 +67,10 @@ pub fn answer(path: &str, storage: Option<&Path>) -> Option<String> {
 }
 
 fn file(storage: &Path, token: &str) -> PathBuf {
-    storage.join("challenges").join(token)
+    storage.join(rel(token))
 }
 
-/// Write a challenge for instances that share `storage`.
-pub fn share(storage: &Path, token: &str, key_authorization: &str) -> std::io::Result<()> {
-    super::store::write_atomic(&file(storage, token), key_authorization.as_bytes(), false)
-}
-
-pub fn unshare(storage: &Path, token: &str) {
-    let _ = std::fs::remove_file(file(storage, token));
+/// `challenges/TOKEN`, relative to the storage: where instances sharing it find the token.
+pub fn rel(token: &str) -> String {
+    format!("challenges/{token}")
 }

@@ -9,7 +9,8 @@
 //! config is reloaded (at most every 10 s), which loads it for new handshakes.
 
 use super::order::{self, OrderError};
-use super::{store, AcmeCert};
+use super::storage::Storage;
+use super::AcmeCert;
 use crate::reload::Reloader;
 use crate::state::Live;
 use pingora::server::ShutdownWatch;
@@ -84,8 +85,10 @@ fn due(cert: &AcmeCert, s: Option<&Stored>, jitter: f64, now: i64) -> i64 {
 /// Run until shutdown.
 pub async fn run(live: Live, reloader: Arc<Reloader>, mut shutdown: ShutdownWatch) {
     let mut plans: HashMap<String, Plan> = HashMap::new();
+    let mut mirror: Option<(Storage, tokio::task::JoinHandle<()>)> = None;
     loop {
         let state = live.load_full();
+        keep_mirror(&mut mirror, &state.config);
         for cert in &state.config.acme {
             let plan = plans.entry(cert.name.clone()).or_insert_with(|| Plan {
                 jitter: rand::random::<f64>(),
@@ -128,19 +131,36 @@ pub async fn run(live: Live, reloader: Arc<Reloader>, mut shutdown: ShutdownWatc
 
 /// Order under the lock, unless another instance holds it or renewed meanwhile.
 async fn renew(cert: &AcmeCert, plan: &Plan) -> Result<(), OrderError> {
-    let dir = store::cert_dir(&cert.storage, &cert.name);
-    let Some(_lock) = store::lock(&dir)? else {
+    let Some(lock) = cert
+        .storage
+        .lock(&cert.name)
+        .await
+        .map_err(OrderError::from)?
+    else {
         tracing::info!(certificate = %cert.name, "ACME: another instance is ordering; waiting for it");
         return Ok(());
     };
-    // it may have finished just before the lock was ours
+    let r = renew_locked(cert, plan).await;
+    lock.release().await;
+    r
+}
+
+async fn renew_locked(cert: &AcmeCert, plan: &Plan) -> Result<(), OrderError> {
+    // another instance may have stored a new certificate just before the lock was ours
+    cert.storage.refresh(&cert.key_rel()).await?;
+    cert.storage.refresh(&cert.cert_rel()).await?;
     let now = now_secs();
     if due(cert, stored(cert).as_ref(), plan.jitter, now) > now {
         return Ok(());
     }
     let issued = order::order(cert).await?;
-    store::write_atomic(&cert.key_path(), issued.key_pem.as_bytes(), true)?;
-    store::write_atomic(&cert.cert_path(), issued.chain_pem.as_bytes(), false)?;
+    // the key first: a reader that sees the new chain finds its key
+    cert.storage
+        .save(&cert.key_rel(), issued.key_pem.as_bytes(), true)
+        .await?;
+    cert.storage
+        .save(&cert.cert_rel(), issued.chain_pem.as_bytes(), false)
+        .await?;
     if let Some(s) = stored(cert) {
         tracing::info!(
             certificate = %cert.name,
@@ -150,6 +170,28 @@ async fn renew(cert: &AcmeCert, plan: &Plan) -> Result<(), OrderError> {
         );
     }
     Ok(())
+}
+
+/// With `[storage] kind = "etcd"` and ACME certificates, one task mirrors etcd into the
+/// directory; a reload that changes the storage restarts it.
+fn keep_mirror(
+    mirror: &mut Option<(Storage, tokio::task::JoinHandle<()>)>,
+    config: &crate::config::Config,
+) {
+    let wanted =
+        (!config.acme.is_empty() && config.storage.etcd.is_some()).then(|| config.storage.clone());
+    if mirror.as_ref().map(|(s, _)| s) == wanted.as_ref() {
+        return;
+    }
+    if let Some((_, task)) = mirror.take() {
+        task.abort();
+    }
+    if let Some(s) = wanted {
+        if let Some(e) = s.etcd.clone() {
+            let task = tokio::spawn(super::etcd::mirror(e, s.dir.clone()));
+            *mirror = Some((s, task));
+        }
+    }
 }
 
 /// Reload when the stored certificate is not the one the live config serves.
@@ -188,7 +230,10 @@ mod tests {
             directory: String::new(),
             contact: None,
             ca_file: None,
-            storage: "/nonexistent".into(),
+            storage: Storage {
+                dir: "/nonexistent".into(),
+                etcd: None,
+            },
             default: false,
         }
     }

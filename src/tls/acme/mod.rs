@@ -13,6 +13,8 @@
 //!
 //! ```text
 //! store.rs      files under [storage] dir: accounts, certificates (key mode 0600), the order lock
+//! etcd.rs       kind = "etcd": the same tree in etcd, mirrored into the directory; a leased lock
+//! storage.rs    the two behind one set of operations
 //! challenge.rs  tokens being validated, answered at /.well-known/acme-challenge/TOKEN
 //! order.rs      one order with instant-acme: account, authorizations, finalize, download
 //! manager.rs    when to order (none yet, names changed, two thirds of the lifetime with
@@ -26,8 +28,10 @@
 //! certificate already there (the file watch reloads it too).
 
 pub mod challenge;
+pub mod etcd;
 pub mod manager;
 pub mod order;
+pub mod storage;
 pub mod store;
 
 use std::path::PathBuf;
@@ -43,17 +47,26 @@ pub struct AcmeCert {
     pub contact: Option<String>,
     /// a CA file for the directory's HTTPS certificate
     pub ca_file: Option<PathBuf>,
-    /// `[storage] dir`
-    pub storage: PathBuf,
+    /// `[storage]`
+    pub storage: storage::Storage,
     pub default: bool,
 }
 
 impl AcmeCert {
+    /// `certificates/NAME/cert.pem` under the storage
+    pub fn cert_rel(&self) -> String {
+        format!("certificates/{}/cert.pem", self.name)
+    }
+
+    pub fn key_rel(&self) -> String {
+        format!("certificates/{}/key.pem", self.name)
+    }
+
     pub fn cert_path(&self) -> PathBuf {
-        store::cert_dir(&self.storage, &self.name).join("cert.pem")
+        self.storage.path(&self.cert_rel())
     }
 
     pub fn key_path(&self) -> PathBuf {
-        store::cert_dir(&self.storage, &self.name).join("key.pem")
+        self.storage.path(&self.key_rel())
     }
 }

@@ -4,6 +4,7 @@
 //! Every step is logged; a refusal carries the server's problem document as its reason.
 
 use super::challenge;
+use super::storage::{Storage, StorageError};
 use super::store;
 use super::AcmeCert;
 use instant_acme::{
@@ -15,12 +16,14 @@ use std::time::Duration;
 /// Why an order did not give a certificate.
 #[derive(Debug, thiserror::Error)]
 pub enum OrderError {
+    #[error("etcd: {0}")]
+    Etcd(#[from] etcd_client::Error),
     #[error("the ACME server refused: {0}")]
     Acme(#[from] instant_acme::Error),
     #[error("{0}")]
     Invalid(String),
     #[error("storage: {0}")]
-    Storage(#[from] std::io::Error),
+    Storage(#[from] StorageError),
     #[error("account credentials: {0}")]
     Credentials(#[from] serde_json::Error),
 }
@@ -31,18 +34,17 @@ pub struct Issued {
     pub key_pem: String,
 }
 
-/// Tokens answered for this order (in memory and under the storage directory), withdrawn
-/// when it ends however it ends.
+/// Tokens answered for this order (in memory and in the storage), withdrawn when it ends.
 struct Answering<'a> {
-    storage: &'a std::path::Path,
+    storage: &'a Storage,
     tokens: Vec<String>,
 }
 
-impl Drop for Answering<'_> {
-    fn drop(&mut self) {
+impl Answering<'_> {
+    async fn withdraw(self) {
         for t in &self.tokens {
             challenge::remove(t);
-            challenge::unshare(self.storage, t);
+            self.storage.remove(&challenge::rel(t)).await;
         }
     }
 }
@@ -57,8 +59,9 @@ fn builder(cert: &AcmeCert) -> Result<instant_acme::AccountBuilder, instant_acme
 /// The account for the certificate's directory and contact: stored credentials, or a new
 /// account whose credentials are stored (mode 0600).
 async fn account(cert: &AcmeCert) -> Result<Account, OrderError> {
-    let path = store::account_path(&cert.storage, &cert.directory, cert.contact.as_deref());
-    if let Ok(text) = std::fs::read(&path) {
+    let rel = store::account_rel(&cert.directory, cert.contact.as_deref());
+    cert.storage.refresh(&rel).await?;
+    if let Ok(text) = std::fs::read(cert.storage.path(&rel)) {
         let creds: AccountCredentials = serde_json::from_slice(&text)?;
         return Ok(builder(cert)?.from_credentials(creds).await?);
     }
@@ -75,12 +78,24 @@ async fn account(cert: &AcmeCert) -> Result<Account, OrderError> {
             None,
         )
         .await?;
-    store::write_atomic(&path, &serde_json::to_vec(&creds)?, true)?;
+    cert.storage
+        .save(&rel, &serde_json::to_vec(&creds)?, true)
+        .await?;
     Ok(account)
 }
 
 /// Order a certificate for `cert.domains`.
 pub async fn order(cert: &AcmeCert) -> Result<Issued, OrderError> {
+    let mut answering = Answering {
+        storage: &cert.storage,
+        tokens: Vec::new(),
+    };
+    let r = run(cert, &mut answering).await;
+    answering.withdraw().await;
+    r
+}
+
+async fn run(cert: &AcmeCert, answering: &mut Answering<'_>) -> Result<Issued, OrderError> {
     let account = account(cert).await?;
     let ids: Vec<Identifier> = cert
         .domains
@@ -89,10 +104,7 @@ pub async fn order(cert: &AcmeCert) -> Result<Issued, OrderError> {
         .collect();
     tracing::info!(certificate = %cert.name, domains = ?cert.domains, "ACME: ordering");
     let mut order = account.new_order(&NewOrder::new(&ids)).await?;
-    let mut answering = Answering {
-        storage: &cert.storage,
-        tokens: Vec::new(),
-    };
+    let mut ready = Vec::new();
     let mut authzs = order.authorizations();
     while let Some(a) = authzs.next().await {
         let mut a = a?;
@@ -106,16 +118,32 @@ pub async fn order(cert: &AcmeCert) -> Result<Issued, OrderError> {
                 )))
             }
         }
-        let mut ch = a
+        let ch = a
             .challenge(ChallengeType::Http01)
             .ok_or_else(|| OrderError::Invalid("the server offers no http-01 challenge".into()))?;
         let token = ch.token.clone();
         let key_auth = ch.key_authorization();
         challenge::put(&token, key_auth.as_str());
-        challenge::share(&cert.storage, &token, key_auth.as_str())?;
+        cert.storage
+            .save(&challenge::rel(&token), key_auth.as_str().as_bytes(), false)
+            .await?;
         answering.tokens.push(token);
+        ready.push(ch.url.clone());
         tracing::info!(certificate = %cert.name, domain = %ch.identifier(), "ACME: http-01 challenge ready");
-        ch.set_ready().await?;
+    }
+    // every instance sharing the storage must have the tokens before the CA looks
+    tokio::time::sleep(cert.storage.propagation()).await;
+    let mut authzs = order.authorizations();
+    while let Some(a) = authzs.next().await {
+        let mut a = a?;
+        if a.status != AuthorizationStatus::Pending {
+            continue;
+        }
+        if let Some(mut ch) = a.challenge(ChallengeType::Http01) {
+            if ready.contains(&ch.url) {
+                ch.set_ready().await?;
+            }
+        }
     }
     let retry = RetryPolicy::new()
         .initial_delay(Duration::from_millis(250))
@@ -127,7 +155,6 @@ pub async fn order(cert: &AcmeCert) -> Result<Issued, OrderError> {
     tracing::info!(certificate = %cert.name, "ACME: validated; finalizing");
     let key_pem = order.finalize().await?;
     let chain_pem = order.poll_certificate(&retry).await?;
-    drop(answering);
     Ok(Issued { chain_pem, key_pem })
 }
 

@@ -21,13 +21,14 @@ pub fn cert_dir(storage: &Path, name: &str) -> PathBuf {
     storage.join("certificates").join(name)
 }
 
-pub fn account_path(storage: &Path, directory: &str, contact: Option<&str>) -> PathBuf {
+/// `accounts/ID.json` for a directory and contact, relative to the storage.
+pub fn account_rel(directory: &str, contact: Option<&str>) -> String {
     let mut h = ring::digest::Context::new(&ring::digest::SHA256);
     h.update(directory.as_bytes());
     h.update(b"\n");
     h.update(contact.unwrap_or("").as_bytes());
     let id = hex::encode(&h.finish().as_ref()[..8]);
-    storage.join("accounts").join(format!("{id}.json"))
+    format!("accounts/{id}.json")
 }
 
 /// Write `bytes` to `path` through a temporary file and a rename; `private`: mode 0600.
