@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::acme::{acme_config, dir_storage, dnsmasq, Pebble, LONG};
+use common::acme::{dir_storage, pair_ordering_once, single, LONG};
 use common::tls::Client;
 use common::*;
 use std::process::Command;
@@ -16,21 +16,9 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn issues_for_two_names_then_renews_without_dropping_a_connection() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_dns, dns_port) = dnsmasq(dir.path());
-    let (http, https) = (free_port(), free_port());
-    let pebble = Pebble::start(dir.path(), http, dns_port, 24);
-    let origin = Origin::named("behind");
-    let storage = dir.path().join("storage");
-    let config = acme_config(
-        http,
-        https,
-        origin.port(),
-        &pebble,
-        &dir_storage(&storage),
-        &["one.acme.test", "two.acme.test"],
-    );
-    let t = Tidegate::start(&config, &[http, https]);
+    // bound whole: the dnsmasq, Pebble and temp dir it holds live as long as the test
+    let s = single(&["one.acme.test", "two.acme.test"], 24, "behind");
+    let (t, pebble, https, storage, dir) = (&s.t, &s.pebble, s.https, &s.storage, &s.dir);
 
     // issued: both names are served the same certificate
     let c = Client::new();
@@ -137,21 +125,9 @@ fn issues_for_two_names_then_renews_without_dropping_a_connection() {
 
 #[test]
 fn a_refused_order_is_logged_with_the_reason_and_retried() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_dns, dns_port) = dnsmasq(dir.path());
-    let (http, https) = (free_port(), free_port());
-    let pebble = Pebble::start(dir.path(), http, dns_port, 3600);
-    let origin = Origin::named("o");
     // dnsmasq knows nothing of this name: Pebble cannot validate it
-    let config = acme_config(
-        http,
-        https,
-        origin.port(),
-        &pebble,
-        &dir_storage(&dir.path().join("s")),
-        &["lost.nowhere.test"],
-    );
-    let t = Tidegate::start(&config, &[http, https]);
+    let s = single(&["lost.nowhere.test"], 3600, "o");
+    let (t, pebble, http, https) = (&s.t, &s.pebble, s.http, s.https);
     let retried = wait_until(LONG, || {
         t.stderr()
             .lines()
@@ -184,59 +160,15 @@ fn a_refused_order_is_logged_with_the_reason_and_retried() {
 #[test]
 fn instances_sharing_storage_order_once_and_answer_each_others_challenges() {
     let dir = tempfile::tempdir().unwrap();
-    let (_dns, dns_port) = dnsmasq(dir.path());
-    let (http_a, https_a, http_b, https_b) = (free_port(), free_port(), free_port(), free_port());
-    // Pebble validates against A only; B may still be the one that orders
-    let pebble = Pebble::start(dir.path(), http_a, dns_port, 3600);
-    let origin = Origin::named("o");
     let storage = dir.path().join("shared");
-    let a = Tidegate::start(
-        &acme_config(
-            http_a,
-            https_a,
-            origin.port(),
-            &pebble,
-            &dir_storage(&storage),
-            &["both.acme.test"],
-        ),
-        &[http_a, https_a],
-    );
-    let b = Tidegate::start(
-        &acme_config(
-            http_b,
-            https_b,
-            origin.port(),
-            &pebble,
-            &dir_storage(&storage),
-            &["both.acme.test"],
-        ),
-        &[http_b, https_b],
-    );
-    let c = Client::new();
-    let served = wait_until(LONG, || {
-        c.served_serial(https_a, Some("both.acme.test")).is_ok()
-            && c.served_serial(https_b, Some("both.acme.test")).is_ok()
-    });
-    assert!(
-        served,
-        "A:\n{}\nB:\n{}\npebble:\n{}",
-        a.stderr(),
-        b.stderr(),
-        pebble.log()
-    );
-    let sa = c.served_serial(https_a, Some("both.acme.test")).unwrap();
-    let sb = c.served_serial(https_b, Some("both.acme.test")).unwrap();
-    assert_eq!(sa, sb, "both serve the one certificate");
-    let orders =
-        a.stderr().matches("ACME: ordering").count() + b.stderr().matches("ACME: ordering").count();
-    assert_eq!(orders, 1, "A:\n{}\nB:\n{}", a.stderr(), b.stderr());
+    let p = pair_ordering_once(dir.path(), "both.acme.test", |_| dir_storage(&storage));
 
     // whichever instance orders, the other answers its challenges from the shared storage;
     // only a key authorization for the very token in the URL
     std::fs::create_dir_all(storage.join("challenges")).unwrap();
     std::fs::write(storage.join("challenges/tok-1_A"), "tok-1_A.thumbprint").unwrap();
     std::fs::write(storage.join("challenges/tok-2"), "other.thumbprint").unwrap();
-    for port in [http_a, http_b] {
+    for port in p.http {
         let r = get(
             port,
             "both.acme.test",
@@ -267,37 +199,24 @@ fn instances_sharing_storage_order_once_and_answer_each_others_challenges() {
 
 #[test]
 fn a_failed_renewal_keeps_the_old_certificate_serving() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_dns, dns_port) = dnsmasq(dir.path());
-    let (http, https) = (free_port(), free_port());
-    let pebble = Pebble::start(dir.path(), http, dns_port, 30);
-    let origin = Origin::named("still");
-    let storage = dir.path().join("storage");
-    let config = acme_config(
-        http,
-        https,
-        origin.port(),
-        &pebble,
-        &dir_storage(&storage),
-        &["keep.acme.test"],
-    );
-    let t = Tidegate::start(&config, &[http, https]);
+    let mut s = single(&["keep.acme.test"], 30, "still");
+    let https = s.https;
     let c = Client::new();
     assert!(
         wait_until(LONG, || c
             .served_serial(https, Some("keep.acme.test"))
             .is_ok()),
         "no certificate\n{}",
-        t.stderr()
+        s.t.stderr()
     );
     let first = c.last_serial();
     // the CA goes away before the renewal is due
-    drop(pebble);
+    s.pebble.stop();
     // two failed attempts (5 s apart): whatever a failure might have changed has settled
     let failed = wait_until(LONG, || {
-        t.stderr().contains("ACME: order failed") && t.stderr().contains("attempt=2")
+        s.t.stderr().contains("ACME: order failed") && s.t.stderr().contains("attempt=2")
     });
-    assert!(failed, "{}", t.stderr());
+    assert!(failed, "{}", s.t.stderr());
     let mut s = c.connect(https, Some("keep.acme.test")).unwrap();
     assert_eq!(c.last_serial(), first, "the old certificate still serves");
     let r = tls::request(&mut s, "keep.acme.test", "/").unwrap();

@@ -14,6 +14,7 @@
 //! warning.
 
 use super::pem::{self, Pem};
+use super::{problem, KeyProblem as CertProblem};
 use rustls::sign::CertifiedKey;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -47,21 +48,6 @@ pub struct Spec<'a> {
     pub key: &'a str,
     pub domains: &'a [String],
     pub default: bool,
-}
-
-/// A problem with one key of the table.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct CertProblem {
-    pub key: &'static str,
-    pub message: String,
-}
-
-fn problem(key: &'static str, message: impl Into<String>) -> CertProblem {
-    CertProblem {
-        key,
-        message: message.into(),
-    }
 }
 
 /// What loading found: the certificate, and warnings that do not stop it serving.

@@ -37,3 +37,19 @@ pub mod sni;
 
 pub use conn::{TlsConn, TlsInfo};
 pub use settings::TlsServer;
+
+/// A problem with one key of a config table (`[certificates.X] key`, `[servers.X]
+/// tls_ciphers`...): the config builder adds the file, table and line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct KeyProblem {
+    pub key: &'static str,
+    pub message: String,
+}
+
+fn problem(key: &'static str, message: impl Into<String>) -> KeyProblem {
+    KeyProblem {
+        key,
+        message: message.into(),
+    }
+}

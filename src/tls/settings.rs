@@ -16,6 +16,7 @@
 //! handshake.
 
 use super::sni::CertStore;
+use super::{problem, KeyProblem as SettingsProblem};
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ProducesTickets, ServerSessionMemoryCache, StoresServerSessions};
 use rustls::{RootCertStore, ServerConfig, SupportedProtocolVersion};
@@ -39,21 +40,6 @@ pub struct TlsServer {
     pub store: Arc<CertStore>,
     /// a client certificate is required and verified
     pub client_auth: bool,
-}
-
-/// A problem with one key of the server's table.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
-pub struct SettingsProblem {
-    pub key: &'static str,
-    pub message: String,
-}
-
-fn problem(key: &'static str, message: impl Into<String>) -> SettingsProblem {
-    SettingsProblem {
-        key,
-        message: message.into(),
-    }
 }
 
 /// The ticket keys of the process (rotating), shared across servers and reloads.

@@ -125,6 +125,12 @@ impl Pebble {
         path
     }
 
+    /// Stop the CA (a renewal then fails).
+    pub fn stop(&mut self) {
+        let _ = self._child.0.kill();
+        let _ = self._child.0.wait();
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -182,4 +188,106 @@ acme = {{ directory = "{}", email = "ops@acme.test", ca_file = "{}" }}
 /// `[storage]` with a directory.
 pub fn dir_storage(dir: &Path) -> String {
     format!("dir = \"{}\"", dir.display())
+}
+
+/// One tidegate with an ACME certificate for `names` (`[storage]` in `storage/` of the temp
+/// dir), its Pebble (certificates valid `validity_s`) and dnsmasq, all on fresh ports; the
+/// origin answers `body`.
+pub struct Single {
+    pub t: super::Tidegate,
+    pub pebble: Pebble,
+    pub origin: super::Origin,
+    pub http: u16,
+    pub https: u16,
+    pub storage: PathBuf,
+    _dns: KillOnDrop,
+    pub dir: tempfile::TempDir,
+}
+
+pub fn single(names: &[&str], validity_s: u64, body: &'static str) -> Single {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (dns, dns_port) = dnsmasq(dir.path());
+    let (http, https) = (free_port(), free_port());
+    let pebble = Pebble::start(dir.path(), http, dns_port, validity_s);
+    let origin = super::Origin::named(body);
+    let storage = dir.path().join("storage");
+    let config = acme_config(
+        http,
+        https,
+        origin.port(),
+        &pebble,
+        &dir_storage(&storage),
+        names,
+    );
+    let t = super::Tidegate::start(&config, &[http, https]);
+    Single {
+        t,
+        pebble,
+        origin,
+        http,
+        https,
+        storage,
+        _dns: dns,
+        dir,
+    }
+}
+
+/// Two instances, A and B, whose `[storage]` bodies `storage(i)` gives (0 for A), for one
+/// ACME name; Pebble validates against A's plain port only, so whichever orders, A must
+/// answer the challenge. Waits until both serve a certificate for `name`, then checks that
+/// it is the same one and that it was ordered once between them.
+pub struct Pair {
+    pub a: super::Tidegate,
+    pub b: super::Tidegate,
+    pub http: [u16; 2],
+    pub pebble: Pebble,
+    _origin: super::Origin,
+    _dns: KillOnDrop,
+}
+
+pub fn pair_ordering_once(dir: &Path, name: &str, storage: impl Fn(usize) -> String) -> Pair {
+    let (dns, dns_port) = dnsmasq(dir);
+    let http = [free_port(), free_port()];
+    let https = [free_port(), free_port()];
+    let pebble = Pebble::start(dir, http[0], dns_port, 3600);
+    let origin = super::Origin::named("o");
+    let start = |i: usize| {
+        let config = acme_config(
+            http[i],
+            https[i],
+            origin.port(),
+            &pebble,
+            &storage(i),
+            &[name],
+        );
+        super::Tidegate::start(&config, &[http[i], https[i]])
+    };
+    let (a, b) = (start(0), start(1));
+    let c = super::tls::Client::new();
+    let served = wait_until(LONG, || {
+        https
+            .iter()
+            .all(|p| c.served_serial(*p, Some(name)).is_ok())
+    });
+    assert!(
+        served,
+        "A:\n{}\nB:\n{}\npebble:\n{}",
+        a.stderr(),
+        b.stderr(),
+        pebble.log()
+    );
+    let sa = c.served_serial(https[0], Some(name)).unwrap();
+    let sb = c.served_serial(https[1], Some(name)).unwrap();
+    assert_eq!(sa, sb, "both serve the one certificate");
+    let orders =
+        a.stderr().matches("ACME: ordering").count() + b.stderr().matches("ACME: ordering").count();
+    assert_eq!(orders, 1, "A:\n{}\nB:\n{}", a.stderr(), b.stderr());
+    Pair {
+        a,
+        b,
+        http,
+        pebble,
+        _origin: origin,
+        _dns: dns,
+    }
 }

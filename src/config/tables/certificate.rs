@@ -21,9 +21,7 @@ pub(in crate::config) fn build_certificates(
     let mut acme_out = Vec::new();
     let now = SystemTime::now();
     let mut out: Vec<Certificate> = Vec::new();
-    // domain → (certificate, document) that claimed it first
-    let mut claimed: HashMap<String, String> = HashMap::new();
-    let mut default: Option<String> = None;
+    let mut claims = Claims::default();
     for (name, e) in raw {
         let t = format!("certificates.{name}");
         let Some(rc) = b.typed::<RawCertificate>(e, &t) else {
@@ -33,26 +31,7 @@ pub(in crate::config) fn build_certificates(
             let Some(a) = acme_cert(b, e.doc, &t, name, &rc, acme, storage) else {
                 continue;
             };
-            for d in &a.domains {
-                if let Some(other) = claimed.insert(d.clone(), name.clone()) {
-                    b.err(
-                        e.doc,
-                        &t,
-                        Some("domains"),
-                        format!("`{d}` is also claimed by [certificates.{other}]; each name may have one certificate"),
-                    );
-                }
-            }
-            if a.default {
-                if let Some(other) = default.replace(name.clone()) {
-                    b.err(
-                        e.doc,
-                        &t,
-                        Some("default"),
-                        format!("[certificates.{other}] is the default already; only one may be"),
-                    );
-                }
-            }
+            claims.take(b, e.doc, &t, name, &a.domains, a.default);
             // issued already: it serves like any certificate (the manager renews it)
             if let Some(c) = stored(b, e.doc, &t, &a, warnings) {
                 out.push(c);
@@ -90,29 +69,51 @@ pub(in crate::config) fn build_certificates(
             warnings.extend(b.errors.drain(before..));
         }
         let c = loaded.cert;
-        for d in &c.domains {
-            if let Some(other) = claimed.insert(d.clone(), name.clone()) {
+        claims.take(b, e.doc, &t, name, &c.domains, c.default);
+        out.push(c);
+    }
+    (out, acme_out)
+}
+
+/// Which certificate claimed each name, and which is the default: each name may have one
+/// certificate, and one certificate may be the default.
+#[derive(Default)]
+struct Claims {
+    names: HashMap<String, String>,
+    default: Option<String>,
+}
+
+impl Claims {
+    fn take(
+        &mut self,
+        b: &mut Builder<'_>,
+        doc: usize,
+        t: &str,
+        name: &str,
+        domains: &[String],
+        default: bool,
+    ) {
+        for d in domains {
+            if let Some(other) = self.names.insert(d.clone(), name.to_string()) {
                 b.err(
-                    e.doc,
-                    &t,
+                    doc,
+                    t,
                     Some("domains"),
                     format!("`{d}` is also claimed by [certificates.{other}]; each name may have one certificate"),
                 );
             }
         }
-        if c.default {
-            if let Some(other) = default.replace(name.clone()) {
+        if default {
+            if let Some(other) = self.default.replace(name.to_string()) {
                 b.err(
-                    e.doc,
-                    &t,
+                    doc,
+                    t,
                     Some("default"),
                     format!("[certificates.{other}] is the default already; only one may be"),
                 );
             }
         }
-        out.push(c);
     }
-    (out, acme_out)
 }
 
 /// `acme = { directory, email, ca_file }` with the table's `domains` and `default`.
