@@ -1,8 +1,9 @@
 //! Configuration: TOML in, a typed and validated [`model::Config`] out.
 //!
 //! ```text
-//! source.rs (file | dir | embedded) → raw.rs (serde mirror) → validate.rs → model.rs
-//!                                         locate.rs gives each error its line
+//! source.rs (file | dir | embedded) → merge.rs → raw.rs (serde mirror) → tables/ (each
+//! table checked) → world.rs (files, DNS, Lua) → model.rs, in validate.rs's order;
+//! locate.rs gives each error its line
 //! watch.rs: reload when the files change; etcd.rs: documents from etcd, and its watch
 //! ```
 
@@ -17,6 +18,7 @@ pub mod tables;
 pub mod units;
 pub mod validate;
 pub mod watch;
+pub mod world;
 
 pub use model::Config;
 pub use validate::{build, SourceDoc};

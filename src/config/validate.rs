@@ -11,8 +11,10 @@
 //! ```text
 //! merge.rs          parse each document, gather tables by name (duplicates are errors)
 //! builder.rs        the error list and the shared parsing of durations and sizes
-//! tables/*.rs       one builder per table: basic, lua, upstream, plugin, location, server
-//! validate.rs       the order: [basic], [lua], upstreams and plugins, locations, servers
+//! tables/*.rs       one builder per table: basic, storage, lua, upstream, location, server,
+//!                   plugin, certificate; each checks its table without touching the world
+//! world.rs          then what touches files, DNS and Lua, in one place and order
+//! validate.rs       the order: [basic], [storage], [lua], upstreams, locations, servers, world
 //! ```
 
 use super::builder::Builder;
@@ -21,9 +23,10 @@ use super::merge::{merge, Merged};
 use super::model::*;
 use super::raw::*;
 use super::tables::{
-    basic::build_basic, certificate::build_certificates, location::build_location, lua::build_lua,
-    plugin::build_plugin, server::build_server, storage::build_storage, upstream::build_upstream,
+    basic::build_basic, location::build_location, lua::build_lua, server::build_server,
+    storage::build_storage, upstream::build_upstream,
 };
+use super::world::{self, Done, Pending};
 use crate::error::{ConfigError, ConfigErrors};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -56,34 +59,28 @@ pub fn build(docs: &[SourceDoc]) -> Result<Config, ConfigErrors> {
     } = merge(&mut b, docs);
     let storage = build_storage(&mut b, storage.as_ref());
 
-    // 2. [basic] and [lua]
+    // 2. [basic] and [lua] (its modules are read with the world, below)
     let basic = build_basic(&mut b, basic.as_ref());
-    let lua = build_lua(&mut b, lua.as_ref());
+    let lua_doc = lua.as_ref().map_or(0, |e| e.doc);
+    let mut lua = build_lua(&mut b, lua.as_ref());
 
-    // 3. [upstreams] and [plugins] first: locations refer to them
+    // 3. [upstreams] (their peers are resolved with the world, below)
     let mut upstreams = Vec::new();
+    let mut pending_upstreams = Vec::new();
     for (name, e) in &raw_upstreams {
         let table = format!("upstreams.{name}");
         if let Some(raw) = b.typed::<RawUpstream>(e, &table) {
-            if let Some(u) = build_upstream(&mut b, e.doc, &table, name, raw) {
+            if let Some((u, p)) = build_upstream(&mut b, e.doc, &table, name, raw) {
                 upstreams.push(u);
+                pending_upstreams.push((e.doc, table, p));
             }
         }
     }
-    let mut plugins = Vec::new();
-    for (name, e) in &raw_plugins {
-        let table = format!("plugins.{name}");
-        if let Some(p) = build_plugin(&mut b, e, &table, name, &lua) {
-            plugins.push(p);
-        }
-    }
 
-    // 4. [locations]
+    // 4. [locations]: plugins are referred to by their position in name order, the order
+    // they are built in (with the world, below)
     let upstream_names: HashSet<&str> = raw_upstreams.keys().map(String::as_str).collect();
-    let plugin_names: Vec<&str> = plugins
-        .iter()
-        .map(|p: &PluginDef| p.name.as_str())
-        .collect();
+    let plugin_names: Vec<&str> = raw_plugins.keys().map(String::as_str).collect();
     let mut locations = Vec::new();
     for (name, e) in &raw_locations {
         let table = format!("locations.{name}");
@@ -129,27 +126,27 @@ pub fn build(docs: &[SourceDoc]) -> Result<Config, ConfigErrors> {
         }
     }
 
-    // 6. [certificates], and the TLS servers' handshake settings over them
-    let mut warnings = Vec::new();
-    let (certificates, acme) =
-        build_certificates(&mut b, &raw_certificates, &storage, &mut warnings);
-    let store = std::sync::Arc::new(crate::tls::sni::CertStore::new(&certificates));
-    for (server, (doc, table, spec)) in servers.iter_mut().zip(tls_specs) {
-        let Some(spec) = spec else { continue };
-        if store.is_empty() && acme.is_empty() {
-            b.err(
-                doc,
-                &table,
-                Some("tls"),
-                "a TLS server needs at least one [certificates.NAME]",
-            );
-            continue;
-        }
-        match crate::tls::settings::build(&spec, store.clone()) {
-            Ok(t) => server.tls = Some(std::sync::Arc::new(t)),
-            Err(p) => b.err(doc, &table, Some(p.key), p.message),
-        }
-    }
+    // 6. the world: modules, DNS, CA files, Lua scripts, certificates (world.rs)
+    let pending = Pending {
+        lua_doc,
+        upstreams: pending_upstreams,
+        raw_plugins: &raw_plugins,
+        tls: tls_specs,
+        raw_certificates: &raw_certificates,
+    };
+    let Done {
+        plugins,
+        certificates,
+        acme,
+        warnings,
+    } = world::run(
+        &mut b,
+        pending,
+        &mut lua,
+        &mut upstreams,
+        &mut servers,
+        &storage,
+    );
     if servers.is_empty() && b.errors.is_empty() {
         b.errors.push(ConfigError {
             file: docs.first().map(|d| d.name.clone()).unwrap_or_default(),
@@ -184,5 +181,39 @@ pub fn build(docs: &[SourceDoc]) -> Result<Config, ConfigErrors> {
         })
     } else {
         Err(ConfigErrors(b.errors))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_table_is_checked_before_the_world_is_touched() {
+        // the file error (a missing CA file, world.rs) is in the first table; the typo (a
+        // table's own check) in the last: the typo is still reported first
+        let text = r#"
+[upstreams.a]
+addrs = ["127.0.0.1:9"]
+ca_file = "/nonexistent/ca.pem"
+
+[servers.s]
+addr = "127.0.0.1:1"
+locations = ["l"]
+
+[locations.l]
+upstream = "a"
+pth = "/x"
+"#;
+        let docs = [SourceDoc {
+            name: "t.toml".into(),
+            text: text.into(),
+        }];
+        let errors = build(&docs).expect_err("two errors").0;
+        let keys: Vec<_> = errors
+            .iter()
+            .map(|e| e.key.clone().unwrap_or_default())
+            .collect();
+        assert_eq!(keys, ["pth", "ca_file"], "{errors:?}");
     }
 }

@@ -29,7 +29,10 @@ pub struct Spec {
     /// "1.2" (default) or "1.3"
     pub min_version: Option<String>,
     pub ciphers: Vec<String>,
-    /// PEM of the CAs whose client certificates are accepted (then required)
+    /// `client_ca` as written (a path or inline PEM), read into [`Spec::client_ca`] with the
+    /// config's other file reads
+    pub client_ca_source: Option<String>,
+    /// the CAs whose client certificates are accepted (then required)
     pub client_ca: Option<Vec<rustls::pki_types::CertificateDer<'static>>>,
 }
 

@@ -1,4 +1,6 @@
-//! `[lua]`: the engine's limits, `[lua] dir` modules (read, compiled, run on trial), shared dicts and the outbound policy.
+//! `[lua]`: the engine's limits, shared dicts and the outbound policy; then, with the other
+//! steps that touch the world ([`load_modules`]), the `[lua] dir` modules read, compiled and
+//! run on trial.
 
 use super::super::builder::{Builder, Entry};
 use super::super::raw::*;
@@ -32,27 +34,7 @@ pub(in crate::config) fn build_lua(
         }
         s.memory_limit = m as usize;
     }
-    if let Some(dir) = &raw.dir {
-        let path = std::path::PathBuf::from(dir);
-        if !path.is_dir() {
-            b.err(
-                e.doc,
-                "lua",
-                Some("dir"),
-                format!("`{dir}` is not a directory"),
-            );
-        } else {
-            match crate::scripting::modules::load(&path) {
-                Ok(m) => s.modules = m,
-                Err(errors) => {
-                    for m in errors {
-                        b.err(e.doc, "lua", Some("dir"), m.to_string());
-                    }
-                }
-            }
-        }
-        s.dir = Some(path);
-    }
+    s.dir = raw.dir.as_ref().map(std::path::PathBuf::from);
     if let Some(list) = &raw.http_deny {
         match crate::scripting::http_policy::parse_nets(list) {
             Ok(n) => std::sync::Arc::make_mut(&mut s.http_policy).deny = n,
@@ -78,8 +60,36 @@ pub(in crate::config) fn build_lua(
         }
     }
     s.shared = crate::scripting::shared::dicts(&decl);
-    for m in crate::scripting::trial::run_modules(&s) {
-        b.err(e.doc, "lua", Some("dir"), m);
-    }
     s
+}
+
+/// Read, compile and run on trial every module under `[lua] dir` (`doc`: the document of
+/// `[lua]`).
+pub(in crate::config) fn load_modules(
+    b: &mut Builder<'_>,
+    doc: usize,
+    s: &mut crate::scripting::LuaSettings,
+) {
+    let Some(path) = s.dir.clone() else { return };
+    if !path.is_dir() {
+        b.err(
+            doc,
+            "lua",
+            Some("dir"),
+            format!("`{}` is not a directory", path.display()),
+        );
+        return;
+    }
+    match crate::scripting::modules::load(&path) {
+        Ok(m) => s.modules = m,
+        Err(errors) => {
+            for m in errors {
+                b.err(doc, "lua", Some("dir"), m.to_string());
+            }
+            return;
+        }
+    }
+    for m in crate::scripting::trial::run_modules(s) {
+        b.err(doc, "lua", Some("dir"), m);
+    }
 }

@@ -155,7 +155,8 @@ pub(in crate::config) fn build_server(
 }
 
 /// `tls = true` and its keys: the handshake settings, built into a rustls config once the
-/// certificates are loaded (`validate.rs`). TLS keys without `tls = true` are an error.
+/// client CAs and certificates are read (`world.rs`). TLS keys without `tls = true` are an
+/// error.
 fn tls_spec(
     b: &mut Builder<'_>,
     doc: usize,
@@ -174,17 +175,12 @@ fn tls_spec(
         }
         return None;
     }
-    let client_ca = raw.client_ca.as_deref().and_then(|v| {
-        crate::tls::pem::read(v)
-            .and_then(|p| p.certs())
-            .map_err(|m| b.err(doc, t, Some("client_ca"), m))
-            .ok()
-    });
     Some(crate::tls::settings::Spec {
         http2: raw.http2,
         min_version: raw.tls_min_version.clone(),
         ciphers: raw.tls_ciphers.clone().unwrap_or_default(),
-        client_ca,
+        client_ca_source: raw.client_ca.clone(),
+        client_ca: None,
     })
 }
 

@@ -1,4 +1,6 @@
-//! `[upstreams.NAME]`: peers (resolved here), balancing, health checks, timeouts, TLS and its CA file.
+//! `[upstreams.NAME]`: peers, balancing, health checks, timeouts, TLS. The steps that touch
+//! the world (resolving host names, reading the CA file) are [`resolve_upstream`], which
+//! `validate.rs` runs after every table's own checks.
 
 use super::super::builder::Builder;
 use super::super::raw::*;
@@ -8,13 +10,21 @@ use crate::upstream::{Alpn, UpstreamConf};
 use std::net::ToSocketAddrs;
 use std::time::Duration;
 
+/// What is left to do for an upstream once every table is checked: its peers to resolve
+/// (host, weight) and its CA file to read.
+pub(in crate::config) struct PendingUpstream {
+    peers: Vec<(String, u32)>,
+    ca_file: Option<String>,
+}
+
+/// The upstream without its peers' addresses, and what [`resolve_upstream`] fills in.
 pub(in crate::config) fn build_upstream(
     b: &mut Builder<'_>,
     doc: usize,
     t: &str,
     name: &str,
     raw: RawUpstream,
-) -> Option<UpstreamConf> {
+) -> Option<(UpstreamConf, PendingUpstream)> {
     let before = b.errors.len();
     if let Some(d) = &raw.discovery {
         if d != "static" {
@@ -34,7 +44,7 @@ pub(in crate::config) fn build_upstream(
             "an upstream needs at least one address",
         );
     }
-    let mut addrs = Vec::new();
+    let mut peers = Vec::new();
     for a in &raw.addrs {
         let mut parts = a.split_whitespace();
         let host = parts.next().unwrap_or("");
@@ -51,15 +61,7 @@ pub(in crate::config) fn build_upstream(
                 continue;
             }
         };
-        match resolve(host) {
-            Some(sa) => addrs.push((sa, weight)),
-            _ => b.err(
-                doc,
-                t,
-                Some("addrs"),
-                format!("`{host}` is not HOST:PORT that resolves"),
-            ),
-        }
+        peers.push((host.to_string(), weight));
     }
     let algo = Algo::parse(raw.algo.as_deref().unwrap_or("round_robin")).unwrap_or_else(|m| {
         b.err(doc, t, Some("algo"), m);
@@ -88,21 +90,16 @@ pub(in crate::config) fn build_upstream(
             Alpn::H1
         }
     };
-    let ca = raw.ca_file.as_deref().and_then(|path| {
-        crate::tls::pem::ca_file(path)
-            .map_err(|m| b.err(doc, t, Some("ca_file"), m))
-            .ok()
-    });
     let conf = UpstreamConf {
         name: name.to_string(),
-        addrs,
+        addrs: Vec::new(),
         algo,
         health,
         alpn,
         tls: raw.tls,
         sni: raw.sni.unwrap_or_default(),
         verify_cert: raw.verify_cert.unwrap_or(true),
-        ca,
+        ca: None,
         connect_timeout: b.duration(
             doc,
             t,
@@ -141,7 +138,37 @@ pub(in crate::config) fn build_upstream(
             Duration::from_secs(10),
         ),
     };
-    (b.errors.len() == before).then_some(conf)
+    let pending = PendingUpstream {
+        peers,
+        ca_file: raw.ca_file,
+    };
+    (b.errors.len() == before).then_some((conf, pending))
+}
+
+/// Resolve the peers and read the CA file of an upstream [`build_upstream`] checked.
+pub(in crate::config) fn resolve_upstream(
+    b: &mut Builder<'_>,
+    doc: usize,
+    t: &str,
+    conf: &mut UpstreamConf,
+    pending: PendingUpstream,
+) {
+    for (host, weight) in pending.peers {
+        match resolve(&host) {
+            Some(sa) => conf.addrs.push((sa, weight)),
+            None => b.err(
+                doc,
+                t,
+                Some("addrs"),
+                format!("`{host}` is not HOST:PORT that resolves"),
+            ),
+        }
+    }
+    conf.ca = pending.ca_file.as_deref().and_then(|path| {
+        crate::tls::pem::ca_file(path)
+            .map_err(|m| b.err(doc, t, Some("ca_file"), m))
+            .ok()
+    });
 }
 
 /// `HOST:PORT` to an address: an IP literal as is, a name by the system's resolver (never
