@@ -1,99 +1,14 @@
 //! Lua state beyond one request, end to end: `require` from the `[lua] dir` (once per VM,
-//! hot-reloaded, checked by `tidegate check`), the shipped helper library, shared dicts
-//! across workers and reloads, and script edits under load.
+//! hot-reloaded, checked by `tidegate check`), the shipped helper library, and script edits
+//! under load. `lua_shared.rs` has the shared dicts.
 
 mod common;
+use common::lua::{setup_dir, setup_dir_in, write};
 use common::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-struct Setup {
-    t: Tidegate,
-    port: u16,
-    dir: tempfile::TempDir,
-    _origin: Origin,
-}
-
-impl Setup {
-    fn script(&self) -> PathBuf {
-        self.dir.path().join("script.lua")
-    }
-    fn get(&self, path: &str, headers: &[(&str, &str)]) -> Response {
-        get(self.port, "h", path, headers)
-    }
-}
-
-fn write(path: &Path, text: &str) {
-    if let Some(p) = path.parent() {
-        std::fs::create_dir_all(p).unwrap();
-    }
-    std::fs::write(path, text).unwrap();
-}
-
-/// `threads` workers, `/lua` runs script.lua; modules go in `<tmp>/mods`; `lua_extra` is
-/// added to `[lua]`.
-fn setup(threads: usize, script: &str, modules: &[(&str, &str)], lua_extra: &str) -> Setup {
-    setup_in(threads, script, modules, None, lua_extra)
-}
-
-/// As `setup`, with `[lua] dir` at `lua_dir` instead of `<tmp>/mods`.
-fn setup_in(
-    threads: usize,
-    script: &str,
-    modules: &[(&str, &str)],
-    lua_dir: Option<&Path>,
-    lua_extra: &str,
-) -> Setup {
-    let origin = Origin::start(|_| ok("origin"));
-    let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    write(&dir.path().join("script.lua"), script);
-    for (name, text) in modules {
-        write(&dir.path().join("mods").join(name), text);
-    }
-    let cfg = format!(
-        r#"
-[basic]
-threads = {threads}
-
-[lua]
-dir = "{}"
-{lua_extra}
-
-[servers.main]
-addr = "127.0.0.1:{port}"
-locations = ["lua"]
-
-[locations.lua]
-path = "/lua"
-upstream = "backend"
-plugins = ["script"]
-
-[upstreams.backend]
-addrs = ["{}"]
-
-[plugins.script]
-category = "lua"
-path = "{}"
-"#,
-        lua_dir
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| dir.path().join("mods"))
-            .display(),
-        origin.addr,
-        dir.path().join("script.lua").display()
-    );
-    std::fs::create_dir_all(dir.path().join("mods")).unwrap();
-    let t = Tidegate::start(&cfg, &[port]);
-    Setup {
-        t,
-        port,
-        dir,
-        _origin: origin,
-    }
-}
 
 const USES_MODULES: &str = r#"
 local greet = require("lib.greet")
@@ -115,7 +30,7 @@ return { hello = function(who) return fmt.bang("hello " .. who) end }
 
 #[test]
 fn require_loads_modules_once_per_vm_and_reports_what_is_wrong() {
-    let s = setup(
+    let s = setup_dir(
         1,
         USES_MODULES,
         &[
@@ -223,7 +138,7 @@ fn check_runs_module_level_code_and_names_the_failing_line() {
     );
 
     // running: a reload to such a script is rejected and the old one keeps serving
-    let s = setup(
+    let s = setup_dir(
         1,
         "return { on_request = function(req) return req:respond(200, 'v1') end }",
         &[],
@@ -248,7 +163,7 @@ fn check_runs_module_level_code_and_names_the_failing_line() {
 /// again and module-level values survive.
 #[test]
 fn an_unrelated_reload_keeps_module_state() {
-    let s = setup(
+    let s = setup_dir(
         1,
         r#"
 local loads = 0
@@ -307,7 +222,7 @@ function M.on_request(req, ctx)
 end
 return M
 "#;
-    let s = setup_in(1, script, &[], Some(&lua_dir), "");
+    let s = setup_dir_in(1, script, &[], Some(&lua_dir), "");
     let port = s.port;
     let r = get(
         port,
@@ -330,142 +245,6 @@ return M
     assert!(r.text().contains(r#""error":"nope""#), "{}", r.text());
 }
 
-const COUNTER: &str = r#"
--- module level runs once per VM: take a VM number
-local vm = tidegate.shared.counts:incr("vms", 1, 0)
-local M = {}
-function M.on_request(req, ctx)
-  local d = tidegate.shared.counts
-  local n = d:incr("hits", 1, 0)
-  return req:respond(200, vm .. " " .. n)
-end
-return M
-"#;
-
-#[test]
-fn a_shared_dict_is_one_for_all_workers_and_incr_is_atomic() {
-    let s = setup(2, COUNTER, &[], "shared = { counts = 100 }");
-    let port = s.port;
-    let results: Vec<String> = std::thread::scope(|sc| {
-        let hs: Vec<_> = (0..4)
-            .map(|_| {
-                sc.spawn(move || {
-                    (0..50)
-                        .map(|_| get(port, "h", "/lua", &[]).text())
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
-    });
-    let mut vms = std::collections::HashSet::new();
-    let mut hits: Vec<u64> = results
-        .iter()
-        .map(|r| {
-            let (vm, n) = r.split_once(' ').expect("vm and count");
-            vms.insert(vm.to_string());
-            n.parse().unwrap()
-        })
-        .collect();
-    hits.sort();
-    assert_eq!(vms.len(), 2, "both workers' VMs answered: {vms:?}");
-    assert_eq!(
-        hits,
-        (1..=200).collect::<Vec<u64>>(),
-        "every increment counted once, in both VMs"
-    );
-}
-
-const DICT_API: &str = r#"
-local M = {}
-function M.on_request(req, ctx)
-  local d = tidegate.shared.small
-  local op = req:query_arg("op")
-  local out
-  if op == "fill" then
-    local a = d:set("a", "x")
-    local b = d:set("b", 2.5)
-    d:get("a") -- a is now the most recently used
-    local c, err = d:set("c", true)
-    out = tostring(a) .. tostring(b) .. tostring(c) .. tostring(err)
-  elseif op == "expire" then
-    d:set("c", true, 0.2)
-    out = tostring(d:ttl("c") > 0)
-  elseif op == "bytes" then
-    local b = tidegate.shared.bytes
-    for i = 1, 20 do b:set("k" .. i, string.rep("v", 100)) end
-    out = b:count() .. " " .. tostring(b:get("k1")) .. " " .. tostring(b:get("k20") ~= nil)
-  elseif op == "read" then
-    out = tostring(d:get("a")) .. " " .. tostring(d:get("b")) .. " " .. tostring(d:get("c"))
-  elseif op == "after" then
-    local c = d:set("c", true)
-    local n, err = d:incr("a", 1)
-    local m, err2 = d:incr("zz", 1)
-    d:delete("a")
-    out = tostring(c) .. " " .. tostring(n) .. " " .. err .. " " .. tostring(m) .. " " .. err2
-      .. " " .. tostring(d:get("a")) .. " " .. d:count()
-  elseif op == "undeclared" then
-    local ok, err = pcall(function() return tidegate.shared.nope end)
-    out = (tostring(err):gsub("%c", " "))
-  elseif op == "big" then
-    local ok, err = pcall(function() d:set("big", string.rep("x", 1048577)) end)
-    out = (tostring(err):gsub("%c", " "))
-  elseif op == "table" then
-    local ok, err = pcall(function() d:set("t", {}) end)
-    out = (tostring(err):gsub("%c", " "))
-  end
-  return req:respond(200, out)
-end
-return M
-"#;
-
-#[test]
-fn shared_dict_ttl_lru_eviction_byte_budget_and_errors() {
-    let s = setup(1, DICT_API, &[], "shared = { small = 2, bytes = \"1KB\" }");
-    // full: the least recently used key (b, though set after a) makes room
-    assert_eq!(s.get("/lua?op=fill", &[]).text(), "truetruetruenil");
-    assert_eq!(s.get("/lua?op=read", &[]).text(), "x nil true");
-    assert_eq!(s.get("/lua?op=expire", &[]).text(), "true");
-    assert!(wait_until(WAIT, || s.get("/lua?op=read", &[]).text() == "x nil nil"));
-    // bounded in bytes: 1 KB holds five 100-byte values with their keys and bookkeeping
-    assert_eq!(s.get("/lua?op=bytes", &[]).text(), "5 nil true");
-    assert_eq!(
-        s.get("/lua?op=after", &[]).text(),
-        "true nil not a number nil not found nil 1"
-    );
-    assert!(s
-        .get("/lua?op=undeclared", &[])
-        .text()
-        .contains("no shared dict `nope`; declare it in [lua] shared"));
-    assert!(s
-        .get("/lua?op=big", &[])
-        .text()
-        .contains("values are at most 1048576 bytes"));
-    assert!(s
-        .get("/lua?op=table", &[])
-        .text()
-        .contains("values are strings, numbers or booleans"));
-}
-
-#[test]
-fn shared_dict_keys_survive_a_reload() {
-    let s = setup(1, COUNTER, &[], "shared = { counts = 100 }");
-    assert_eq!(s.get("/lua", &[]).text(), "1 1");
-    assert_eq!(s.get("/lua", &[]).text(), "1 2");
-    // a new script version: module code runs again (a new VM number), the keys stay
-    write(
-        &s.script(),
-        &COUNTER.replace("vm .. \" \" .. n", "\"v2 \" .. vm .. \" \" .. n"),
-    );
-    assert!(wait_until(WAIT, || s
-        .get("/lua", &[])
-        .text()
-        .starts_with("v2 ")));
-    let r = s.get("/lua", &[]).text();
-    let n: u64 = r.rsplit(' ').next().unwrap().parse().unwrap();
-    assert!(n >= 4, "the count went on from before the reload: {r}");
-}
-
 #[test]
 fn script_edits_under_load_lose_nothing() {
     let version = |v: u32| {
@@ -473,7 +252,7 @@ fn script_edits_under_load_lose_nothing() {
             "local M = {{}}\nfunction M.on_request(req) return req:respond(200, 'v{v}') end\nreturn M\n"
         )
     };
-    let s = setup(2, &version(0), &[], "");
+    let s = setup_dir(2, &version(0), &[], "");
     let port = s.port;
     let stop = Arc::new(AtomicBool::new(false));
     let (sent, good) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -522,7 +301,7 @@ fn measure_script_reload_latency() {
     let version = |v: u32| {
         format!("return {{ on_request = function(req) return req:respond(200, 'v{v}') end }}\n")
     };
-    let s = setup(1, &version(0), &[], "");
+    let s = setup_dir(1, &version(0), &[], "");
     let mut ms = Vec::new();
     for v in 1..=20u32 {
         let start = Instant::now();
@@ -544,7 +323,7 @@ fn measure_script_reload_latency() {
 /// A module added to `[lua] dir`, in a subdirectory that did not exist, reloads like an edit.
 #[test]
 fn a_module_added_in_a_new_directory_reloads() {
-    let s = setup(
+    let s = setup_dir(
         1,
         r#"
 local M = {}
@@ -566,50 +345,5 @@ return M
         wait_until(WAIT, || s.get("/lua", &[]).text() == "found"),
         "{}",
         s.t.stderr()
-    );
-}
-
-/// Building a config that is then rejected changes nothing live: a shared dict's limits stay
-/// those of the running version until a new one is applied.
-#[test]
-fn a_rejected_reload_changes_no_shared_dict() {
-    let script = r#"
-local M = {}
-function M.on_request(req, ctx)
-  local d = tidegate.shared.d
-  for i = 1, 3 do d:set("k" .. i, i) end
-  return req:respond(200, d:count() .. " " .. tostring(d:get("k1")))
-end
-return M
-"#;
-    let s = setup(1, script, &[], "shared = { d = 3 }");
-    assert_eq!(s.get("/lua", &[]).text(), "3 1");
-    // a reload that shrinks the dict to one key but is invalid elsewhere
-    let cfg = std::fs::read_to_string(&s.t.config).unwrap();
-    let bad = cfg.replace("shared = { d = 3 }", "shared = { d = 1 }")
-        + "\n[locations.broken]\nupstream = \"nowhere\"\n";
-    std::fs::write(&s.t.config, bad).unwrap();
-    assert!(
-        wait_until(WAIT, || s.t.stderr().contains("config rejected")),
-        "{}",
-        s.t.stderr()
-    );
-    // still three keys: the rejected build did not shrink the live dict
-    assert_eq!(s.get("/lua", &[]).text(), "3 1");
-    // applied for real, the new limit holds
-    std::fs::write(
-        &s.t.config,
-        cfg.replace("shared = { d = 3 }", "shared = { d = 1 }"),
-    )
-    .unwrap();
-    assert!(
-        wait_until(WAIT, || s.get("/lua", &[]).text() == "1 nil"),
-        "{} {}",
-        s.get("/lua", &[]).text(),
-        s.t.stderr()
-            .lines()
-            .filter(|l| l.contains("config"))
-            .collect::<Vec<_>>()
-            .join("\n")
     );
 }

@@ -1,6 +1,7 @@
 //! Helpers for the Lua tests: a proxy with one script plugin, and an h2c client.
 
 use super::*;
+use std::path::{Path, PathBuf};
 
 /// A server with one Lua plugin on `/lua` and a plain location on `/plain`.
 pub fn setup(script: &str, lua_table: &str) -> (Tidegate, u16, Origin) {
@@ -121,4 +122,96 @@ pub fn h2_request(
         }
         (status, headers, out)
     })
+}
+
+/// A tidegate whose `/lua` runs `script.lua` from a temp dir, with `[lua] dir` modules.
+pub struct DirSetup {
+    pub t: Tidegate,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    _origin: Origin,
+}
+
+impl DirSetup {
+    pub fn script(&self) -> PathBuf {
+        self.dir.path().join("script.lua")
+    }
+    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Response {
+        get(self.port, "h", path, headers)
+    }
+}
+
+pub fn write(path: &Path, text: &str) {
+    if let Some(p) = path.parent() {
+        std::fs::create_dir_all(p).unwrap();
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+/// `threads` workers, `/lua` runs script.lua; modules go in `<tmp>/mods`; `lua_extra` is
+/// added to `[lua]`.
+pub fn setup_dir(
+    threads: usize,
+    script: &str,
+    modules: &[(&str, &str)],
+    lua_extra: &str,
+) -> DirSetup {
+    setup_dir_in(threads, script, modules, None, lua_extra)
+}
+
+/// As `setup_dir`, with `[lua] dir` at `lua_dir` instead of `<tmp>/mods`.
+pub fn setup_dir_in(
+    threads: usize,
+    script: &str,
+    modules: &[(&str, &str)],
+    lua_dir: Option<&Path>,
+    lua_extra: &str,
+) -> DirSetup {
+    let origin = Origin::start(|_| ok("origin"));
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    write(&dir.path().join("script.lua"), script);
+    for (name, text) in modules {
+        write(&dir.path().join("mods").join(name), text);
+    }
+    let cfg = format!(
+        r#"
+[basic]
+threads = {threads}
+
+[lua]
+dir = "{}"
+{lua_extra}
+
+[servers.main]
+addr = "127.0.0.1:{port}"
+locations = ["lua"]
+
+[locations.lua]
+path = "/lua"
+upstream = "backend"
+plugins = ["script"]
+
+[upstreams.backend]
+addrs = ["{}"]
+
+[plugins.script]
+category = "lua"
+path = "{}"
+"#,
+        lua_dir
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| dir.path().join("mods"))
+            .display(),
+        origin.addr,
+        dir.path().join("script.lua").display()
+    );
+    std::fs::create_dir_all(dir.path().join("mods")).unwrap();
+    let t = Tidegate::start(&cfg, &[port]);
+    DirSetup {
+        t,
+        port,
+        dir,
+        _origin: origin,
+    }
 }
