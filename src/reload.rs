@@ -134,6 +134,16 @@ impl Reloader {
     ) -> Result<bool, ReloadError> {
         let _one_at_a_time = self.applying.lock().unwrap_or_else(|p| p.into_inner());
         let result = self.try_apply(reason, docs);
+        let f = crate::observability::metrics::families();
+        match &result {
+            Ok(true) => {
+                f.reloads.with_label_values(&["applied"]).inc();
+                f.last_reload.set(unix_now());
+                f.version.set(self.version() as i64);
+            }
+            Ok(false) => {}
+            Err(_) => f.reloads.with_label_values(&["rejected"]).inc(),
+        }
         if let Err(e) = &result {
             let text = e.to_string();
             tracing::error!(
@@ -204,4 +214,11 @@ impl Reloader {
         );
         Ok(true)
     }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }

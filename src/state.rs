@@ -21,6 +21,8 @@ pub struct ServerState {
     pub conf: Server,
     pub router: Router,
     pub access_log: Option<Arc<Writer>>,
+    /// the handles its requests count in (`None`: no server exposes metrics)
+    pub metrics: Option<crate::observability::metrics::ServerMetrics>,
 }
 
 #[derive(Debug)]
@@ -56,7 +58,7 @@ impl State {
         let servers = config
             .servers
             .iter()
-            .map(|s| server_state(s.clone(), &config.locations))
+            .map(|s| server_state(s.clone(), &config))
             .collect::<Result<Vec<_>, _>>()?;
         let upstreams = config
             .upstreams
@@ -91,7 +93,7 @@ impl State {
                     // the sockets stay what they are until the upgrade
                     conf.addrs = old.conf.addrs.clone();
                     conf.http2 = old.conf.http2;
-                    servers.push(server_state(conf, &config.locations)?);
+                    servers.push(server_state(conf, &config)?);
                 }
                 None => {
                     pending.push(format!(
@@ -100,7 +102,7 @@ impl State {
                     ));
                     let mut conf = old.conf.clone();
                     conf.locations.clear();
-                    servers.push(server_state(conf, &config.locations)?);
+                    servers.push(server_state(conf, &config)?);
                 }
             }
         }
@@ -136,7 +138,8 @@ impl State {
     }
 }
 
-fn server_state(conf: Server, locations: &[Location]) -> Result<ServerState, StartError> {
+fn server_state(conf: Server, config: &Config) -> Result<ServerState, StartError> {
+    let locations = &config.locations;
     let router = Router::new(
         conf.locations
             .iter()
@@ -155,10 +158,15 @@ fn server_state(conf: Server, locations: &[Location]) -> Result<ServerState, Sta
             })?,
         ),
     };
+    let metrics = config.metrics_on().then(|| {
+        let names: Vec<&str> = locations.iter().map(|l| l.name.as_str()).collect();
+        crate::observability::metrics::ServerMetrics::new(&conf.name, &conf.locations, &names)
+    });
     Ok(ServerState {
         conf,
         router,
         access_log,
+        metrics,
     })
 }
 

@@ -50,6 +50,8 @@ pub struct Basic {
     pub watch: bool,
     /// `error_template`: the page of every error tidegate answers
     pub error_page: crate::proxy::error_page::ErrorPage,
+    /// `metrics_buckets`: the duration histograms' buckets, in seconds
+    pub metrics_buckets: Vec<f64>,
 }
 
 /// `[servers.NAME] engine`: the data path for HTTP/1 connections.
@@ -84,6 +86,8 @@ pub struct Server {
     /// reload applies to new handshakes)
     pub tls: Option<Arc<crate::tls::TlsServer>>,
     pub redirect: HttpsRedirect,
+    /// `metrics`: a path to serve them on, or a Pushgateway to push them to
+    pub metrics: Option<crate::observability::metrics::MetricsTarget>,
 }
 
 /// Answering plain-HTTP requests with a redirect to HTTPS.
@@ -136,6 +140,11 @@ pub struct PluginDef {
 }
 
 impl Config {
+    /// Metrics are counted when some server exposes or pushes them.
+    pub fn metrics_on(&self) -> bool {
+        self.servers.iter().any(|s| s.metrics.is_some())
+    }
+
     pub fn upstream_index(&self, name: &str) -> Option<usize> {
         self.upstreams.iter().position(|u| u.name == name)
     }

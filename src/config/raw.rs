@@ -41,6 +41,7 @@ pub struct RawBasic {
     pub upstream_keepalive_pool_size: Option<usize>,
     pub watch: Option<bool>,
     pub error_template: Option<String>,
+    pub metrics_buckets: Option<Vec<f64>>,
 }
 
 /// `[lua]`: settings of the Lua engine.

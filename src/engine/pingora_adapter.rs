@@ -219,6 +219,7 @@ impl ProxyHttp for Proxy {
             }
         }
         log::access_log(session, ctx);
+        log::metrics(session, ctx);
     }
 }
 

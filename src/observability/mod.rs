@@ -1,4 +1,5 @@
-//! Observability: the access log (metrics and traces come with the observability issue).
+//! Observability: the access log and Prometheus metrics.
 
 pub mod access_log;
 pub mod log_writer;
+pub mod metrics;

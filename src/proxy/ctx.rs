@@ -50,6 +50,8 @@ pub struct Ctx {
     /// connect, read, write timeouts set in the upstream phase
     /// the connection's TLS session; `None` on plain HTTP
     pub tls: Option<Arc<crate::tls::TlsInfo>>,
+    /// counted in `tidegate_requests_in_flight` while it lives (with metrics on)
+    pub in_flight: Option<crate::observability::metrics::handles::InFlight>,
     pub timeouts: (
         Option<std::time::Duration>,
         Option<std::time::Duration>,
@@ -59,7 +61,13 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(state: Arc<State>, server: usize) -> Ctx {
+        let in_flight = state
+            .servers
+            .get(server)
+            .and_then(|s| s.metrics.as_ref())
+            .map(|m| crate::observability::metrics::handles::InFlight::start(&m.in_flight));
         Ctx {
+            in_flight,
             state,
             server,
             start: Instant::now(),

@@ -6,6 +6,22 @@ use crate::observability::access_log::{Field, LogSource};
 use crate::proxy::exchange::Downstream;
 use std::fmt::Write;
 
+/// Count the request in the metrics, if they are on: a few atomic operations.
+pub fn metrics(session: &dyn Downstream, ctx: &mut Ctx) {
+    let Some(m) = ctx.state.servers[ctx.server].metrics.as_ref() else {
+        return;
+    };
+    let req = session.req();
+    m.location(ctx.route.as_ref().map(|r| r.location)).record(
+        &req.method,
+        ctx.status,
+        ctx.start.elapsed().as_secs_f64(),
+    );
+    m.body_in.inc_by(ctx.body_seen);
+    m.body_out.inc_by(session.sent_body_bytes() as u64);
+    ctx.in_flight = None;
+}
+
 /// Write the access log line for this request, if the server has an access log.
 pub fn access_log(session: &dyn Downstream, ctx: &Ctx) {
     let server = ctx.server();

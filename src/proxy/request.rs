@@ -9,7 +9,8 @@ use pingora::http::ResponseHeader;
 /// Whether this request is answered here even when no location matched: an ACME challenge,
 /// or a server that redirects everything to HTTPS.
 pub fn answered_without_location(session: &dyn Downstream, ctx: &Ctx) -> bool {
-    super::redirect::wanted(session, ctx)
+    crate::observability::metrics::endpoint::wanted(session, ctx)
+        || super::redirect::wanted(session, ctx)
         || (ctx.tls.is_none()
             && crate::tls::acme::challenge::answer(
                 session.req().uri.path(),
@@ -25,6 +26,9 @@ pub async fn run_plugins(
     session: &mut dyn Downstream,
     ctx: &mut Ctx,
 ) -> pingora::Result<Option<Answer>> {
+    if crate::observability::metrics::endpoint::wanted(session, ctx) {
+        return Ok(Some(crate::observability::metrics::endpoint::answer()));
+    }
     if let Some(a) = super::acme::challenge(session, ctx) {
         return Ok(Some(a));
     }

@@ -58,31 +58,54 @@ fn bad(m: impl Into<String>) -> mlua::Error {
     mlua::Error::runtime(format!("tidegate.http.request: {}", m.into()))
 }
 
+/// An http(s) URL: the URI, TLS or not, host and port.
+fn target(url: &str) -> Result<(Uri, bool, String, u16), String> {
+    let uri: Uri = url.parse().map_err(|e| format!("bad url {url:?}: {e}"))?;
+    let tls = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => return Err(format!("url {url:?} must start with http:// or https://")),
+    };
+    let host = uri
+        .host()
+        .ok_or_else(|| format!("url {url:?} has no host"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    Ok((uri, tls, host, port))
+}
+
 impl Outbound {
+    /// A request tidegate makes itself (the Pushgateway push): no script involved.
+    pub fn new(
+        method: Method,
+        url: &str,
+        headers: Vec<(HeaderName, HeaderValue)>,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<Outbound, String> {
+        let (uri, tls, host, port) = target(url)?;
+        Ok(Outbound {
+            method,
+            uri,
+            tls,
+            host,
+            port,
+            headers,
+            host_header: None,
+            body,
+            timeout,
+            max_body: DEFAULT_MAX_BODY,
+        })
+    }
+
     /// Read and check the Lua argument table.
     pub fn from_lua(lua: &mlua::Lua, t: &mlua::Table) -> mlua::Result<Outbound> {
         let url: String = t
             .get::<Option<String>>("url")?
             .ok_or_else(|| bad("`url` is required"))?;
-        let uri: Uri = url
-            .parse()
-            .map_err(|e| bad(format!("bad url {url:?}: {e}")))?;
-        let tls = match uri.scheme_str() {
-            Some("http") => false,
-            Some("https") => true,
-            _ => {
-                return Err(bad(format!(
-                    "url {url:?} must start with http:// or https://"
-                )))
-            }
-        };
-        let host = uri
-            .host()
-            .ok_or_else(|| bad(format!("url {url:?} has no host")))?
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
-        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let (uri, tls, host, port) = target(&url).map_err(bad)?;
         let method = match t.get::<Option<String>>("method")? {
             None => Method::GET,
             Some(m) => Method::from_bytes(m.to_ascii_uppercase().as_bytes())

@@ -63,6 +63,12 @@ impl Dict {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Keys and bytes held now.
+    pub fn usage(&self) -> (usize, usize) {
+        let l = self.lock();
+        (l.len(), l.bytes())
+    }
 }
 
 /// Every dict some config version holds, by name: a weak reference, so a dict no version

@@ -14,6 +14,8 @@ use tokio::signal::unix::{signal, SignalKind};
 pub struct Background {
     pub live: Live,
     pub reloader: Arc<Reloader>,
+    /// Pushgateway targets of the config at start (a change applies after an upgrade)
+    pub pushes: Vec<crate::observability::metrics::push::PushTarget>,
 }
 
 #[async_trait]
@@ -21,6 +23,10 @@ impl BackgroundService for Background {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         self.reloader.set_runtime(tokio::runtime::Handle::current());
         crate::upstream::health::spawn_all(&self.live.load().upstreams);
+        for p in &self.pushes {
+            tracing::info!(url = %p.url, interval = ?p.interval, "pushing metrics");
+            tokio::spawn(crate::observability::metrics::push::run(p.clone()));
+        }
         // ACME orders and renewals (idle when no certificate has `acme`)
         tokio::spawn(crate::tls::acme::manager::run(
             self.live.clone(),

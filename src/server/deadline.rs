@@ -256,6 +256,12 @@ where
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        // counted in tidegate_connections_open while this runs (with metrics on)
+        let _open = self.live.load().servers.get(self.server).and_then(|s| {
+            s.metrics
+                .as_ref()
+                .map(|m| crate::observability::metrics::handles::InFlight::start(&m.connections))
+        });
         // armed from the accept: a client that sends nothing, or a few bytes of what might be
         // the HTTP/2 preface, is cut at the deadline too
         let clock = Arc::new(Clock {

@@ -110,7 +110,25 @@ pub fn run(
         config.basic.grace_period,
         config.basic.graceful_shutdown_timeout,
     );
+    // the histograms' buckets are fixed for the life of the process
+    crate::observability::metrics::families::set_buckets(config.basic.metrics_buckets.clone());
+    let pushes: Vec<_> = config
+        .servers
+        .iter()
+        .filter_map(|s| match &s.metrics {
+            Some(crate::observability::metrics::MetricsTarget::Push(p)) => Some(p.clone()),
+            _ => None,
+        })
+        .collect();
     let live: Live = Arc::new(ArcSwap::from_pointee(State::build(config)?));
+    let f = crate::observability::metrics::families();
+    f.last_reload.set(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0),
+    );
+    crate::observability::metrics::live::register(live.clone());
     let applied = docs.into_iter().map(|d| (d.name, d.text)).collect();
     let reloader = Arc::new(Reloader::new(live.clone(), source, threads, applied));
     for (i, s) in servers.iter().enumerate() {
@@ -146,7 +164,11 @@ pub fn run(
     }
     server.add_service(pingora::services::background::background_service(
         "tidegate background",
-        background::Background { live, reloader },
+        background::Background {
+            live,
+            reloader,
+            pushes,
+        },
     ));
     server.run(RunArgs {
         shutdown_signal: Box::new(signals::Signals {

@@ -97,6 +97,10 @@ impl Peer {
     pub fn inflight(&self) -> usize {
         self.inflight.load(Ordering::Relaxed)
     }
+    /// Passive failures hold the peer out right now.
+    pub fn circuit_open(&self) -> bool {
+        self.open_until.load(Ordering::Relaxed) > now_ms()
+    }
     fn available(&self, now: u64) -> bool {
         self.is_healthy() && self.open_until.load(Ordering::Relaxed) <= now
     }

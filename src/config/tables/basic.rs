@@ -55,10 +55,32 @@ pub(in crate::config) fn build_basic(b: &mut Builder<'_>, e: Option<&Entry>) -> 
         watch: raw.watch.unwrap_or(true),
         error_page: match &raw.error_template {
             None => Default::default(),
-            Some(t) => crate::proxy::error_page::ErrorPage::parse(t).unwrap_or_else(|m| {
+            Some(tpl) => crate::proxy::error_page::ErrorPage::parse(tpl).unwrap_or_else(|m| {
                 b.err(doc, t, Some("error_template"), m);
                 Default::default()
             }),
         },
+        metrics_buckets: buckets(b, doc, raw.metrics_buckets),
+    }
+}
+
+/// `metrics_buckets`: seconds, above zero, finite, strictly increasing; at most 50.
+fn buckets(b: &mut Builder<'_>, doc: usize, v: Option<Vec<f64>>) -> Vec<f64> {
+    let default = crate::observability::metrics::families::DEFAULT_BUCKETS.to_vec();
+    let Some(v) = v else { return default };
+    let ok = !v.is_empty()
+        && v.len() <= 50
+        && v.iter().all(|x| x.is_finite() && *x > 0.0)
+        && v.windows(2).all(|w| w[0] < w[1]);
+    if ok {
+        v
+    } else {
+        b.err(
+            doc,
+            "basic",
+            Some("metrics_buckets"),
+            "metrics_buckets: 1 to 50 durations in seconds, above zero and increasing, e.g. [0.01, 0.1, 1]",
+        );
+        default
     }
 }

@@ -53,14 +53,15 @@ pub(in crate::config) fn build_server(
     }
     let tls = tls_spec(b, doc, t, &raw);
     let redirect = redirect(b, doc, t, &raw);
-    if raw.metrics.as_deref().is_some_and(|m| !m.is_empty()) {
-        b.err(
-            doc,
-            t,
-            Some("metrics"),
-            "the metrics endpoint is not available in this build yet",
-        );
-    }
+    let metrics = raw
+        .metrics
+        .as_deref()
+        .filter(|m| !m.is_empty())
+        .and_then(|m| {
+            crate::observability::metrics::MetricsTarget::parse(m)
+                .map_err(|e| b.err(doc, t, Some("metrics"), e))
+                .ok()
+        });
     let mut locations = Vec::new();
     for l in &raw.locations {
         match location_names.iter().position(|n| n == l) {
@@ -119,6 +120,7 @@ pub(in crate::config) fn build_server(
         name: name.to_string(),
         tls: None,
         redirect,
+        metrics,
         addrs,
         locations,
         http2: raw.http2,
