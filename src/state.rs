@@ -63,7 +63,7 @@ impl State {
         let upstreams = config
             .upstreams
             .iter()
-            .map(|u| Arc::new(Upstream::new(u)))
+            .map(|u| Arc::new(Upstream::new(u, config.metrics_on())))
             .collect();
         Ok(State {
             version: 1,
@@ -115,12 +115,18 @@ impl State {
         let upstreams = config
             .upstreams
             .iter()
-            .map(|u| match prev.upstreams.iter().find(|p| p.conf == *u) {
-                Some(same) => {
-                    reused += 1;
-                    same.clone()
+            .map(|u| {
+                match prev
+                    .upstreams
+                    .iter()
+                    .find(|p| p.conf == *u && p.metrics.is_some() == config.metrics_on())
+                {
+                    Some(same) => {
+                        reused += 1;
+                        same.clone()
+                    }
+                    None => Arc::new(Upstream::new(u, config.metrics_on())),
                 }
-                None => Arc::new(Upstream::new(u)),
             })
             .collect();
         Ok(State {

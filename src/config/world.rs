@@ -61,7 +61,9 @@ pub(super) fn run(
         resolve_upstream(b, doc, &table, conf, p);
     }
 
-    // 3. plugins, in name order: locations refer to them by that position
+    // 3. plugins, in name order: locations refer to them by that position (Lua plugins count
+    // their hook calls when some server exposes metrics)
+    lua.metrics = servers.iter().any(|s| s.metrics.is_some());
     let mut plugins = Vec::new();
     for (name, e) in pending.raw_plugins {
         let table = format!("plugins.{name}");

@@ -123,6 +123,25 @@ impl ProxyHttp for Proxy {
         upstream::prepare_request(session, ctx, up)
     }
 
+    /// Connected (or a pooled connection taken): the connect time, with metrics on.
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        reused: bool,
+        _peer: &HttpPeer,
+        _fd: std::os::unix::io::RawFd,
+        _digest: Option<&pingora::protocols::Digest>,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let (Some(m), Some(t)) = (ctx.upstream_metrics(), ctx.attempt_start) {
+            if !reused {
+                m.connect.observe(t.elapsed().as_secs_f64());
+            }
+            ctx.attempt_start = Some(std::time::Instant::now());
+        }
+        Ok(())
+    }
+
     /// The peer answered: it is healthy as far as passive checks go.
     async fn upstream_response_filter(
         &self,
@@ -130,6 +149,9 @@ impl ProxyHttp for Proxy {
         _resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        if let (Some(m), Some(t)) = (ctx.upstream_metrics(), ctx.attempt_start) {
+            m.response.observe(t.elapsed().as_secs_f64());
+        }
         if let (Some(up), Some(peer)) = (&ctx.upstream, ctx.peer) {
             up.record_success(peer);
         }

@@ -50,6 +50,9 @@ pub struct Ctx {
     /// connect, read, write timeouts set in the upstream phase
     /// the connection's TLS session; `None` on plain HTTP
     pub tls: Option<Arc<crate::tls::TlsInfo>>,
+    /// with metrics on: when the current upstream try started, then when it was connected
+    /// (connect and response durations)
+    pub attempt_start: Option<Instant>,
     /// counted in `tidegate_requests_in_flight` while it lives (with metrics on)
     pub in_flight: Option<crate::observability::metrics::handles::InFlight>,
     pub timeouts: (
@@ -67,6 +70,7 @@ impl Ctx {
             .and_then(|s| s.metrics.as_ref())
             .map(|m| crate::observability::metrics::handles::InFlight::start(&m.in_flight));
         Ctx {
+            attempt_start: None,
             in_flight,
             state,
             server,
@@ -109,6 +113,13 @@ impl Ctx {
         } else {
             "http"
         }
+    }
+
+    /// The chosen upstream's metrics handles, when metrics are on.
+    pub fn upstream_metrics(
+        &self,
+    ) -> Option<&crate::observability::metrics::handles::UpstreamMetrics> {
+        self.upstream.as_ref().and_then(|u| u.metrics.as_ref())
     }
 
     pub fn server(&self) -> &crate::config::model::Server {

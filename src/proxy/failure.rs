@@ -9,10 +9,34 @@
 
 use super::ctx::Ctx;
 use crate::error::status_for;
+use crate::observability::metrics::handles::FailureKind;
 use pingora::http::ResponseHeader;
 use pingora::proxy::{FailToProxy, Session};
 
+/// Count a failed upstream try (with metrics on).
+pub fn count(ctx: &Ctx, kind: FailureKind) {
+    if let Some(m) = ctx.upstream_metrics() {
+        m.failed(kind);
+    }
+}
+
+/// The `kind` label of a failure on Pingora's path.
+fn kind_of(e: &pingora::Error) -> FailureKind {
+    use pingora::ErrorType as E;
+    match e.etype() {
+        E::ConnectRefused => FailureKind::Refused,
+        E::ConnectTimedout | E::ReadTimedout | E::WriteTimedout => FailureKind::Timeout,
+        E::TLSHandshakeFailure
+        | E::TLSHandshakeTimedout
+        | E::InvalidCert
+        | E::TLSWantX509Lookup => FailureKind::Tls,
+        E::ConnectionClosed | E::ReadError | E::WriteError | E::ConnectError => FailureKind::Reset,
+        _ => FailureKind::Other,
+    }
+}
+
 pub fn connect_failed(ctx: &mut Ctx, mut e: Box<pingora::Error>) -> Box<pingora::Error> {
+    count(ctx, kind_of(&e));
     if peer_failed(ctx) {
         e.set_retry(true);
     }
@@ -40,6 +64,9 @@ pub fn proxy_failed(
     mut e: Box<pingora::Error>,
     client_reused: bool,
 ) -> Box<pingora::Error> {
+    if matches!(e.esource(), pingora::ErrorSource::Upstream) {
+        count(ctx, kind_of(&e));
+    }
     if let (Some(up), Some(peer)) = (&ctx.upstream, ctx.peer) {
         up.record_failure(peer);
     }

@@ -159,6 +159,12 @@ pub async fn choose_peer(session: &mut dyn Downstream, ctx: &mut Ctx) -> pingora
     read = r.or(read);
     write = w.or(write);
     let tls = peer.http.is_tls();
+    if let Some(m) = &up.metrics {
+        if !ctx.tried.is_empty() {
+            m.retries.inc();
+        }
+        ctx.attempt_start = Some(std::time::Instant::now());
+    }
     ctx.peer = Some(i);
     ctx.tried.push(i);
     ctx.upstream_addr = Some(peer.addr);

@@ -66,6 +66,8 @@ pub struct LuaSettings {
     pub shared: shared::SharedDicts,
     /// `[lua] http_deny`, `http_allow`: where `tidegate.http.request` may connect
     pub http_policy: std::sync::Arc<http_policy::HttpPolicy>,
+    /// count hook calls in the metrics (some server exposes them; set by the config builder)
+    pub metrics: bool,
 }
 
 impl Default for LuaSettings {
@@ -77,6 +79,7 @@ impl Default for LuaSettings {
             modules: modules::Modules::default(),
             shared: shared::SharedDicts::default(),
             http_policy: Default::default(),
+            metrics: false,
         }
     }
 }
@@ -95,6 +98,8 @@ pub struct LuaPlugin {
     conf: serde_json::Value,
     /// the script file, when it came from `path`
     file: Option<std::path::PathBuf>,
+    /// its metrics handles, when metrics are on
+    metrics: Option<crate::observability::metrics::handles::LuaMetrics>,
 }
 
 static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
@@ -168,7 +173,15 @@ impl LuaPlugin {
                 format!("module-level code failed: {m}"),
             )
         })?;
-        Ok(LuaPlugin { script, conf, file })
+        let metrics = settings
+            .metrics
+            .then(|| crate::observability::metrics::handles::LuaMetrics::new(name));
+        Ok(LuaPlugin {
+            script,
+            conf,
+            file,
+            metrics,
+        })
     }
 
     fn fail(&self, ctx: &Ctx, phase: Phase, e: vm::HookError) -> PluginError {
@@ -243,6 +256,7 @@ impl LuaPlugin {
         chunk: Option<(&bytes::Bytes, bool)>,
     ) -> Result<vm::Outcome, PluginError> {
         let id = rid(ctx);
+        let t0 = self.metrics.as_ref().map(|_| std::time::Instant::now());
         let r = vm::call_hook(
             &self.script,
             phase,
@@ -256,7 +270,23 @@ impl LuaPlugin {
             chunk,
         );
         ctx.log_fields.extend(api::take_fields());
+        self.count(phase, t0, &r);
         r.map_err(|e| self.fail(ctx, phase, e))
+    }
+
+    /// Count a hook call that did not find the hook absent (with metrics on).
+    fn count<T>(&self, phase: Phase, t0: Option<std::time::Instant>, r: &Result<T, vm::HookError>)
+    where
+        T: std::borrow::Borrow<vm::Outcome>,
+    {
+        let (Some(m), Some(t0)) = (&self.metrics, t0) else {
+            return;
+        };
+        match r {
+            Ok(o) if matches!(o.borrow(), vm::Outcome::Absent) => {}
+            Ok(_) => m.call(phase as usize, t0.elapsed().as_secs_f64(), None),
+            Err(e) => m.call(phase as usize, t0.elapsed().as_secs_f64(), Some(&e.0)),
+        }
     }
 
     /// Do what a waiting hook asked for.
@@ -290,6 +320,7 @@ impl LuaPlugin {
             c.map(|p| api::CurrentChoice::enter(p as *mut crate::plugins::UpstreamChoice))
         };
         let mut answer = None;
+        let t0 = self.metrics.as_ref().map(|_| std::time::Instant::now());
         let mut outcome = {
             let _choice = enter(choice);
             vm::call_hook(
@@ -317,6 +348,7 @@ impl LuaPlugin {
             };
             settle(ctx, &mut answer);
         }
+        self.count(phase, t0, &outcome);
         match outcome {
             Ok(_) => Ok(answer),
             Err(e) => Err(self.fail(ctx, phase, e)),

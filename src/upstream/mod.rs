@@ -118,6 +118,8 @@ pub struct Upstream {
     rr: AtomicUsize,
     ring: Option<Ring>,
     checked: AtomicBool,
+    /// its metrics handles, when metrics are on
+    pub metrics: Option<crate::observability::metrics::handles::UpstreamMetrics>,
 }
 
 /// The ketama ring of a hash upstream.
@@ -150,7 +152,8 @@ impl Drop for InflightGuard {
 }
 
 impl Upstream {
-    pub fn new(conf: &UpstreamConf) -> Upstream {
+    /// `metrics`: count in the metrics (some server exposes them).
+    pub fn new(conf: &UpstreamConf, metrics: bool) -> Upstream {
         let peers = conf
             .addrs
             .iter()
@@ -182,6 +185,8 @@ impl Upstream {
             rr: AtomicUsize::new(0),
             ring,
             checked: AtomicBool::new(false),
+            metrics: metrics
+                .then(|| crate::observability::metrics::handles::UpstreamMetrics::new(&conf.name)),
         }
     }
 
@@ -367,7 +372,7 @@ mod tests {
 
     #[test]
     fn skips_tried_and_open_circuits() {
-        let up = Upstream::new(&conf(Algo::RoundRobin, 3));
+        let up = Upstream::new(&conf(Algo::RoundRobin, 3), false);
         assert_ne!(up.select(None, &[0]), Some(0));
         up.record_failure(1);
         up.record_failure(1);
@@ -384,7 +389,7 @@ mod tests {
 
     #[test]
     fn hash_is_sticky() {
-        let up = Upstream::new(&conf(Algo::Hash(balance::HashKey::Path), 5));
+        let up = Upstream::new(&conf(Algo::Hash(balance::HashKey::Path), 5), false);
         let a = up.select(Some(b"/a"), &[]);
         for _ in 0..5 {
             assert_eq!(up.select(Some(b"/a"), &[]), a);

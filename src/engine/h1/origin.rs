@@ -39,6 +39,26 @@ pub enum OriginError {
 }
 
 impl OriginError {
+    /// The `kind` label in `tidegate_upstream_failures_total`.
+    pub fn kind(&self) -> crate::observability::metrics::handles::FailureKind {
+        use crate::observability::metrics::handles::FailureKind as K;
+        use std::io::ErrorKind as Io;
+        let io = |e: &std::io::Error| match e.kind() {
+            Io::ConnectionRefused => K::Refused,
+            Io::ConnectionReset | Io::BrokenPipe | Io::ConnectionAborted | Io::UnexpectedEof => {
+                K::Reset
+            }
+            Io::TimedOut => K::Timeout,
+            _ => K::Other,
+        };
+        match self {
+            OriginError::Connect(e) | OriginError::Write(e) | OriginError::Read(e) => io(e),
+            OriginError::ConnectTimeout | OriginError::ReadTimeout => K::Timeout,
+            OriginError::Closed { .. } => K::Reset,
+            OriginError::Malformed(_) => K::Other,
+        }
+    }
+
     /// The status the client gets.
     pub fn status(&self) -> u16 {
         match self {

@@ -365,8 +365,19 @@ async fn attempt(
             Ok(o) => o,
             Err(e) => return failed(ctx, e, true),
         };
+        if let (Some(m), Some(t0)) = (ctx.upstream_metrics(), ctx.attempt_start) {
+            if !origin.reused {
+                m.connect.observe(t0.elapsed().as_secs_f64());
+            }
+            ctx.attempt_start = Some(std::time::Instant::now());
+        }
         match send_and_read(ex, ctx, &mut origin, up, t).await {
-            Ok((resp, framing, reusable)) => break (origin, resp, framing, reusable),
+            Ok((resp, framing, reusable)) => {
+                if let (Some(m), Some(t0)) = (ctx.upstream_metrics(), ctx.attempt_start) {
+                    m.response.observe(t0.elapsed().as_secs_f64());
+                }
+                break (origin, resp, framing, reusable);
+            }
             Err(Trouble::Client(e)) => {
                 // the client's fault: the peer is not to blame
                 ctx.inflight = None;
@@ -390,6 +401,10 @@ async fn attempt(
                 tracing::debug!("pooled connection failed ({e}); once more on a fresh one");
                 if let Some(p) = ctx.peer {
                     ctx.tried.push(p);
+                }
+                if let Some(m) = ctx.upstream_metrics() {
+                    m.retries.inc();
+                    ctx.attempt_start = Some(std::time::Instant::now());
                 }
                 fresh = true;
             }
@@ -459,6 +474,7 @@ fn failed(ctx: &mut Ctx, e: OriginError, retry_allowed: bool) -> Attempt {
         peer = ?ctx.upstream_addr,
         "{e}"
     );
+    failure::count(ctx, e.kind());
     if failure::peer_failed(ctx) && retry_allowed {
         Attempt::Retry
     } else {

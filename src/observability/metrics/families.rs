@@ -101,31 +101,121 @@ fn make() -> Families {
     let b = BUCKETS.get_or_init(|| DEFAULT_BUCKETS.to_vec()).clone();
     let sl = &["server", "location"];
     let f = Families {
-        requests: counter(&r, "tidegate_requests_total", "Requests answered.", &["server", "location", "method", "code"]),
-        request_duration: histogram(&r, "tidegate_request_duration_seconds", "Time from the request head to the log phase.", sl, &b),
-        in_flight: gauge(&r, "tidegate_requests_in_flight", "Requests started and not yet logged.", &["server"]),
-        connections: gauge(&r, "tidegate_connections_open", "Client connections open.", &["server"]),
-        body_in: counter(&r, "tidegate_request_body_bytes_total", "Request body bytes read.", &["server"]),
-        body_out: counter(&r, "tidegate_response_body_bytes_total", "Response body bytes sent.", &["server"]),
-        upstream_duration: histogram(&r, "tidegate_upstream_response_duration_seconds", "Time from sending the request upstream to its response head.", &["upstream"], &b),
-        upstream_connect: histogram(&r, "tidegate_upstream_connect_duration_seconds", "Time to connect to a peer (TCP and TLS).", &["upstream"], &b),
-        upstream_retries: counter(&r, "tidegate_upstream_retries_total", "Tries after the first.", &["upstream"]),
-        upstream_failures: counter(&r, "tidegate_upstream_failures_total", "Failed tries, by kind.", &["upstream", "kind"]),
-        reloads: counter(&r, "tidegate_config_reloads_total", "Config reloads, by result.", &["result"]),
-        last_reload: single(&r, "tidegate_config_last_reload_success_timestamp_seconds", "Unix time of the last config applied."),
-        version: single(&r, "tidegate_config_version", "The config version serving (1 at start)."),
-        lua_calls: counter(&r, "tidegate_lua_hook_calls_total", "Lua hook calls.", &["plugin", "hook"]),
-        lua_errors: counter(&r, "tidegate_lua_hook_errors_total", "Lua hook errors, by kind.", &["plugin", "hook", "kind"]),
-        lua_duration: histogram(&r, "tidegate_lua_hook_duration_seconds", "One Lua hook call.", &["plugin", "hook"], &b),
+        requests: counter(
+            &r,
+            "tidegate_requests_total",
+            "Requests answered.",
+            &["server", "location", "method", "code"],
+        ),
+        request_duration: histogram(
+            &r,
+            "tidegate_request_duration_seconds",
+            "Time from the request head to the log phase.",
+            sl,
+            &b,
+        ),
+        in_flight: gauge(
+            &r,
+            "tidegate_requests_in_flight",
+            "Requests started and not yet logged.",
+            &["server"],
+        ),
+        connections: gauge(
+            &r,
+            "tidegate_connections_open",
+            "Client connections open.",
+            &["server"],
+        ),
+        body_in: counter(
+            &r,
+            "tidegate_request_body_bytes_total",
+            "Request body bytes read.",
+            &["server"],
+        ),
+        body_out: counter(
+            &r,
+            "tidegate_response_body_bytes_total",
+            "Response body bytes sent.",
+            &["server"],
+        ),
+        upstream_duration: histogram(
+            &r,
+            "tidegate_upstream_response_duration_seconds",
+            "Time from sending the request upstream to its response head.",
+            &["upstream"],
+            &b,
+        ),
+        upstream_connect: histogram(
+            &r,
+            "tidegate_upstream_connect_duration_seconds",
+            "Time to connect to a peer (TCP and TLS).",
+            &["upstream"],
+            &b,
+        ),
+        upstream_retries: counter(
+            &r,
+            "tidegate_upstream_retries_total",
+            "Tries after the first.",
+            &["upstream"],
+        ),
+        upstream_failures: counter(
+            &r,
+            "tidegate_upstream_failures_total",
+            "Failed tries, by kind.",
+            &["upstream", "kind"],
+        ),
+        reloads: counter(
+            &r,
+            "tidegate_config_reloads_total",
+            "Config reloads, by result.",
+            &["result"],
+        ),
+        last_reload: single(
+            &r,
+            "tidegate_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last config applied.",
+        ),
+        version: single(
+            &r,
+            "tidegate_config_version",
+            "The config version serving (1 at start).",
+        ),
+        lua_calls: counter(
+            &r,
+            "tidegate_lua_hook_calls_total",
+            "Lua hook calls.",
+            &["plugin", "hook"],
+        ),
+        lua_errors: counter(
+            &r,
+            "tidegate_lua_hook_errors_total",
+            "Lua hook errors, by kind.",
+            &["plugin", "hook", "kind"],
+        ),
+        lua_duration: histogram(
+            &r,
+            "tidegate_lua_hook_duration_seconds",
+            "One Lua hook call.",
+            &["plugin", "hook"],
+            &b,
+        ),
         registry: r,
     };
     // both results exist from the start, so a rate over them is defined before any reload
     for r in ["applied", "rejected"] {
         f.reloads.with_label_values(&[r]);
     }
-    let build = gauge(&f.registry, "tidegate_build_info", "The running build.", &["version", "git"]);
+    let build = gauge(
+        &f.registry,
+        "tidegate_build_info",
+        "The running build.",
+        &["version", "git"],
+    );
     build
-        .with_label_values(&[env!("CARGO_PKG_VERSION"), option_env!("TIDEGATE_GIT").unwrap_or("unknown")])
+        .with_label_values(&[
+            env!("CARGO_PKG_VERSION"),
+            option_env!("TIDEGATE_GIT").unwrap_or("unknown"),
+        ])
         .set(1);
     let process = prometheus::process_collector::ProcessCollector::for_self();
     let _ = f.registry.register(Box::new(process));

@@ -7,12 +7,14 @@ use prometheus::{Histogram, IntCounter, IntGauge};
 use std::sync::{Arc, OnceLock};
 
 /// Methods with their own label value; the rest are `other`.
-const METHODS: [&str; 8] = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "other"];
+const METHODS: [&str; 8] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "other",
+];
 
 /// Codes with a handle slot; another code goes through the label lookup each time.
 const CODES: [u16; 25] = [
-    200, 201, 204, 206, 301, 302, 304, 307, 308, 400, 401, 403, 404, 405, 408, 409, 413, 414,
-    429, 431, 499, 500, 502, 503, 504,
+    200, 201, 204, 206, 301, 302, 304, 307, 308, 400, 401, 403, 404, 405, 408, 409, 413, 414, 429,
+    431, 499, 500, 502, 503, 504,
 ];
 
 fn method_slot(m: &http::Method) -> usize {
@@ -137,5 +139,92 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.dec();
+    }
+}
+
+/// What went wrong with an upstream try, as the `kind` label says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    Refused,
+    Timeout,
+    Reset,
+    Tls,
+    Other,
+}
+
+const KINDS: [&str; 5] = ["refused", "timeout", "reset", "tls", "other"];
+
+/// One upstream's handles (with metrics on).
+#[derive(Debug)]
+pub struct UpstreamMetrics {
+    pub response: Histogram,
+    pub connect: Histogram,
+    pub retries: IntCounter,
+    failures: [IntCounter; 5],
+}
+
+impl UpstreamMetrics {
+    pub fn new(upstream: &str) -> UpstreamMetrics {
+        let f = families();
+        UpstreamMetrics {
+            response: f.upstream_duration.with_label_values(&[upstream]),
+            connect: f.upstream_connect.with_label_values(&[upstream]),
+            retries: f.upstream_retries.with_label_values(&[upstream]),
+            failures: KINDS.map(|k| f.upstream_failures.with_label_values(&[upstream, k])),
+        }
+    }
+
+    pub fn failed(&self, kind: FailureKind) {
+        self.failures[kind as usize].inc();
+    }
+}
+
+/// Lua hook names, in the order of `scripting::api::Phase`.
+const HOOKS: [&str; 5] = [
+    "on_request",
+    "on_upstream",
+    "on_response",
+    "on_body",
+    "on_log",
+];
+const LUA_ERRORS: [&str; 4] = ["runtime", "budget", "memory", "bad_return"];
+
+/// One Lua plugin's handles, per hook.
+#[derive(Debug)]
+pub struct LuaMetrics {
+    calls: [IntCounter; 5],
+    duration: [Histogram; 5],
+    errors: [[IntCounter; 4]; 5],
+}
+
+impl LuaMetrics {
+    pub fn new(plugin: &str) -> LuaMetrics {
+        let f = families();
+        LuaMetrics {
+            calls: HOOKS.map(|h| f.lua_calls.with_label_values(&[plugin, h])),
+            duration: HOOKS.map(|h| f.lua_duration.with_label_values(&[plugin, h])),
+            errors: HOOKS
+                .map(|h| LUA_ERRORS.map(|k| f.lua_errors.with_label_values(&[plugin, h, k]))),
+        }
+    }
+
+    /// A call of hook number `hook` (its `Phase` order) that took `seconds`; `error`: the
+    /// message it failed with.
+    pub fn call(&self, hook: usize, seconds: f64, error: Option<&str>) {
+        let h = hook.min(HOOKS.len() - 1);
+        self.calls[h].inc();
+        self.duration[h].observe(seconds);
+        if let Some(m) = error {
+            let kind = if m.contains("time budget exceeded") {
+                1
+            } else if m.contains("memory limit exceeded") || m.contains("not enough memory") {
+                2
+            } else if m.contains("returned a value") || m.contains("must return") {
+                3
+            } else {
+                0
+            };
+            self.errors[h][kind].inc();
+        }
     }
 }
