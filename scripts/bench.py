@@ -172,13 +172,15 @@ return M
 
 
 def tidegate_conf(dir_, name, port, upstream, workers, extra_locations=0, access_log=False, http2=False, lua=False,
-                  engine=None):
+                  engine=None, metrics=False):
     lines = [
         "[basic]", f"threads = {workers}", 'log_level = "warn"', "watch = false", "",
         "[servers.bench]", f'addr = "127.0.0.1:{port}"', f"http2 = {'true' if http2 else 'false'}",
     ]
     if engine:
         lines.append(f'engine = "{engine}"')
+    if metrics:
+        lines.append('metrics = "/metrics"')
     names = ["all"] + [f"l{i}" for i in range(extra_locations)]
     lines.append("locations = [" + ", ".join(f'"{n}"' for n in names) + "]")
     if access_log:
@@ -237,6 +239,9 @@ def make_targets(dir_, workers, upstream_port, proxy_cores):
     p = free_port()
     t.append(Target("tidegate_access_log", p,
                     tidegate_conf(dir_, "tidegatelog", p, upstream_port, workers, access_log=True), proxy_cores, env))
+    p = free_port()
+    t.append(Target("tidegate_metrics", p,
+                    tidegate_conf(dir_, "tidegatemetrics", p, upstream_port, workers, metrics=True), proxy_cores, env))
     p = free_port()
     t.append(Target("tidegate_lua", p, tidegate_conf(dir_, "tidegatelua", p, upstream_port, workers, lua=True),
                     proxy_cores, env, headers=["x-api-key: secret"]))
@@ -299,6 +304,7 @@ def ratios(s):
         "tidegate_vs_pingora": r("tidegate", "pingora"),
         "tidegate_1000_locations_vs_tidegate": r("tidegate_1000_locations", "tidegate"),
         "tidegate_access_log_vs_tidegate": r("tidegate_access_log", "tidegate"),
+        "tidegate_metrics_vs_tidegate": r("tidegate_metrics", "tidegate"),
         "pingora_vs_nginx": r("pingora", "nginx"),
         "haproxy_vs_nginx": r("haproxy", "nginx"),
     }

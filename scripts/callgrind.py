@@ -2,7 +2,7 @@
 """Instructions (and allocations) per proxied request, counted with callgrind.
 
     scripts/callgrind.py                      # tidegate plain, own loop
-    scripts/callgrind.py --variant lua        # plain | lua | access_log | pingora | nginx | bare_pingora | all
+    scripts/callgrind.py --variant lua        # plain | lua | access_log | metrics | pingora | nginx | bare_pingora | all
     scripts/callgrind.py --keep DIR           # keep the callgrind.out files (callgrind_annotate)
 
 tidegate (target/release/tidegate, 1 worker) runs under `valgrind --tool=callgrind` twice,
@@ -91,7 +91,7 @@ def run(dir_, variant, up, n):
     elif variant == "bare_pingora":
         cmd = [bench.PINGORA, f"127.0.0.1:{port}", f"127.0.0.1:{up}", "1"]
     else:
-        kw = {"lua": variant == "lua", "access_log": variant == "access_log",
+        kw = {"lua": variant == "lua", "access_log": variant == "access_log", "metrics": variant == "metrics",
               "engine": "pingora" if variant == "pingora" else None}
         cmd = bench.tidegate_conf(dir_, f"cg-{variant}-{n}", port, up, 1, **kw)
     out = os.path.join(dir_, f"callgrind.out.{variant}.{n}")
@@ -149,7 +149,7 @@ def main():
     a = ap.parse_args()
     if not os.path.exists(bench.TIDEGATE):
         raise SystemExit("build first: cargo build --release")
-    every = ["plain", "lua", "access_log", "pingora", "nginx", "bare_pingora"]
+    every = ["plain", "lua", "access_log", "metrics", "pingora", "nginx", "bare_pingora"]
     variants = every if a.variant == "all" else [a.variant]
     dir_ = a.keep or tempfile.mkdtemp(prefix="tidegate-cg-")
     os.makedirs(dir_, exist_ok=True)

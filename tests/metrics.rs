@@ -297,3 +297,45 @@ fn metrics_are_pushed_to_a_real_pushgateway_with_the_instance_as_grouping_label(
     assert!(pushed, "not pushed:\n{}", t.stderr());
     assert!(t.stderr().contains("pushing metrics"), "{}", t.stderr());
 }
+
+#[test]
+fn the_grafana_dashboards_queries_are_valid_promql() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/conf/grafana-dashboard.json"
+    ))
+    .unwrap();
+    let dash: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    let mut n = 0;
+    for p in dash["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            // Grafana's variables, as Grafana would fill them in
+            let expr = t["expr"]
+                .as_str()
+                .unwrap()
+                .replace("$__rate_interval", "1m")
+                .replace("$server", ".*")
+                .replace("$job", ".*");
+            n += 1;
+            rules.push_str(&format!(
+                "      - record: dashboard:q{n}\n        expr: '{}'\n",
+                expr.replace('\'', "''")
+            ));
+        }
+    }
+    assert!(n >= 12, "{n} queries");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rules.yml"), &rules).unwrap();
+    let out = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(dir.path().join("rules.yml"))
+        .output()
+        .expect("promtool");
+    assert!(
+        out.status.success(),
+        "{}{}\n{rules}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
