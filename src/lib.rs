@@ -24,7 +24,7 @@
 //! - [`upstream`]: peers, balancing algorithms, active and passive health.
 //! - [`plugins`]: the per-phase plugin trait, the registry, one file per built-in plugin.
 //! - [`scripting`]: Lua plugins in per-worker Luau VMs.
-//! - [`observability`]: the access log.
+//! - [`observability`]: the access log and Prometheus metrics.
 //! - [`error`]: typed errors and the error → status mapping.
 //! - [`logging`]: process logging.
 
