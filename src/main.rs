@@ -59,12 +59,13 @@ fn main() -> ExitCode {
         tracing::warn!("config warning: {w}");
     }
 
-    // a SIGHUP before the background service listens for it (under load that can take a
-    // while after the listeners are up) must not end the process, as the default action
-    // would: ignored until then
-    // SAFETY: setting a signal's disposition to SIG_IGN; no handler code runs
+    // a SIGHUP or SIGUSR1 before the background service listens for it (under load that
+    // can take a while after the listeners are up) must not end the process, as the default
+    // action would: ignored until then
+    // SAFETY: setting signals' disposition to SIG_IGN; no handler code runs
     unsafe {
         libc::signal(libc::SIGHUP, libc::SIG_IGN);
+        libc::signal(libc::SIGUSR1, libc::SIG_IGN);
     }
 
     // 3. build the Pingora server and run until a signal

@@ -187,3 +187,75 @@ fn every_line_is_written_by_the_time_the_process_exits() {
     assert_eq!(lines.len(), 300, "{}", t.stderr());
     assert_eq!(lines[299], "/r299");
 }
+
+/// logrotate's way: the file is moved, SIGUSR1 reopens it; under load, every request's line
+/// is in one of the two files, exactly once.
+#[test]
+fn sigusr1_reopens_the_log_after_a_rotation_and_loses_no_line() {
+    let origin = Origin::named("o");
+    let port = free_port();
+    let cfg = simple_config(port, &[origin.addr.to_string()], "", "").replace(
+        "[servers.main]",
+        "[servers.main]\naccess_log = \"{path}\"\naccess_log_path = \"logs/a.log\"",
+    );
+    let t = Tidegate::start(&cfg, &[port]);
+    let (log, rotated) = (t.path("logs/a.log"), t.path("logs/a.log.1"));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let clients: Vec<_> = (0..2)
+        .map(|c| {
+            let (stop, sent) = (stop.clone(), sent.clone());
+            std::thread::spawn(move || {
+                let s = connect(port);
+                let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+                let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                    && i < 20_000
+                    && std::time::Instant::now() < until
+                {
+                    use std::io::Write;
+                    (&s).write_all(format!("GET /c{c}-{i} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes())
+                        .unwrap();
+                    assert_eq!(read_response(&mut r, false).unwrap().status, 200);
+                    sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    let count = |p: &std::path::Path| {
+        std::fs::read_to_string(p)
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    };
+    assert!(wait_until(WAIT, || count(&log) >= 200), "{}", t.stderr());
+    std::fs::rename(&log, &rotated).unwrap();
+    assert_eq!(unsafe { libc::kill(t.child.id() as i32, libc::SIGUSR1) }, 0);
+    // the new file appears and fills while the load goes on
+    assert!(wait_until(WAIT, || count(&log) >= 200), "{}", t.stderr());
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let total = sent.load(std::sync::atomic::Ordering::Relaxed);
+    let all_written = wait_until(WAIT, || count(&rotated) + count(&log) == total);
+    assert!(
+        all_written,
+        "{} + {} lines for {total} requests",
+        count(&rotated),
+        count(&log)
+    );
+    // every line is one request's, none twice
+    let mut seen = std::collections::HashSet::new();
+    for p in [&rotated, &log] {
+        for l in std::fs::read_to_string(p).unwrap().lines() {
+            assert!(seen.insert(l.to_string()), "{l} logged twice");
+        }
+    }
+    assert!(
+        t.stderr().contains("access logs reopened"),
+        "{}",
+        t.stderr()
+    );
+}

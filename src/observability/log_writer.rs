@@ -6,6 +6,10 @@
 //! pause that brought nothing. While lines keep coming, a request's `send` finds no one to
 //! wake (a wake is a system call, and on a busy core a context switch). A line reaches the
 //! file within about [`PAUSE`]; at exit [`flush_all`] writes out what is still queued.
+//!
+//! SIGUSR1 ([`reopen_all`]) reopens every log file, for logrotate's `postrotate`: the writer
+//! writes out what it holds to the old file, then opens the path anew, in order with the
+//! lines, so no line is lost or written to the wrong file.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -21,6 +25,8 @@ enum Msg {
     Line(String),
     /// write out everything before this, then answer
     Flush(crossbeam_channel::Sender<()>),
+    /// write out everything before this to the file open now, then open the path again
+    Reopen,
 }
 
 /// Every writer made, by destination (`-`: standard output).
@@ -34,6 +40,8 @@ fn writers() -> &'static Mutex<HashMap<String, Arc<Writer>>> {
 /// The thread starts with the first line, not when the writer is made: the config is built
 /// before Pingora daemonizes (forks), and a thread started before the fork would be lost.
 pub struct Writer {
+    /// the file, or `None` for standard output
+    path: Option<std::path::PathBuf>,
     sink: Mutex<Option<Box<dyn Write + Send>>>,
     tx: OnceLock<Option<crossbeam_channel::Sender<Msg>>>,
     dropped: AtomicU64,
@@ -55,23 +63,10 @@ impl Writer {
         if let Some(w) = map.get(&key) {
             return Ok(w.clone());
         }
-        let sink: Box<dyn Write + Send> = match path {
-            None => Box::new(std::io::stdout()),
-            Some(p) => {
-                if let Some(dir) = std::path::Path::new(p).parent() {
-                    if !dir.as_os_str().is_empty() {
-                        std::fs::create_dir_all(dir)?;
-                    }
-                }
-                Box::new(
-                    std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(p)?,
-                )
-            }
-        };
+        let path = path.map(std::path::PathBuf::from);
+        let sink = open(path.as_deref())?;
         let w = Arc::new(Writer {
+            path,
             sink: Mutex::new(Some(sink)),
             tx: OnceLock::new(),
             dropped: AtomicU64::new(0),
@@ -83,9 +78,10 @@ impl Writer {
     fn start(&self) -> Option<crossbeam_channel::Sender<Msg>> {
         let sink = self.sink.lock().unwrap_or_else(|p| p.into_inner()).take()?;
         let (tx, rx) = crossbeam_channel::bounded::<Msg>(65_536);
+        let path = self.path.clone();
         match std::thread::Builder::new()
             .name("tidegate-access-log".into())
-            .spawn(move || write_loop(rx, sink))
+            .spawn(move || write_loop(rx, sink, path))
         {
             Ok(_) => Some(tx),
             Err(e) => {
@@ -120,6 +116,67 @@ impl Writer {
     }
 }
 
+impl Writer {
+    /// Open the file again (after logrotate moved it).
+    fn reopen(&self) {
+        if self.path.is_none() {
+            return;
+        }
+        match self.tx.get() {
+            // the thread has the file: it reopens in order with the lines it writes
+            Some(Some(tx)) => {
+                if tx
+                    .send_timeout(Msg::Reopen, Duration::from_secs(2))
+                    .is_err()
+                {
+                    tracing::warn!("access log: the writer did not take the reopen request");
+                }
+            }
+            Some(None) => {}
+            // not started: the file is still here
+            None => match open(self.path.as_deref()) {
+                Ok(s) => *self.sink.lock().unwrap_or_else(|p| p.into_inner()) = Some(s),
+                Err(e) => tracing::error!("access log: cannot reopen: {e}"),
+            },
+        }
+    }
+}
+
+/// Open `path` for appending (its directory made if needed), or standard output.
+fn open(path: Option<&std::path::Path>) -> std::io::Result<Box<dyn Write + Send>> {
+    let Some(p) = path else {
+        return Ok(Box::new(std::io::stdout()));
+    };
+    if let Some(dir) = p.parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir)?;
+        }
+    }
+    Ok(Box::new(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)?,
+    ))
+}
+
+/// Reopen every access-log file (SIGUSR1).
+pub fn reopen_all() {
+    let all: Vec<Arc<Writer>> = writers()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .values()
+        .cloned()
+        .collect();
+    for w in &all {
+        w.reopen();
+    }
+    tracing::info!(
+        files = all.iter().filter(|w| w.path.is_some()).count(),
+        "access logs reopened"
+    );
+}
+
 /// Write out every destination's queued lines (at exit), at most about 2 s each.
 pub fn flush_all() {
     let all: Vec<Arc<Writer>> = writers()
@@ -135,7 +192,11 @@ pub fn flush_all() {
     }
 }
 
-fn write_loop(rx: crossbeam_channel::Receiver<Msg>, sink: Box<dyn Write + Send>) {
+fn write_loop(
+    rx: crossbeam_channel::Receiver<Msg>,
+    sink: Box<dyn Write + Send>,
+    path: Option<std::path::PathBuf>,
+) {
     let mut out = std::io::BufWriter::with_capacity(64 << 10, sink);
     // idle: wait for the first message (the one time a sender wakes this thread)
     while let Ok(first) = rx.recv() {
@@ -150,6 +211,13 @@ fn write_loop(rx: crossbeam_channel::Receiver<Msg>, sink: Box<dyn Write + Send>)
                         lines += 1;
                     }
                     Msg::Flush(ack) => acks.push(ack),
+                    Msg::Reopen => {
+                        ok &= out.flush().is_ok();
+                        match open(path.as_deref()) {
+                            Ok(s) => out = std::io::BufWriter::with_capacity(64 << 10, s),
+                            Err(e) => eprintln!("tidegate: cannot reopen the access log: {e}"),
+                        }
+                    }
                 }
             }
             ok &= out.flush().is_ok();

@@ -1,6 +1,6 @@
 //! The background service: work that is not a request, run in Pingora's runtime for it
-//! (so it survives daemonizing): active health checks, ACME orders, SIGHUP, and the config
-//! file watch.
+//! (so it survives daemonizing): active health checks, ACME orders, metrics pushes, SIGHUP
+//! (reload), SIGUSR1 (reopen the access logs), and the config file watch.
 
 use crate::config::source::Source;
 use crate::reload::Reloader;
@@ -53,6 +53,13 @@ impl BackgroundService for Background {
             _ => None,
         };
 
+        let mut usr1 = match signal(SignalKind::user_defined1()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!("cannot listen for SIGUSR1 (access log reopen): {e}");
+                None
+            }
+        };
         let mut hup = match signal(SignalKind::hangup()) {
             Ok(s) => {
                 tracing::info!(
@@ -73,8 +80,18 @@ impl BackgroundService for Background {
                     None => std::future::pending().await,
                 }
             };
+            let next_usr1 = async {
+                match usr1.as_mut() {
+                    Some(s) => s.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = shutdown.changed() => return,
+                Some(()) = next_usr1 => {
+                    // opening files: off the runtime threads
+                    let _ = tokio::task::spawn_blocking(crate::observability::log_writer::reopen_all).await;
+                }
                 Some(()) = next_hup => {
                     let reloader = self.reloader.clone();
                     // loading and building read files: keep that off the runtime threads
