@@ -23,6 +23,8 @@ pub struct ServerState {
     pub access_log: Option<Arc<Writer>>,
     /// the handles its requests count in (`None`: no server exposes metrics)
     pub metrics: Option<crate::observability::metrics::ServerMetrics>,
+    /// measure upstream times: metrics on, or the access log shows them
+    pub timing: bool,
 }
 
 #[derive(Debug)]
@@ -168,11 +170,17 @@ fn server_state(conf: Server, config: &Config) -> Result<ServerState, StartError
         let names: Vec<&str> = locations.iter().map(|l| l.name.as_str()).collect();
         crate::observability::metrics::ServerMetrics::new(&conf.name, &conf.locations, &names)
     });
+    let timing = metrics.is_some()
+        || conf
+            .access_log
+            .as_ref()
+            .is_some_and(|f| f.wants_upstream_times());
     Ok(ServerState {
         conf,
         router,
         access_log,
         metrics,
+        timing,
     })
 }
 

@@ -259,3 +259,92 @@ fn sigusr1_reopens_the_log_after_a_rotation_and_loses_no_line() {
         t.stderr()
     );
 }
+
+/// The variables added for operators: client address and port, upstream status and times,
+/// retries, the connection's number and request count, query arguments, byte counts, times.
+#[test]
+fn connection_upstream_and_byte_variables() {
+    let origin = Origin::start(|_| Action::Respond(201, vec![], b"made".to_vec()));
+    let dead = free_port();
+    let port = free_port();
+    let cfg = format!(
+        r#"
+[servers.main]
+addr = "127.0.0.1:{port}"
+locations = ["all", "mock"]
+access_log = "{{remote_addr}}|{{remote_port}}|{{upstream_status}}|{{upstream_connect_time}}|{{upstream_response_time}}|{{retries}}|{{connection}}|{{connection_requests}}|{{?page}}|{{bytes_sent}}|{{request_length}}|{{time_local}}|{{msec}}"
+access_log_path = "logs/v.log"
+
+[locations.all]
+upstream = "pair"
+
+[locations.mock]
+path = "/mock"
+plugins = ["m"]
+
+[plugins.m]
+category = "mock"
+body = "from the plugin"
+
+[upstreams.pair]
+addrs = ["127.0.0.1:{dead}", "{}"]
+retries = 1
+"#,
+        origin.addr
+    );
+    let t = Tidegate::start(&cfg, &[port]);
+    // two requests on one connection: the first goes to the dead peer first (round robin)
+    let s = connect(port);
+    let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+    let first = b"GET /x?page=2&b=1 HTTP/1.1\r\nHost: h\r\n\r\n";
+    use std::io::Write;
+    (&s).write_all(first).unwrap();
+    let a = read_response(&mut r, false).unwrap();
+    assert_eq!(a.status, 201);
+    (&s).write_all(b"GET /mock HTTP/1.1\r\nHost: h\r\n\r\n")
+        .unwrap();
+    let b = read_response(&mut r, false).unwrap();
+    assert_eq!(b.status, 200);
+    let local_port = s.local_addr().unwrap().port().to_string();
+    let path = t.path("logs/v.log");
+    assert!(wait_until(WAIT, || std::fs::read_to_string(&path)
+        .map(|l| l.lines().count() == 2)
+        .unwrap_or(false)));
+    let log = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<Vec<&str>> = log.lines().map(|l| l.split('|').collect()).collect();
+    let (x, y) = (&lines[0], &lines[1]);
+    assert_eq!(x[0], "127.0.0.1");
+    assert_eq!(x[1], local_port);
+    assert_eq!(x[2], "201");
+    assert!(x[3].contains('.') && x[4].contains('.'), "{log}");
+    assert_eq!(x[5], "1", "a retry after the dead peer: {log}");
+    assert_eq!(y[6], x[6], "one connection");
+    assert_eq!((x[7], y[7]), ("1", "2"));
+    assert_eq!((x[8], y[8]), ("2", "-"));
+    // what went over the wire, as the client read it
+    let wire = |resp: &Response| {
+        let reason = match resp.status {
+            200 => "OK",
+            201 => "Created",
+            _ => "",
+        };
+        let head: usize = resp
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 4)
+            .sum();
+        format!("HTTP/1.1 {} {reason}\r\n", resp.status).len() + head + 2 + resp.body.len()
+    };
+    assert_eq!(x[9], wire(&a).to_string(), "{log}");
+    assert_eq!(y[9], wire(&b).to_string(), "{log}");
+    assert_eq!(x[10], first.len().to_string());
+    // the plugin answered: no upstream
+    assert_eq!((y[2], y[3], y[4], y[5]), ("-", "-", "-", "0"));
+    let tl = x[11];
+    assert!(
+        tl.len() == 26 && tl.as_bytes()[2] == b'/' && tl.as_bytes()[6] == b'/' && tl.contains(':'),
+        "{tl}"
+    );
+    let (secs, ms) = x[12].split_once('.').unwrap();
+    assert!(secs.parse::<u64>().unwrap() > 1_700_000_000 && ms.len() == 3);
+}

@@ -49,6 +49,7 @@ impl ProxyHttp for Proxy {
     /// Before anything reads the request: limits and framing checks, client timeouts.
     async fn early_request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
         crate::server::deadline::header_done();
+        ctx.connection = crate::server::deadline::connection_request();
         // requests a client sends before reading the answer to the one before are answered
         // in order on the same connection (RFC 9112 §9.3.2), not dropped; except after an
         // upgrade request, whose following bytes belong to the new protocol if it is accepted
@@ -133,12 +134,7 @@ impl ProxyHttp for Proxy {
         _digest: Option<&pingora::protocols::Digest>,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        if let (Some(m), Some(t)) = (ctx.upstream_metrics(), ctx.attempt_start) {
-            if !reused {
-                m.connect.observe(t.elapsed().as_secs_f64());
-            }
-            ctx.attempt_start = Some(std::time::Instant::now());
-        }
+        ctx.try_connected(reused);
         Ok(())
     }
 
@@ -146,12 +142,10 @@ impl ProxyHttp for Proxy {
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,
-        _resp: &mut ResponseHeader,
+        resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        if let (Some(m), Some(t)) = (ctx.upstream_metrics(), ctx.attempt_start) {
-            m.response.observe(t.elapsed().as_secs_f64());
-        }
+        ctx.try_answered(resp.status.as_u16());
         if let (Some(up), Some(peer)) = (&ctx.upstream, ctx.peer) {
             up.record_success(peer);
         }

@@ -11,12 +11,16 @@
 //! | field | value |
 //! | --- | --- |
 //! | `{method}` `{path}` `{query}` `{uri}` `{proto}` `{scheme}` `{host}` | the request |
-//! | `{status}` `{size}` | response status, body bytes sent |
+//! | `{status}` `{size}` `{bytes_sent}` | response status, body bytes sent, head and body bytes sent |
+//! | `{request_length}` | request head and body bytes read |
 //! | `{latency}` | milliseconds from request start to log (`{latency_us}`: microseconds) |
-//! | `{remote}` `{client_ip}` | peer address; client IP after `trusted_proxies` |
-//! | `{upstream}` `{upstream_addr}` | upstream name and peer that served |
+//! | `{remote}` `{remote_addr}` `{remote_port}` `{client_ip}` | peer address and port; client IP after `trusted_proxies` |
+//! | `{upstream}` `{upstream_addr}` `{upstream_status}` | upstream name, peer that served, its status |
+//! | `{upstream_connect_time}` `{upstream_response_time}` `{retries}` | seconds (ms resolution) to connect and to the response head; tries after the first |
 //! | `{request_id}` `{location}` `{server}` | ids and names |
-//! | `{time}` `{ts}` | RFC 3339 time, Unix milliseconds |
+//! | `{connection}` `{connection_requests}` | the client connection's serial number and how many requests it has carried |
+//! | `{time}` `{time_local}` `{ts}` `{msec}` | ISO 8601 (UTC), local time as nginx writes it, Unix milliseconds, Unix seconds with milliseconds |
+//! | `{?NAME}` | a query argument |
 //! | `{tls_version}` `{tls_cipher}` `{tls_sni}` `{tls_resumed}` `{tls_client}` | the TLS session: version, cipher suite, the name asked for, `r` if resumed else `.`, the client certificate's subject (`-` on plain HTTP) |
 //! | `{>NAME}` `{<NAME}` `{~NAME}` | request header, response header, request cookie |
 //! | `{:NAME}` | a field set by a plugin |
@@ -50,6 +54,20 @@ pub enum Field {
     Server,
     Time,
     Ts,
+    TimeLocal,
+    Msec,
+    BytesSent,
+    RequestLength,
+    RemoteAddr,
+    RemotePort,
+    UpstreamStatus,
+    UpstreamConnectTime,
+    UpstreamResponseTime,
+    Retries,
+    Connection,
+    ConnectionRequests,
+    /// a query argument
+    QueryArg(String),
     TlsVersion,
     TlsCipher,
     TlsSni,
@@ -154,6 +172,18 @@ impl LogFormat {
             "server" => Field::Server,
             "time" => Field::Time,
             "ts" => Field::Ts,
+            "time_local" => Field::TimeLocal,
+            "msec" => Field::Msec,
+            "bytes_sent" => Field::BytesSent,
+            "request_length" => Field::RequestLength,
+            "remote_addr" => Field::RemoteAddr,
+            "remote_port" => Field::RemotePort,
+            "upstream_status" => Field::UpstreamStatus,
+            "upstream_connect_time" => Field::UpstreamConnectTime,
+            "upstream_response_time" => Field::UpstreamResponseTime,
+            "retries" => Field::Retries,
+            "connection" => Field::Connection,
+            "connection_requests" => Field::ConnectionRequests,
             "tls_version" => Field::TlsVersion,
             "tls_cipher" => Field::TlsCipher,
             "tls_sni" => Field::TlsSni,
@@ -166,6 +196,7 @@ impl LogFormat {
                     "<" => Field::RespHeader(named(rest)?),
                     "~" => Field::Cookie((!rest.is_empty()).then(|| rest.to_string())?),
                     ":" => Field::Custom((!rest.is_empty()).then(|| rest.to_string())?),
+                    "?" => Field::QueryArg((!rest.is_empty()).then(|| rest.to_string())?),
                     _ => return None,
                 }
             }
@@ -181,6 +212,13 @@ pub trait LogSource {
 }
 
 impl LogFormat {
+    /// Whether a field needs the upstream connect and response times measured.
+    pub fn wants_upstream_times(&self) -> bool {
+        self.fields
+            .iter()
+            .any(|f| matches!(f, Field::UpstreamConnectTime | Field::UpstreamResponseTime))
+    }
+
     /// Render one line, without the newline.
     pub fn render(&self, src: &dyn LogSource) -> String {
         let mut out = String::with_capacity(256);

@@ -50,9 +50,16 @@ pub struct Ctx {
     /// connect, read, write timeouts set in the upstream phase
     /// the connection's TLS session; `None` on plain HTTP
     pub tls: Option<Arc<crate::tls::TlsInfo>>,
-    /// with metrics on: when the current upstream try started, then when it was connected
-    /// (connect and response durations)
+    /// when the current upstream try started, then when it was connected (measured only
+    /// with metrics on or a log field that shows them: see [`Ctx::timing`])
     pub attempt_start: Option<Instant>,
+    /// the last try's connect time (a new connection) and time to the response head
+    pub upstream_connect: Option<std::time::Duration>,
+    pub upstream_response: Option<std::time::Duration>,
+    /// the status the upstream answered with (0: none)
+    pub upstream_status: u16,
+    /// the client connection's serial number and the requests it carried, this one included
+    pub connection: Option<(u64, u32)>,
     /// counted in `tidegate_requests_in_flight` while it lives (with metrics on)
     pub in_flight: Option<crate::observability::metrics::handles::InFlight>,
     pub timeouts: (
@@ -71,6 +78,10 @@ impl Ctx {
             .map(|m| crate::observability::metrics::handles::InFlight::start(&m.in_flight));
         Ctx {
             attempt_start: None,
+            upstream_connect: None,
+            upstream_response: None,
+            upstream_status: 0,
+            connection: None,
             in_flight,
             state,
             server,
@@ -115,6 +126,45 @@ impl Ctx {
         }
     }
 
+    /// Whether upstream times are measured: metrics are on, or the access log shows them.
+    pub fn timing(&self) -> bool {
+        self.state
+            .servers
+            .get(self.server)
+            .is_some_and(|s| s.timing)
+    }
+
+    /// An upstream try begins (a peer was chosen).
+    pub fn try_started(&mut self) {
+        if self.timing() {
+            self.attempt_start = Some(Instant::now());
+        }
+    }
+
+    /// The try's connection is there (`reused`: taken from the pool, no connect).
+    pub fn try_connected(&mut self, reused: bool) {
+        let Some(t0) = self.attempt_start else { return };
+        if !reused {
+            let d = t0.elapsed();
+            self.upstream_connect = Some(d);
+            if let Some(m) = self.upstream_metrics() {
+                m.connect.observe(d.as_secs_f64());
+            }
+        }
+        self.attempt_start = Some(Instant::now());
+    }
+
+    /// The upstream's response head arrived.
+    pub fn try_answered(&mut self, status: u16) {
+        self.upstream_status = status;
+        let Some(t0) = self.attempt_start else { return };
+        let d = t0.elapsed();
+        self.upstream_response = Some(d);
+        if let Some(m) = self.upstream_metrics() {
+            m.response.observe(d.as_secs_f64());
+        }
+    }
+
     /// The chosen upstream's metrics handles, when metrics are on.
     pub fn upstream_metrics(
         &self,
@@ -124,6 +174,33 @@ impl Ctx {
 
     pub fn server(&self) -> &crate::config::model::Server {
         &self.state.servers[self.server].conf
+    }
+}
+
+/// A client connection as the access log numbers it: `{connection}` and
+/// `{connection_requests}`.
+#[derive(Debug)]
+pub struct Connection {
+    pub id: u64,
+    requests: std::sync::atomic::AtomicU32,
+}
+
+impl Connection {
+    /// A new connection, numbered in accept order from 1.
+    pub fn next() -> Arc<Connection> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Arc::new(Connection {
+            id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            requests: Default::default(),
+        })
+    }
+
+    /// One more request on it: (connection id, requests so far including this one).
+    pub fn request(&self) -> (u64, u32) {
+        let n = self
+            .requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        (self.id, n.wrapping_add(1))
     }
 }
 

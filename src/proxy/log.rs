@@ -98,6 +98,50 @@ fn write_field(f: &Field, session: &dyn Downstream, ctx: &Ctx, out: &mut String)
                 .unwrap_or(0);
             number(out, ms);
         }
+        Field::TimeLocal => time_local(out),
+        Field::Msec => {
+            let ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0);
+            let _ = write!(out, "{}.{:03}", ms / 1000, ms % 1000);
+        }
+        Field::BytesSent => number(
+            out,
+            session.sent_head().map_or(0, response_head_len) + session.sent_body_bytes(),
+        ),
+        Field::RequestLength => number(out, request_head_len(req) as u64 + ctx.body_seen),
+        Field::RemoteAddr => match session.peer_addr() {
+            Some(a) => {
+                let _ = write!(out, "{}", a.ip());
+            }
+            None => out.push('-'),
+        },
+        Field::RemotePort => match session.peer_addr() {
+            Some(a) => number(out, a.port()),
+            None => out.push('-'),
+        },
+        Field::UpstreamStatus => match ctx.upstream_status {
+            0 => out.push('-'),
+            s => number(out, s),
+        },
+        Field::UpstreamConnectTime => seconds(out, ctx.upstream_connect),
+        Field::UpstreamResponseTime => seconds(out, ctx.upstream_response),
+        Field::Retries => number(out, ctx.tried.len().saturating_sub(1)),
+        Field::Connection => match ctx.connection {
+            Some((id, _)) => number(out, id),
+            None => out.push('-'),
+        },
+        Field::ConnectionRequests => match ctx.connection {
+            Some((_, n)) => number(out, n),
+            None => out.push('-'),
+        },
+        Field::QueryArg(name) => dash(
+            out,
+            req.uri
+                .query()
+                .and_then(|q| crate::routing::rules::query_arg(q, name)),
+        ),
         Field::TlsVersion => dash(out, ctx.tls.as_ref().map(|t| t.version)),
         Field::TlsCipher => dash(out, ctx.tls.as_ref().map(|t| t.cipher)),
         Field::TlsSni => dash(out, ctx.tls.as_ref().and_then(|t| t.sni.as_deref())),
@@ -126,6 +170,88 @@ fn write_field(f: &Field, session: &dyn Downstream, ctx: &Ctx, out: &mut String)
                 .map(|(_, v)| v.as_str()),
         ),
     }
+}
+
+/// Seconds with millisecond resolution (`0.012`), or `-`.
+fn seconds(out: &mut String, d: Option<std::time::Duration>) {
+    match d {
+        Some(d) => {
+            let ms = d.as_millis();
+            let _ = write!(out, "{}.{:03}", ms / 1000, ms % 1000);
+        }
+        None => out.push('-'),
+    }
+}
+
+/// The bytes of a response head as HTTP/1.1 writes it.
+fn response_head_len(h: &pingora::http::ResponseHeader) -> usize {
+    let reason = h.status.canonical_reason().unwrap_or("").len();
+    let fields: usize = h
+        .headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    "HTTP/1.1 200 \r\n".len() + reason + fields + 2
+}
+
+/// The bytes of a request head as HTTP/1.1 writes it.
+fn request_head_len(r: &pingora::http::RequestHeader) -> usize {
+    let target = r.uri.path_and_query().map_or(1, |p| p.as_str().len());
+    let fields: usize = r
+        .headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    r.method.as_str().len() + 1 + target + " HTTP/1.1\r\n".len() + fields + 2
+}
+
+/// The local time as nginx's `$time_local` writes it (`01/Dec/2026:05:45:04 +0000`),
+/// formatted once per second per thread.
+fn time_local(out: &mut String) {
+    thread_local! {
+        static LAST: std::cell::RefCell<(i64, String)> = const {
+            std::cell::RefCell::new((i64::MIN, String::new()))
+        };
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != now {
+            last.1.clear();
+            local_text(now, &mut last.1);
+            last.0 = now;
+        }
+        out.push_str(&last.1);
+    })
+}
+
+fn local_text(secs: i64, out: &mut String) {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let t = secs as libc::time_t;
+    // SAFETY: localtime_r writes into the zeroed struct we own; both pointers are valid
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
+        out.push('-');
+        return;
+    }
+    let off = tm.tm_gmtoff / 60;
+    let sign = if off < 0 { '-' } else { '+' };
+    let _ = write!(
+        out,
+        "{:02}/{}/{}:{:02}:{:02}:{:02} {sign}{:02}{:02}",
+        tm.tm_mday,
+        MONTHS.get(tm.tm_mon as usize).unwrap_or(&"-"),
+        tm.tm_year + 1900,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+        off.abs() / 60,
+        off.abs() % 60
+    );
 }
 
 /// A number in decimal, without `fmt`.

@@ -163,8 +163,8 @@ pub async fn choose_peer(session: &mut dyn Downstream, ctx: &mut Ctx) -> pingora
         if !ctx.tried.is_empty() {
             m.retries.inc();
         }
-        ctx.attempt_start = Some(std::time::Instant::now());
     }
+    ctx.try_started();
     ctx.peer = Some(i);
     ctx.tried.push(i);
     ctx.upstream_addr = Some(peer.addr);

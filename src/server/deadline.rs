@@ -45,6 +45,14 @@ const DISARMED: u64 = u64::MAX;
 
 tokio::task_local! {
     static CLOCK: Arc<Clock>;
+    /// the connection, for the requests Pingora's path serves on it
+    static CONN: Arc<crate::proxy::ctx::Connection>;
+}
+
+/// One more request on the current connection (Pingora's path; `None` on an HTTP/2 stream,
+/// which runs in a task of its own).
+pub fn connection_request() -> Option<(u64, u32)> {
+    CONN.try_with(|c| c.request()).ok()
 }
 
 /// One connection's header clock.
@@ -232,9 +240,11 @@ impl<P> Guarded<P> {
         buf: bytes::BytesMut,
         shutdown: &ShutdownWatch,
         clock: &Clock,
+        connection: &Arc<crate::proxy::ctx::Connection>,
     ) -> Option<Stream> {
         use crate::engine::h1::{client::Client, serve};
-        let client = Client::new(conn, buf, shutdown);
+        let mut client = Client::new(conn, buf, shutdown);
+        client.connection = Some(connection.clone());
         match serve::serve(client, &self.live, self.server).await {
             serve::Next::Closed => None,
             serve::Next::HandOver(stream) => {
@@ -264,6 +274,7 @@ where
         });
         // armed from the accept: a client that sends nothing, or a few bytes of what might be
         // the HTTP/2 preface, is cut at the deadline too
+        let conn = crate::proxy::ctx::Connection::next();
         let clock = Arc::new(Clock {
             deadline: AtomicU64::new(DISARMED),
             timeout: self.header_timeout,
@@ -289,21 +300,27 @@ where
         };
         let (stream, h2): (Stream, bool) = match first? {
             First::Plain(l4, buf, false) if self.native() => {
-                let conn = crate::engine::h1::conn::Conn::Plain(l4);
-                (self.own_loop(conn, buf, shutdown, &clock).await?, false)
+                let stream = crate::engine::h1::conn::Conn::Plain(l4);
+                (
+                    self.own_loop(stream, buf, shutdown, &clock, &conn).await?,
+                    false,
+                )
             }
             First::Plain(mut l4, buf, h2) => {
                 l4.rewind(&buf);
                 (l4, h2)
             }
-            First::Tls(conn) if !conn.h2() && self.native() => {
-                let conn = crate::engine::h1::conn::Conn::Tls(conn);
+            First::Tls(tls) if !tls.h2() && self.native() => {
+                let stream = crate::engine::h1::conn::Conn::Tls(tls);
                 let buf = bytes::BytesMut::new();
-                (self.own_loop(conn, buf, shutdown, &clock).await?, false)
+                (
+                    self.own_loop(stream, buf, shutdown, &clock, &conn).await?,
+                    false,
+                )
             }
-            First::Tls(conn) => {
-                let h2 = conn.h2();
-                (conn, h2)
+            First::Tls(tls) => {
+                let h2 = tls.h2();
+                (tls, h2)
             }
             First::Other(stream, h2) => (stream, h2),
         };
@@ -312,7 +329,10 @@ where
             Some(h2_app) if h2 => h2_app,
             _ => &self.inner,
         };
-        let work = CLOCK.scope(clock.clone(), app.process_new(stream, shutdown));
+        let work = CLOCK.scope(
+            clock.clone(),
+            CONN.scope(conn, app.process_new(stream, shutdown)),
+        );
         tokio::select! {
             r = work => r,
             _ = watchdog(&clock) => {

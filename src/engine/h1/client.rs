@@ -16,6 +16,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// One client connection and what it reuses from request to request.
 pub struct Client {
     pub stream: Conn,
+    /// the connection's number and request count, for the access log
+    pub connection: Option<std::sync::Arc<crate::proxy::ctx::Connection>>,
     /// the TLS session, on a TLS connection (each request's `Ctx` shares it)
     pub tls: Option<std::sync::Arc<crate::tls::TlsInfo>>,
     /// bytes read and not yet consumed (the next pipelined request may be here already)
@@ -46,6 +48,7 @@ impl Client {
             .socket_digest()
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).copied());
         Client {
+            connection: None,
             tls: stream.tls().cloned(),
             stream,
             buf,

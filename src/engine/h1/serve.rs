@@ -158,6 +158,7 @@ async fn one(client: &mut Client, live: &Live, server: usize, r: head::Request) 
     let mut ctx = Ctx::new(live.load_full(), server);
     ctx.host = std::mem::take(&mut client.host);
     ctx.tls = client.tls.clone();
+    ctx.connection = client.connection.as_ref().map(|c| c.request());
     let body_timeout = ctx.server().body_timeout;
     let close = r.close;
     let mut ex = Exchange {
@@ -365,17 +366,10 @@ async fn attempt(
             Ok(o) => o,
             Err(e) => return failed(ctx, e, true),
         };
-        if let (Some(m), Some(t0)) = (ctx.upstream_metrics(), ctx.attempt_start) {
-            if !origin.reused {
-                m.connect.observe(t0.elapsed().as_secs_f64());
-            }
-            ctx.attempt_start = Some(std::time::Instant::now());
-        }
+        ctx.try_connected(origin.reused);
         match send_and_read(ex, ctx, &mut origin, up, t).await {
             Ok((resp, framing, reusable)) => {
-                if let (Some(m), Some(t0)) = (ctx.upstream_metrics(), ctx.attempt_start) {
-                    m.response.observe(t0.elapsed().as_secs_f64());
-                }
+                ctx.try_answered(resp.status.as_u16());
                 break (origin, resp, framing, reusable);
             }
             Err(Trouble::Client(e)) => {
@@ -404,8 +398,8 @@ async fn attempt(
                 }
                 if let Some(m) = ctx.upstream_metrics() {
                     m.retries.inc();
-                    ctx.attempt_start = Some(std::time::Instant::now());
                 }
+                ctx.try_started();
                 fresh = true;
             }
             Err(Trouble::Origin(e)) => {
