@@ -52,6 +52,8 @@ pub struct Basic {
     pub error_page: crate::proxy::error_page::ErrorPage,
     /// `metrics_buckets`: the duration histograms' buckets, in seconds
     pub metrics_buckets: Vec<f64>,
+    /// `trace_token`: the secret that turns the per-request trace on
+    pub trace_token: Option<String>,
 }
 
 /// `[servers.NAME] engine`: the data path for HTTP/1 connections.

@@ -42,6 +42,7 @@ pub struct RawBasic {
     pub watch: Option<bool>,
     pub error_template: Option<String>,
     pub metrics_buckets: Option<Vec<f64>>,
+    pub trace_token: Option<String>,
 }
 
 /// `[lua]`: settings of the Lua engine.

@@ -60,6 +60,8 @@ pub struct Ctx {
     pub upstream_status: u16,
     /// the client connection's serial number and the requests it carried, this one included
     pub connection: Option<(u64, u32)>,
+    /// the per-request trace, when a trusted client asked for it (`proxy/trace.rs`)
+    pub trace: Option<Box<std::sync::Mutex<crate::proxy::trace::Trace>>>,
     /// counted in `tidegate_requests_in_flight` while it lives (with metrics on)
     pub in_flight: Option<crate::observability::metrics::handles::InFlight>,
     pub timeouts: (
@@ -82,6 +84,7 @@ impl Ctx {
             upstream_response: None,
             upstream_status: 0,
             connection: None,
+            trace: None,
             in_flight,
             state,
             server,
@@ -136,7 +139,7 @@ impl Ctx {
 
     /// An upstream try begins (a peer was chosen).
     pub fn try_started(&mut self) {
-        if self.timing() {
+        if self.timing() || self.trace.is_some() {
             self.attempt_start = Some(Instant::now());
         }
     }
@@ -157,6 +160,14 @@ impl Ctx {
     /// The upstream's response head arrived.
     pub fn try_answered(&mut self, status: u16) {
         self.upstream_status = status;
+        crate::proxy::trace::note(self, || {
+            let connect = self
+                .upstream_connect
+                .map_or("pooled connection".to_string(), |d| {
+                    format!("connected in {:.3}ms", d.as_secs_f64() * 1000.0)
+                });
+            format!("upstream answered {status} ({connect})")
+        });
         let Some(t0) = self.attempt_start else { return };
         let d = t0.elapsed();
         self.upstream_response = Some(d);

@@ -15,6 +15,7 @@ use pingora::proxy::{FailToProxy, Session};
 
 /// Count a failed upstream try (with metrics on).
 pub fn count(ctx: &Ctx, kind: FailureKind) {
+    super::trace::note(ctx, || format!("upstream try failed: {kind:?}"));
     if let Some(m) = ctx.upstream_metrics() {
         m.failed(kind);
     }

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! guard.rs       size limits, framing (smuggling) checks               → 400/414/431
+//! trace.rs       the per-request trace a trusted client asks for (X-Tidegate-Trace)
 //! route.rs       pick the location                                      → 404
 //! acme.rs        ACME HTTP-01 challenges of tidegate's own orders        → 200
 //! redirect.rs    plain HTTP sent to HTTPS (https_redirect)              → 308/301
@@ -30,4 +31,5 @@ pub mod redirect;
 pub mod request;
 pub mod response;
 pub mod route;
+pub mod trace;
 pub mod upstream;

@@ -39,7 +39,23 @@ pub async fn run_plugins(
         return Ok(None);
     };
     for def in chain.plugins() {
-        match def.plugin.on_request(session, ctx).await {
+        let t0 = ctx.trace.as_ref().map(|_| std::time::Instant::now());
+        let r = def.plugin.on_request(session, ctx).await;
+        if let Some(t0) = t0 {
+            let verdict = match &r {
+                Ok(Flow::Continue) => "continue".to_string(),
+                Ok(Flow::Respond(a)) => format!("answered {}", a.status),
+                Err(e) => format!("failed: {e}"),
+            };
+            super::trace::note(ctx, || {
+                format!(
+                    "plugin {}: {verdict} ({:.3}ms)",
+                    def.name,
+                    t0.elapsed().as_secs_f64() * 1000.0
+                )
+            });
+        }
+        match r {
             Ok(Flow::Continue) => {}
             Ok(Flow::Respond(a)) => return Ok(Some(a)),
             Err(e) => {

@@ -8,14 +8,35 @@ use pingora::http::ResponseHeader;
 /// skipped: the response is already on its way.
 pub fn run_plugins(session: &dyn Downstream, resp: &mut ResponseHeader, ctx: &mut Ctx) {
     let Some(chain) = ctx.chain() else {
+        stamp(resp, ctx);
         return;
     };
     for def in chain.plugins() {
-        if let Err(e) = def.plugin.on_response(session, resp, ctx) {
+        let t0 = ctx.trace.as_ref().map(|_| std::time::Instant::now());
+        let r = def.plugin.on_response(session, resp, ctx);
+        if let Err(e) = &r {
             tracing::error!(plugin = %def.name, "response phase failed: {e}");
+        }
+        if let Some(t0) = t0 {
+            let verdict = if r.is_ok() { "ok" } else { "failed" };
+            super::trace::note(ctx, || {
+                format!(
+                    "response plugin {}: {verdict} ({:.3}ms)",
+                    def.name,
+                    t0.elapsed().as_secs_f64() * 1000.0
+                )
+            });
         }
     }
     ctx.status = resp.status.as_u16();
+    stamp(resp, ctx);
+}
+
+/// The trace, as the last thing added to a traced response's head.
+fn stamp(resp: &mut ResponseHeader, ctx: &Ctx) {
+    if let Some(v) = super::trace::header(ctx) {
+        let _ = resp.insert_header(super::trace::HEADER, v);
+    }
 }
 
 /// Run `on_body` of the location's plugins in order on one chunk. A failing plugin is logged

@@ -26,7 +26,8 @@ pub fn host_into(req: &RequestHeader, out: &mut String) {
 
 /// Route the request; `false` means no location matched. `ctx.host` keeps its capacity
 /// (the own loop hands each request the connection's).
-pub fn route(session: &dyn Downstream, ctx: &mut Ctx) -> bool {
+pub fn route(session: &mut dyn Downstream, ctx: &mut Ctx) -> bool {
+    super::trace::begin(session, ctx);
     let req = session.req();
     host_into(req, &mut ctx.host);
     let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
@@ -37,5 +38,6 @@ pub fn route(session: &dyn Downstream, ctx: &mut Ctx) -> bool {
         header: &header,
     };
     ctx.route = ctx.state.servers[ctx.server].router.lookup(&input);
+    super::trace::route(session, ctx, &input);
     ctx.route.is_some()
 }

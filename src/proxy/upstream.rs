@@ -165,6 +165,14 @@ pub async fn choose_peer(session: &mut dyn Downstream, ctx: &mut Ctx) -> pingora
         }
     }
     ctx.try_started();
+    super::trace::note(ctx, || {
+        format!(
+            "upstream {}: peer {} (try {})",
+            up.name,
+            peer.addr,
+            ctx.tried.len() + 1
+        )
+    });
     ctx.peer = Some(i);
     ctx.tried.push(i);
     ctx.upstream_addr = Some(peer.addr);
@@ -217,6 +225,7 @@ pub fn prepare_request(
     };
     if let Some(rw) = &loc.rewrite {
         if let Some(path) = rw.apply(up.uri.path()) {
+            super::trace::note(ctx, || format!("rewrite: {} -> {path}", up.uri.path()));
             let pq = match up.uri.query() {
                 Some(q) => format!("{path}?{q}"),
                 None => path,

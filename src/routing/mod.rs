@@ -15,6 +15,7 @@
 //! class (exact, regex, prefix, any), then the host class (exact, regex, wildcard, none), then
 //! the longer path prefix, then the longer host.
 
+pub mod explain;
 pub mod rewrite;
 pub mod rules;
 pub mod vars;

@@ -256,7 +256,7 @@ impl LuaPlugin {
         chunk: Option<(&bytes::Bytes, bool)>,
     ) -> Result<vm::Outcome, PluginError> {
         let id = rid(ctx);
-        let t0 = self.metrics.as_ref().map(|_| std::time::Instant::now());
+        let t0 = (self.metrics.is_some() || ctx.trace.is_some()).then(std::time::Instant::now);
         let r = vm::call_hook(
             &self.script,
             phase,
@@ -271,7 +271,38 @@ impl LuaPlugin {
         );
         ctx.log_fields.extend(api::take_fields());
         self.count(phase, t0, &r);
+        self.trace(ctx, phase, t0, &r);
         r.map_err(|e| self.fail(ctx, phase, e))
+    }
+
+    /// A traced request: the hook's time and the share of its budget (for a hook that
+    /// waited, the time includes the wait, which the budget does not count).
+    fn trace<T>(
+        &self,
+        ctx: &Ctx,
+        phase: Phase,
+        t0: Option<std::time::Instant>,
+        r: &Result<T, vm::HookError>,
+    ) where
+        T: std::borrow::Borrow<vm::Outcome>,
+    {
+        let Some(t0) = t0 else { return };
+        if matches!(r, Ok(o) if matches!(o.borrow(), vm::Outcome::Absent)) {
+            return;
+        }
+        let took = t0.elapsed();
+        let budget = self.script.time_budget;
+        crate::proxy::trace::note(ctx, || {
+            format!(
+                "lua {} {}: {} ({:.3}ms, {:.1}% of the {:?} budget)",
+                self.script.plugin,
+                phase.name(),
+                if r.is_ok() { "ok" } else { "error" },
+                took.as_secs_f64() * 1000.0,
+                100.0 * took.as_secs_f64() / budget.as_secs_f64().max(1e-9),
+                budget
+            )
+        });
     }
 
     /// Count a hook call that did not find the hook absent (with metrics on).
@@ -320,7 +351,7 @@ impl LuaPlugin {
             c.map(|p| api::CurrentChoice::enter(p as *mut crate::plugins::UpstreamChoice))
         };
         let mut answer = None;
-        let t0 = self.metrics.as_ref().map(|_| std::time::Instant::now());
+        let t0 = (self.metrics.is_some() || ctx.trace.is_some()).then(std::time::Instant::now);
         let mut outcome = {
             let _choice = enter(choice);
             vm::call_hook(
@@ -349,6 +380,7 @@ impl LuaPlugin {
             settle(ctx, &mut answer);
         }
         self.count(phase, t0, &outcome);
+        self.trace(ctx, phase, t0, &outcome);
         match outcome {
             Ok(_) => Ok(answer),
             Err(e) => Err(self.fail(ctx, phase, e)),

@@ -250,6 +250,20 @@ pub fn request(
 /// GET `path` on a connection made from `src` (another loopback address, 127.0.0.x): the
 /// proxy sees that client IP.
 pub fn get_from(src: std::net::Ipv4Addr, port: u16, path: &str) -> Response {
+    get_from_with(src, port, path, &[])
+}
+
+/// [`get_from`] with extra header lines.
+pub fn get_from_with(
+    src: std::net::Ipv4Addr,
+    port: u16,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Response {
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -265,7 +279,7 @@ pub fn get_from(src: std::net::Ipv4Addr, port: u16, path: &str) -> Response {
     s.set_nonblocking(false).unwrap();
     s.set_read_timeout(Some(WAIT)).unwrap();
     (&s).write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!("GET {path} HTTP/1.1\r\nHost: h\r\n{extra}Connection: close\r\n\r\n").as_bytes(),
     )
     .unwrap();
     read_response(&mut BufReader::new(s), false).unwrap_or_else(|e| panic!("from {src}: {e}"))

@@ -61,6 +61,18 @@ pub(in crate::config) fn build_basic(b: &mut Builder<'_>, e: Option<&Entry>) -> 
             }),
         },
         metrics_buckets: buckets(b, doc, raw.metrics_buckets),
+        trace_token: match raw.trace_token {
+            Some(t) if t.len() < 16 || t.contains(char::is_whitespace) => {
+                b.err(
+                    doc,
+                    "basic",
+                    Some("trace_token"),
+                    "trace_token must be at least 16 characters, without spaces (it is a secret)",
+                );
+                None
+            }
+            other => other,
+        },
     }
 }
 
