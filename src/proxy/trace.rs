@@ -26,6 +26,8 @@ use std::fmt::Write;
 use std::time::Instant;
 
 pub const HEADER: &str = "x-tidegate-trace";
+/// The same, parsed once (a lookup by `&str` would parse the name on every request).
+const NAME: http::HeaderName = http::HeaderName::from_static(HEADER);
 /// The longest trace header sent; longer traces end with `…`.
 const MAX_HEADER: usize = 8 << 10;
 
@@ -87,7 +89,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 /// request in every case (it never reaches the upstream).
 pub fn begin(session: &mut dyn Downstream, ctx: &mut Ctx) {
     let req = session.req();
-    let Some(value) = req.headers.get(HEADER) else {
+    let Some(value) = req.headers.get(&NAME) else {
         return;
     };
     let word = value
@@ -109,7 +111,7 @@ pub fn begin(session: &mut dyn Downstream, ctx: &mut Ctx) {
             .iter()
             .any(|n| n.contains(&p.ip()))
     });
-    session.req_mut().remove_header(HEADER);
+    session.req_mut().remove_header(&NAME);
     if by_token || by_peer {
         ctx.trace = Some(Box::new(std::sync::Mutex::new(Trace::new(ctx.start))));
     }
