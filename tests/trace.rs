@@ -123,3 +123,54 @@ fn a_short_trace_token_is_a_config_error() {
         "{out}"
     );
 }
+
+#[test]
+fn json_asks_for_the_trace_instead_of_the_body() {
+    let origin = Origin::named("the upstream's body");
+    let (port, dead) = (free_port(), free_port());
+    let _t = Tidegate::start(&config(port, origin.port(), dead), &[port]);
+    let token_json = format!("{TOKEN} json");
+    for path in ["/api/items", "/other"] {
+        let r = get(port, "h", path, &[("x-tidegate-trace", &token_json)]);
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        let doc: serde_json::Value = serde_json::from_slice(&r.body).expect("a JSON trace");
+        let steps: Vec<&str> = doc["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["what"].as_str().unwrap())
+            .collect();
+        assert!(steps[0].starts_with("route: "), "{doc}");
+        assert!(
+            steps.iter().any(|s| s.starts_with("upstream answered 200")),
+            "{doc}"
+        );
+        assert_eq!(doc["response"]["status"], 200, "{doc}");
+        assert!(doc["total_ms"].as_f64().unwrap() > 0.0);
+        assert!(!String::from_utf8_lossy(&r.body).contains("the upstream's body"));
+    }
+    // the same through Pingora's engine
+    let pport = free_port();
+    let _p = Tidegate::start(
+        &config(pport, origin.port(), dead)
+            .replace("[servers.main]", "[servers.main]\nengine = \"pingora\""),
+        &[pport],
+    );
+    let r = get(
+        pport,
+        "h",
+        "/api/items",
+        &[("x-tidegate-trace", &token_json)],
+    );
+    assert_eq!(r.status, 200);
+    let doc: serde_json::Value = serde_json::from_slice(&r.body).expect("a JSON trace");
+    assert!(
+        doc["steps"][0]["what"]
+            .as_str()
+            .unwrap()
+            .starts_with("route: "),
+        "{doc}"
+    );
+    assert!(!String::from_utf8_lossy(&r.body).contains("the upstream's body"));
+}

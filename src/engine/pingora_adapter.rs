@@ -160,6 +160,13 @@ impl ProxyHttp for Proxy {
         ctx: &mut Ctx,
     ) -> Result<()> {
         response::run_plugins(session, resp, ctx);
+        if crate::proxy::trace::wants_document(ctx) {
+            // the trace instead of the body: the head now, the document at the body's end
+            let (head, body) = crate::proxy::trace::document(ctx, resp)?;
+            *resp = head;
+            ctx.status = 200;
+            ctx.trace_document = Some(body);
+        }
         Ok(())
     }
 
@@ -171,7 +178,15 @@ impl ProxyHttp for Proxy {
         end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<Option<std::time::Duration>> {
-        response::run_body_filters(session, body, end_of_stream, ctx);
+        if ctx.trace_document.is_some() {
+            *body = if end_of_stream {
+                ctx.trace_document.take()
+            } else {
+                None
+            };
+        } else {
+            response::run_body_filters(session, body, end_of_stream, ctx);
+        }
         if end_of_stream {
             // the peer's part is over: it stops counting as in flight for least_conn now,
             // not after the log line (a client's next request can come in between)

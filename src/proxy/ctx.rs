@@ -62,6 +62,8 @@ pub struct Ctx {
     pub connection: Option<(u64, u32)>,
     /// the per-request trace, when a trusted client asked for it (`proxy/trace.rs`)
     pub trace: Option<Box<std::sync::Mutex<crate::proxy::trace::Trace>>>,
+    /// the trace document waiting to replace the response body (Pingora's path)
+    pub trace_document: Option<bytes::Bytes>,
     /// counted in `tidegate_requests_in_flight` while it lives (with metrics on)
     pub in_flight: Option<crate::observability::metrics::handles::InFlight>,
     pub timeouts: (
@@ -85,6 +87,7 @@ impl Ctx {
             upstream_status: 0,
             connection: None,
             trace: None,
+            trace_document: None,
             in_flight,
             state,
             server,

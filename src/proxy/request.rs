@@ -81,6 +81,11 @@ pub fn answer(
     resp.insert_header(http::header::CONTENT_LENGTH, a.body.len().to_string())?;
     super::response::run_plugins(session, &mut resp, ctx);
     ctx.status = a.status;
+    if super::trace::wants_document(ctx) {
+        let (head, body) = super::trace::document(ctx, &resp)?;
+        ctx.status = 200;
+        return Ok((head, Some(body)));
+    }
     let head_only = session.req().method == http::Method::HEAD;
     let body = (!head_only && !a.body.is_empty()).then_some(a.body);
     Ok((resp, body))

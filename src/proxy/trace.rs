@@ -16,12 +16,15 @@
 //! `trusted_proxies`, gets the trace in the `X-Tidegate-Trace` response header: the locations
 //! considered and why the winner won, the rewrite, each plugin with its verdict and time, each
 //! Lua hook with its time and the share of its budget used, every upstream peer tried with the
-//! outcome, and the time of each step since the request began. The header is always removed
-//! before the request goes upstream, trusted or not; without trust nothing else changes.
-//! Tracing costs one branch per step on untraced requests.
+//! outcome, and the time of each step since the request began. `X-Tidegate-Trace: TOKEN json`
+//! answers with the trace as a JSON document instead of the response. The header is always
+//! removed before the request goes upstream, trusted or not; without trust nothing else
+//! changes. Tracing costs one header lookup and a branch per step on untraced requests.
 
 use super::ctx::Ctx;
 use crate::proxy::exchange::Downstream;
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
 use std::fmt::Write;
 use std::time::Instant;
 
@@ -36,14 +39,48 @@ const MAX_HEADER: usize = 8 << 10;
 pub struct Trace {
     start: Instant,
     steps: Vec<(Instant, String)>,
+    /// `X-Tidegate-Trace: TOKEN json`: the trace is the response
+    json: bool,
 }
 
 impl Trace {
-    fn new(start: Instant) -> Trace {
+    fn new(start: Instant, json: bool) -> Trace {
         Trace {
             start,
             steps: Vec::new(),
+            json,
         }
+    }
+
+    /// The trace as a JSON document, with the response it replaces.
+    fn document(&self, resp: &ResponseHeader) -> String {
+        let steps: Vec<serde_json::Value> = self
+            .steps
+            .iter()
+            .map(|(at, what)| {
+                serde_json::json!({
+                    "at_ms": at.duration_since(self.start).as_secs_f64() * 1000.0,
+                    "what": what,
+                })
+            })
+            .collect();
+        let headers: serde_json::Map<String, serde_json::Value> = resp
+            .headers
+            .iter()
+            .filter(|(k, _)| k.as_str() != HEADER)
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    serde_json::Value::String(String::from_utf8_lossy(v.as_bytes()).into()),
+                )
+            })
+            .collect();
+        serde_json::json!({
+            "steps": steps,
+            "response": { "status": resp.status.as_u16(), "headers": headers },
+            "total_ms": self.start.elapsed().as_secs_f64() * 1000.0,
+        })
+        .to_string()
     }
 
     fn push(&mut self, what: String) {
@@ -89,7 +126,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 /// request in every case (it never reaches the upstream).
 pub fn begin(session: &mut dyn Downstream, ctx: &mut Ctx) {
     let req = session.req();
-    let Some(value) = req.headers.get(&NAME) else {
+    let Some(value) = req.headers.get(&NAME).cloned() else {
         return;
     };
     let word = value
@@ -113,7 +150,12 @@ pub fn begin(session: &mut dyn Downstream, ctx: &mut Ctx) {
     });
     session.req_mut().remove_header(&NAME);
     if by_token || by_peer {
-        ctx.trace = Some(Box::new(std::sync::Mutex::new(Trace::new(ctx.start))));
+        let json = value
+            .to_str()
+            .unwrap_or("")
+            .split_whitespace()
+            .any(|w| w.eq_ignore_ascii_case("json"));
+        ctx.trace = Some(Box::new(std::sync::Mutex::new(Trace::new(ctx.start, json))));
     }
 }
 
@@ -122,6 +164,26 @@ pub fn note(ctx: &Ctx, what: impl FnOnce() -> String) {
     if let Some(t) = &ctx.trace {
         t.lock().unwrap_or_else(|p| p.into_inner()).push(what());
     }
+}
+
+/// The request asked for the trace instead of the response (`json`).
+pub fn wants_document(ctx: &Ctx) -> bool {
+    ctx.trace
+        .as_ref()
+        .is_some_and(|t| t.lock().unwrap_or_else(|p| p.into_inner()).json)
+}
+
+/// The response that replaces `resp` for a request that asked for the trace as a document:
+/// 200, the trace as JSON (with the status and headers it replaces).
+pub fn document(ctx: &Ctx, resp: &ResponseHeader) -> pingora::Result<(ResponseHeader, Bytes)> {
+    let text = ctx.trace.as_ref().map_or_else(String::new, |t| {
+        t.lock().unwrap_or_else(|p| p.into_inner()).document(resp)
+    });
+    let mut head = ResponseHeader::build(200, Some(3))?;
+    head.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+    head.insert_header(http::header::CONTENT_LENGTH, text.len().to_string())?;
+    head.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    Ok((head, Bytes::from(text)))
 }
 
 /// The trace as a header value, if the request is traced.

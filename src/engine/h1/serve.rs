@@ -413,6 +413,19 @@ async fn attempt(
     }
     let mut resp = resp;
     response::run_plugins(ex, &mut resp, ctx);
+    if crate::proxy::trace::wants_document(ctx) {
+        // the trace instead of the body: the upstream connection, its body unread, is closed
+        ctx.inflight = None;
+        drop(origin);
+        let Ok((head, body)) = crate::proxy::trace::document(ctx, &resp) else {
+            return Attempt::Fail(Fail::Status(500));
+        };
+        ctx.status = 200;
+        return match respond::answer(ex, head, Some(body), true).await {
+            Ok(_) => Attempt::Done(false),
+            Err(_) => Attempt::Fail(Fail::Abort),
+        };
+    }
     if framing == origin::Framing::Switched {
         super::switch::head_to_wire(&resp, &mut ex.client.out);
         ex.sent_head = Some(resp);
