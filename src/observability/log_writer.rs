@@ -160,14 +160,19 @@ fn open(path: Option<&std::path::Path>) -> std::io::Result<Box<dyn Write + Send>
     ))
 }
 
-/// Reopen every access-log file (SIGUSR1).
-pub fn reopen_all() {
-    let all: Vec<Arc<Writer>> = writers()
+/// Every writer made so far.
+fn all_writers() -> Vec<Arc<Writer>> {
+    writers()
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .values()
         .cloned()
-        .collect();
+        .collect()
+}
+
+/// Reopen every access-log file (SIGUSR1).
+pub fn reopen_all() {
+    let all = all_writers();
     for w in &all {
         w.reopen();
     }
@@ -179,13 +184,7 @@ pub fn reopen_all() {
 
 /// Write out every destination's queued lines (at exit), at most about 2 s each.
 pub fn flush_all() {
-    let all: Vec<Arc<Writer>> = writers()
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .values()
-        .cloned()
-        .collect();
-    for w in all {
+    for w in all_writers() {
         if !w.flush(Duration::from_secs(2)) {
             eprintln!("tidegate: access log lines still queued at exit were not written");
         }
