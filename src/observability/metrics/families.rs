@@ -76,7 +76,10 @@ fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
 }
 
 fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str], b: &[f64]) -> HistogramVec {
-    let v = HistogramVec::new(HistogramOpts::new(name, help).buckets(b.to_vec()), labels)
+    // the buckets come from the config, which checked them; the defaults if they fail anyway
+    let opts = |b: &[f64]| HistogramOpts::new(name, help).buckets(b.to_vec());
+    let v = HistogramVec::new(opts(b), labels)
+        .or_else(|_| HistogramVec::new(opts(DEFAULT_BUCKETS), labels))
         .expect("valid metric");
     r.register(Box::new(v.clone())).expect("registered once");
     v
