@@ -337,3 +337,65 @@ fn websocket_upgrades_are_spliced_both_ways() {
     r.read_to_end(&mut rest).unwrap();
     assert!(rest.is_empty(), "{rest:?}");
 }
+
+/// A spliced connection where nothing moves for the read timeout is closed (as nginx's
+/// proxy_read_timeout does for WebSockets); one that keeps talking is not.
+#[test]
+fn an_idle_websocket_is_closed_after_the_read_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let Ok((s, _)) = listener.accept() else {
+            return;
+        };
+        let mut w = s.try_clone().unwrap();
+        let mut r = BufReader::new(s);
+        let mut head = String::new();
+        while !head.ends_with("\r\n\r\n") {
+            if r.read_line(&mut head).unwrap_or(0) == 0 {
+                return;
+            }
+        }
+        let _ = w.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+        // echo, and never close on its own
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = r.read(&mut buf) {
+            if n == 0 || w.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+    });
+    let port = free_port();
+    let cfg = format!(
+        "[servers.main]\naddr = \"127.0.0.1:{port}\"\nlocations = [\"all\"]\n[locations.all]\nupstream = \"b\"\n[upstreams.b]\naddrs = [\"127.0.0.1:{up}\"]\nread_timeout = \"1500ms\"\n"
+    );
+    let _t = Tidegate::start(&cfg, &[port]);
+    let s = connect(port);
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    (&s).write_all(
+        b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    )
+    .unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut line = String::new();
+    while line != "\r\n" {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+    }
+    // talking every 300 ms for 2.4 s: well past the timeout, never idle for it
+    for i in 0..8 {
+        let msg = format!("ping{i};");
+        (&s).write_all(msg.as_bytes()).unwrap();
+        let mut got = vec![0u8; msg.len()];
+        r.read_exact(&mut got).unwrap();
+        assert_eq!(got, msg.as_bytes());
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    // then silence: the proxy closes (a read timeout here would mean it never did)
+    let mut rest = Vec::new();
+    match r.read_to_end(&mut rest) {
+        Ok(_) => assert!(rest.is_empty(), "{rest:?}"),
+        Err(e) => panic!("the idle upgraded connection was not closed: {e}"),
+    }
+}

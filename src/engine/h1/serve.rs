@@ -430,7 +430,7 @@ async fn attempt(
         super::switch::head_to_wire(&resp, &mut ex.client.out);
         ex.sent_head = Some(resp);
         // the peer stays busy (least_conn) until both sides closed
-        let spliced = super::switch::splice(ex.client, origin).await;
+        let spliced = super::switch::splice(ex.client, origin, t.read).await;
         ctx.inflight = None;
         if let Ok(n) = spliced {
             ex.sent_bytes += n as usize;
