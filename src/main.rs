@@ -77,6 +77,7 @@ fn main() -> ExitCode {
     let ran = server::run(config, docs, source, opts);
     // lines still queued for the access log are written before the process ends
     tidegate::observability::log_writer::flush_all();
+    tidegate::observability::otel::shutdown();
     match ran {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

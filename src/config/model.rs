@@ -54,6 +54,8 @@ pub struct Basic {
     pub metrics_buckets: Vec<f64>,
     /// `trace_token`: the secret that turns the per-request trace on
     pub trace_token: Option<String>,
+    /// `otlp`: OpenTelemetry export
+    pub otlp: Option<crate::observability::otel::OtlpConf>,
 }
 
 /// `[servers.NAME] engine`: the data path for HTTP/1 connections.

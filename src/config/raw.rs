@@ -43,6 +43,17 @@ pub struct RawBasic {
     pub error_template: Option<String>,
     pub metrics_buckets: Option<Vec<f64>>,
     pub trace_token: Option<String>,
+    pub otlp: Option<RawOtlp>,
+}
+
+/// `[basic] otlp = { ... }`: where traces go.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawOtlp {
+    pub endpoint: String,
+    pub protocol: Option<String>,
+    pub sample: Option<f64>,
+    pub service_name: Option<String>,
 }
 
 /// `[lua]`: settings of the Lua engine.

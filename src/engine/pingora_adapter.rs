@@ -251,6 +251,7 @@ impl ProxyHttp for Proxy {
         }
         log::access_log(session, ctx);
         log::metrics(session, ctx);
+        crate::observability::otel::spans::end(session, ctx);
     }
 }
 

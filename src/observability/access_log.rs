@@ -17,7 +17,7 @@
 //! | `{remote}` `{remote_addr}` `{remote_port}` `{client_ip}` | peer address and port; client IP after `trusted_proxies` |
 //! | `{upstream}` `{upstream_addr}` `{upstream_status}` | upstream name, peer that served, its status |
 //! | `{upstream_connect_time}` `{upstream_response_time}` `{retries}` | seconds (ms resolution) to connect and to the response head; tries after the first |
-//! | `{request_id}` `{location}` `{server}` | ids and names |
+//! | `{request_id}` `{location}` `{server}` `{trace_id}` | ids and names (the trace id of a request sampled for OpenTelemetry) |
 //! | `{connection}` `{connection_requests}` | the client connection's serial number and how many requests it has carried |
 //! | `{time}` `{time_local}` `{ts}` `{msec}` | ISO 8601 (UTC), local time as nginx writes it, Unix milliseconds, Unix seconds with milliseconds |
 //! | `{?NAME}` | a query argument |
@@ -64,6 +64,7 @@ pub enum Field {
     UpstreamConnectTime,
     UpstreamResponseTime,
     Retries,
+    TraceId,
     Connection,
     ConnectionRequests,
     /// a query argument
@@ -182,6 +183,7 @@ impl LogFormat {
             "upstream_connect_time" => Field::UpstreamConnectTime,
             "upstream_response_time" => Field::UpstreamResponseTime,
             "retries" => Field::Retries,
+            "trace_id" => Field::TraceId,
             "connection" => Field::Connection,
             "connection_requests" => Field::ConnectionRequests,
             "tls_version" => Field::TlsVersion,

@@ -3,3 +3,4 @@
 pub mod access_log;
 pub mod log_writer;
 pub mod metrics;
+pub mod otel;

@@ -62,6 +62,8 @@ pub struct Ctx {
     pub connection: Option<(u64, u32)>,
     /// the per-request trace, when a trusted client asked for it (`proxy/trace.rs`)
     pub trace: Option<Box<std::sync::Mutex<crate::proxy::trace::Trace>>>,
+    /// the OpenTelemetry spans of a sampled request
+    pub otel: Option<Box<crate::observability::otel::spans::RequestSpans>>,
     /// the trace document waiting to replace the response body (Pingora's path)
     pub trace_document: Option<bytes::Bytes>,
     /// counted in `tidegate_requests_in_flight` while it lives (with metrics on)
@@ -88,6 +90,7 @@ impl Ctx {
             connection: None,
             trace: None,
             trace_document: None,
+            otel: None,
             in_flight,
             state,
             server,
@@ -163,6 +166,7 @@ impl Ctx {
     /// The upstream's response head arrived.
     pub fn try_answered(&mut self, status: u16) {
         self.upstream_status = status;
+        crate::observability::otel::spans::try_ended(self, Some(status), None);
         crate::proxy::trace::note(self, || {
             let connect = self
                 .upstream_connect

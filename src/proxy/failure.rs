@@ -14,8 +14,9 @@ use pingora::http::ResponseHeader;
 use pingora::proxy::{FailToProxy, Session};
 
 /// Count a failed upstream try (with metrics on).
-pub fn count(ctx: &Ctx, kind: FailureKind) {
+pub fn count(ctx: &mut Ctx, kind: FailureKind) {
     super::trace::note(ctx, || format!("upstream try failed: {kind:?}"));
+    crate::observability::otel::spans::try_ended(ctx, None, Some(&format!("{kind:?}")));
     if let Some(m) = ctx.upstream_metrics() {
         m.failed(kind);
     }

@@ -128,6 +128,10 @@ fn write_field(f: &Field, session: &dyn Downstream, ctx: &Ctx, out: &mut String)
         Field::UpstreamConnectTime => seconds(out, ctx.upstream_connect),
         Field::UpstreamResponseTime => seconds(out, ctx.upstream_response),
         Field::Retries => number(out, ctx.tried.len().saturating_sub(1)),
+        Field::TraceId => match &ctx.otel {
+            Some(s) => out.push_str(&s.trace_id()),
+            None => out.push('-'),
+        },
         Field::Connection => match ctx.connection {
             Some((id, _)) => number(out, id),
             None => out.push('-'),

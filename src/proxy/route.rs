@@ -28,6 +28,7 @@ pub fn host_into(req: &RequestHeader, out: &mut String) {
 /// (the own loop hands each request the connection's).
 pub fn route(session: &mut dyn Downstream, ctx: &mut Ctx) -> bool {
     super::trace::begin(session, ctx);
+    crate::observability::otel::spans::begin(session, ctx);
     let req = session.req();
     host_into(req, &mut ctx.host);
     let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());

@@ -173,6 +173,7 @@ pub async fn choose_peer(session: &mut dyn Downstream, ctx: &mut Ctx) -> pingora
             ctx.tried.len() + 1
         )
     });
+    crate::observability::otel::spans::try_started(ctx, peer.addr, &up.name);
     ctx.peer = Some(i);
     ctx.tried.push(i);
     ctx.upstream_addr = Some(peer.addr);
@@ -239,6 +240,9 @@ pub fn prepare_request(
     }
     if ctx.server().forwarded_headers {
         super::forwarded::apply(session, ctx, up)?;
+    }
+    if let Some(tp) = crate::observability::otel::spans::traceparent(ctx) {
+        up.insert_header("traceparent", tp)?;
     }
     let vars = Vars { session, ctx };
     for h in &loc.set_headers {

@@ -375,6 +375,9 @@ impl UserData for Req {
             lua.named_registry_value::<mlua::Function>(REQ_BODY)
         });
         fields.add_field_method_get("id", |_, _| with_ctx(|c| c.request_id.clone()));
+        fields.add_field_method_get("trace_id", |_, _| {
+            with_ctx(|c| c.otel.as_ref().map(|s| s.trace_id()))
+        });
         fields.add_field_method_get("location", |_, _| {
             with_ctx(|c| c.location().map(|l| l.name.clone()))
         });

@@ -61,6 +61,7 @@ pub(in crate::config) fn build_basic(b: &mut Builder<'_>, e: Option<&Entry>) -> 
             }),
         },
         metrics_buckets: buckets(b, doc, raw.metrics_buckets),
+        otlp: raw.otlp.and_then(|o| otlp(b, doc, o)),
         trace_token: match raw.trace_token {
             Some(t) if t.len() < 16 || t.contains(char::is_whitespace) => {
                 b.err(
@@ -74,6 +75,55 @@ pub(in crate::config) fn build_basic(b: &mut Builder<'_>, e: Option<&Entry>) -> 
             other => other,
         },
     }
+}
+
+/// `otlp = { endpoint, protocol, sample, service_name }`.
+fn otlp(
+    b: &mut Builder<'_>,
+    doc: usize,
+    o: RawOtlp,
+) -> Option<crate::observability::otel::OtlpConf> {
+    let before = b.errors.len();
+    let key = Some("otlp");
+    if !o.endpoint.starts_with("http://") || o.endpoint.parse::<http::Uri>().is_err() {
+        b.err(
+            doc,
+            "basic",
+            key,
+            format!(
+                "otlp endpoint `{}` is not an http:// URL (e.g. \"http://127.0.0.1:4317\")",
+                o.endpoint
+            ),
+        );
+    }
+    let grpc = match o.protocol.as_deref() {
+        None | Some("grpc") => true,
+        Some("http") => false,
+        Some(other) => {
+            b.err(
+                doc,
+                "basic",
+                key,
+                format!("otlp protocol `{other}`: use \"grpc\" or \"http\""),
+            );
+            true
+        }
+    };
+    let sample = o.sample.unwrap_or(1.0);
+    if !(0.0..=1.0).contains(&sample) {
+        b.err(
+            doc,
+            "basic",
+            key,
+            "otlp sample is the share of requests traced, from 0 to 1",
+        );
+    }
+    (b.errors.len() == before).then(|| crate::observability::otel::OtlpConf {
+        endpoint: o.endpoint,
+        grpc,
+        sample,
+        service_name: o.service_name.unwrap_or_else(|| "tidegate".into()),
+    })
 }
 
 /// `metrics_buckets`: seconds, above zero, finite, strictly increasing; at most 50.

@@ -192,6 +192,7 @@ async fn one(client: &mut Client, live: &Live, server: usize, r: head::Request) 
     }
     log::access_log(&ex, &ctx);
     log::metrics(&ex, &mut ctx);
+    crate::observability::otel::spans::end(&ex, &mut ctx);
     ex.client.host = std::mem::take(&mut ctx.host);
     ex.client.req_map = Some(emptied(http::request::Parts::from(ex.head).headers));
     if let Some(sent) = ex.sent_head.take() {
