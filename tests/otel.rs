@@ -92,6 +92,13 @@ access_log = "{{trace_id}} {{status}}"
 [locations.api]
 path = "/api"
 upstream = "backend"
+plugins = ["check"]
+
+[plugins.check]
+category = "lua"
+source = '''
+return {{ on_request = function(req) req:set_header("x-trace", req.trace_id or "none") end }}
+'''
 
 [upstreams.backend]
 addrs = ["127.0.0.1:{origin}"]
@@ -128,7 +135,12 @@ fn spans_reach_a_grpc_receiver_linked_to_the_clients_trace_and_the_upstream() {
         sent.starts_with(&format!("00-{client_trace}-")) && sent.ends_with("-01"),
         "{sent}"
     );
-    let got = wait_until(WAIT, || rx.spans().len() >= 2);
+    // Lua saw the trace id
+    assert_eq!(
+        origin.requests().last().unwrap().header("x-trace"),
+        Some(client_trace)
+    );
+    let got = wait_until(WAIT, || rx.spans().len() >= 3);
     assert!(got, "spans: {:?}\n{}", rx.spans(), t.stderr());
     let spans = rx.spans();
     let server = spans.iter().find(|s| s.kind == 2).expect("a server span");
@@ -157,6 +169,12 @@ fn spans_reach_a_grpc_receiver_linked_to_the_clients_trace_and_the_upstream() {
         attr(client, "http.response.status_code").as_deref(),
         Some("200")
     );
+    let hook = spans
+        .iter()
+        .find(|s| s.name == "lua check on_request")
+        .expect("a span for the Lua hook");
+    assert_eq!(hook.parent_span_id, server.span_id);
+    assert!(hook.start_time_unix_nano >= server.start_time_unix_nano);
     // the trace id is an access-log field
     let ok = wait_until(WAIT, || t.stdout().contains(&format!("{client_trace} 200")));
     assert!(ok, "{}", t.stdout());
@@ -212,4 +230,25 @@ fn spans_reach_an_http_receiver_and_sample_zero_sends_none() {
         t0.stdout()
     );
     assert!(rx0.spans().is_empty());
+}
+
+#[test]
+fn an_unreachable_collector_costs_a_warning_and_nothing_else() {
+    let origin = Origin::named("o");
+    let port = free_port();
+    let dead = free_port();
+    let otlp = format!("{{ endpoint = \"http://127.0.0.1:{dead}\" }}");
+    let t = Tidegate::start(&config(port, origin.port(), &otlp), &[port]);
+    for _ in 0..20 {
+        assert_eq!(get(port, "h", "/api/q", &[]).status, 200);
+    }
+    let warned = wait_until(WAIT, || t.stderr().contains("traces not exported"));
+    assert!(warned, "{}", t.stderr());
+    assert_eq!(
+        t.stderr().matches("traces not exported").count(),
+        1,
+        "{}",
+        t.stderr()
+    );
+    assert_eq!(get(port, "h", "/api/q", &[]).status, 200);
 }

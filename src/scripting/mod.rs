@@ -256,7 +256,8 @@ impl LuaPlugin {
         chunk: Option<(&bytes::Bytes, bool)>,
     ) -> Result<vm::Outcome, PluginError> {
         let id = rid(ctx);
-        let t0 = (self.metrics.is_some() || ctx.trace.is_some()).then(std::time::Instant::now);
+        let t0 = (self.metrics.is_some() || ctx.trace.is_some() || ctx.otel.is_some())
+            .then(std::time::Instant::now);
         let r = vm::call_hook(
             &self.script,
             phase,
@@ -288,6 +289,11 @@ impl LuaPlugin {
     {
         let Some(t0) = t0 else { return };
         if matches!(r, Ok(o) if matches!(o.borrow(), vm::Outcome::Absent)) {
+            return;
+        }
+        let error = r.as_ref().err().map(|e| e.0.as_str());
+        crate::observability::otel::spans::hook(ctx, &self.script.plugin, phase.name(), t0, error);
+        if ctx.trace.is_none() {
             return;
         }
         let took = t0.elapsed();
@@ -351,7 +357,8 @@ impl LuaPlugin {
             c.map(|p| api::CurrentChoice::enter(p as *mut crate::plugins::UpstreamChoice))
         };
         let mut answer = None;
-        let t0 = (self.metrics.is_some() || ctx.trace.is_some()).then(std::time::Instant::now);
+        let t0 = (self.metrics.is_some() || ctx.trace.is_some() || ctx.otel.is_some())
+            .then(std::time::Instant::now);
         let mut outcome = {
             let _choice = enter(choice);
             vm::call_hook(

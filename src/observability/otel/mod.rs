@@ -14,14 +14,16 @@
 //! access-log field `{trace_id}` and Lua's `req.trace_id`.
 //!
 //! ```text
-//! spans.rs  the spans of one request
-//! http.rs   the OTLP/HTTP exporter's client: tidegate's outbound client, on its runtime
+//! spans.rs   the spans of one request
+//! http.rs    the OTLP/HTTP exporter's client: tidegate's outbound client, on its runtime
+//! export.rs  the exporter, its failures logged at most once a minute
 //! ```
 //!
 //! The exporter batches in its own thread (the SDK's batch processor); an unreachable
-//! collector costs nothing on the request path, and the SDK logs its failures rate-limited.
+//! collector costs nothing on the request path and a warning a minute at most.
 //! Read at start (an upgrade applies a change).
 
+pub mod export;
 pub mod http;
 pub mod spans;
 
@@ -72,7 +74,7 @@ pub fn start(conf: &OtlpConf) -> Result<(), String> {
     }
     .map_err(|e| format!("OTLP exporter: {e}"))?;
     let provider = SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
+        .with_batch_exporter(export::Logged::new(exporter, &conf.endpoint))
         .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
             conf.sample,
         ))))

@@ -108,6 +108,28 @@ pub fn try_ended(ctx: &mut Ctx, status: Option<u16>, failure: Option<&str>) {
     span.end();
 }
 
+/// A Lua hook call of a sampled request, as a child span of the request (its start and end
+/// already known).
+pub fn hook(ctx: &Ctx, plugin: &str, hook: &str, start: std::time::Instant, error: Option<&str>) {
+    let (Some(tracer), Some(spans)) = (super::tracer(), ctx.otel.as_ref()) else {
+        return;
+    };
+    let took = start.elapsed();
+    let begin = SystemTime::now()
+        .checked_sub(took)
+        .unwrap_or_else(SystemTime::now);
+    let parent = Context::new().with_remote_span_context(spans.server.span_context().clone());
+    let mut span = tracer
+        .span_builder(format!("lua {plugin} {hook}"))
+        .with_kind(SpanKind::Internal)
+        .with_start_time(begin)
+        .start_with_context(tracer, &parent);
+    if let Some(e) = error {
+        span.set_status(Status::error(e.to_string()));
+    }
+    span.end();
+}
+
 /// Close the server span with what the request came to.
 pub fn end(session: &dyn Downstream, ctx: &mut Ctx) {
     let Some(mut spans) = ctx.otel.take() else {
