@@ -140,7 +140,7 @@ fn spans_reach_a_grpc_receiver_linked_to_the_clients_trace_and_the_upstream() {
         origin.requests().last().unwrap().header("x-trace"),
         Some(client_trace)
     );
-    let got = wait_until(WAIT, || rx.spans().len() >= 3);
+    let got = wait_until(WAIT, || rx.spans().len() >= 4);
     assert!(got, "spans: {:?}\n{}", rx.spans(), t.stderr());
     let spans = rx.spans();
     let server = spans.iter().find(|s| s.kind == 2).expect("a server span");
@@ -169,6 +169,12 @@ fn spans_reach_a_grpc_receiver_linked_to_the_clients_trace_and_the_upstream() {
         attr(client, "http.response.status_code").as_deref(),
         Some("200")
     );
+    // the try's new connection, under the try
+    let connect = spans
+        .iter()
+        .find(|s| s.name == "connect")
+        .expect("a connect span");
+    assert_eq!(connect.parent_span_id, client.span_id);
     let hook = spans
         .iter()
         .find(|s| s.name == "lua check on_request")

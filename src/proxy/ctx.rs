@@ -145,7 +145,7 @@ impl Ctx {
 
     /// An upstream try begins (a peer was chosen).
     pub fn try_started(&mut self) {
-        if self.timing() || self.trace.is_some() {
+        if self.timing() || self.trace.is_some() || self.otel.is_some() {
             self.attempt_start = Some(Instant::now());
         }
     }
@@ -156,6 +156,7 @@ impl Ctx {
         if !reused {
             let d = t0.elapsed();
             self.upstream_connect = Some(d);
+            crate::observability::otel::spans::connected(self, d);
             if let Some(m) = self.upstream_metrics() {
                 m.connect.observe(d.as_secs_f64());
             }

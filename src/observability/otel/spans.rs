@@ -83,6 +83,27 @@ pub fn try_started(ctx: &mut Ctx, peer: std::net::SocketAddr, upstream: &str) {
     spans.upstream = Some(span);
 }
 
+/// The try's new connection is made, `took` after the try began: a `connect` span under the
+/// try's span.
+pub fn connected(ctx: &Ctx, took: std::time::Duration) {
+    let (Some(tracer), Some(up)) = (
+        super::tracer(),
+        ctx.otel.as_ref().and_then(|s| s.upstream.as_ref()),
+    ) else {
+        return;
+    };
+    let parent = Context::new().with_remote_span_context(up.span_context().clone());
+    let begin = SystemTime::now()
+        .checked_sub(took)
+        .unwrap_or_else(SystemTime::now);
+    let mut span = tracer
+        .span_builder("connect")
+        .with_kind(SpanKind::Internal)
+        .with_start_time(begin)
+        .start_with_context(tracer, &parent);
+    span.end();
+}
+
 /// The `traceparent` for the upstream request: the current try's span.
 pub fn traceparent(ctx: &Ctx) -> Option<String> {
     let s = ctx.otel.as_ref()?.upstream.as_ref()?.span_context().clone();
