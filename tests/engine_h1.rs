@@ -262,10 +262,12 @@ fn an_answer_written_during_shutdown_says_connection_close() {
     assert_eq!(resp.header("connection"), Some("close"));
 }
 
-/// A WebSocket upgrade: the upstream's 101 goes to the client, then bytes flow both ways,
-/// including those either side sent right behind its head, until both sides closed.
-#[test]
-fn websocket_upgrades_are_spliced_both_ways() {
+/// An upstream that accepts one upgrade: it reads the request head (sent on the channel),
+/// writes `reply`, then echoes what comes (upper-cased if `upper`) until the other side ends.
+fn upgrading_upstream(
+    reply: &'static [u8],
+    upper: bool,
+) -> (u16, std::sync::mpsc::Receiver<String>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let up = listener.local_addr().unwrap().port();
     let (head_tx, head_rx) = std::sync::mpsc::channel::<String>();
@@ -282,16 +284,31 @@ fn websocket_upgrades_are_spliced_both_ways() {
             }
         }
         let _ = head_tx.send(head);
-        // the head and the first frame in one write
-        let _ = w.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\nhello;");
-        // then an upper-casing echo until the client's side ends
+        let _ = w.write_all(reply);
         let mut buf = [0u8; 1024];
         while let Ok(n) = r.read(&mut buf) {
-            if n == 0 || w.write_all(&buf[..n].to_ascii_uppercase()).is_err() {
+            let out = if upper {
+                buf[..n].to_ascii_uppercase()
+            } else {
+                buf[..n].to_vec()
+            };
+            if n == 0 || w.write_all(&out).is_err() {
                 break;
             }
         }
     });
+    (up, head_rx)
+}
+
+/// A WebSocket upgrade: the upstream's 101 goes to the client, then bytes flow both ways,
+/// including those either side sent right behind its head, until both sides closed.
+#[test]
+fn websocket_upgrades_are_spliced_both_ways() {
+    // the head and the first frame in one write, then an upper-casing echo
+    let (up, head_rx) = upgrading_upstream(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\nhello;",
+        true,
+    );
     let (_t, port) = start(up, "");
     let s = connect(port);
     // the request and the first bytes of the new protocol in one write
@@ -342,29 +359,11 @@ fn websocket_upgrades_are_spliced_both_ways() {
 /// proxy_read_timeout does for WebSockets); one that keeps talking is not.
 #[test]
 fn an_idle_websocket_is_closed_after_the_read_timeout() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let up = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let Ok((s, _)) = listener.accept() else {
-            return;
-        };
-        let mut w = s.try_clone().unwrap();
-        let mut r = BufReader::new(s);
-        let mut head = String::new();
-        while !head.ends_with("\r\n\r\n") {
-            if r.read_line(&mut head).unwrap_or(0) == 0 {
-                return;
-            }
-        }
-        let _ = w.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
-        // echo, and never close on its own
-        let mut buf = [0u8; 1024];
-        while let Ok(n) = r.read(&mut buf) {
-            if n == 0 || w.write_all(&buf[..n]).is_err() {
-                break;
-            }
-        }
-    });
+    // a plain echo that never closes on its own
+    let (up, _) = upgrading_upstream(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        false,
+    );
     let port = free_port();
     let cfg = format!(
         "[servers.main]\naddr = \"127.0.0.1:{port}\"\nlocations = [\"all\"]\n[locations.all]\nupstream = \"b\"\n[upstreams.b]\naddrs = [\"127.0.0.1:{up}\"]\nread_timeout = \"1500ms\"\n"
