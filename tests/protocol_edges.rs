@@ -284,3 +284,38 @@ fn bare_lf_heads_are_answered_at_once() {
         }
     }
 }
+
+/// HTTP/1.0 without `Connection: keep-alive` ends with the answer (it is Pingora's path that
+/// serves HTTP/1.0; the keep-alive timeout once kept such a connection open); with it, the
+/// connection stays.
+#[test]
+fn http10_closes_unless_it_asks_for_keep_alive() {
+    use std::io::{Read, Write};
+    let origin = Origin::named("o");
+    let port = free_port();
+    let _t = Tidegate::start(
+        &simple_config(port, &[origin.addr.to_string()], "", ""),
+        &[port],
+    );
+    let mut s = connect(port);
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\nHost: h\r\n\r\n").unwrap();
+    let mut all = Vec::new();
+    // an error here is the read timeout: the connection was kept open
+    s.read_to_end(&mut all)
+        .expect("the connection closes after an HTTP/1.0 answer");
+    let text = String::from_utf8_lossy(&all).to_ascii_lowercase();
+    assert!(
+        text.contains("connection: close") && text.ends_with("o"),
+        "{text}"
+    );
+    let s = connect(port);
+    let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+    for _ in 0..2 {
+        (&s).write_all(b"GET / HTTP/1.0\r\nHost: h\r\nConnection: keep-alive\r\n\r\n")
+            .unwrap();
+        let resp = read_response(&mut r, false).unwrap();
+        assert_eq!((resp.status, resp.text().as_str()), (200, "o"));
+    }
+}

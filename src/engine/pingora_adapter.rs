@@ -57,8 +57,12 @@ impl ProxyHttp for Proxy {
             .req_header()
             .headers
             .contains_key(http::header::UPGRADE);
+        // and a connection the request does not keep (HTTP/1.0 without keep-alive,
+        // `Connection: close`) is not made to stay open by the keep-alive timeout below
+        let mut keeps = true;
         if let pingora::protocols::http::server::Session::H1(h1) = session.as_downstream_mut() {
             h1.set_pipelining_enabled(!upgrade);
+            keeps = h1.will_keepalive();
         }
         if ctx.server().tls.is_some() {
             // the session of this connection, registered at the handshake (tls/conn.rs)
@@ -69,7 +73,9 @@ impl ProxyHttp for Proxy {
         }
         let server = ctx.server();
         session.set_read_timeout(Some(server.body_timeout));
-        session.set_keepalive(Some(server.keepalive_timeout.as_secs()));
+        if keeps {
+            session.set_keepalive(Some(server.keepalive_timeout.as_secs()));
+        }
         // whether the connection stays open after a refusal is failure.rs's to decide
         guard::check(session, server)
     }
