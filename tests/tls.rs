@@ -63,6 +63,23 @@ fn sni_picks_exact_then_wildcard_then_default_and_unknown_names_get_unrecognized
     assert_eq!(last.header("x-scheme"), Some("https"));
     assert_eq!(last.header("x-forwarded-proto"), Some("https"));
     assert_eq!(last.header("x-sni"), Some("y.b.test"));
+    // an HTTP/1.0 request, which the own loop hands to Pingora's path mid-connection, still
+    // knows its TLS session there
+    let mut s = c.connect(port, Some("y.b.test")).unwrap();
+    use std::io::{Read, Write};
+    s.write_all(b"GET /old HTTP/1.0\r\nHost: y.b.test\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    assert!(
+        answer.starts_with(b"HTTP/1."),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    let last = origin.requests().into_iter().last().unwrap();
+    assert_eq!(last.path, "/old");
+    assert_eq!(last.header("x-scheme"), Some("https"));
+    assert_eq!(last.header("x-sni"), Some("y.b.test"));
     drop(t);
 
     // without a default, an unknown name is refused with unrecognized_name

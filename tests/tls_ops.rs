@@ -225,7 +225,23 @@ end }}
     assert!(t
         .stdout()
         .contains("TLSv1_3 TLS13_AES_256_GCM_SHA384 r.test ."));
+    // the ticket keys and session cache outlive a reload: the client still resumes after one
+    // (its ticket from before the reload is the one it presents)
+    drop(s);
+    std::fs::write(&t.config, format!("{config}\n# touched\n")).unwrap();
+    assert!(
+        wait_until(WAIT, || t.stderr().contains("config applied")),
+        "{}",
+        t.stderr()
+    );
+    let s = c.connect(port, Some("r.test")).unwrap();
+    assert_eq!(
+        s.conn.handshake_kind(),
+        Some(rustls::HandshakeKind::Resumed),
+        "no resumption after a reload"
+    );
 }
+
 #[test]
 fn a_new_certificate_is_served_without_dropping_keepalive_requests_and_a_broken_one_is_refused() {
     let ca = TestCa::new("reload CA");

@@ -39,6 +39,6 @@ pub fn route(session: &mut dyn Downstream, ctx: &mut Ctx) -> bool {
         header: &header,
     };
     ctx.route = ctx.state.servers[ctx.server].router.lookup(&input);
-    super::trace::route(session, ctx, &input);
+    super::trace::route(ctx, &input);
     ctx.route.is_some()
 }

@@ -194,11 +194,10 @@ pub fn header(ctx: &Ctx) -> Option<String> {
 }
 
 /// The routing step: the winner, the others that matched, how many did not.
-pub fn route(session: &dyn Downstream, ctx: &Ctx, input: &crate::routing::RouteInput<'_>) {
+pub fn route(ctx: &Ctx, input: &crate::routing::RouteInput<'_>) {
     if ctx.trace.is_none() {
         return;
     }
-    let _ = session;
     let considered = ctx.state.servers[ctx.server].router.explain(input);
     let names = &ctx.state.config.locations;
     let name = |i: usize| names.get(i).map_or("?", |l| l.name.as_str());

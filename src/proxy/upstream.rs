@@ -226,6 +226,8 @@ pub fn prepare_request(
     };
     if let Some(rw) = &loc.rewrite {
         if let Some(path) = rw.apply(up.uri.path()) {
+            // noted for each try whose request is written (Pingora's path writes it only
+            // once connected)
             super::trace::note(ctx, || format!("rewrite: {} -> {path}", up.uri.path()));
             let pq = match up.uri.query() {
                 Some(q) => format!("{path}?{q}"),

@@ -59,7 +59,9 @@ fn bad(m: impl Into<String>) -> mlua::Error {
 }
 
 /// An http(s) URL: the URI, TLS or not, host and port.
-fn target(url: &str) -> Result<(Uri, bool, String, u16), String> {
+type Target = (Uri, bool, String, u16);
+
+fn target(url: &str) -> Result<Target, String> {
     let uri: Uri = url.parse().map_err(|e| format!("bad url {url:?}: {e}"))?;
     let tls = match uri.scheme_str() {
         Some("http") => false,
@@ -85,8 +87,17 @@ impl Outbound {
         body: Bytes,
         timeout: Duration,
     ) -> Result<Outbound, String> {
-        let (uri, tls, host, port) = target(url)?;
-        Ok(Outbound {
+        Ok(Outbound::at(target(url)?, method, headers, body, timeout))
+    }
+
+    fn at(
+        (uri, tls, host, port): Target,
+        method: Method,
+        headers: Vec<(HeaderName, HeaderValue)>,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Outbound {
+        Outbound {
             method,
             uri,
             tls,
@@ -97,7 +108,7 @@ impl Outbound {
             body,
             timeout,
             max_body: DEFAULT_MAX_BODY,
-        })
+        }
     }
 
     /// Read and check the Lua argument table.
@@ -105,7 +116,7 @@ impl Outbound {
         let url: String = t
             .get::<Option<String>>("url")?
             .ok_or_else(|| bad("`url` is required"))?;
-        let (uri, tls, host, port) = target(&url).map_err(bad)?;
+        let at = target(&url).map_err(bad)?;
         let method = match t.get::<Option<String>>("method")? {
             None => Method::GET,
             Some(m) => Method::from_bytes(m.to_ascii_uppercase().as_bytes())
@@ -167,16 +178,9 @@ impl Outbound {
             }
         };
         Ok(Outbound {
-            method,
-            uri,
-            tls,
-            host,
-            port,
-            headers,
             host_header,
-            body,
-            timeout,
             max_body,
+            ..Outbound::at(at, method, headers, body, timeout)
         })
     }
 }

@@ -271,32 +271,31 @@ impl LuaPlugin {
             chunk,
         );
         ctx.log_fields.extend(api::take_fields());
-        self.count(phase, t0, &r);
-        self.trace(ctx, phase, t0, &r);
+        self.observe(ctx, phase, t0, &r);
         r.map_err(|e| self.fail(ctx, phase, e))
     }
 
-    /// A traced request: the hook's time and the share of its budget (for a hook that
-    /// waited, the time includes the wait, which the budget does not count).
-    fn trace<T>(
+    /// After a hook call that found the hook (`t0`: when it began, if anyone is watching):
+    /// the metrics' count and duration, the OpenTelemetry span, and for a traced request the
+    /// time and the share of its budget (for a hook that waited, the time includes the
+    /// wait, which the budget does not count).
+    fn observe(
         &self,
         ctx: &Ctx,
         phase: Phase,
         t0: Option<std::time::Instant>,
-        r: &Result<T, vm::HookError>,
-    ) where
-        T: std::borrow::Borrow<vm::Outcome>,
-    {
+        r: &Result<vm::Outcome, vm::HookError>,
+    ) {
         let Some(t0) = t0 else { return };
-        if matches!(r, Ok(o) if matches!(o.borrow(), vm::Outcome::Absent)) {
-            return;
-        }
-        let error = r.as_ref().err().map(|e| e.0.as_str());
-        crate::observability::otel::spans::hook(ctx, &self.script.plugin, phase.name(), t0, error);
-        if ctx.trace.is_none() {
+        if matches!(r, Ok(vm::Outcome::Absent)) {
             return;
         }
         let took = t0.elapsed();
+        let error = r.as_ref().err().map(|e| e.0.as_str());
+        if let Some(m) = &self.metrics {
+            m.call(phase as usize, took.as_secs_f64(), error);
+        }
+        crate::observability::otel::spans::hook(ctx, &self.script.plugin, phase.name(), t0, error);
         let budget = self.script.time_budget;
         crate::proxy::trace::note(ctx, || {
             format!(
@@ -309,21 +308,6 @@ impl LuaPlugin {
                 budget
             )
         });
-    }
-
-    /// Count a hook call that did not find the hook absent (with metrics on).
-    fn count<T>(&self, phase: Phase, t0: Option<std::time::Instant>, r: &Result<T, vm::HookError>)
-    where
-        T: std::borrow::Borrow<vm::Outcome>,
-    {
-        let (Some(m), Some(t0)) = (&self.metrics, t0) else {
-            return;
-        };
-        match r {
-            Ok(o) if matches!(o.borrow(), vm::Outcome::Absent) => {}
-            Ok(_) => m.call(phase as usize, t0.elapsed().as_secs_f64(), None),
-            Err(e) => m.call(phase as usize, t0.elapsed().as_secs_f64(), Some(&e.0)),
-        }
     }
 
     /// Do what a waiting hook asked for.
@@ -386,8 +370,7 @@ impl LuaPlugin {
             };
             settle(ctx, &mut answer);
         }
-        self.count(phase, t0, &outcome);
-        self.trace(ctx, phase, t0, &outcome);
+        self.observe(ctx, phase, t0, &outcome);
         match outcome {
             Ok(_) => Ok(answer),
             Err(e) => Err(self.fail(ctx, phase, e)),

@@ -222,16 +222,6 @@ impl<P> Guarded<P> {
         self.live.load().native_h1(self.server)
     }
 
-    /// This server's TLS settings, if it serves TLS (read per connection: a reload's new
-    /// certificates apply to the next handshake).
-    fn tls(&self) -> Option<Arc<crate::tls::TlsServer>> {
-        self.live
-            .load()
-            .servers
-            .get(self.server)
-            .and_then(|s| s.conf.tls.clone())
-    }
-
     /// Serve HTTP/1 on the own loop; `Some(stream)`: a request it hands to Pingora's path
     /// (with every unread byte put back), to be read with the clock armed again.
     async fn own_loop(
@@ -266,12 +256,16 @@ where
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        // counted in tidegate_connections_open while this runs (with metrics on)
-        let _open = self.live.load().servers.get(self.server).and_then(|s| {
-            s.metrics
-                .as_ref()
-                .map(|m| crate::observability::metrics::handles::InFlight::start(&m.connections))
-        });
+        // read once per connection: the TLS settings (a reload's new certificates apply to
+        // the next handshake), and tidegate_connections_open counts this while it runs
+        let (tls, _open) = {
+            let state = self.live.load();
+            let s = state.servers.get(self.server);
+            let open = s
+                .and_then(|s| s.metrics.as_ref())
+                .map(|m| crate::observability::metrics::handles::InFlight::start(&m.connections));
+            (s.and_then(|s| s.conf.tls.clone()), open)
+        };
         // armed from the accept: a client that sends nothing, or a few bytes of what might be
         // the HTTP/2 preface, is cut at the deadline too
         let conn = crate::proxy::ctx::Connection::next();
@@ -281,7 +275,7 @@ where
             h2: AtomicBool::new(false),
         });
         clock.arm();
-        let first = match self.tls() {
+        let first = match tls {
             // TLS: the handshake runs under the same clock as a request head
             Some(tls) => tokio::select! {
                 c = handshake(stream, &tls) => c,
@@ -318,7 +312,9 @@ where
                     false,
                 )
             }
-            First::Tls(tls) => {
+            First::Tls(mut tls) => {
+                // Pingora's path finds the session by the connection (tls/conn.rs)
+                tls.register();
                 let h2 = tls.h2();
                 (tls, h2)
             }

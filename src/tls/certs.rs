@@ -157,7 +157,7 @@ pub fn load(spec: &Spec<'_>, now: SystemTime) -> Result<Loaded, CertProblem> {
             default: spec.default,
             key: Arc::new(certified),
             not_after,
-            serial: x509.raw_serial_as_string().replace(':', ""),
+            serial: serial_of(&x509),
             files,
             acme: false,
         },
@@ -165,8 +165,13 @@ pub fn load(spec: &Spec<'_>, now: SystemTime) -> Result<Loaded, CertProblem> {
     })
 }
 
+/// A certificate's serial number as hex, without separators.
+pub fn serial_of(x509: &x509_parser::certificate::X509Certificate<'_>) -> String {
+    x509.raw_serial_as_string().replace(':', "")
+}
+
 /// The DNS names a certificate is for: its subjectAltName entries, else its CN.
-fn names_of(x509: &x509_parser::certificate::X509Certificate<'_>) -> Vec<String> {
+pub fn names_of(x509: &x509_parser::certificate::X509Certificate<'_>) -> Vec<String> {
     use x509_parser::extensions::GeneralName;
     let mut out = Vec::new();
     if let Ok(Some(san)) = x509.subject_alternative_name() {

@@ -5,7 +5,8 @@
 //! negotiated ALPN decides HTTP/2, and bytes the own loop read ahead are put back before a
 //! hand-over to Pingora. What Pingora's digest has no field for (the SNI, whether the session
 //! was resumed, the client certificate's subject) is in [`TlsInfo`]: the own loop holds it
-//! directly, and Pingora's path finds it by the connection's address pair ([`info_of`]).
+//! directly, and Pingora's path finds it by the connection's address pair ([`info_of`],
+//! after [`TlsConn::register`]).
 
 use async_trait::async_trait;
 use pingora::protocols::l4::stream::Stream as L4;
@@ -139,23 +140,27 @@ impl TlsConn {
             None,
             Vec::new(),
         ));
-        let info = Arc::new(info);
-        let key = inner
-            .get_ref()
-            .0
-            .get_socket_digest()
-            .and_then(|d| key_of(&d));
-        if let Some(k) = &key {
-            shard(k).insert(*k, info.clone());
-        }
         TlsConn {
             inner,
-            info,
+            info: Arc::new(info),
             digest,
             alpn,
             rewound: bytes::Bytes::new(),
             id,
-            key,
+            key: None,
+        }
+    }
+
+    /// Make the session findable by [`info_of`]: called when the connection goes to
+    /// Pingora's path (HTTP/2, a hand-over), whose requests find it that way. The own loop
+    /// holds the session itself and never registers (no lock per connection there).
+    pub fn register(&mut self) {
+        if self.key.is_some() {
+            return;
+        }
+        self.key = self.l4().get_socket_digest().and_then(|d| key_of(&d));
+        if let Some(k) = &self.key {
+            shard(k).insert(*k, self.info.clone());
         }
     }
 

@@ -41,8 +41,6 @@ pub struct Spec {
 pub struct TlsServer {
     pub config: Arc<ServerConfig>,
     pub store: Arc<CertStore>,
-    /// a client certificate is required and verified
-    pub client_auth: bool,
 }
 
 /// The ticket keys of the process (rotating), shared across servers and reloads.
@@ -154,11 +152,8 @@ pub fn build(spec: &Spec, store: Arc<CertStore>) -> Result<TlsServer, SettingsPr
         // TLS 1.3: one ticket per full handshake is enough for a client to come back
         config.send_tls13_tickets = 1;
     }
-    // a client that stops mid-handshake is cut by the header deadline (server/deadline.rs)
-    config.ignore_client_order = false;
     Ok(TlsServer {
         config: Arc::new(config),
         store,
-        client_auth: spec.client_ca.is_some(),
     })
 }

@@ -22,11 +22,14 @@ impl Conn {
         }
     }
 
-    /// As Pingora's stream type.
+    /// As Pingora's stream type (a TLS session made findable for Pingora's path).
     pub fn into_stream(self) -> pingora::protocols::Stream {
         match self {
             Conn::Plain(s) => s,
-            Conn::Tls(s) => s,
+            Conn::Tls(mut s) => {
+                s.register();
+                s
+            }
         }
     }
 

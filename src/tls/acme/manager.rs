@@ -43,19 +43,11 @@ fn stored(cert: &AcmeCert) -> Option<Stored> {
     let pem = crate::tls::pem::read(cert.cert_path().to_str()?).ok()?;
     let chain = pem.certs().ok()?;
     let (_, x) = x509_parser::parse_x509_certificate(chain.first()?.as_ref()).ok()?;
-    let mut names = Vec::new();
-    if let Ok(Some(san)) = x.subject_alternative_name() {
-        for n in &san.value.general_names {
-            if let x509_parser::extensions::GeneralName::DNSName(d) = n {
-                names.push(d.to_ascii_lowercase());
-            }
-        }
-    }
     Some(Stored {
         not_before: x.validity().not_before.timestamp(),
         not_after: x.validity().not_after.timestamp(),
-        names,
-        serial: x.raw_serial_as_string().replace(':', ""),
+        names: crate::tls::certs::names_of(&x),
+        serial: crate::tls::certs::serial_of(&x),
     })
 }
 
