@@ -17,6 +17,7 @@
 //! | `{remote}` `{remote_addr}` `{remote_port}` `{client_ip}` | peer address and port; client IP after `trusted_proxies` |
 //! | `{upstream}` `{upstream_addr}` `{upstream_status}` | upstream name, peer that served, its status |
 //! | `{upstream_connect_time}` `{upstream_response_time}` `{retries}` | seconds (ms resolution) to connect and to the response head; tries after the first |
+//! | `{user}` (`{remote_user}`) | the user an auth plugin let in |
 //! | `{request_id}` `{location}` `{server}` `{trace_id}` | ids and names (the trace id of a request sampled for OpenTelemetry) |
 //! | `{connection}` `{connection_requests}` | the client connection's serial number and how many requests it has carried |
 //! | `{time}` `{time_local}` `{ts}` `{msec}` | ISO 8601 (UTC), local time as nginx writes it, Unix milliseconds, Unix seconds with milliseconds |
@@ -47,6 +48,7 @@ pub enum Field {
     LatencyUs,
     Remote,
     ClientIp,
+    User,
     Upstream,
     UpstreamAddr,
     RequestId,
@@ -90,9 +92,9 @@ pub struct LogFormat {
     pub json: bool,
 }
 
-const COMMON: &str = "{client_ip} - - [{time}] \"{method} {uri} {proto}\" {status} {size}";
+const COMMON: &str = "{client_ip} - {user} [{time}] \"{method} {uri} {proto}\" {status} {size}";
 const COMBINED: &str =
-    "{client_ip} - - [{time}] \"{method} {uri} {proto}\" {status} {size} \"{>referer}\" \"{>user-agent}\"";
+    "{client_ip} - {user} [{time}] \"{method} {uri} {proto}\" {status} {size} \"{>referer}\" \"{>user-agent}\"";
 const JSON_KEYS: &[(&str, &str)] = &[
     ("time", "{time}"),
     ("client_ip", "{client_ip}"),
@@ -166,6 +168,7 @@ impl LogFormat {
             "latency_us" => Field::LatencyUs,
             "remote" => Field::Remote,
             "client_ip" => Field::ClientIp,
+            "user" | "remote_user" => Field::User,
             "upstream" => Field::Upstream,
             "upstream_addr" => Field::UpstreamAddr,
             "request_id" => Field::RequestId,

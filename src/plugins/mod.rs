@@ -22,11 +22,14 @@
 //!
 //! Each plugin's own config is deserialized with unknown keys refused, so a typo names the key.
 
+pub mod limit;
 pub mod mock;
 pub mod ping;
 pub mod redirect;
 pub mod request_id;
+pub mod request_parts;
 pub mod response_headers;
+pub mod state;
 
 use crate::proxy::ctx::Ctx;
 use crate::proxy::exchange::Downstream;
@@ -130,6 +133,11 @@ pub trait Plugin: Send + Sync + std::fmt::Debug {
     /// Log phase, after the response is sent.
     fn on_log(&self, _session: &dyn Downstream, _ctx: &mut Ctx) {}
 
+    /// This plugin as a `limit`, for `tidegate.limit.take` to find it by name.
+    fn limiter(&self) -> Option<&limit::Limit> {
+        None
+    }
+
     /// Files this plugin was built from (a Lua script): the config watch reloads when they change.
     fn watched_files(&self) -> Vec<std::path::PathBuf> {
         Vec::new()
@@ -159,6 +167,7 @@ pub const CATEGORIES: &[&str] = &[
     "request_id",
     "response_headers",
     "redirect",
+    "limit",
     "lua",
 ];
 
@@ -182,6 +191,7 @@ pub fn build(
         "request_id" => Arc::new(request_id::RequestId::new(typed(conf)?)?),
         "response_headers" => Arc::new(response_headers::ResponseHeaders::new(typed(conf)?)?),
         "redirect" => Arc::new(redirect::Redirect::new(typed(conf)?)?),
+        "limit" => Arc::new(limit::Limit::new(typed(conf)?, &env.name)?),
         "lua" => Arc::new(crate::scripting::LuaPlugin::new(
             typed(conf)?,
             &env.name,

@@ -68,6 +68,8 @@ pub struct Ctx {
     pub trace_document: Option<bytes::Bytes>,
     /// counted in `tidegate_requests_in_flight` while it lives (with metrics on)
     pub in_flight: Option<crate::observability::metrics::handles::InFlight>,
+    /// what built-in plugins leave for later phases: the user, limit figures, held slots
+    pub plugin: crate::plugins::state::PluginState,
     pub timeouts: (
         Option<std::time::Duration>,
         Option<std::time::Duration>,
@@ -117,6 +119,7 @@ impl Ctx {
             body_filtered: false,
             tls: None,
             timeouts: (None, None, None),
+            plugin: Default::default(),
         }
     }
 
@@ -234,6 +237,7 @@ impl VarSource for Vars<'_> {
         let req = self.session.req();
         match var {
             Var::Host => out.push_str(&self.ctx.host),
+            Var::RemoteUser => out.push_str(self.ctx.plugin.user.as_deref().unwrap_or("")),
             Var::Scheme => out.push_str(self.ctx.scheme()),
             Var::RemoteAddr => {
                 if let Some(ip) = self.ctx.client_ip {

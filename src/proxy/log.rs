@@ -80,6 +80,7 @@ fn write_field(f: &Field, session: &dyn Downstream, ctx: &Ctx, out: &mut String)
             }
             None => out.push('-'),
         },
+        Field::User => dash(out, ctx.plugin.user.as_deref()),
         Field::Upstream => dash(out, ctx.upstream.as_ref().map(|u| u.name.as_str())),
         Field::UpstreamAddr => match ctx.upstream_addr {
             Some(a) => {

@@ -12,6 +12,7 @@
 //! | `$args` | query string |
 //! | `$method` | request method |
 //! | `$request_id` | id given by the `request_id` plugin |
+//! | `$remote_user` | the user an auth plugin let in (`basic_auth`, `key_auth`'s consumer, `jwt`'s subject) |
 //! | `$location` | name of the matched location |
 //! | `$ssl_protocol` `$ssl_cipher` `$ssl_server_name` | TLS version, cipher suite, the SNI (empty on plain HTTP) |
 //! | `$ssl_session_reused` `$ssl_client_s_dn` | `r` if the TLS session was resumed (else `.`); the client certificate's subject |
@@ -31,6 +32,7 @@ pub enum Var {
     Args,
     Method,
     RequestId,
+    RemoteUser,
     Location,
     /// a value of the TLS session
     Tls(crate::tls::conn::TlsVar),
@@ -153,6 +155,7 @@ impl Var {
             "args" | "query_string" => Var::Args,
             "method" | "request_method" => Var::Method,
             "request_id" => Var::RequestId,
+            "remote_user" => Var::RemoteUser,
             "location" => Var::Location,
             _ => match name.strip_prefix("http_") {
                 Some(h) => Var::Header(h.replace('_', "-").to_ascii_lowercase()),

@@ -353,6 +353,8 @@ impl UserData for Req {
         fields.add_field_method_get("client_ip", |_, _| {
             with_ctx(|c| c.client_ip.map(|ip| ip.to_string()))
         });
+        // who an auth plugin let in (nil when none did)
+        fields.add_field_method_get("user", |_, _| with_ctx(|c| c.plugin.user.clone()));
         fields.add_field_method_set("path", |_, _, path: String| {
             with_session_mut("setting req.path", |s| {
                 let q = s.req().uri.query().map(str::to_string);

@@ -32,6 +32,7 @@ pub mod http_client;
 pub mod http_policy;
 pub mod identity;
 pub mod lib_util;
+pub mod limit_api;
 pub mod marshal;
 pub mod modules;
 pub mod shared;
@@ -231,6 +232,9 @@ fn lend(session: &mut dyn Downstream, ctx: &Ctx) -> vm::Lent {
 /// Collect what the last synchronous stretch of a hook left behind (log fields, an answer).
 fn settle(ctx: &mut Ctx, answer: &mut Option<crate::plugins::Answer>) {
     ctx.log_fields.extend(api::take_fields());
+    if let Some(k) = limit_api::take_limit_key() {
+        ctx.plugin.limit_key = Some(k);
+    }
     if let Some(a) = api::take_answer() {
         *answer = Some(a);
     }
@@ -271,6 +275,9 @@ impl LuaPlugin {
             chunk,
         );
         ctx.log_fields.extend(api::take_fields());
+    if let Some(k) = limit_api::take_limit_key() {
+        ctx.plugin.limit_key = Some(k);
+    }
         self.observe(ctx, phase, t0, &r);
         r.map_err(|e| self.fail(ctx, phase, e))
     }
@@ -323,6 +330,9 @@ impl LuaPlugin {
             }
             wait::Wait::Body(cap) => {
                 wait::Waited::Body(crate::proxy::request::read_body(session, ctx, cap).await)
+            }
+            wait::Wait::Limit { name, key } => {
+                wait::Waited::Limit(limit_api::take(ctx, &name, &key).await)
             }
         }
     }

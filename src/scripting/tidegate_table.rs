@@ -110,6 +110,7 @@ pub fn register(lua: &Lua) -> mlua::Result<()> {
     super::lib_util::register(lua, &t)?;
     super::http_client::register(lua, &t)?;
     super::shared::register(lua, &t)?;
+    super::limit_api::register(lua, &t)?;
     let body = super::wait::yielding(lua, "req:body", |_, _req: mlua::AnyUserData| {
         only_in(&[Phase::Request], "req:body")?;
         Ok(super::wait::Wait::Body(REQUEST_BODY_CAP))

@@ -349,6 +349,11 @@ impl Vm {
         if self.spare.len() < 8 {
             self.spare.push(thread);
         }
+        if hook == Phase::Request {
+            if let Some(t) = self.ctx.get(&rid) {
+                super::limit_api::note_limit_key(t);
+            }
+        }
         nothing_returned(hook, &returned)?;
         Ok(Outcome::Done(None))
     }
@@ -570,7 +575,8 @@ pub fn resume_hook(
         let args = match answer {
             Waited::Http(Ok(r)) => (Value::Table(http_client::to_lua(lua, &r)?), Value::Nil),
             Waited::Body(Ok(b)) => (Value::String(lua.create_string(&b)?), Value::Nil),
-            Waited::Http(Err(e)) | Waited::Body(Err(e)) => {
+            Waited::Limit(Ok(t)) => (Value::Table(super::limit_api::to_lua(lua, &t)?), Value::Nil),
+            Waited::Http(Err(e)) | Waited::Body(Err(e)) | Waited::Limit(Err(e)) => {
                 (Value::Nil, Value::String(lua.create_string(&e)?))
             }
         };

@@ -17,6 +17,8 @@ pub enum Wait {
     Http(Box<Outbound>),
     /// the request body, up to this many bytes
     Body(usize),
+    /// a take of a `limit` plugin (`limit_api.rs`)
+    Limit { name: String, key: String },
 }
 
 /// What it got.
@@ -24,6 +26,7 @@ pub enum Wait {
 pub enum Waited {
     Http(Result<Inbound, String>),
     Body(Result<bytes::Bytes, String>),
+    Limit(Result<crate::plugins::limit::Taken, String>),
 }
 
 thread_local! {

@@ -12,6 +12,7 @@ pub mod acme;
 pub mod etcd;
 pub mod lua;
 pub mod origin;
+pub mod plugins;
 pub mod tls;
 
 pub use origin::*;

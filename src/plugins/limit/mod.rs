@@ -1,0 +1,279 @@
+//! `limit`: rate and in-flight limits per key, in this process or shared through Redis.
+//!
+//! ```toml
+//! [plugins.per-ip]
+//! category = "limit"
+//! kind = "rate"                 # default; or "inflight" with `max`
+//! key = "ip"                    # ip | header:NAME | cookie:NAME | query:NAME | path | location | user | ctx
+//! rate = "100/s"                # also /m, /h; "100/10s" too
+//! burst = 20                    # requests at once; default: the rate's count
+//! status = 429                  # default
+//! body = "Too Many Requests\n"  # default
+//! headers = true                # RateLimit-Limit/-Remaining/-Reset on responses (default)
+//! # store = "redis://127.0.0.1:6379/0"   # share the counters between instances
+//! # on_store_error = "local"             # or "allow", "deny"
+//! # store_timeout = "200ms"
+//! # prefix = "tidegate:limit:per-ip:"    # the Redis key prefix (default)
+//!
+//! [plugins.uploads]
+//! category = "limit"
+//! kind = "inflight"
+//! key = "header:x-api-key"
+//! max = 4                       # concurrent requests per key
+//! ```
+//!
+//! A refused request gets `status` with `Retry-After` (seconds). A rate's state lives in the
+//! process (all workers share it; `local.rs`), kept across reloads while the limit's name,
+//! rate and burst stay the same; with `store` it lives in Redis (`redis.rs`). A request with no
+//! value for the key (no such header, say) counts under the empty key, shared by all such.
+
+pub mod gcra;
+pub mod key;
+pub mod local;
+pub mod redis;
+pub mod settings;
+
+use super::{Answer, Flow, Plugin, PluginConfError, PluginError};
+use crate::proxy::ctx::Ctx;
+use crate::proxy::exchange::Downstream;
+use crate::plugins::state::RateInfo;
+use async_trait::async_trait;
+use bytes::Bytes;
+use gcra::{ceil_secs, Verdict};
+use key::KeySource;
+use pingora::http::ResponseHeader;
+use settings::{Kind, LimitConf, OnStoreError};
+use std::sync::Arc;
+
+/// A built `limit`.
+#[derive(Debug)]
+pub struct Limit {
+    name: String,
+    key: KeySource,
+    kind: Built,
+    status: u16,
+    body: Bytes,
+    headers: bool,
+}
+
+#[derive(Debug)]
+enum Built {
+    Rate {
+        local: Arc<local::LocalRate>,
+        remote: Option<Remote>,
+    },
+    Inflight(Arc<local::LocalInflight>),
+}
+
+#[derive(Debug)]
+struct Remote {
+    store: Arc<redis::RedisStore>,
+    prefix: String,
+    on_error: OnStoreError,
+    timeout: std::time::Duration,
+}
+
+/// What a take decided, for the plugin and for `tidegate.limit.take`.
+#[derive(Debug, Clone, Copy)]
+pub struct Taken {
+    pub allowed: bool,
+    pub limit: u64,
+    pub remaining: u64,
+    /// seconds until a refused request may try again
+    pub retry_after: u64,
+    /// seconds until the quota is whole again
+    pub reset: u64,
+}
+
+impl Limit {
+    pub fn new(c: LimitConf, name: &str) -> Result<Limit, PluginConfError> {
+        let s = settings::check(c, name)?;
+        let kind = match s.kind {
+            Kind::Rate(g) => Built::Rate {
+                local: local_rate(name, g),
+                remote: match s.store {
+                    Some(url) => Some(Remote {
+                        store: redis::store(&url).map_err(|m| PluginConfError::at("store", m))?,
+                        prefix: s.prefix,
+                        on_error: s.on_store_error,
+                        timeout: s.store_timeout,
+                    }),
+                    None => None,
+                },
+            },
+            Kind::Inflight(max) => Built::Inflight(local_inflight(name, max)),
+        };
+        Ok(Limit {
+            name: name.to_string(),
+            key: s.key,
+            kind,
+            status: s.status,
+            body: Bytes::from(s.body),
+            headers: s.headers,
+        })
+    }
+
+    /// Take one request for `key`. An in-flight slot, when one is taken, is held in `ctx`
+    /// until the request ends.
+    pub async fn take(&self, key: &str, ctx: &mut Ctx) -> Taken {
+        match &self.kind {
+            Built::Inflight(f) => {
+                let (slot, now) = f.enter(key);
+                let allowed = slot.is_some();
+                if let Some(s) = slot {
+                    ctx.plugin.held.push(Box::new(s));
+                }
+                Taken {
+                    allowed,
+                    limit: f.max(),
+                    remaining: f.max().saturating_sub(now),
+                    retry_after: 1,
+                    reset: 0,
+                }
+            }
+            Built::Rate { local, remote } => {
+                let v = match remote {
+                    None => local.take(key, local::now_ns()),
+                    Some(r) => self.take_remote(r, local, key).await,
+                };
+                Taken {
+                    allowed: v.allowed,
+                    limit: local.gcra().burst,
+                    remaining: v.remaining,
+                    retry_after: ceil_secs(v.retry_after_ns).max(u64::from(!v.allowed)),
+                    reset: ceil_secs(v.reset_ns),
+                }
+            }
+        }
+    }
+
+    async fn take_remote(&self, r: &Remote, local: &local::LocalRate, key: &str) -> Verdict {
+        let full = format!("{}{key}", r.prefix);
+        match r.store.take(&full, local.gcra(), r.timeout).await {
+            Ok(v) => v,
+            Err(e) => {
+                if r.store.should_log() {
+                    tracing::warn!(plugin = %self.name, on_store_error = r.on_error.name(), "limit store failed: {e}");
+                }
+                match r.on_error {
+                    OnStoreError::Local => local.take(key, local::now_ns()),
+                    OnStoreError::Allow => Verdict {
+                        allowed: true,
+                        remaining: local.gcra().burst.saturating_sub(1),
+                        retry_after_ns: 0,
+                        reset_ns: 0,
+                    },
+                    OnStoreError::Deny => Verdict {
+                        allowed: false,
+                        remaining: 0,
+                        retry_after_ns: 1_000_000_000,
+                        reset_ns: 1_000_000_000,
+                    },
+                }
+            }
+        }
+    }
+
+    /// Whether this is a rate limit (its figures go in the `RateLimit-*` headers).
+    fn is_rate(&self) -> bool {
+        matches!(self.kind, Built::Rate { .. })
+    }
+}
+
+/// The process's rate state for limit `name`: the same one across reloads while the rate
+/// and burst are unchanged, a fresh one when they change.
+fn local_rate(name: &str, g: gcra::Gcra) -> Arc<local::LocalRate> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static RATES: OnceLock<Mutex<HashMap<String, Arc<local::LocalRate>>>> = OnceLock::new();
+    let mut all = RATES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    match all.get(name) {
+        Some(r) if *r.gcra() == g => r.clone(),
+        _ => {
+            let r = Arc::new(local::LocalRate::new(g));
+            all.insert(name.to_string(), r.clone());
+            r
+        }
+    }
+}
+
+/// As [`local_rate`], for in-flight counters (requests in flight across a reload still count).
+fn local_inflight(name: &str, max: u64) -> Arc<local::LocalInflight> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static INFLIGHT: OnceLock<Mutex<HashMap<String, Arc<local::LocalInflight>>>> = OnceLock::new();
+    let mut all = INFLIGHT
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    match all.get(name) {
+        Some(f) if f.max() == max => f.clone(),
+        _ => {
+            let f = local::LocalInflight::new(max);
+            all.insert(name.to_string(), f.clone());
+            f
+        }
+    }
+}
+
+fn header_value(n: u64) -> http::HeaderValue {
+    http::HeaderValue::from(n)
+}
+
+#[async_trait]
+impl Plugin for Limit {
+    async fn on_request(
+        &self,
+        session: &mut dyn Downstream,
+        ctx: &mut Ctx,
+    ) -> Result<Flow, PluginError> {
+        let key = self.key.value(&*session, ctx).into_owned();
+        let t = self.take(&key, ctx).await;
+        if self.is_rate() && self.headers {
+            ctx.plugin.note_rate(RateInfo {
+                limit: t.limit,
+                remaining: t.remaining,
+                reset: t.reset,
+            });
+        }
+        if t.allowed {
+            return Ok(Flow::Continue);
+        }
+        crate::proxy::trace::note(ctx, || format!("limit {}: key `{key}` refused", self.name));
+        Ok(Flow::Respond(Answer {
+            status: self.status,
+            headers: vec![
+                (http::header::RETRY_AFTER, header_value(t.retry_after)),
+                (
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("text/plain; charset=utf-8"),
+                ),
+            ],
+            body: self.body.clone(),
+        }))
+    }
+
+    fn on_response(
+        &self,
+        _session: &dyn Downstream,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<(), PluginError> {
+        if !(self.headers && self.is_rate()) {
+            return Ok(());
+        }
+        if let Some(r) = ctx.plugin.rate {
+            let _ = resp.insert_header("ratelimit-limit", header_value(r.limit));
+            let _ = resp.insert_header("ratelimit-remaining", header_value(r.remaining));
+            let _ = resp.insert_header("ratelimit-reset", header_value(r.reset));
+        }
+        Ok(())
+    }
+
+    fn limiter(&self) -> Option<&Limit> {
+        Some(self)
+    }
+}

@@ -1,0 +1,42 @@
+//! What built-in plugins leave on a request for later phases and for each other: the
+//! authenticated user, the Lua-provided limit key, the rate-limit figures for the response
+//! headers, and in-flight slots held until the request ends.
+//!
+//! One field of `Ctx` (`ctx.plugin`); empty and allocation-free until a plugin sets something.
+
+use std::fmt::Debug;
+
+/// The figures of the tightest rate limit a request passed, for the `RateLimit-*` headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateInfo {
+    /// requests allowed at once (`RateLimit-Limit`)
+    pub limit: u64,
+    /// requests left right now (`RateLimit-Remaining`)
+    pub remaining: u64,
+    /// seconds until the quota is whole again (`RateLimit-Reset`)
+    pub reset: u64,
+}
+
+/// Per-request plugin state.
+#[derive(Debug, Default)]
+pub struct PluginState {
+    /// who authenticated (basic_auth's user, key_auth's consumer, jwt's `sub`): `$remote_user`,
+    /// `{user}` in the access log, `req.user` in Lua
+    pub user: Option<String>,
+    /// `ctx.limit_key` as a Lua `on_request` hook left it, for `limit` with `key = "ctx"`
+    pub limit_key: Option<String>,
+    /// the tightest rate limit passed: its headers go on the response
+    pub rate: Option<RateInfo>,
+    /// slots held until the request ends (in-flight limits): dropped with the context
+    pub held: Vec<Box<dyn Debug + Send + Sync>>,
+}
+
+impl PluginState {
+    /// Keep the tighter of two rate limits (fewer left) for the response headers.
+    pub fn note_rate(&mut self, r: RateInfo) {
+        match self.rate {
+            Some(old) if old.remaining <= r.remaining => {}
+            _ => self.rate = Some(r),
+        }
+    }
+}

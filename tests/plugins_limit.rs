@@ -1,0 +1,205 @@
+//! `limit`: rate limits with exact counts and the RFC headers, in-flight limits, keys (a
+//! header, a Lua-computed `ctx.limit_key`), `tidegate.limit.take`, state kept across a
+//! reload, and `check` naming the key of a bad config. The Redis store: `plugins_redis.rs`.
+
+mod common;
+use common::plugins::*;
+use common::*;
+
+#[test]
+fn a_rate_limit_admits_its_burst_then_refuses_with_retry_after() {
+    let origin = Origin::start(|_| ok("fine"));
+    let port = free_port();
+    let cfg = one_location(
+        port,
+        &origin,
+        &["per-client"],
+        r#"
+[plugins.per-client]
+category = "limit"
+key = "header:x-client"
+rate = "3/m"
+body = "slow down\n"
+"#,
+    );
+    let t = Tidegate::start(&cfg, &[port]);
+    for left in [2, 1, 0] {
+        let r = get(port, "h", "/", &[("x-client", "a")]);
+        assert_eq!(r.status, 200, "{}", t.stderr());
+        assert_eq!(r.header("ratelimit-limit"), Some("3"));
+        assert_eq!(r.header("ratelimit-remaining"), Some(left.to_string().as_str()));
+        let reset: u64 = r.header("ratelimit-reset").unwrap().parse().unwrap();
+        assert!((1..=60).contains(&reset), "reset {reset}");
+    }
+    let r = get(port, "h", "/", &[("x-client", "a")]);
+    assert_eq!(r.status, 429);
+    assert_eq!(r.text(), "slow down\n");
+    // one request every 20 s: the next comes in at most 20 s
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((19..=20).contains(&retry), "retry-after {retry}");
+    assert_eq!(r.header("ratelimit-remaining"), Some("0"));
+    assert_eq!(origin.count(), 3, "the refused request never reached the origin");
+    // another key has its own quota
+    assert_eq!(get(port, "h", "/", &[("x-client", "b")]).status, 200);
+    // a request without the header counts under the shared empty key
+    for _ in 0..3 {
+        assert_eq!(get(port, "h", "/", &[]).status, 200);
+    }
+    assert_eq!(get(port, "h", "/", &[]).status, 429);
+}
+
+#[test]
+fn the_count_survives_a_reload_and_a_changed_rate_starts_afresh() {
+    let origin = Origin::start(|_| ok("fine"));
+    let port = free_port();
+    let cfg = |rate: &str, extra: &str| {
+        one_location(
+            port,
+            &origin,
+            &["ip"],
+            &format!("[plugins.ip]\ncategory = \"limit\"\nrate = \"{rate}\"\n{extra}"),
+        )
+    };
+    let t = Tidegate::start(&cfg("2/h", ""), &[port]);
+    assert_eq!(get(port, "h", "/", &[]).status, 200);
+    assert_eq!(get(port, "h", "/", &[]).status, 200);
+    assert_eq!(get(port, "h", "/", &[]).status, 429);
+    // an unrelated change (the body) reloads; the quota is still spent
+    std::fs::write(&t.config, cfg("2/h", "body = \"reloaded\"")).unwrap();
+    assert!(wait_until(WAIT, || get(port, "h", "/", &[]).text() == "reloaded"), "{}", t.stderr());
+    // a new rate is a new limit
+    std::fs::write(&t.config, cfg("5/h", "body = \"new\"")).unwrap();
+    assert!(wait_until(WAIT, || get(port, "h", "/", &[]).status == 200), "{}", t.stderr());
+    assert_eq!(get(port, "h", "/", &[]).header("ratelimit-limit"), Some("5"));
+}
+
+#[test]
+fn an_inflight_limit_refuses_past_max_and_frees_slots_when_requests_end() {
+    let gate = Gate::default();
+    let g = gate.clone();
+    let origin = Origin::start(move |r| {
+        if r.path == "/slow" {
+            g.pass();
+        }
+        ok("done")
+    });
+    let port = free_port();
+    let cfg = one_location(
+        port,
+        &origin,
+        &["two"],
+        "[plugins.two]\ncategory = \"limit\"\nkind = \"inflight\"\nmax = 2\nstatus = 503\n",
+    );
+    let t = Tidegate::start(&cfg, &[port]);
+    let slow: Vec<_> = (0..2)
+        .map(|_| std::thread::spawn(move || get(port, "h", "/slow", &[]).status))
+        .collect();
+    assert!(wait_until(WAIT, || origin.count() == 2), "{}", t.stderr());
+    let r = get(port, "h", "/fast", &[]);
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert!(r.header("ratelimit-limit").is_none(), "no rate headers on an in-flight limit");
+    gate.open();
+    for s in slow {
+        assert_eq!(s.join().unwrap(), 200);
+    }
+    assert_eq!(get(port, "h", "/fast", &[]).status, 200);
+}
+
+#[test]
+fn lua_sets_the_key_and_takes_from_a_named_limit() {
+    let origin = Origin::start(|_| ok("fine"));
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("tenant.lua");
+    std::fs::write(
+        &script,
+        r#"
+local M = {}
+function M.on_request(req, ctx, conf)
+  local tenant = (req.path:match("^/t/(%w+)") or "none")
+  ctx.limit_key = tenant
+  if req.path:find("/manual") then
+    local t = tidegate.limit.take("manual", tenant)
+    if not t.allowed then
+      return req:respond(429, "manual " .. t.retry_after, { ["x-remaining"] = tostring(t.remaining) })
+    end
+    req:set_header("x-left", tostring(t.remaining))
+  end
+  local missing, err = tidegate.limit.take("nope", "k")
+  req:set_header("x-err", err)
+end
+return M
+"#,
+    )
+    .unwrap();
+    let cfg = one_location(
+        port,
+        &origin,
+        &["tenant", "per-tenant"],
+        &format!(
+            r#"
+[plugins.tenant]
+category = "lua"
+path = "{}"
+
+[plugins.per-tenant]
+category = "limit"
+key = "ctx"
+rate = "2/h"
+
+[plugins.manual]
+category = "limit"
+rate = "1/h"
+"#,
+            script.display()
+        ),
+    );
+    let t = Tidegate::start(&cfg, &[port]);
+    assert_eq!(get(port, "h", "/t/acme/x", &[]).status, 200, "{}", t.stderr());
+    assert_eq!(get(port, "h", "/t/acme/y", &[]).status, 200);
+    assert_eq!(get(port, "h", "/t/acme/z", &[]).status, 429, "per tenant");
+    assert_eq!(get(port, "h", "/t/other/x", &[]).status, 200, "another tenant");
+    let seen = origin.requests();
+    assert_eq!(
+        seen[0].header("x-err"),
+        Some("tidegate.limit.take: no plugin named `nope`")
+    );
+    // the script's own take, from a limit no location lists
+    let r = get(port, "h", "/t/b/manual", &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(origin.requests().last().unwrap().header("x-left"), Some("0"));
+    let r = get(port, "h", "/t/b/manual", &[]);
+    assert_eq!(r.status, 429);
+    assert_eq!(r.text(), "manual 3600");
+}
+
+#[test]
+fn check_names_the_key_of_a_bad_limit() {
+    let cases = [
+        ("rate = \"100\"", "rate", "COUNT/PERIOD"),
+        ("rate = \"0/s\"", "rate", "at least 1"),
+        ("rate = \"1/s\"\nburst = 0", "burst", "at least 1"),
+        ("kind = \"leaky\"", "kind", "unknown kind"),
+        ("kind = \"inflight\"", "max", "needs `max`"),
+        ("kind = \"inflight\"\nmax = 2\nrate = \"1/s\"", "rate", "inflight"),
+        ("rate = \"1/s\"\nkey = \"host\"", "key", "unknown key `host`"),
+        ("rate = \"1/s\"\nstore = \"http://x\"", "store", "Redis URL"),
+        ("rate = \"1/s\"\non_store_error = \"local\"", "on_store_error", "set `store`"),
+        ("rate = \"1/s\"\nstore = \"redis://127.0.0.1:1/0\"\non_store_error = \"maybe\"", "on_store_error", "allow, deny, local"),
+        ("rate = \"1/s\"\nstatus = 200", "status", "4xx or 5xx"),
+        ("rate = \"1/s\"\nrates = 2", "rates", "unknown field"),
+    ];
+    for (body, key, says) in cases {
+        let cfg = format!(
+            "[servers.s]\naddr = \"127.0.0.1:1\"\nlocations = [\"l\"]\n[locations.l]\npath = \"/\"\nplugins = [\"lim\"]\n[plugins.lim]\ncategory = \"limit\"\n{body}\n"
+        );
+        let (code, out) = check_text(&cfg);
+        assert_ne!(code, 0, "{body}: accepted");
+        assert!(
+            out.contains("plugins.lim") && out.contains(key) && out.contains(says),
+            "{body}: {out}"
+        );
+        assert!(out.contains("tidegate.toml:"), "{body}: no file and line in {out}");
+    }
+}
