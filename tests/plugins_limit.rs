@@ -182,7 +182,7 @@ fn check_names_the_key_of_a_bad_limit() {
         ("rate = \"1/s\"\nburst = 0", "burst", "at least 1"),
         ("kind = \"leaky\"", "kind", "unknown kind"),
         ("kind = \"inflight\"", "max", "needs `max`"),
-        ("kind = \"inflight\"\nmax = 2\nrate = \"1/s\"", "rate", "inflight"),
+        ("kind = \"inflight\"\nmax = 2\nrate = \"1/s\"", "rate", "in-flight limit takes"),
         ("rate = \"1/s\"\nkey = \"host\"", "key", "unknown key `host`"),
         ("rate = \"1/s\"\nstore = \"http://x\"", "store", "Redis URL"),
         ("rate = \"1/s\"\non_store_error = \"local\"", "on_store_error", "set `store`"),

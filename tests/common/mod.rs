@@ -13,6 +13,7 @@ pub mod etcd;
 pub mod lua;
 pub mod origin;
 pub mod plugins;
+pub mod redis;
 pub mod tls;
 
 pub use origin::*;
