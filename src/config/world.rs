@@ -64,13 +64,28 @@ pub(super) fn run(
     // 3. plugins, in name order: locations refer to them by that position (Lua plugins count
     // their hook calls when some server exposes metrics)
     lua.metrics = servers.iter().any(|s| s.metrics.is_some());
-    let mut plugins = Vec::new();
-    for (name, e) in pending.raw_plugins {
-        let table = format!("plugins.{name}");
-        if let Some(p) = build_plugin(b, e, &table, name, lua) {
-            plugins.push(p);
+    // plugins made of others (`combined_auth`) come after the rest, then all go in name order
+    let composite = |e: &Entry| {
+        e.value.get("category").and_then(|c| c.as_str()) == Some("combined_auth")
+    };
+    let mut plugins: Vec<PluginDef> = Vec::new();
+    for pass in [false, true] {
+        for (name, e) in pending.raw_plugins {
+            if composite(e) != pass {
+                continue;
+            }
+            let table = format!("plugins.{name}");
+            let built: Vec<_> = if pass {
+                plugins.iter().map(|p| (p.name.clone(), p.plugin.clone())).collect()
+            } else {
+                Vec::new()
+            };
+            if let Some(p) = build_plugin(b, e, &table, name, lua, built) {
+                plugins.push(p);
+            }
         }
     }
+    plugins.sort_by(|a, b| a.name.cmp(&b.name));
 
     // 4. certificates, then each TLS server's settings over them (client CAs read here)
     let mut warnings = Vec::new();

@@ -22,6 +22,9 @@
 //!
 //! Each plugin's own config is deserialized with unknown keys refused, so a typo names the key.
 
+pub mod auth;
+pub mod cors;
+pub mod csrf;
 pub mod limit;
 pub mod mock;
 pub mod ping;
@@ -29,6 +32,7 @@ pub mod redirect;
 pub mod request_id;
 pub mod request_parts;
 pub mod response_headers;
+pub mod restrict;
 pub mod state;
 
 use crate::proxy::ctx::Ctx;
@@ -133,6 +137,11 @@ pub trait Plugin: Send + Sync + std::fmt::Debug {
     /// Log phase, after the response is sent.
     fn on_log(&self, _session: &dyn Downstream, _ctx: &mut Ctx) {}
 
+    /// This plugin as an authenticator, for `combined_auth`.
+    fn authenticator(&self) -> Option<&dyn auth::Authenticator> {
+        None
+    }
+
     /// This plugin as a `limit`, for `tidegate.limit.take` to find it by name.
     fn limiter(&self) -> Option<&limit::Limit> {
         None
@@ -168,6 +177,16 @@ pub const CATEGORIES: &[&str] = &[
     "response_headers",
     "redirect",
     "limit",
+    "basic_auth",
+    "key_auth",
+    "jwt",
+    "combined_auth",
+    "forward_auth",
+    "ip_restriction",
+    "referer_restriction",
+    "ua_restriction",
+    "cors",
+    "csrf",
     "lua",
 ];
 
@@ -177,6 +196,8 @@ pub struct BuildEnv {
     /// the plugin's name (`[plugins.NAME]`)
     pub name: String,
     pub lua: crate::scripting::LuaSettings,
+    /// the plugins built before this one (`combined_auth` is built after all others)
+    pub built: Vec<(String, Arc<dyn Plugin>)>,
 }
 
 /// Build a plugin of `category` from the rest of its table.
@@ -192,6 +213,16 @@ pub fn build(
         "response_headers" => Arc::new(response_headers::ResponseHeaders::new(typed(conf)?)?),
         "redirect" => Arc::new(redirect::Redirect::new(typed(conf)?)?),
         "limit" => Arc::new(limit::Limit::new(typed(conf)?, &env.name)?),
+        "basic_auth" => Arc::new(auth::basic::BasicAuth::new(typed(conf)?)?),
+        "key_auth" => Arc::new(auth::key::KeyAuth::new(typed(conf)?)?),
+        "jwt" => Arc::new(auth::jwt::Jwt::new(typed(conf)?)?),
+        "forward_auth" => Arc::new(auth::forward::ForwardAuth::new(typed(conf)?)?),
+        "ip_restriction" => Arc::new(restrict::ip::IpRestriction::new(typed(conf)?)?),
+        "referer_restriction" => Arc::new(restrict::referer::RefererRestriction::new(typed(conf)?)?),
+        "ua_restriction" => Arc::new(restrict::ua::UaRestriction::new(typed(conf)?)?),
+        "cors" => Arc::new(cors::Cors::new(typed(conf)?)?),
+        "csrf" => Arc::new(csrf::Csrf::new(typed(conf)?)?),
+        "combined_auth" => Arc::new(auth::combined::CombinedAuth::new(typed(conf)?, &env.built)?),
         "lua" => Arc::new(crate::scripting::LuaPlugin::new(
             typed(conf)?,
             &env.name,

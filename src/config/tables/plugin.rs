@@ -9,6 +9,7 @@ pub(in crate::config) fn build_plugin(
     t: &str,
     name: &str,
     lua: &crate::scripting::LuaSettings,
+    built: Vec<(String, std::sync::Arc<dyn crate::plugins::Plugin>)>,
 ) -> Option<PluginDef> {
     let toml::Value::Table(mut table) = e.value.clone() else {
         b.err(e.doc, t, None, "a plugin must be a table");
@@ -36,6 +37,7 @@ pub(in crate::config) fn build_plugin(
     let env = crate::plugins::BuildEnv {
         name: name.to_string(),
         lua: lua.clone(),
+        built,
     };
     match crate::plugins::build(&category, toml::Value::Table(table), &env) {
         Ok(plugin) => Some(PluginDef {

@@ -1,0 +1,73 @@
+//! `ua_restriction`: allow or deny by `User-Agent`.
+//!
+//! ```toml
+//! [plugins.no-bots]
+//! category = "ua_restriction"
+//! deny = ["*bot*", "curl/*", "~(?i)python-requests"]   # exact, wildcard, ~regex; case-blind
+//! # allow = ["Mozilla/*"]
+//! status = 403
+//! ```
+//!
+//! A request without a `User-Agent` is matched as an empty one (so an `allow` list refuses it).
+
+use super::patterns::Patterns;
+use super::Refusal;
+use crate::plugins::{Flow, Plugin, PluginConfError, PluginError};
+use crate::proxy::ctx::Ctx;
+use crate::proxy::exchange::Downstream;
+use async_trait::async_trait;
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UaConf {
+    pub allow: Option<Vec<String>>,
+    pub deny: Option<Vec<String>>,
+    pub status: Option<u16>,
+    pub body: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct UaRestriction {
+    allow: Option<Patterns>,
+    deny: Option<Patterns>,
+    refusal: Refusal,
+}
+
+impl UaRestriction {
+    pub fn new(c: UaConf) -> Result<UaRestriction, PluginConfError> {
+        if c.allow.is_none() && c.deny.is_none() {
+            return Err(PluginConfError::at("allow", "set `allow`, `deny` or both"));
+        }
+        Ok(UaRestriction {
+            allow: c.allow.as_deref().map(|l| Patterns::new("allow", l, true)).transpose()?,
+            deny: c.deny.as_deref().map(|l| Patterns::new("deny", l, true)).transpose()?,
+            refusal: Refusal::new(c.status, c.body)?,
+        })
+    }
+}
+
+#[async_trait]
+impl Plugin for UaRestriction {
+    async fn on_request(
+        &self,
+        session: &mut dyn Downstream,
+        _ctx: &mut Ctx,
+    ) -> Result<Flow, PluginError> {
+        let ua = session
+            .req()
+            .headers
+            .get(http::header::USER_AGENT)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()))
+            .unwrap_or_default();
+        let ok = super::admits(
+            self.allow.as_ref().map(|p| p.matches(&ua)),
+            self.deny.as_ref().map(|p| p.matches(&ua)),
+        );
+        Ok(if ok {
+            Flow::Continue
+        } else {
+            Flow::Respond(self.refusal.answer())
+        })
+    }
+}
