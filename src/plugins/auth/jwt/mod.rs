@@ -229,6 +229,7 @@ impl Jwt {
             Some(l) => parse_duration(l).map_err(|m| err("leeway", m))?.as_secs(),
             None => 30,
         };
+        validation.validate_nbf = true;
         validation.required_spec_claims.clear();
         if c.require_exp {
             validation.required_spec_claims.insert("exp".into());
