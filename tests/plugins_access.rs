@@ -6,8 +6,17 @@ use common::plugins::*;
 use common::*;
 use std::net::Ipv4Addr;
 
-fn locations(port: u16, origin: &Origin, routes: &[(&str, &str)], tables: &str, server_extra: &str) -> String {
-    let names: Vec<String> = routes.iter().map(|(p, _)| format!("\"l{}\"", p.replace('/', "_"))).collect();
+fn locations(
+    port: u16,
+    origin: &Origin,
+    routes: &[(&str, &str)],
+    tables: &str,
+    server_extra: &str,
+) -> String {
+    let names: Vec<String> = routes
+        .iter()
+        .map(|(p, _)| format!("\"l{}\"", p.replace('/', "_")))
+        .collect();
     let mut out = format!(
         "[servers.main]\naddr = \"127.0.0.1:{port}\"\nlocations = [{}]\n{server_extra}\n[upstreams.backend]\naddrs = [\"{}\"]\n{tables}\n",
         names.join(", "),
@@ -45,16 +54,35 @@ status = 451
         "trusted_proxies = [\"127.0.0.4\"]",
     );
     let t = Tidegate::start(&cfg, &[port]);
-    assert_eq!(get_from(Ipv4Addr::new(127, 0, 0, 2), port, "/office").status, 200, "{}", t.stderr());
+    assert_eq!(
+        get_from(Ipv4Addr::new(127, 0, 0, 2), port, "/office").status,
+        200,
+        "{}",
+        t.stderr()
+    );
     let r = get_from(Ipv4Addr::new(127, 0, 0, 3), port, "/office");
     assert_eq!((r.status, r.text().as_str()), (403, "office only\n"));
     // a trusted proxy's X-Forwarded-For names the client; an untrusted peer's is ignored
-    let via = |ip: &str, from: u8| get_from_with(Ipv4Addr::new(127, 0, 0, from), port, "/office", &[("x-forwarded-for", ip)]).status;
+    let via = |ip: &str, from: u8| {
+        get_from_with(
+            Ipv4Addr::new(127, 0, 0, from),
+            port,
+            "/office",
+            &[("x-forwarded-for", ip)],
+        )
+        .status
+    };
     assert_eq!(via("10.1.2.3", 4), 200);
     assert_eq!(via("10.66.1.1", 4), 403, "deny wins over allow");
     assert_eq!(via("10.1.2.3", 5), 403, "127.0.0.5 is not a trusted proxy");
-    assert_eq!(get_from(Ipv4Addr::new(127, 0, 0, 3), port, "/x").status, 451);
-    assert_eq!(get_from(Ipv4Addr::new(127, 0, 0, 2), port, "/x").status, 200);
+    assert_eq!(
+        get_from(Ipv4Addr::new(127, 0, 0, 3), port, "/x").status,
+        451
+    );
+    assert_eq!(
+        get_from(Ipv4Addr::new(127, 0, 0, 2), port, "/x").status,
+        200
+    );
 }
 
 #[test]
@@ -64,7 +92,11 @@ fn referer_and_user_agent_restrictions() {
     let cfg = locations(
         port,
         &origin,
-        &[("/img", "\"hotlink\""), ("/strict", "\"strict\""), ("/", "\"bots\"")],
+        &[
+            ("/img", "\"hotlink\""),
+            ("/strict", "\"strict\""),
+            ("/", "\"bots\""),
+        ],
         r#"
 [plugins.hotlink]
 category = "referer_restriction"
@@ -84,25 +116,51 @@ deny = ["*bot*", "curl/*", "~^python-requests/"]
     );
     let t = Tidegate::start(&cfg, &[port]);
     let referer = |path: &str, r: &str| get(port, "h", path, &[("referer", r)]).status;
-    assert_eq!(referer("/img/a.png", "https://Example.com/page"), 200, "{}", t.stderr());
+    assert_eq!(
+        referer("/img/a.png", "https://Example.com/page"),
+        200,
+        "{}",
+        t.stderr()
+    );
     assert_eq!(referer("/img/a.png", "https://www.example.com/"), 200);
     assert_eq!(referer("/img/a.png", "http://partner12.test/x"), 200);
     assert_eq!(referer("/img/a.png", "https://example.com.evil.test/"), 403);
-    assert_eq!(referer("/img/a.png", "https://evil.test/?https://example.com"), 403);
-    assert_eq!(get(port, "h", "/img/a.png", &[]).status, 200, "no referer: allowed by default");
-    assert_eq!(get(port, "h", "/strict", &[]).status, 403, "allow_empty = false");
+    assert_eq!(
+        referer("/img/a.png", "https://evil.test/?https://example.com"),
+        403
+    );
+    assert_eq!(
+        get(port, "h", "/img/a.png", &[]).status,
+        200,
+        "no referer: allowed by default"
+    );
+    assert_eq!(
+        get(port, "h", "/strict", &[]).status,
+        403,
+        "allow_empty = false"
+    );
     assert_eq!(referer("/strict", "https://example.com/"), 403, "deny wins");
     let ua = |u: &str| get(port, "h", "/", &[("user-agent", u)]).status;
     assert_eq!(ua("Mozilla/5.0 (X11; Linux x86_64)"), 200);
     assert_eq!(ua("Googlebot/2.1 (+http://www.google.com/bot.html)"), 403);
     assert_eq!(ua("curl/8.5.0"), 403);
     assert_eq!(ua("python-requests/2.31"), 403);
-    assert_eq!(get(port, "h", "/", &[]).status, 200, "no user agent, no deny match");
+    assert_eq!(
+        get(port, "h", "/", &[]).status,
+        200,
+        "no user agent, no deny match"
+    );
 }
 
 #[test]
 fn cors_answers_preflights_and_decorates_responses() {
-    let origin = Origin::start(|_| Action::Respond(200, vec![("x-request-id".into(), "r1".into())], b"data".to_vec()));
+    let origin = Origin::start(|_| {
+        Action::Respond(
+            200,
+            vec![("x-request-id".into(), "r1".into())],
+            b"data".to_vec(),
+        )
+    });
     let port = free_port();
     let cfg = locations(
         port,
@@ -131,15 +189,28 @@ allow_origins = ["*"]
             "OPTIONS",
             "h",
             "/api",
-            &[("origin", o), ("access-control-request-method", m), ("access-control-request-headers", h)],
+            &[
+                ("origin", o),
+                ("access-control-request-method", m),
+                ("access-control-request-headers", h),
+            ],
             b"",
         )
     };
     let r = preflight("https://app.example.com", "PUT", "Content-Type, X-Token");
     assert_eq!(r.status, 204, "{}", t.stderr());
-    assert_eq!(r.header("access-control-allow-origin"), Some("https://app.example.com"));
-    assert_eq!(r.header("access-control-allow-methods"), Some("GET, POST, PUT"));
-    assert_eq!(r.header("access-control-allow-headers"), Some("Content-Type, X-Token"));
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    assert_eq!(
+        r.header("access-control-allow-methods"),
+        Some("GET, POST, PUT")
+    );
+    assert_eq!(
+        r.header("access-control-allow-headers"),
+        Some("Content-Type, X-Token")
+    );
     assert_eq!(r.header("access-control-allow-credentials"), Some("true"));
     assert_eq!(r.header("access-control-max-age"), Some("3600"));
     assert!(r.header("vary").unwrap_or_default().contains("Origin"));
@@ -147,17 +218,32 @@ allow_origins = ["*"]
     assert_eq!(preflight("https://a.b.example.org", "GET", "").status, 204);
     assert_eq!(preflight("https://local.dev", "GET", "").status, 204);
     assert_eq!(preflight("https://evil.test", "GET", "").status, 403);
-    assert_eq!(preflight("https://app.example.com", "DELETE", "").status, 403);
-    assert_eq!(preflight("https://app.example.com", "GET", "x-other").status, 403);
+    assert_eq!(
+        preflight("https://app.example.com", "DELETE", "").status,
+        403
+    );
+    assert_eq!(
+        preflight("https://app.example.com", "GET", "x-other").status,
+        403
+    );
 
     let r = get(port, "h", "/api", &[("origin", "https://app.example.com")]);
     assert_eq!(r.status, 200);
-    assert_eq!(r.header("access-control-allow-origin"), Some("https://app.example.com"));
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
     assert_eq!(r.header("access-control-allow-credentials"), Some("true"));
-    assert_eq!(r.header("access-control-expose-headers"), Some("x-request-id"));
+    assert_eq!(
+        r.header("access-control-expose-headers"),
+        Some("x-request-id")
+    );
     assert_eq!(r.header("vary"), Some("Origin"));
     let r = get(port, "h", "/api", &[("origin", "https://evil.test")]);
-    assert_eq!(r.status, 200, "CORS is not access control: the browser enforces it");
+    assert_eq!(
+        r.status, 200,
+        "CORS is not access control: the browser enforces it"
+    );
     assert!(r.header("access-control-allow-origin").is_none());
     let r = get(port, "h", "/any", &[("origin", "https://whoever.test")]);
     assert_eq!(r.header("access-control-allow-origin"), Some("*"));
@@ -181,21 +267,44 @@ fn csrf_double_submit_tokens() {
     let token = body["token"].as_str().unwrap().to_string();
     let set = r.header("set-cookie").unwrap();
     assert!(set.starts_with(&format!("tidegate_csrf={token};")), "{set}");
-    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Max-Age=600"));
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Max-Age=600")
+    );
     assert_eq!(origin.count(), 0, "the token endpoint is answered here");
 
     let cookie = format!("tidegate_csrf={token}");
-    let post = |headers: &[(&str, &str)]| request(port, "POST", "h", "/save", headers, b"x=1").status;
+    let post =
+        |headers: &[(&str, &str)]| request(port, "POST", "h", "/save", headers, b"x=1").status;
     assert_eq!(post(&[("cookie", &cookie), ("x-csrf-token", &token)]), 200);
     assert_eq!(post(&[]), 403);
     assert_eq!(post(&[("cookie", &cookie)]), 403, "the header is missing");
-    assert_eq!(post(&[("x-csrf-token", &token)]), 403, "the cookie is missing");
-    let other = serde_json::from_slice::<serde_json::Value>(&get(port, "h", "/csrf-token", &[]).body).unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_eq!(post(&[("cookie", &cookie), ("x-csrf-token", &other)]), 403, "cookie and header differ");
+    assert_eq!(
+        post(&[("x-csrf-token", &token)]),
+        403,
+        "the cookie is missing"
+    );
+    let other =
+        serde_json::from_slice::<serde_json::Value>(&get(port, "h", "/csrf-token", &[]).body)
+            .unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    assert_eq!(
+        post(&[("cookie", &cookie), ("x-csrf-token", &other)]),
+        403,
+        "cookie and header differ"
+    );
     let forged = format!("9999999999.{}", &token[token.find('.').unwrap() + 1..]);
-    assert_eq!(post(&[("cookie", &format!("tidegate_csrf={forged}")), ("x-csrf-token", &forged)]), 403);
-    assert_eq!(get(port, "h", "/page", &[]).status, 200, "safe methods need no token");
+    assert_eq!(
+        post(&[
+            ("cookie", &format!("tidegate_csrf={forged}")),
+            ("x-csrf-token", &forged)
+        ]),
+        403
+    );
+    assert_eq!(
+        get(port, "h", "/page", &[]).status,
+        200,
+        "safe methods need no token"
+    );
 }

@@ -7,7 +7,8 @@ use common::plugins::*;
 use common::*;
 
 /// The user the proxy saw, echoed by a response_headers plugin.
-const SHOW_USER: &str = "[plugins.show]\ncategory = \"response_headers\"\nset = [\"x-user: $remote_user\"]\n";
+const SHOW_USER: &str =
+    "[plugins.show]\ncategory = \"response_headers\"\nset = [\"x-user: $remote_user\"]\n";
 
 fn b64(s: &str) -> String {
     use base64::Engine;
@@ -64,13 +65,20 @@ realm = "staff \"only\""
     }
     let r = get(port, "h", "/", &[("authorization", "Basic !!!notbase64")]);
     assert_eq!(r.status, 401);
-    assert!(!t.stderr().contains("alice-pw") && !t.stderr().contains(&b64("alice:alice-pw")), "no secret in the log");
+    assert!(
+        !t.stderr().contains("alice-pw") && !t.stderr().contains(&b64("alice:alice-pw")),
+        "no secret in the log"
+    );
 }
 
 #[test]
 fn key_auth_from_a_header_or_a_query_argument() {
     let origin = Origin::start(|r| {
-        ok(&format!("{} key={}", r.path, r.header("x-api-key").unwrap_or("-")))
+        ok(&format!(
+            "{} key={}",
+            r.path,
+            r.header("x-api-key").unwrap_or("-")
+        ))
     });
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
@@ -120,14 +128,23 @@ keys = ["web:k/web 1"]
     assert_eq!(r.text(), "/ key=-", "the key was removed");
     let r = get(port, "h", "/", &[("x-api-key", "k-plain-456")]);
     assert_eq!((r.status, r.header("x-user")), (200, Some("")));
-    assert_eq!(get(port, "h", "/", &[("x-api-key", "file-key-1")]).header("x-user"), Some("billing"));
-    assert_eq!(get(port, "h", "/", &[("x-api-key", "anon-file-key")]).status, 200);
+    assert_eq!(
+        get(port, "h", "/", &[("x-api-key", "file-key-1")]).header("x-user"),
+        Some("billing")
+    );
+    assert_eq!(
+        get(port, "h", "/", &[("x-api-key", "anon-file-key")]).status,
+        200
+    );
     // the query form: percent-decoded, and taken out of the URI the upstream sees
     let r = get(port, "h", "/q/items?a=1&api_key=k%2Fweb+1&b=2", &[]);
     assert_eq!(r.status, 200, "{}", t.stderr());
     assert_eq!(r.header("x-user"), Some("web"));
     assert_eq!(r.text(), "/q/items?a=1&b=2 key=-");
-    assert_eq!(get(port, "h", "/q/items?api_key=k-mobile-123", &[]).status, 401);
+    assert_eq!(
+        get(port, "h", "/q/items?api_key=k-mobile-123", &[]).status,
+        401
+    );
 }
 
 #[test]
@@ -172,9 +189,18 @@ keys = ["svc:key-1"]
     assert_eq!(challenges.len(), 2, "{challenges:?}");
     assert!(challenges[0].starts_with("Basic") && challenges[1].starts_with("Key"));
     let basic = format!("Basic {}", b64("bob:secret"));
-    let r = get(port, "h", "/", &[("authorization", &basic), ("x-api-key", "wrong")]);
+    let r = get(
+        port,
+        "h",
+        "/",
+        &[("authorization", &basic), ("x-api-key", "wrong")],
+    );
     assert_eq!((r.status, r.header("x-user")), (200, Some("bob")));
-    assert_eq!(r.text(), "auth=- key=wrong", "only the member that passed hid its credentials");
+    assert_eq!(
+        r.text(),
+        "auth=- key=wrong",
+        "only the member that passed hid its credentials"
+    );
     let r = get(port, "h", "/", &[("x-api-key", "key-1")]);
     assert_eq!((r.status, r.header("x-user")), (200, Some("svc")));
 }
@@ -185,13 +211,19 @@ fn forward_auth_asks_a_service_and_returns_its_refusals() {
         if r.header("authorization") == Some("Bearer good") {
             Action::Respond(
                 200,
-                vec![("x-user".into(), "alice".into()), ("x-groups".into(), "admin".into())],
+                vec![
+                    ("x-user".into(), "alice".into()),
+                    ("x-groups".into(), "admin".into()),
+                ],
                 vec![],
             )
         } else {
             Action::Respond(
                 302,
-                vec![("location".into(), format!("/login?next={}", r.header("x-forwarded-uri").unwrap_or("")))],
+                vec![(
+                    "location".into(),
+                    format!("/login?next={}", r.header("x-forwarded-uri").unwrap_or("")),
+                )],
                 b"go log in".to_vec(),
             )
         }
@@ -251,7 +283,12 @@ on_error = "allow"
         origin.addr, auth.addr
     );
     let t = Tidegate::start(&cfg, &[port]);
-    let r = get(port, "h", "/page?x=1", &[("authorization", "Bearer good"), ("x-user", "mallory")]);
+    let r = get(
+        port,
+        "h",
+        "/page?x=1",
+        &[("authorization", "Bearer good"), ("x-user", "mallory")],
+    );
     assert_eq!(r.status, 200, "{}", t.stderr());
     assert_eq!(r.text(), "user=alice groups=admin auth=-");
     assert_eq!(r.header("x-user"), Some("alice"));
@@ -261,7 +298,10 @@ on_error = "allow"
     assert_eq!(asked[0].header("x-forwarded-method"), Some("GET"));
     assert_eq!(asked[0].header("x-forwarded-host"), Some("h"));
     // the same request again comes from the cache
-    assert_eq!(get(port, "h", "/page?x=1", &[("authorization", "Bearer good")]).status, 200);
+    assert_eq!(
+        get(port, "h", "/page?x=1", &[("authorization", "Bearer good")]).status,
+        200
+    );
     assert_eq!(auth.count(), 1);
     // a refusal goes to the client as the service gave it, and the upstream never sees it
     let before = origin.count();
@@ -281,18 +321,58 @@ on_error = "allow"
 fn check_names_the_key_of_bad_auth_configs() {
     let cases = [
         ("category = \"basic_auth\"", "users", "no users"),
-        ("category = \"basic_auth\"\nusers = [\"a:plain\"]", "users", "allow_plaintext"),
-        ("category = \"basic_auth\"\nusers = [\"a:$apr1$x$y\"]", "users", "not supported"),
-        ("category = \"basic_auth\"\nhtpasswd = \"/nonexistent/htpasswd\"", "htpasswd", "/nonexistent/htpasswd"),
+        (
+            "category = \"basic_auth\"\nusers = [\"a:plain\"]",
+            "users",
+            "allow_plaintext",
+        ),
+        (
+            "category = \"basic_auth\"\nusers = [\"a:$apr1$x$y\"]",
+            "users",
+            "not supported",
+        ),
+        (
+            "category = \"basic_auth\"\nhtpasswd = \"/nonexistent/htpasswd\"",
+            "htpasswd",
+            "/nonexistent/htpasswd",
+        ),
         ("category = \"key_auth\"", "keys", "no keys"),
-        ("category = \"key_auth\"\nheader = \"a\"\nquery = \"b\"\nkeys = [\"k\"]", "query", "not both"),
-        ("category = \"combined_auth\"\nplugins = [\"x\", \"y\"]", "plugins", "no auth plugin named `x`"),
-        ("category = \"forward_auth\"\nurl = \"ftp://x\"", "url", "http://"),
-        ("category = \"forward_auth\"\nurl = \"http://127.0.0.1:1/\"\non_error = \"maybe\"", "on_error", "unknown"),
-        ("category = \"ip_restriction\"\nallow = [\"10.0.0.0/33\"]", "allow", "not an IP address"),
+        (
+            "category = \"key_auth\"\nheader = \"a\"\nquery = \"b\"\nkeys = [\"k\"]",
+            "query",
+            "not both",
+        ),
+        (
+            "category = \"combined_auth\"\nplugins = [\"x\", \"y\"]",
+            "plugins",
+            "no auth plugin named `x`",
+        ),
+        (
+            "category = \"forward_auth\"\nurl = \"ftp://x\"",
+            "url",
+            "http://",
+        ),
+        (
+            "category = \"forward_auth\"\nurl = \"http://127.0.0.1:1/\"\non_error = \"maybe\"",
+            "on_error",
+            "unknown",
+        ),
+        (
+            "category = \"ip_restriction\"\nallow = [\"10.0.0.0/33\"]",
+            "allow",
+            "not an IP address",
+        ),
         ("category = \"ip_restriction\"", "allow", "set `allow`"),
-        ("category = \"ua_restriction\"\ndeny = [\"~(\"]", "deny", "bad regex"),
-        ("category = \"cors\"\nallow_origins = [\"*\", \"https://a\"]", "allow_origins", "alone"),
+        (
+            "category = \"ua_restriction\"\ndeny = [\"~(\"]",
+            "deny",
+            "bad regex",
+        ),
+        (
+            "category = \"cors\"\nallow_origins = [\"*\", \"https://a\"]",
+            "allow_origins",
+            "alone",
+        ),
         ("category = \"csrf\"\nkey = \"short\"", "key", "16 bytes"),
     ];
     for (body, key, says) in cases {

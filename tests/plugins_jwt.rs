@@ -18,7 +18,12 @@ fn now() -> u64 {
 }
 
 fn hs(claims: serde_json::Value) -> String {
-    encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
 }
 
 fn b64url(b: &[u8]) -> String {
@@ -60,25 +65,53 @@ claims_to_headers = ["sub:x-user", "tenant:x-tenant"]
     );
     let t = Tidegate::start(&cfg, &[port]);
     let bearer = |tok: &str| format!("Bearer {tok}");
-    let good = hs(json!({"sub": "alice", "tenant": 7, "iss": "https://id.test", "aud": "api", "exp": now() + 300}));
+    let good = hs(
+        json!({"sub": "alice", "tenant": 7, "iss": "https://id.test", "aud": "api", "exp": now() + 300}),
+    );
     let r = get(port, "h", "/", &[("authorization", &bearer(&good))]);
     assert_eq!(r.status, 200, "{}", t.stderr());
     assert_eq!(r.text(), "user=alice tenant=7 auth=-");
 
     let r = get(port, "h", "/", &[]);
     assert_eq!(r.status, 401);
-    assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"tidegate\""));
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Bearer realm=\"tidegate\"")
+    );
     for (claims, why) in [
-        (json!({"sub": "a", "iss": "https://id.test", "aud": "api", "exp": now() - 60}), "token expired"),
-        (json!({"sub": "a", "iss": "https://evil.test", "aud": "api", "exp": now() + 60}), "wrong issuer"),
-        (json!({"sub": "a", "iss": "https://id.test", "aud": "other", "exp": now() + 60}), "wrong audience"),
-        (json!({"sub": "a", "iss": "https://id.test", "aud": "api"}), "missing claim exp"),
-        (json!({"sub": "a", "iss": "https://id.test", "aud": "api", "exp": now() + 60, "nbf": now() + 120}), "token not valid yet"),
+        (
+            json!({"sub": "a", "iss": "https://id.test", "aud": "api", "exp": now() - 60}),
+            "token expired",
+        ),
+        (
+            json!({"sub": "a", "iss": "https://evil.test", "aud": "api", "exp": now() + 60}),
+            "wrong issuer",
+        ),
+        (
+            json!({"sub": "a", "iss": "https://id.test", "aud": "other", "exp": now() + 60}),
+            "wrong audience",
+        ),
+        (
+            json!({"sub": "a", "iss": "https://id.test", "aud": "api"}),
+            "missing claim exp",
+        ),
+        (
+            json!({"sub": "a", "iss": "https://id.test", "aud": "api", "exp": now() + 60, "nbf": now() + 120}),
+            "token not valid yet",
+        ),
     ] {
-        let r = get(port, "h", "/", &[("authorization", &bearer(&hs(claims.clone())))]);
+        let r = get(
+            port,
+            "h",
+            "/",
+            &[("authorization", &bearer(&hs(claims.clone())))],
+        );
         assert_eq!(r.status, 401, "{claims}");
         let c = r.header("www-authenticate").unwrap_or_default();
-        assert!(c.contains("error=\"invalid_token\"") && c.contains(why), "{claims}: {c}");
+        assert!(
+            c.contains("error=\"invalid_token\"") && c.contains(why),
+            "{claims}: {c}"
+        );
     }
     // another secret's signature
     let forged = encode(
@@ -88,11 +121,27 @@ claims_to_headers = ["sub:x-user", "tenant:x-tenant"]
     )
     .unwrap();
     let r = get(port, "h", "/", &[("authorization", &bearer(&forged))]);
-    assert!(r.header("www-authenticate").unwrap_or_default().contains("bad signature"));
+    assert!(r
+        .header("www-authenticate")
+        .unwrap_or_default()
+        .contains("bad signature"));
     // alg none: the signature part empty
     let head = b64url(br#"{"alg":"none","typ":"JWT"}"#);
-    let body = b64url(json!({"sub": "root", "iss": "https://id.test", "aud": "api", "exp": now() + 60}).to_string().as_bytes());
-    assert_eq!(get(port, "h", "/", &[("authorization", &bearer(&format!("{head}.{body}.")))]).status, 401);
+    let body = b64url(
+        json!({"sub": "root", "iss": "https://id.test", "aud": "api", "exp": now() + 60})
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(
+        get(
+            port,
+            "h",
+            "/",
+            &[("authorization", &bearer(&format!("{head}.{body}.")))]
+        )
+        .status,
+        401
+    );
     // HS512 is not in `algorithms`
     let hs512 = encode(
         &Header::new(Algorithm::HS512),
@@ -101,10 +150,25 @@ claims_to_headers = ["sub:x-user", "tenant:x-tenant"]
     )
     .unwrap();
     let r = get(port, "h", "/", &[("authorization", &bearer(&hs512))]);
-    assert!(r.header("www-authenticate").unwrap_or_default().contains("not accepted"), "{:?}", r.headers);
+    assert!(
+        r.header("www-authenticate")
+            .unwrap_or_default()
+            .contains("not accepted"),
+        "{:?}",
+        r.headers
+    );
     // a client's own x-user never reaches the upstream when the claim is absent
-    let no_tenant = hs(json!({"sub": "bob", "iss": "https://id.test", "aud": "web", "exp": now() + 60}));
-    let r = get(port, "h", "/", &[("authorization", &bearer(&no_tenant)), ("x-tenant", "spoofed")]);
+    let no_tenant =
+        hs(json!({"sub": "bob", "iss": "https://id.test", "aud": "web", "exp": now() + 60}));
+    let r = get(
+        port,
+        "h",
+        "/",
+        &[
+            ("authorization", &bearer(&no_tenant)),
+            ("x-tenant", "spoofed"),
+        ],
+    );
     assert_eq!(r.text(), "user=bob tenant=- auth=-");
     assert!(!t.stderr().contains(&good), "no token in the log");
 }
@@ -146,9 +210,33 @@ hide_credentials = false
     let r = get(port, "h", "/", &[("cookie", &cookie)]);
     assert_eq!(r.status, 200, "{}", t.stderr());
     // HS256 "signed" with the public key's text: refused
-    let confused = encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(public.as_bytes())).unwrap();
-    assert_eq!(get(port, "h", "/", &[("cookie", &format!("session={confused}"))]).status, 401);
-    assert_eq!(get(port, "h", "/", &[("authorization", &format!("Bearer {rs}"))]).status, 401, "only the cookie is read");
+    let confused = encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(public.as_bytes()),
+    )
+    .unwrap();
+    assert_eq!(
+        get(
+            port,
+            "h",
+            "/",
+            &[("cookie", &format!("session={confused}"))]
+        )
+        .status,
+        401
+    );
+    assert_eq!(
+        get(
+            port,
+            "h",
+            "/",
+            &[("authorization", &format!("Bearer {rs}"))]
+        )
+        .status,
+        401,
+        "only the cookie is read"
+    );
 }
 
 #[test]
@@ -161,10 +249,16 @@ fn es256_keys_from_a_jwks_url_follow_rotation() {
         json!({"kty": "EC", "crv": "P-256", "kid": kid, "use": "sig", "alg": "ES256",
                "x": b64url(&raw[1..33]), "y": b64url(&raw[33..65])})
     };
-    let doc = std::sync::Arc::new(std::sync::Mutex::new(json!({"keys": [jwk(&k1, "k1")]}).to_string()));
+    let doc = std::sync::Arc::new(std::sync::Mutex::new(
+        json!({"keys": [jwk(&k1, "k1")]}).to_string(),
+    ));
     let served = doc.clone();
     let idp = Origin::start(move |_| {
-        Action::Respond(200, vec![("content-type".into(), "application/json".into())], served.lock().unwrap().clone().into_bytes())
+        Action::Respond(
+            200,
+            vec![("content-type".into(), "application/json".into())],
+            served.lock().unwrap().clone().into_bytes(),
+        )
     });
     let origin = echo();
     let port = free_port();
@@ -188,25 +282,45 @@ jwks_refresh = "1s"
         let mut h = Header::new(Algorithm::ES256);
         h.kid = Some(kid.into());
         let key = EncodingKey::from_ec_pem(k.serialize_pem().as_bytes()).unwrap();
-        format!("Bearer {}", encode(&h, &json!({"sub": kid, "exp": now() + 60}), &key).unwrap())
+        format!(
+            "Bearer {}",
+            encode(&h, &json!({"sub": kid, "exp": now() + 60}), &key).unwrap()
+        )
     };
     let t1 = sign(&k1, "k1");
-    assert_eq!(get(port, "h", "/", &[("authorization", &t1)]).status, 200, "{}", t.stderr());
+    assert_eq!(
+        get(port, "h", "/", &[("authorization", &t1)]).status,
+        200,
+        "{}",
+        t.stderr()
+    );
     assert_eq!(get(port, "h", "/", &[("authorization", &t1)]).status, 200);
     assert_eq!(idp.count(), 1, "the keys are cached");
     assert_eq!(idp.requests()[0].path, "/.well-known/jwks.json");
     // a token of a key signed under the wrong kid is refused
-    assert_eq!(get(port, "h", "/", &[("authorization", &sign(&k2, "k1"))]).status, 401);
+    assert_eq!(
+        get(port, "h", "/", &[("authorization", &sign(&k2, "k1"))]).status,
+        401
+    );
     // the provider rotates to k2: a k2 token gets in once the keys are fetched again
     *doc.lock().unwrap() = json!({"keys": [jwk(&k2, "k2")]}).to_string();
     let t2 = sign(&k2, "k2");
     assert!(
-        wait_until(WAIT, || get(port, "h", "/", &[("authorization", &t2)]).status == 200),
+        wait_until(WAIT, || get(port, "h", "/", &[("authorization", &t2)])
+            .status
+            == 200),
         "{}",
         t.stderr()
     );
     // and k1 is gone after the next refresh
-    assert!(wait_until(WAIT, || get(port, "h", "/", &[("authorization", &t1)]).status == 401));
+    assert!(wait_until(WAIT, || get(
+        port,
+        "h",
+        "/",
+        &[("authorization", &t1)]
+    )
+    .status
+        == 401));
 }
 
 #[test]
@@ -227,6 +341,9 @@ fn check_refuses_unsafe_jwt_configs() {
         );
         let (code, out) = check_text(&cfg);
         assert_ne!(code, 0, "{body}: accepted");
-        assert!(out.contains(&format!(" {key}:")) && out.contains(says), "{body}: {out}");
+        assert!(
+            out.contains(&format!(" {key}:")) && out.contains(says),
+            "{body}: {out}"
+        );
     }
 }

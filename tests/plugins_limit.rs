@@ -27,7 +27,10 @@ body = "slow down\n"
         let r = get(port, "h", "/", &[("x-client", "a")]);
         assert_eq!(r.status, 200, "{}", t.stderr());
         assert_eq!(r.header("ratelimit-limit"), Some("3"));
-        assert_eq!(r.header("ratelimit-remaining"), Some(left.to_string().as_str()));
+        assert_eq!(
+            r.header("ratelimit-remaining"),
+            Some(left.to_string().as_str())
+        );
         let reset: u64 = r.header("ratelimit-reset").unwrap().parse().unwrap();
         assert!((1..=60).contains(&reset), "reset {reset}");
     }
@@ -38,7 +41,11 @@ body = "slow down\n"
     let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!((19..=20).contains(&retry), "retry-after {retry}");
     assert_eq!(r.header("ratelimit-remaining"), Some("0"));
-    assert_eq!(origin.count(), 3, "the refused request never reached the origin");
+    assert_eq!(
+        origin.count(),
+        3,
+        "the refused request never reached the origin"
+    );
     // another key has its own quota
     assert_eq!(get(port, "h", "/", &[("x-client", "b")]).status, 200);
     // a request without the header counts under the shared empty key
@@ -66,11 +73,22 @@ fn the_count_survives_a_reload_and_a_changed_rate_starts_afresh() {
     assert_eq!(get(port, "h", "/", &[]).status, 429);
     // an unrelated change (the body) reloads; the quota is still spent
     std::fs::write(&t.config, cfg("2/h", "body = \"reloaded\"")).unwrap();
-    assert!(wait_until(WAIT, || get(port, "h", "/", &[]).text() == "reloaded"), "{}", t.stderr());
+    assert!(
+        wait_until(WAIT, || get(port, "h", "/", &[]).text() == "reloaded"),
+        "{}",
+        t.stderr()
+    );
     // a new rate is a new limit
     std::fs::write(&t.config, cfg("5/h", "body = \"new\"")).unwrap();
-    assert!(wait_until(WAIT, || get(port, "h", "/", &[]).status == 200), "{}", t.stderr());
-    assert_eq!(get(port, "h", "/", &[]).header("ratelimit-limit"), Some("5"));
+    assert!(
+        wait_until(WAIT, || get(port, "h", "/", &[]).status == 200),
+        "{}",
+        t.stderr()
+    );
+    assert_eq!(
+        get(port, "h", "/", &[]).header("ratelimit-limit"),
+        Some("5")
+    );
 }
 
 #[test]
@@ -98,7 +116,10 @@ fn an_inflight_limit_refuses_past_max_and_frees_slots_when_requests_end() {
     let r = get(port, "h", "/fast", &[]);
     assert_eq!(r.status, 503);
     assert_eq!(r.header("retry-after"), Some("1"));
-    assert!(r.header("ratelimit-limit").is_none(), "no rate headers on an in-flight limit");
+    assert!(
+        r.header("ratelimit-limit").is_none(),
+        "no rate headers on an in-flight limit"
+    );
     gate.open();
     for s in slow {
         assert_eq!(s.join().unwrap(), 200);
@@ -156,10 +177,19 @@ rate = "1/h"
         ),
     );
     let t = Tidegate::start(&cfg, &[port]);
-    assert_eq!(get(port, "h", "/t/acme/x", &[]).status, 200, "{}", t.stderr());
+    assert_eq!(
+        get(port, "h", "/t/acme/x", &[]).status,
+        200,
+        "{}",
+        t.stderr()
+    );
     assert_eq!(get(port, "h", "/t/acme/y", &[]).status, 200);
     assert_eq!(get(port, "h", "/t/acme/z", &[]).status, 429, "per tenant");
-    assert_eq!(get(port, "h", "/t/other/x", &[]).status, 200, "another tenant");
+    assert_eq!(
+        get(port, "h", "/t/other/x", &[]).status,
+        200,
+        "another tenant"
+    );
     let seen = origin.requests();
     assert_eq!(
         seen[0].header("x-err"),
@@ -168,7 +198,10 @@ rate = "1/h"
     // the script's own take, from a limit no location lists
     let r = get(port, "h", "/t/b/manual", &[]);
     assert_eq!(r.status, 200);
-    assert_eq!(origin.requests().last().unwrap().header("x-left"), Some("0"));
+    assert_eq!(
+        origin.requests().last().unwrap().header("x-left"),
+        Some("0")
+    );
     let r = get(port, "h", "/t/b/manual", &[]);
     assert_eq!(r.status, 429);
     assert_eq!(r.text(), "manual 3600");
@@ -182,11 +215,27 @@ fn check_names_the_key_of_a_bad_limit() {
         ("rate = \"1/s\"\nburst = 0", "burst", "at least 1"),
         ("kind = \"leaky\"", "kind", "unknown kind"),
         ("kind = \"inflight\"", "max", "needs `max`"),
-        ("kind = \"inflight\"\nmax = 2\nrate = \"1/s\"", "rate", "in-flight limit takes"),
-        ("rate = \"1/s\"\nkey = \"host\"", "key", "unknown key `host`"),
+        (
+            "kind = \"inflight\"\nmax = 2\nrate = \"1/s\"",
+            "rate",
+            "in-flight limit takes",
+        ),
+        (
+            "rate = \"1/s\"\nkey = \"host\"",
+            "key",
+            "unknown key `host`",
+        ),
         ("rate = \"1/s\"\nstore = \"http://x\"", "store", "Redis URL"),
-        ("rate = \"1/s\"\non_store_error = \"local\"", "on_store_error", "set `store`"),
-        ("rate = \"1/s\"\nstore = \"redis://127.0.0.1:1/0\"\non_store_error = \"maybe\"", "on_store_error", "allow, deny, local"),
+        (
+            "rate = \"1/s\"\non_store_error = \"local\"",
+            "on_store_error",
+            "set `store`",
+        ),
+        (
+            "rate = \"1/s\"\nstore = \"redis://127.0.0.1:1/0\"\non_store_error = \"maybe\"",
+            "on_store_error",
+            "allow, deny, local",
+        ),
         ("rate = \"1/s\"\nstatus = 200", "status", "4xx or 5xx"),
         ("rate = \"1/s\"\nrates = 2", "rates", "unknown field"),
     ];
@@ -200,6 +249,9 @@ fn check_names_the_key_of_a_bad_limit() {
             out.contains("plugins.lim") && out.contains(key) && out.contains(says),
             "{body}: {out}"
         );
-        assert!(out.contains("tidegate.toml:"), "{body}: no file and line in {out}");
+        assert!(
+            out.contains("tidegate.toml:"),
+            "{body}: no file and line in {out}"
+        );
     }
 }

@@ -65,7 +65,10 @@ fn instances_share_a_limit_through_redis_and_follow_on_store_error_without_it() 
     let r = get(ports[1], "h", "/", &[("x-k", "one")]);
     assert_eq!(r.status, 429);
     let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
-    assert!((300..=360).contains(&retry), "one request every 6 minutes: {retry}");
+    assert!(
+        (300..=360).contains(&retry),
+        "one request every 6 minutes: {retry}"
+    );
     assert!(
         redis::command(redis.port, "EXISTS tidegate:limit:shared:one")
             .is_some_and(|r| r.starts_with(":1")),
@@ -75,14 +78,26 @@ fn instances_share_a_limit_through_redis_and_follow_on_store_error_without_it() 
     // Redis stops: each instance follows its own on_store_error
     redis.stop();
     for _ in 0..12 {
-        assert_eq!(get(ports[0], "h", "/", &[("x-k", "two")]).status, 200, "allow");
-        assert_eq!(get(ports[1], "h", "/", &[("x-k", "two")]).status, 429, "deny");
+        assert_eq!(
+            get(ports[0], "h", "/", &[("x-k", "two")]).status,
+            200,
+            "allow"
+        );
+        assert_eq!(
+            get(ports[1], "h", "/", &[("x-k", "two")]).status,
+            429,
+            "deny"
+        );
     }
     let local_in = (0..12)
         .filter(|_| get(ports[2], "h", "/", &[("x-k", "two")]).status == 200)
         .count();
     assert_eq!(local_in, 10, "local: the burst counted in this process");
-    assert!(deny.stderr().contains("limit store failed"), "{}", deny.stderr());
+    assert!(
+        deny.stderr().contains("limit store failed"),
+        "{}",
+        deny.stderr()
+    );
     assert!(
         deny.stderr().matches("limit store failed").count() <= 3,
         "store errors are logged once in a while, not per request:\n{}",
@@ -92,7 +107,8 @@ fn instances_share_a_limit_through_redis_and_follow_on_store_error_without_it() 
     // Redis back (empty): the deny instance lets requests in again, and the three share
     redis.restart();
     assert!(
-        wait_until(WAIT, || get(ports[1], "h", "/", &[("x-k", "probe")]).status == 200),
+        wait_until(WAIT, || get(ports[1], "h", "/", &[("x-k", "probe")]).status
+            == 200),
         "sharing did not resume:\n{}",
         deny.stderr()
     );

@@ -65,9 +65,8 @@ pub(super) fn run(
     // their hook calls when some server exposes metrics)
     lua.metrics = servers.iter().any(|s| s.metrics.is_some());
     // plugins made of others (`combined_auth`) come after the rest, then all go in name order
-    let composite = |e: &Entry| {
-        e.value.get("category").and_then(|c| c.as_str()) == Some("combined_auth")
-    };
+    let composite =
+        |e: &Entry| e.value.get("category").and_then(|c| c.as_str()) == Some("combined_auth");
     let mut plugins: Vec<PluginDef> = Vec::new();
     for pass in [false, true] {
         for (name, e) in pending.raw_plugins {
@@ -76,7 +75,10 @@ pub(super) fn run(
             }
             let table = format!("plugins.{name}");
             let built: Vec<_> = if pass {
-                plugins.iter().map(|p| (p.name.clone(), p.plugin.clone())).collect()
+                plugins
+                    .iter()
+                    .map(|p| (p.name.clone(), p.plugin.clone()))
+                    .collect()
             } else {
                 Vec::new()
             };

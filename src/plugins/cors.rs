@@ -56,7 +56,11 @@ pub struct Cors {
 }
 
 fn joined<T: AsRef<str>>(key: &str, items: &[T]) -> Result<HeaderValue, PluginConfError> {
-    let text = items.iter().map(|i| i.as_ref()).collect::<Vec<_>>().join(", ");
+    let text = items
+        .iter()
+        .map(|i| i.as_ref())
+        .collect::<Vec<_>>()
+        .join(", ");
     HeaderValue::from_str(&text).map_err(|_| PluginConfError::at(key, "not valid header text"))
 }
 
@@ -84,8 +88,9 @@ impl Cors {
         let methods = names
             .iter()
             .map(|m| {
-                Method::from_bytes(m.to_ascii_uppercase().as_bytes())
-                    .map_err(|_| PluginConfError::at("allow_methods", format!("`{m}` is not a method")))
+                Method::from_bytes(m.to_ascii_uppercase().as_bytes()).map_err(|_| {
+                    PluginConfError::at("allow_methods", format!("`{m}` is not a method"))
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let headers = if c.allow_headers.iter().any(|h| h == "*") {
@@ -96,7 +101,10 @@ impl Cors {
                     .iter()
                     .map(|h| {
                         HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes()).map_err(|_| {
-                            PluginConfError::at("allow_headers", format!("`{h}` is not a header name"))
+                            PluginConfError::at(
+                                "allow_headers",
+                                format!("`{h}` is not a header name"),
+                            )
                         })
                     })
                     .collect::<Result<Vec<_>, _>>()?,
@@ -108,7 +116,10 @@ impl Cors {
         };
         Ok(Cors {
             origins,
-            methods_text: joined("allow_methods", &methods.iter().map(|m| m.as_str()).collect::<Vec<_>>())?,
+            methods_text: joined(
+                "allow_methods",
+                &methods.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+            )?,
             methods,
             headers,
             expose: (!c.expose_headers.is_empty())
@@ -133,7 +144,7 @@ impl Cors {
     }
 
     fn varies(&self) -> bool {
-        !(self.origins.is_none() && !self.credentials)
+        self.origins.is_some() || self.credentials
     }
 
     fn preflight(&self, session: &dyn Downstream) -> Answer {
@@ -142,11 +153,18 @@ impl Cors {
             status: 403,
             headers: vec![
                 (http::header::VARY, HeaderValue::from_static("Origin")),
-                (http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8")),
+                (
+                    http::header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                ),
             ],
             body: Bytes::from_static(why.as_bytes()),
         };
-        let Some(allowed) = req.headers.get(http::header::ORIGIN).and_then(|o| self.allow_origin(o)) else {
+        let Some(allowed) = req
+            .headers
+            .get(http::header::ORIGIN)
+            .and_then(|o| self.allow_origin(o))
+        else {
             return refuse("CORS: origin not allowed\n");
         };
         let method_ok = req
@@ -175,11 +193,16 @@ impl Cors {
         }
         let mut headers = vec![
             (http::header::ACCESS_CONTROL_ALLOW_ORIGIN, allowed),
-            (http::header::ACCESS_CONTROL_ALLOW_METHODS, self.methods_text.clone()),
+            (
+                http::header::ACCESS_CONTROL_ALLOW_METHODS,
+                self.methods_text.clone(),
+            ),
             (http::header::ACCESS_CONTROL_MAX_AGE, self.max_age.clone()),
             (
                 http::header::VARY,
-                HeaderValue::from_static("Origin, Access-Control-Request-Method, Access-Control-Request-Headers"),
+                HeaderValue::from_static(
+                    "Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
+                ),
             ),
         ];
         if let Some(a) = asked.filter(|a| !a.is_empty()) {
@@ -209,7 +232,9 @@ impl Plugin for Cors {
         let req = session.req();
         let is_preflight = req.method == Method::OPTIONS
             && req.headers.contains_key(http::header::ORIGIN)
-            && req.headers.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD);
+            && req
+                .headers
+                .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD);
         Ok(if is_preflight {
             Flow::Respond(self.preflight(&*session))
         } else {
@@ -225,13 +250,20 @@ impl Plugin for Cors {
     ) -> Result<(), PluginError> {
         let req = session.req();
         // a preflight answer already has its headers
-        if resp.headers.contains_key(http::header::ACCESS_CONTROL_ALLOW_METHODS) {
+        if resp
+            .headers
+            .contains_key(http::header::ACCESS_CONTROL_ALLOW_METHODS)
+        {
             return Ok(());
         }
         if self.varies() {
             let _ = resp.append_header(http::header::VARY, "Origin");
         }
-        let Some(allowed) = req.headers.get(http::header::ORIGIN).and_then(|o| self.allow_origin(o)) else {
+        let Some(allowed) = req
+            .headers
+            .get(http::header::ORIGIN)
+            .and_then(|o| self.allow_origin(o))
+        else {
             return Ok(());
         };
         let _ = resp.insert_header(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, allowed);

@@ -61,11 +61,21 @@ fn now() -> u64 {
 impl Csrf {
     pub fn new(c: CsrfConf) -> Result<Csrf, PluginConfError> {
         if c.key.len() < 16 {
-            return Err(PluginConfError::at("key", "use a secret of at least 16 bytes"));
+            return Err(PluginConfError::at(
+                "key",
+                "use a secret of at least 16 bytes",
+            ));
         }
         let cookie = c.cookie.unwrap_or_else(|| "tidegate_csrf".into());
-        if cookie.is_empty() || !cookie.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
-            return Err(PluginConfError::at("cookie", format!("`{cookie}` is not a cookie name")));
+        if cookie.is_empty()
+            || !cookie
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err(PluginConfError::at(
+                "cookie",
+                format!("`{cookie}` is not a cookie name"),
+            ));
         }
         let h = c.header.unwrap_or_else(|| "x-csrf-token".into());
         let header = HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes())
@@ -105,7 +115,9 @@ impl Csrf {
         let Some((body, sig)) = token.rsplit_once('.') else {
             return false;
         };
-        let Ok(sig) = hex::decode(sig) else { return false };
+        let Ok(sig) = hex::decode(sig) else {
+            return false;
+        };
         if ring::hmac::verify(&self.key, body.as_bytes(), &sig).is_err() {
             return false;
         }
@@ -123,8 +135,14 @@ impl Csrf {
             self.ttl.as_secs()
         );
         let mut headers = vec![
-            (http::header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
-            (http::header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            (
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (
+                http::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            ),
         ];
         if let Ok(v) = HeaderValue::from_str(&cookie) {
             headers.push((http::header::SET_COOKIE, v));
@@ -138,7 +156,10 @@ impl Csrf {
 }
 
 fn safe(m: &Method) -> bool {
-    matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE)
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    )
 }
 
 #[async_trait]
@@ -158,9 +179,7 @@ impl Plugin for Csrf {
         let cookie = super::request_parts::cookie(req, &self.cookie);
         let header = req.headers.get(&self.header).and_then(|v| v.to_str().ok());
         let ok = match (cookie, header) {
-            (Some(c), Some(h)) => {
-                super::auth::same(c.as_bytes(), h.as_bytes()) && self.valid(h)
-            }
+            (Some(c), Some(h)) => super::auth::same(c.as_bytes(), h.as_bytes()) && self.valid(h),
             _ => false,
         };
         if ok {
@@ -205,7 +224,10 @@ mod tests {
         let (body, _) = t.rsplit_once('.').unwrap();
         let old = format!("1.{}", body.split_once('.').unwrap().1);
         let sig = ring::hmac::sign(&a.key, old.as_bytes());
-        assert!(!a.valid(&format!("{old}.{}", hex::encode(sig.as_ref()))), "expired");
+        assert!(
+            !a.valid(&format!("{old}.{}", hex::encode(sig.as_ref()))),
+            "expired"
+        );
         assert!(!a.valid("garbage") && !a.valid(""));
     }
 }

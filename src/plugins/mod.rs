@@ -218,7 +218,9 @@ pub fn build(
         "jwt" => Arc::new(auth::jwt::Jwt::new(typed(conf)?)?),
         "forward_auth" => Arc::new(auth::forward::ForwardAuth::new(typed(conf)?)?),
         "ip_restriction" => Arc::new(restrict::ip::IpRestriction::new(typed(conf)?)?),
-        "referer_restriction" => Arc::new(restrict::referer::RefererRestriction::new(typed(conf)?)?),
+        "referer_restriction" => {
+            Arc::new(restrict::referer::RefererRestriction::new(typed(conf)?)?)
+        }
         "ua_restriction" => Arc::new(restrict::ua::UaRestriction::new(typed(conf)?)?),
         "cors" => Arc::new(cors::Cors::new(typed(conf)?)?),
         "csrf" => Arc::new(csrf::Csrf::new(typed(conf)?)?),

@@ -15,7 +15,8 @@ pub struct Redis {
 /// Send one inline command and read what comes back (a short reply).
 pub fn command(port: u16, cmd: &str) -> Option<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(2))).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .ok()?;
     s.write_all(format!("{cmd}\r\n").as_bytes()).ok()?;
     let mut buf = [0u8; 512];
     let n = s.read(&mut buf).ok()?;
@@ -39,7 +40,8 @@ impl Redis {
             dir: dir.to_path_buf(),
         };
         assert!(
-            wait_until(WAIT, || command(port, "PING").is_some_and(|p| p.starts_with("+PONG"))),
+            wait_until(WAIT, || command(port, "PING")
+                .is_some_and(|p| p.starts_with("+PONG"))),
             "redis did not start"
         );
         r

@@ -163,7 +163,9 @@ impl Authenticator for BasicAuth {
 
     fn hide(&self, session: &mut dyn Downstream) {
         if self.hide {
-            session.req_mut().remove_header(&http::header::AUTHORIZATION);
+            session
+                .req_mut()
+                .remove_header(&http::header::AUTHORIZATION);
         }
     }
 }

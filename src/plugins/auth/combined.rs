@@ -54,7 +54,9 @@ impl CombinedAuth {
             if p.1.authenticator().is_none() {
                 return Err(PluginConfError::at(
                     "plugins",
-                    format!("`{name}` is not an auth plugin (basic_auth, key_auth, jwt, forward_auth)"),
+                    format!(
+                        "`{name}` is not an auth plugin (basic_auth, key_auth, jwt, forward_auth)"
+                    ),
                 ));
             }
             members.push((name.clone(), p.1.clone()));
@@ -76,7 +78,9 @@ impl Plugin for CombinedAuth {
             let v: Verdict = a.authenticate(session, ctx).await?;
             match v {
                 Ok(admit) => {
-                    crate::proxy::trace::note(ctx, || format!("combined_auth: `{name}` let the request in"));
+                    crate::proxy::trace::note(ctx, || {
+                        format!("combined_auth: `{name}` let the request in")
+                    });
                     super::apply(a, admit, session, ctx);
                     return Ok(Flow::Continue);
                 }

@@ -53,6 +53,8 @@ fn yes() -> bool {
 
 const CACHE_MAX: usize = 10_000;
 
+type Verdicts = Mutex<HashMap<[u8; 32], (Instant, Cached)>>;
+
 #[derive(Debug)]
 pub struct ForwardAuth {
     url: String,
@@ -62,7 +64,8 @@ pub struct ForwardAuth {
     timeout: Duration,
     allow_on_error: bool,
     hide: bool,
-    cache: Option<(Duration, Mutex<HashMap<[u8; 32], (Instant, Cached)>>)>,
+    /// how long a verdict is kept, and the verdicts by request digest
+    cache: Option<(Duration, Verdicts)>,
 }
 
 #[derive(Debug, Clone)]
@@ -84,7 +87,14 @@ fn names(key: &str, list: &[String]) -> Result<Vec<HeaderName>, PluginConfError>
 fn hop(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
-        "connection" | "keep-alive" | "transfer-encoding" | "content-length" | "upgrade" | "te" | "trailer" | "proxy-connection"
+        "connection"
+            | "keep-alive"
+            | "transfer-encoding"
+            | "content-length"
+            | "upgrade"
+            | "te"
+            | "trailer"
+            | "proxy-connection"
     )
 }
 
@@ -210,7 +220,13 @@ impl ForwardAuth {
             .into_iter()
             .flatten(),
         );
-        Outbound::new(req.method.clone(), &self.url, headers, bytes::Bytes::new(), self.timeout)
+        Outbound::new(
+            req.method.clone(),
+            &self.url,
+            headers,
+            bytes::Bytes::new(),
+            self.timeout,
+        )
     }
 
     /// Ask the service.
@@ -224,7 +240,12 @@ impl ForwardAuth {
             let copied = self
                 .upstream_headers
                 .iter()
-                .flat_map(|h| r.headers.get_all(h).iter().map(move |v| (h.clone(), v.clone())))
+                .flat_map(|h| {
+                    r.headers
+                        .get_all(h)
+                        .iter()
+                        .map(move |v| (h.clone(), v.clone()))
+                })
                 .collect();
             let user = self
                 .user_header
@@ -280,7 +301,9 @@ impl Authenticator for ForwardAuth {
                                 http::header::CONTENT_TYPE,
                                 HeaderValue::from_static("text/plain; charset=utf-8"),
                             )],
-                            body: bytes::Bytes::from_static(b"Authentication service unavailable\n"),
+                            body: bytes::Bytes::from_static(
+                                b"Authentication service unavailable\n",
+                            ),
                         })
                     }
                 }

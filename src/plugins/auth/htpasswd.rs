@@ -32,7 +32,11 @@ impl std::fmt::Debug for Hash {
 }
 
 /// Parse one `user:hash` line. `where_` names the line for messages.
-pub fn parse_line(line: &str, allow_plaintext: bool, where_: &str) -> Result<(String, Hash), String> {
+pub fn parse_line(
+    line: &str,
+    allow_plaintext: bool,
+    where_: &str,
+) -> Result<(String, Hash), String> {
     let (user, hash) = line
         .split_once(':')
         .ok_or_else(|| format!("{where_}: expected `user:hash`"))?;
@@ -49,10 +53,16 @@ pub fn parse_line(line: &str, allow_plaintext: bool, where_: &str) -> Result<(St
             .decode(b64)
             .map_err(|_| format!("{where_}: user `{user}`: bad {{SHA}} hash (not base64)"))?;
         if d.len() != 20 {
-            return Err(format!("{where_}: user `{user}`: bad {{SHA}} hash (not 20 bytes)"));
+            return Err(format!(
+                "{where_}: user `{user}`: bad {{SHA}} hash (not 20 bytes)"
+            ));
         }
         Hash::Sha(d)
-    } else if hash.starts_with("$apr1$") || hash.starts_with("$1$") || hash.starts_with("$5$") || hash.starts_with("$6$") {
+    } else if hash.starts_with("$apr1$")
+        || hash.starts_with("$1$")
+        || hash.starts_with("$5$")
+        || hash.starts_with("$6$")
+    {
         return Err(format!(
             "{where_}: user `{user}`: this hash scheme is not supported; use bcrypt \
              (`htpasswd -B`) or {{SHA}}"
@@ -148,9 +158,16 @@ mod tests {
         let b = bcrypt::hash("pw", 4).unwrap();
         let (_, h) = parse_line(&format!("al:{b}"), false, "l").unwrap();
         assert!(verify("pw", &h) && !verify("px", &h));
-        assert!(parse_line("c:plain", false, "l").unwrap_err().contains("allow_plaintext"));
-        assert!(verify("plain", &parse_line("c:plain", true, "l").unwrap().1));
-        assert!(parse_line("d:$apr1$x$y", true, "l").unwrap_err().contains("not supported"));
+        assert!(parse_line("c:plain", false, "l")
+            .unwrap_err()
+            .contains("allow_plaintext"));
+        assert!(verify(
+            "plain",
+            &parse_line("c:plain", true, "l").unwrap().1
+        ));
+        assert!(parse_line("d:$apr1$x$y", true, "l")
+            .unwrap_err()
+            .contains("not supported"));
         assert!(parse_line("nocolon", true, "l").is_err());
     }
 }

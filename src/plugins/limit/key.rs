@@ -31,7 +31,9 @@ impl KeySource {
         let named = |rest: &str, what: &str| {
             let n = rest.trim();
             if n.is_empty() {
-                Err(bad(format!("`{what}:` needs a name, e.g. `{what}:x-api-key`")))
+                Err(bad(format!(
+                    "`{what}:` needs a name, e.g. `{what}:x-api-key`"
+                )))
             } else {
                 Ok(n.to_string())
             }
@@ -79,8 +81,9 @@ impl KeySource {
             KeySource::Cookie(name) => {
                 Cow::Borrowed(crate::plugins::request_parts::cookie(req, name).unwrap_or(""))
             }
-            KeySource::Query(name) => crate::plugins::request_parts::query(req, name)
-                .unwrap_or(Cow::Borrowed("")),
+            KeySource::Query(name) => {
+                crate::plugins::request_parts::query(req, name).unwrap_or(Cow::Borrowed(""))
+            }
             KeySource::Path => Cow::Borrowed(req.uri.path()),
             KeySource::Location => Cow::Borrowed(
                 ctx.route

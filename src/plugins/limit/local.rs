@@ -23,6 +23,9 @@ fn shard_of(key: &str) -> usize {
     (h.finish() as usize) % SHARDS
 }
 
+/// The shards of one store: per key, a TAT (rates) or a count (in-flight).
+type Shards = Box<[Mutex<FxHashMap<Box<str>, u64>>]>;
+
 /// Nanoseconds since a process-wide epoch (monotonic).
 pub fn now_ns() -> u64 {
     static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
@@ -33,14 +36,16 @@ pub fn now_ns() -> u64 {
 #[derive(Debug)]
 pub struct LocalRate {
     gcra: Gcra,
-    shards: Box<[Mutex<FxHashMap<Box<str>, u64>>]>,
+    shards: Shards,
 }
 
 impl LocalRate {
     pub fn new(gcra: Gcra) -> LocalRate {
         LocalRate {
             gcra,
-            shards: (0..SHARDS).map(|_| Mutex::new(FxHashMap::default())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(FxHashMap::default()))
+                .collect(),
         }
     }
 
@@ -90,7 +95,7 @@ fn sweep(shard: &mut FxHashMap<Box<str>, u64>, now: u64) {
 #[derive(Debug)]
 pub struct LocalInflight {
     max: u64,
-    shards: Box<[Mutex<FxHashMap<Box<str>, u64>>]>,
+    shards: Shards,
 }
 
 /// A slot held by one request; released when dropped.
@@ -118,7 +123,9 @@ impl LocalInflight {
     pub fn new(max: u64) -> Arc<LocalInflight> {
         Arc::new(LocalInflight {
             max,
-            shards: (0..SHARDS).map(|_| Mutex::new(FxHashMap::default())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(FxHashMap::default()))
+                .collect(),
         })
     }
 

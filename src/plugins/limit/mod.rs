@@ -34,9 +34,9 @@ pub mod redis;
 pub mod settings;
 
 use super::{Answer, Flow, Plugin, PluginConfError, PluginError};
+use crate::plugins::state::RateInfo;
 use crate::proxy::ctx::Ctx;
 use crate::proxy::exchange::Downstream;
-use crate::plugins::state::RateInfo;
 use async_trait::async_trait;
 use bytes::Bytes;
 use gcra::{ceil_secs, Verdict};

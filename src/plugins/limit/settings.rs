@@ -75,9 +75,7 @@ pub struct Settings {
 /// `"100/s"`, `"5/m"`, `"1000/h"`, `"10/30s"`: the count and the period in nanoseconds.
 pub fn parse_rate(s: &str) -> Result<(u64, u64), String> {
     let hint = "write it as COUNT/PERIOD, e.g. \"100/s\", \"5/m\", \"1000/h\", \"10/30s\"";
-    let (n, per) = s
-        .split_once('/')
-        .ok_or_else(|| format!("`{s}`: {hint}"))?;
+    let (n, per) = s.split_once('/').ok_or_else(|| format!("`{s}`: {hint}"))?;
     let n: u64 = n
         .trim()
         .parse()
@@ -187,7 +185,10 @@ pub fn check(c: LimitConf, name: &str) -> Result<Settings, PluginConfError> {
         }
     }
     if let Some(url) = &c.store {
-        if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://")) {
+        if !(url.starts_with("redis://")
+            || url.starts_with("rediss://")
+            || url.starts_with("unix://"))
+        {
             return Err(PluginConfError::at(
                 "store",
                 format!(

@@ -41,7 +41,10 @@ fn nets(key: &str, list: &Option<Vec<String>>) -> Result<Option<Vec<IpNet>>, Plu
             s.parse::<IpNet>()
                 .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
                 .map_err(|_| {
-                    PluginConfError::at(key, format!("{key}[{i}] `{s}` is not an IP address or CIDR"))
+                    PluginConfError::at(
+                        key,
+                        format!("{key}[{i}] `{s}` is not an IP address or CIDR"),
+                    )
                 })
         })
         .collect::<Result<Vec<_>, _>>()
@@ -66,10 +69,7 @@ impl IpRestriction {
 /// An IPv4-mapped IPv6 address as the IPv4 address it is.
 fn canonical(ip: std::net::IpAddr) -> std::net::IpAddr {
     match ip {
-        std::net::IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(std::net::IpAddr::V4)
-            .unwrap_or(ip),
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(ip),
         v4 => v4,
     }
 }
@@ -83,7 +83,10 @@ impl Plugin for IpRestriction {
     ) -> Result<Flow, PluginError> {
         let ip = ctx.client_ip.map(canonical);
         let in_list = |l: &Vec<IpNet>| ip.is_some_and(|ip| l.iter().any(|n| n.contains(&ip)));
-        let ok = super::admits(self.allow.as_ref().map(in_list), self.deny.as_ref().map(in_list));
+        let ok = super::admits(
+            self.allow.as_ref().map(in_list),
+            self.deny.as_ref().map(in_list),
+        );
         Ok(if ok {
             Flow::Continue
         } else {

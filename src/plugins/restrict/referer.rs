@@ -49,8 +49,16 @@ impl RefererRestriction {
             return Err(PluginConfError::at("allow", "set `allow`, `deny` or both"));
         }
         Ok(RefererRestriction {
-            allow: c.allow.as_deref().map(|l| Patterns::new("allow", l, true)).transpose()?,
-            deny: c.deny.as_deref().map(|l| Patterns::new("deny", l, true)).transpose()?,
+            allow: c
+                .allow
+                .as_deref()
+                .map(|l| Patterns::new("allow", l, true))
+                .transpose()?,
+            deny: c
+                .deny
+                .as_deref()
+                .map(|l| Patterns::new("deny", l, true))
+                .transpose()?,
             allow_empty: c.allow_empty,
             refusal: Refusal::new(c.status, c.body)?,
         })

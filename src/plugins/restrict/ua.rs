@@ -40,8 +40,16 @@ impl UaRestriction {
             return Err(PluginConfError::at("allow", "set `allow`, `deny` or both"));
         }
         Ok(UaRestriction {
-            allow: c.allow.as_deref().map(|l| Patterns::new("allow", l, true)).transpose()?,
-            deny: c.deny.as_deref().map(|l| Patterns::new("deny", l, true)).transpose()?,
+            allow: c
+                .allow
+                .as_deref()
+                .map(|l| Patterns::new("allow", l, true))
+                .transpose()?,
+            deny: c
+                .deny
+                .as_deref()
+                .map(|l| Patterns::new("deny", l, true))
+                .transpose()?,
             refusal: Refusal::new(c.status, c.body)?,
         })
     }

@@ -133,7 +133,10 @@ impl Jwks {
     }
 
     /// Fetch now unless another task just did (callers wait for one fetch at a time).
-    async fn fetch_once(self: &Arc<Self>, newer_than: Option<Instant>) -> Result<Arc<Vec<Key>>, String> {
+    async fn fetch_once(
+        self: &Arc<Self>,
+        newer_than: Option<Instant>,
+    ) -> Result<Arc<Vec<Key>>, String> {
         let _one = self.fetching.lock().await;
         if let Some(l) = self.state.load_full() {
             if newer_than.is_none_or(|t| l.at > t) {

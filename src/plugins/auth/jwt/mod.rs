@@ -124,18 +124,24 @@ fn fixed_key(c: &JwtConf, fam: Family) -> Result<DecodingKey, PluginConfError> {
             .as_deref()
             .ok_or_else(|| err("secret", "HS algorithms need `secret` (or `jwks`)"))?;
         if s.len() < 16 && !c.secret_base64 {
-            return Err(err("secret", "a secret shorter than 16 bytes is too easy to guess"));
+            return Err(err(
+                "secret",
+                "a secret shorter than 16 bytes is too easy to guess",
+            ));
         }
         return if c.secret_base64 {
-            DecodingKey::from_base64_secret(s).map_err(|e| err("secret", format!("not base64: {e}")))
+            DecodingKey::from_base64_secret(s)
+                .map_err(|e| err("secret", format!("not base64: {e}")))
         } else {
             Ok(DecodingKey::from_secret(s.as_bytes()))
         };
     }
-    let v = c
-        .public_key
-        .as_deref()
-        .ok_or_else(|| err("public_key", "RS/PS/ES/EdDSA algorithms need `public_key` (or `jwks`)"))?;
+    let v = c.public_key.as_deref().ok_or_else(|| {
+        err(
+            "public_key",
+            "RS/PS/ES/EdDSA algorithms need `public_key` (or `jwks`)",
+        )
+    })?;
     let pem = if v.contains("-----BEGIN") {
         v.as_bytes().to_vec()
     } else {
@@ -147,7 +153,12 @@ fn fixed_key(c: &JwtConf, fam: Family) -> Result<DecodingKey, PluginConfError> {
         Family::Ed => DecodingKey::from_ed_pem(&pem),
         Family::Hmac => unreachable_family(),
     };
-    r.map_err(|e| err("public_key", format!("not a {fam:?} public key in PEM: {e}")))
+    r.map_err(|e| {
+        err(
+            "public_key",
+            format!("not a {fam:?} public key in PEM: {e}"),
+        )
+    })
 }
 
 fn unreachable_family() -> jsonwebtoken::errors::Result<DecodingKey> {
@@ -175,7 +186,10 @@ impl Jwt {
         let sources = [c.jwks.is_some(), c.secret.is_some(), c.public_key.is_some()];
         let keys = if let Some(url) = &c.jwks {
             if sources.iter().filter(|s| **s).count() > 1 {
-                return Err(err("jwks", "use `jwks` alone, without `secret` or `public_key`"));
+                return Err(err(
+                    "jwks",
+                    "use `jwks` alone, without `secret` or `public_key`",
+                ));
             }
             if !(url.starts_with("https://") || url.starts_with("http://")) {
                 return Err(err("jwks", format!("`{url}` must be an http(s) URL")));
@@ -203,7 +217,10 @@ impl Jwt {
                 ));
             }
             if fam != Family::Hmac && c.secret.is_some() {
-                return Err(err("secret", "RS/PS/ES/EdDSA algorithms use `public_key`, not `secret`"));
+                return Err(err(
+                    "secret",
+                    "RS/PS/ES/EdDSA algorithms use `public_key`, not `secret`",
+                ));
             }
             KeySet::Fixed(Arc::new(vec![Key {
                 kid: None,
@@ -221,7 +238,12 @@ impl Jwt {
             ),
             (None, Some(k), None) => Source::Cookie(k.clone()),
             (None, None, Some(q)) => Source::Query(q.clone()),
-            _ => return Err(err("header", "take the token from one of `header`, `cookie`, `query`")),
+            _ => {
+                return Err(err(
+                    "header",
+                    "take the token from one of `header`, `cookie`, `query`",
+                ))
+            }
         };
         let mut validation = Validation::new(algorithms[0]);
         validation.algorithms = algorithms.clone();
@@ -251,7 +273,12 @@ impl Jwt {
                 .split_once(':')
                 .ok_or_else(|| err("claims_to_headers", format!("`{m}` must be `CLAIM:HEADER`")))?;
             let h = http::HeaderName::from_bytes(h.trim().to_ascii_lowercase().as_bytes())
-                .map_err(|_| err("claims_to_headers", format!("`{}` is not a header name", h.trim())))?;
+                .map_err(|_| {
+                    err(
+                        "claims_to_headers",
+                        format!("`{}` is not a header name", h.trim()),
+                    )
+                })?;
             claims_to_headers.push((claim.trim().to_string(), h));
         }
         Ok(Jwt {
@@ -271,7 +298,11 @@ impl Jwt {
         let req = session.req();
         match &self.source {
             Source::Bearer => {
-                let v = req.headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+                let v = req
+                    .headers
+                    .get(http::header::AUTHORIZATION)?
+                    .to_str()
+                    .ok()?;
                 let (scheme, t) = v.trim().split_once(' ')?;
                 scheme
                     .eq_ignore_ascii_case("bearer")
@@ -299,8 +330,12 @@ impl Jwt {
     }
 
     /// Verify `token`; the claims or why not (a short text for the challenge).
-    async fn verify(&self, token: &str) -> Result<serde_json::Map<String, serde_json::Value>, String> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| "malformed token".to_string())?;
+    async fn verify(
+        &self,
+        token: &str,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|_| "malformed token".to_string())?;
         if !self.algorithms.contains(&header.alg) {
             return Err(format!("algorithm {:?} is not accepted", header.alg));
         }
@@ -380,7 +415,11 @@ impl Authenticator for Jwt {
         Ok(Ok(Admit {
             user: claims.get(&self.user_claim).map(claim_text),
             headers,
-            remove: self.claims_to_headers.iter().map(|(_, h)| h.clone()).collect(),
+            remove: self
+                .claims_to_headers
+                .iter()
+                .map(|(_, h)| h.clone())
+                .collect(),
         }))
     }
 
