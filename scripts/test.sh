@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # etcd for the etcd source; curl, openssl, pebble and dnsmasq (the binary only, no system
 # service) for the TLS and ACME tests
-# and Prometheus, its Pushgateway and promtool for the metrics tests
-scripts/setup.sh etcd-server etcd-client curl openssl pebble dnsmasq-base prometheus prometheus-pushgateway
+# and Prometheus, its Pushgateway and promtool for the metrics tests; redis-server (started by
+# the tests themselves, no system service) for the cluster-wide limit
+scripts/setup.sh etcd-server etcd-client curl openssl pebble dnsmasq-base prometheus prometheus-pushgateway redis-server
 # the HTTP/2 flood test crafts its frames with Python's h2 libraries
 python3 -c "import h2" 2>/dev/null || python3 -m pip install --quiet h2 2>&1 | grep -v "Running pip as the 'root' user" || true
 python3 -c "import h2" || { echo "test.sh: Python's h2 package is needed (pip install h2)" >&2; exit 1; }
