@@ -172,7 +172,8 @@ return M
 
 
 def tidegate_conf(dir_, name, port, upstream, workers, extra_locations=0, access_log=False, http2=False, lua=False,
-                  engine=None, metrics=False):
+                  engine=None, metrics=False, plugins=None):
+    """plugins: (names, TOML of their tables) for the location, e.g. callgrind.py's variants."""
     lines = [
         "[basic]", f"threads = {workers}", 'log_level = "warn"', "watch = false", "",
         "[servers.bench]", f'addr = "127.0.0.1:{port}"', f"http2 = {'true' if http2 else 'false'}",
@@ -191,6 +192,9 @@ def tidegate_conf(dir_, name, port, upstream, workers, extra_locations=0, access
         with open(script, "w") as f:
             f.write(LUA_CHECK)
         lines += ['plugins = ["check"]', "", "[plugins.check]", 'category = "lua"', f'path = "{script}"', ""]
+    elif plugins:
+        names_, tables = plugins
+        lines += ["plugins = [" + ", ".join(f'"{n}"' for n in names_) + "]", "", tables, ""]
     for i in range(extra_locations):
         lines += [f"[locations.l{i}]", f'host = "svc{i}.example.com"', f'path = "/api{i}"', 'upstream = "up"']
     lines += ["", "[upstreams.up]", f'addrs = ["127.0.0.1:{upstream}"]']

@@ -3,6 +3,7 @@
 
     scripts/callgrind.py                      # tidegate plain, own loop
     scripts/callgrind.py --variant lua        # plain | lua | access_log | metrics | pingora | nginx | bare_pingora | all
+    scripts/callgrind.py --variant plugins    # each built-in plugin of PLUGINS below, alone (limit_redis starts a redis-server)
     scripts/callgrind.py --keep DIR           # keep the callgrind.out files (callgrind_annotate)
 
 tidegate (target/release/tidegate, 1 worker) runs under `valgrind --tool=callgrind` twice,
@@ -28,6 +29,32 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402  (the same tidegate configs as the benchmark)
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\nX-Api-Key: secret\r\n\r\n"
+
+
+def hs256(claims, secret):
+    """A JWT signed with HS256 (the bench's token)."""
+    import base64, hashlib, hmac, json
+    b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=")
+    signing = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()) + b"." + b64(json.dumps(claims).encode())
+    return signing + b"." + b64(hmac.new(secret, signing, hashlib.sha256).digest())
+
+
+JWT_SECRET = b"bench-secret-of-thirty-two-bytes"
+# variant: (plugin tables, extra request header lines); each plugin alone on the location, every
+# request admitted (the cost of the allowed path)
+PLUGINS = {
+    "limit": ('[plugins.p]\ncategory = "limit"\nrate = "1000000/s"\n', b""),
+    "limit_inflight": ('[plugins.p]\ncategory = "limit"\nkind = "inflight"\nmax = 100\n', b""),
+    "limit_redis": ('[plugins.p]\ncategory = "limit"\nrate = "1000000/s"\nstore = "redis://127.0.0.1:{redis}/0"\n', b""),
+    "basic_auth": ('[plugins.p]\ncategory = "basic_auth"\nusers = ["bench:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ="]\n',
+                   b"Authorization: Basic YmVuY2g6c2VjcmV0\r\n"),
+    "key_auth": ('[plugins.p]\ncategory = "key_auth"\nkeys = ["mobile:secret"]\n', b""),
+    "jwt": (f'[plugins.p]\ncategory = "jwt"\nalgorithms = ["HS256"]\nsecret = "{JWT_SECRET.decode()}"\n',
+            b"Authorization: Bearer " + hs256({"sub": "bench", "exp": 4102444800}, JWT_SECRET) + b"\r\n"),
+    "ip_restriction": ('[plugins.p]\ncategory = "ip_restriction"\nallow = ["127.0.0.0/8"]\n', b""),
+    "cors": ('[plugins.p]\ncategory = "cors"\nallow_origins = ["https://app.example.com", "*.example.org"]\n',
+             b"Origin: https://app.example.com\r\n"),
+}
 ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 23\r\n\r\n" + bench.BODY.encode()
 
 
@@ -58,11 +85,11 @@ def upstream():
     return srv.getsockname()[1]
 
 
-def client(port, n):
+def client(port, n, request=REQUEST):
     """n keep-alive GETs on one connection, each answered before the next is sent."""
     s = socket.create_connection(("127.0.0.1", port), timeout=30)
     for _ in range(n):
-        s.sendall(REQUEST)
+        s.sendall(request)
         got = b""
         while b"\r\n\r\n" not in got:
             got += s.recv(65536)
@@ -74,8 +101,21 @@ def client(port, n):
     s.close()
 
 
-def run(dir_, variant, up, n):
+def redis_server(dir_):
+    """A redis-server on a free port for the Redis-backed limit (killed at exit)."""
+    import atexit
     port = bench.free_port()
+    p = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                          "--appendonly", "no", "--dir", dir_], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    atexit.register(p.kill)
+    if not bench.wait_port(port, limit=20):
+        raise SystemExit("redis-server did not start (scripts/setup.sh redis-server)")
+    return port
+
+
+def run(dir_, variant, up, n, redis=None):
+    port = bench.free_port()
+    request = REQUEST
     if variant == "nginx":
         # the bench's nginx target in one process (no master), dumped on demand below: it
         # does not exit on a signal under valgrind
@@ -90,6 +130,11 @@ def run(dir_, variant, up, n):
             f.write("master_process off;\n" + conf)
     elif variant == "bare_pingora":
         cmd = [bench.PINGORA, f"127.0.0.1:{port}", f"127.0.0.1:{up}", "1"]
+    elif variant in PLUGINS:
+        tables, extra = PLUGINS[variant]
+        request = REQUEST[:-2] + extra + b"\r\n"
+        cmd = bench.tidegate_conf(dir_, f"cg-{variant}-{n}", port, up, 1,
+                                  plugins=(["p"], tables.replace("{redis}", str(redis))))
     else:
         kw = {"lua": variant == "lua", "access_log": variant == "access_log", "metrics": variant == "metrics",
               "engine": "pingora" if variant == "pingora" else None}
@@ -100,7 +145,7 @@ def run(dir_, variant, up, n):
     try:
         if not bench.wait_port(port, limit=120):
             raise SystemExit(f"{variant} under valgrind did not listen: {proc.stderr.read().decode()[-2000:]}")
-        client(port, n)
+        client(port, n, request)
         if variant == "nginx":
             # the counts so far, written as `out.1`; then the process is killed
             subprocess.run(["callgrind_control", "-d", str(proc.pid)], capture_output=True, timeout=120)
@@ -150,13 +195,14 @@ def main():
     if not os.path.exists(bench.TIDEGATE):
         raise SystemExit("build first: cargo build --release")
     every = ["plain", "lua", "access_log", "metrics", "pingora", "nginx", "bare_pingora"]
-    variants = every if a.variant == "all" else [a.variant]
+    variants = every if a.variant == "all" else list(PLUGINS) if a.variant == "plugins" else [a.variant]
     dir_ = a.keep or tempfile.mkdtemp(prefix="tidegate-cg-")
     os.makedirs(dir_, exist_ok=True)
     up = upstream()
+    redis = redis_server(dir_) if "limit_redis" in variants else None
     for v in variants:
         t0 = time.time()
-        (i1, a1), (i2, a2) = run(dir_, v, up, 1000), run(dir_, v, up, 6000)
+        (i1, a1), (i2, a2) = run(dir_, v, up, 1000, redis), run(dir_, v, up, 6000, redis)
         print(f"{v:<11} {(i2 - i1) / 5000:>10,.0f} instructions/request"
               f"  {(a2 - a1) / 5000:>6.1f} allocations/request  ({time.time() - t0:.0f} s)", flush=True)
 

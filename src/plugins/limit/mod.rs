@@ -242,7 +242,8 @@ impl Plugin for Limit {
         if t.allowed {
             return Ok(Flow::Continue);
         }
-        crate::proxy::trace::note(ctx, || format!("limit {}: key `{key}` refused", self.name));
+        // the key is not shown: it may be a credential (key = "header:x-api-key")
+        crate::proxy::trace::note(ctx, || format!("limit {}: refused", self.name));
         Ok(Flow::Respond(Answer {
             status: self.status,
             headers: vec![
