@@ -369,6 +369,16 @@ fn check_names_the_key_of_bad_auth_configs() {
             "bad regex",
         ),
         (
+            "category = \"referer_restriction\"\nallow = [\"\"]",
+            "allow",
+            "is empty",
+        ),
+        (
+            "category = \"referer_restriction\"\ndeny = [\"a\"]\nstatus = 302",
+            "status",
+            "4xx or 5xx",
+        ),
+        (
             "category = \"cors\"\nallow_origins = [\"*\", \"https://a\"]",
             "allow_origins",
             "alone",

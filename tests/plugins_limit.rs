@@ -21,7 +21,8 @@ key = "header:x-client"
 rate = "3/m"
 body = "slow down\n"
 "#,
-    );
+    )
+    .replace("addr = ", "metrics = \"/metrics\"\naddr = ");
     let t = Tidegate::start(&cfg, &[port]);
     for left in [2, 1, 0] {
         let r = get(port, "h", "/", &[("x-client", "a")]);
@@ -53,6 +54,17 @@ body = "slow down\n"
         assert_eq!(get(port, "h", "/", &[]).status, 200);
     }
     assert_eq!(get(port, "h", "/", &[]).status, 429);
+    // both refusals are counted by plugin and status
+    let m = get(port, "h", "/metrics", &[]).text();
+    let line = m
+        .lines()
+        .find(|l| {
+            l.starts_with("tidegate_plugin_answers_total{")
+                && l.contains("plugin=\"per-client\"")
+                && l.contains("code=\"429\"")
+        })
+        .unwrap_or_else(|| panic!("no refusal count in:\n{m}"));
+    assert!(line.ends_with(" 2"), "{line}");
 }
 
 #[test]

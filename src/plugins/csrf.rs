@@ -105,7 +105,11 @@ impl Csrf {
         use ring::rand::SecureRandom;
         let mut nonce = [0u8; 16];
         let _ = ring::rand::SystemRandom::new().fill(&mut nonce);
-        let body = format!("{}.{}", now() + self.ttl.as_secs(), hex::encode(nonce));
+        let body = format!(
+            "{}.{}",
+            now().saturating_add(self.ttl.as_secs()),
+            hex::encode(nonce)
+        );
         let sig = ring::hmac::sign(&self.key, body.as_bytes());
         format!("{body}.{}", hex::encode(sig.as_ref()))
     }

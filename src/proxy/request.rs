@@ -57,7 +57,21 @@ pub async fn run_plugins(
         }
         match r {
             Ok(Flow::Continue) => {}
-            Ok(Flow::Respond(a)) => return Ok(Some(a)),
+            Ok(Flow::Respond(a)) => {
+                if ctx
+                    .state
+                    .servers
+                    .get(ctx.server)
+                    .is_some_and(|s| s.metrics.is_some())
+                {
+                    let mut code = itoa::Buffer::new();
+                    crate::observability::metrics::families()
+                        .plugin_answers
+                        .with_label_values(&[def.name.as_str(), code.format(a.status)])
+                        .inc();
+                }
+                return Ok(Some(a));
+            }
             Err(e) => {
                 tracing::error!(plugin = %def.name, request_id = ctx.request_id.as_deref().unwrap_or("-"), "request phase failed: {e}");
                 return Err(http_status(500));

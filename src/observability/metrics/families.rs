@@ -21,6 +21,7 @@
 //! | `tidegate_lua_hook_calls_total` | plugin, hook | hook calls |
 //! | `tidegate_lua_hook_errors_total` | plugin, hook, kind | runtime, budget, memory, bad_return |
 //! | `tidegate_lua_hook_duration_seconds` | plugin, hook | one call (a waiting hook: until it ends) |
+//! | `tidegate_plugin_answers_total` | plugin, code | requests a plugin answered itself (a limit's 429, an auth plugin's 401, a mock) |
 //! | `tidegate_lua_shared_dict_keys`, `..._bytes` | dict | what each shared dict holds |
 //! | `tidegate_build_info` | version, git | 1 |
 //! | `process_*` | | CPU seconds, resident memory, open fds, start time (the prometheus crate's) |
@@ -53,6 +54,7 @@ pub struct Families {
     pub lua_calls: IntCounterVec,
     pub lua_errors: IntCounterVec,
     pub lua_duration: HistogramVec,
+    pub plugin_answers: IntCounterVec,
 }
 
 static BUCKETS: OnceLock<Vec<f64>> = OnceLock::new();
@@ -201,6 +203,12 @@ fn make() -> Families {
             "One Lua hook call.",
             &["plugin", "hook"],
             &b,
+        ),
+        plugin_answers: counter(
+            &r,
+            "tidegate_plugin_answers_total",
+            "Requests a plugin answered itself (refusals, early answers), by status.",
+            &["plugin", "code"],
         ),
         registry: r,
     };

@@ -59,9 +59,11 @@ impl Gcra {
                 tat,
             );
         }
-        let new_tat = base + self.interval;
+        // saturating: a huge burst (tolerance near u64::MAX) must not overflow
+        let new_tat = base.saturating_add(self.interval);
         let used = new_tat - now;
-        let room = self.tolerance + self.interval - used.min(self.tolerance + self.interval);
+        let cap = self.tolerance.saturating_add(self.interval);
+        let room = cap - used.min(cap);
         (
             Verdict {
                 allowed: true,
@@ -93,6 +95,19 @@ mod tests {
         assert!(!v.allowed);
         assert_eq!(v.retry_after_ns, 50_000_000);
         let (v, _) = g.decide(tat, 5_000 + 100_000_000);
+        assert!(v.allowed);
+    }
+
+    #[test]
+    fn a_huge_burst_does_not_overflow() {
+        let g = Gcra::new(1, 86_400_000_000_000, u64::MAX);
+        let mut tat = 0;
+        for _ in 0..1000 {
+            let (v, t) = g.decide(tat, 5);
+            assert!(v.allowed);
+            tat = t;
+        }
+        let (v, _) = g.decide(u64::MAX - 1, 5);
         assert!(v.allowed);
     }
 

@@ -65,13 +65,20 @@ impl KeySource {
     }
 
     /// This request's key; empty when the request has none (all such requests share it).
-    pub fn value<'a>(&self, session: &'a dyn Downstream, ctx: &'a Ctx) -> Cow<'a, str> {
+    pub fn value<'a>(&self, session: &'a dyn Downstream, ctx: &'a Ctx) -> Key<'a> {
+        if let KeySource::Ip = self {
+            return match ctx.client_ip {
+                Some(ip) => Key::ip(ip),
+                None => Key::Text(Cow::Borrowed("")),
+            };
+        }
+        Key::Text(self.text(session, ctx))
+    }
+
+    fn text<'a>(&self, session: &'a dyn Downstream, ctx: &'a Ctx) -> Cow<'a, str> {
         let req = session.req();
         match self {
-            KeySource::Ip => match ctx.client_ip {
-                Some(ip) => Cow::Owned(ip.to_string()),
-                None => Cow::Borrowed(""),
-            },
+            KeySource::Ip => Cow::Borrowed(""),
             KeySource::Header(h) => Cow::Borrowed(
                 req.headers
                     .get(h)
@@ -98,6 +105,32 @@ impl KeySource {
     }
 }
 
+/// A request's key: text borrowed from the request, or an IP address written on the stack
+/// (no allocation per request).
+pub enum Key<'a> {
+    Text(Cow<'a, str>),
+    Ip([u8; 48], usize),
+}
+
+impl Key<'_> {
+    fn ip(ip: std::net::IpAddr) -> Key<'static> {
+        use std::io::Write;
+        let mut buf = [0u8; 48];
+        let mut w = &mut buf[..];
+        // an IPv6 address is at most 45 characters: it always fits
+        let _ = write!(w, "{ip}");
+        let len = 48 - w.len();
+        Key::Ip(buf, len)
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Key::Text(t) => t,
+            Key::Ip(b, n) => std::str::from_utf8(&b[..*n]).unwrap_or(""),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +150,17 @@ mod tests {
         assert!(e.unwrap_or_default().contains("needs a name"));
         let e = KeySource::parse("host").err().map(|e| e.message);
         assert!(e.unwrap_or_default().contains("unknown key `host`"));
+    }
+
+    #[test]
+    fn ip_keys_are_their_text() {
+        for ip in [
+            "127.0.0.1",
+            "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255",
+            "::1",
+        ] {
+            let a: std::net::IpAddr = ip.parse().unwrap();
+            assert_eq!(Key::ip(a).as_str(), a.to_string());
+        }
     }
 }

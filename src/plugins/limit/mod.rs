@@ -116,34 +116,60 @@ impl Limit {
     /// Take one request for `key`. An in-flight slot, when one is taken, is held in `ctx`
     /// until the request ends.
     pub async fn take(&self, key: &str, ctx: &mut Ctx) -> Taken {
+        let (t, slot) = match &self.kind {
+            Built::Rate {
+                local,
+                remote: Some(r),
+            } => (
+                self.taken(local, self.take_remote(r, local, key).await),
+                None,
+            ),
+            _ => self.take_here(key),
+        };
+        if let Some(s) = slot {
+            ctx.plugin.held.push(Box::new(s));
+        }
+        t
+    }
+
+    /// A take that needs no I/O: in-flight, or a rate kept in this process (a Redis-backed
+    /// rate counts here only as its `on_store_error = "local"` fallback).
+    fn take_here(&self, key: &str) -> (Taken, Option<local::Slot>) {
         match &self.kind {
             Built::Inflight(f) => {
                 let (slot, now) = f.enter(key);
-                let allowed = slot.is_some();
-                if let Some(s) = slot {
-                    ctx.plugin.held.push(Box::new(s));
-                }
-                Taken {
-                    allowed,
+                let t = Taken {
+                    allowed: slot.is_some(),
                     limit: f.max(),
                     remaining: f.max().saturating_sub(now),
                     retry_after: 1,
                     reset: 0,
-                }
-            }
-            Built::Rate { local, remote } => {
-                let v = match remote {
-                    None => local.take(key, local::now_ns()),
-                    Some(r) => self.take_remote(r, local, key).await,
                 };
-                Taken {
-                    allowed: v.allowed,
-                    limit: local.gcra().burst,
-                    remaining: v.remaining,
-                    retry_after: ceil_secs(v.retry_after_ns).max(u64::from(!v.allowed)),
-                    reset: ceil_secs(v.reset_ns),
-                }
+                (t, slot)
             }
+            Built::Rate { local, .. } => {
+                (self.taken(local, local.take(key, local::now_ns())), None)
+            }
+        }
+    }
+
+    fn is_remote(&self) -> bool {
+        matches!(
+            self.kind,
+            Built::Rate {
+                remote: Some(_),
+                ..
+            }
+        )
+    }
+
+    fn taken(&self, local: &local::LocalRate, v: Verdict) -> Taken {
+        Taken {
+            allowed: v.allowed,
+            limit: local.gcra().burst,
+            remaining: v.remaining,
+            retry_after: ceil_secs(v.retry_after_ns).max(u64::from(!v.allowed)),
+            reset: ceil_secs(v.reset_ns),
         }
     }
 
@@ -219,8 +245,32 @@ fn local_inflight(name: &str, max: u64) -> Arc<local::LocalInflight> {
     }
 }
 
+/// A number as a header value; below 10,000 from a table made once (text in one static
+/// string), so the `RateLimit-*` headers allocate nothing for their values.
 fn header_value(n: u64) -> http::HeaderValue {
-    http::HeaderValue::from(n)
+    const TABLE: usize = 10_000;
+    static TEXT: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    if n as usize >= TABLE {
+        return http::HeaderValue::from(n);
+    }
+    let table = TEXT.get_or_init(|| {
+        let mut all = String::new();
+        let mut ends = Vec::with_capacity(TABLE);
+        for i in 0..TABLE {
+            all.push_str(&i.to_string());
+            ends.push(all.len());
+        }
+        let all: &'static str = Box::leak(all.into_boxed_str());
+        let mut start = 0;
+        ends.into_iter()
+            .map(|end| {
+                let s = &all[start..end];
+                start = end;
+                s
+            })
+            .collect()
+    });
+    http::HeaderValue::from_static(table[n as usize])
 }
 
 #[async_trait]
@@ -230,8 +280,17 @@ impl Plugin for Limit {
         session: &mut dyn Downstream,
         ctx: &mut Ctx,
     ) -> Result<Flow, PluginError> {
-        let key = self.key.value(&*session, ctx).into_owned();
-        let t = self.take(&key, ctx).await;
+        let t = if self.is_remote() {
+            // a remote take waits: the key is copied out of the request for it
+            let key = self.key.value(&*session, ctx).as_str().to_string();
+            self.take(&key, ctx).await
+        } else {
+            let (t, slot) = self.take_here(self.key.value(&*session, ctx).as_str());
+            if let Some(s) = slot {
+                ctx.plugin.held.push(Box::new(s));
+            }
+            t
+        };
         if self.is_rate() && self.headers {
             ctx.plugin.note_rate(RateInfo {
                 limit: t.limit,
@@ -267,14 +326,27 @@ impl Plugin for Limit {
             return Ok(());
         }
         if let Some(r) = ctx.plugin.rate {
-            let _ = resp.insert_header("ratelimit-limit", header_value(r.limit));
-            let _ = resp.insert_header("ratelimit-remaining", header_value(r.remaining));
-            let _ = resp.insert_header("ratelimit-reset", header_value(r.reset));
+            let _ = resp.insert_header("RateLimit-Limit", header_value(r.limit));
+            let _ = resp.insert_header("RateLimit-Remaining", header_value(r.remaining));
+            let _ = resp.insert_header("RateLimit-Reset", header_value(r.reset));
         }
         Ok(())
     }
 
     fn limiter(&self) -> Option<&Limit> {
         Some(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn header_numbers() {
+        for n in [0u64, 7, 42, 9_999, 10_000, 123_456] {
+            assert_eq!(
+                super::header_value(n).to_str().ok(),
+                Some(n.to_string().as_str())
+            );
+        }
     }
 }

@@ -136,7 +136,7 @@ impl RedisStore {
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_secs(1));
         match tokio::time::timeout(
-            timeout * 2,
+            timeout.saturating_mul(2),
             ConnectionManager::new_with_config(self.client.clone(), config),
         )
         .await
@@ -193,7 +193,10 @@ impl RedisStore {
         };
         let ahead = (r.1.max(0) as u64).saturating_mul(1000);
         Ok(if r.0 == 1 {
-            let room = (gcra.tolerance + gcra.interval).saturating_sub(ahead);
+            let room = gcra
+                .tolerance
+                .saturating_add(gcra.interval)
+                .saturating_sub(ahead);
             Verdict {
                 allowed: true,
                 remaining: room / gcra.interval,
