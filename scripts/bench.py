@@ -229,7 +229,10 @@ backend b
     return ["haproxy", "-f", path, "-db"]
 
 
-def make_targets(dir_, workers, upstream_port, proxy_cores):
+LIMIT = '[plugins.per-ip]\ncategory = "limit"\nkey = "ip"\nrate = "10000000/s"\n'
+
+
+def make_targets(dir_, workers, upstream_port, proxy_cores, redis_port=None):
     env = dict(os.environ, TIDEGATE_LOG="warn")
     t = []
     p = free_port()
@@ -249,6 +252,14 @@ def make_targets(dir_, workers, upstream_port, proxy_cores):
     p = free_port()
     t.append(Target("tidegate_lua", p, tidegate_conf(dir_, "tidegatelua", p, upstream_port, workers, lua=True),
                     proxy_cores, env, headers=["x-api-key: secret"]))
+    p = free_port()
+    t.append(Target("tidegate_limit", p, tidegate_conf(dir_, "tidegatelimit", p, upstream_port, workers,
+                                                       plugins=(["per-ip"], LIMIT)), proxy_cores, env))
+    if redis_port:
+        p = free_port()
+        shared = LIMIT + f'store = "redis://127.0.0.1:{redis_port}/0"\n'
+        t.append(Target("tidegate_limit_redis", p, tidegate_conf(dir_, "tidegatelimitredis", p, upstream_port, workers,
+                                                                 plugins=(["per-ip"], shared)), proxy_cores, env))
     p = free_port()
     t.append(Target("nginx", p, nginx_conf(dir_, "nginx", workers, f"""
   upstream up {{ server 127.0.0.1:{upstream_port}; keepalive 64; }}
@@ -356,10 +367,18 @@ def main():
         upstream = Target("upstream", up_port, nginx_conf(work, "upstream", 1, f"""
   server {{ listen 127.0.0.1:{up_port}; keepalive_requests 1000000; location / {{ return 200 "{BODY}"; }} }}"""), wrk_cores)
         upstream.start(work)
+        # the Redis of the cluster-wide limit, next to the upstream (wrk's core)
+        redis = None
+        if shutil.which("redis-server"):
+            rp = free_port()
+            redis = Target("redis", rp, ["redis-server", "--port", str(rp), "--bind", "127.0.0.1", "--save", "",
+                                         "--appendonly", "no"], wrk_cores)
+            started.append(redis)
+            redis.start(work)
         for workers in worker_sets:
             # 1 worker: wrk and the upstream on the first core, the proxy alone on the other
             proxy_cores = cores[1:2] if workers == 1 and len(cores) >= 2 else cores
-            targets = make_targets(work, workers, up_port, proxy_cores)
+            targets = make_targets(work, workers, up_port, proxy_cores, redis.port if redis else None)
             if args.only:
                 keep = set(args.only.split(","))
                 targets = [t for t in targets if t.name in keep]

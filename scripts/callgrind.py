@@ -44,6 +44,7 @@ JWT_SECRET = b"bench-secret-of-thirty-two-bytes"
 # request admitted (the cost of the allowed path)
 PLUGINS = {
     "limit": ('[plugins.p]\ncategory = "limit"\nrate = "1000000/s"\n', b""),
+    "limit_noheaders": ('[plugins.p]\ncategory = "limit"\nrate = "1000000/s"\nheaders = false\n', b""),
     "limit_inflight": ('[plugins.p]\ncategory = "limit"\nkind = "inflight"\nmax = 100\n', b""),
     "limit_redis": ('[plugins.p]\ncategory = "limit"\nrate = "1000000/s"\nstore = "redis://127.0.0.1:{redis}/0"\n', b""),
     "basic_auth": ('[plugins.p]\ncategory = "basic_auth"\nusers = ["bench:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ="]\n',

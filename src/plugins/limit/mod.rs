@@ -245,15 +245,12 @@ fn local_inflight(name: &str, max: u64) -> Arc<local::LocalInflight> {
     }
 }
 
-/// A number as a header value; below 10,000 from a table made once (text in one static
-/// string), so the `RateLimit-*` headers allocate nothing for their values.
+/// A number as a header value; below 10,000 from a table made once (over text in one static
+/// string: a clone costs nothing), so the `RateLimit-*` values allocate nothing.
 fn header_value(n: u64) -> http::HeaderValue {
     const TABLE: usize = 10_000;
-    static TEXT: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
-    if n as usize >= TABLE {
-        return http::HeaderValue::from(n);
-    }
-    let table = TEXT.get_or_init(|| {
+    static VALUES: std::sync::OnceLock<Vec<http::HeaderValue>> = std::sync::OnceLock::new();
+    let table = VALUES.get_or_init(|| {
         let mut all = String::new();
         let mut ends = Vec::with_capacity(TABLE);
         for i in 0..TABLE {
@@ -264,13 +261,16 @@ fn header_value(n: u64) -> http::HeaderValue {
         let mut start = 0;
         ends.into_iter()
             .map(|end| {
-                let s = &all[start..end];
+                let v = http::HeaderValue::from_static(&all[start..end]);
                 start = end;
-                s
+                v
             })
             .collect()
     });
-    http::HeaderValue::from_static(table[n as usize])
+    match usize::try_from(n).ok().and_then(|i| table.get(i)) {
+        Some(v) => v.clone(),
+        None => http::HeaderValue::from(n),
+    }
 }
 
 #[async_trait]
