@@ -397,3 +397,44 @@ fn check_names_the_key_of_bad_auth_configs() {
         );
     }
 }
+
+#[test]
+fn auth_and_limit_answer_the_same_over_http2() {
+    let origin = Origin::start(|r| ok(&r.path));
+    let port = free_port();
+    let cfg = one_location(
+        port,
+        &origin,
+        &["keys", "two"],
+        r#"
+[plugins.keys]
+category = "key_auth"
+query = "k"
+keys = ["app:h2-key"]
+
+[plugins.two]
+category = "limit"
+key = "user"
+rate = "2/h"
+"#,
+    )
+    .replace("addr = ", "http2 = true\naddr = ");
+    let t = Tidegate::start(&cfg, &[port]);
+    let (status, headers, _) = common::lua::h2_request(port, "GET", "/a", b"");
+    assert_eq!(status, 401, "{}", t.stderr());
+    assert_eq!(
+        headers
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok()),
+        Some("Key realm=\"tidegate\"")
+    );
+    for _ in 0..2 {
+        let (status, headers, body) = common::lua::h2_request(port, "GET", "/a?k=h2-key&x=1", b"");
+        assert_eq!(status, 200);
+        assert_eq!(body, b"/a?x=1", "the key was taken out of the query");
+        assert!(headers.contains_key("ratelimit-remaining"));
+    }
+    let (status, headers, _) = common::lua::h2_request(port, "GET", "/a?k=h2-key", b"");
+    assert_eq!(status, 429);
+    assert!(headers.contains_key("retry-after"));
+}

@@ -68,6 +68,35 @@ body = "slow down\n"
 }
 
 #[test]
+fn every_worker_counts_against_the_same_limit() {
+    let origin = Origin::start(|_| ok("fine"));
+    let port = free_port();
+    let cfg = format!(
+        "[basic]\nthreads = 2\n{}",
+        one_location(
+            port,
+            &origin,
+            &["shared"],
+            "[plugins.shared]\ncategory = \"limit\"\nrate = \"25/h\"\n",
+        )
+    );
+    let t = Tidegate::start(&cfg, &[port]);
+    // 8 clients at once, 10 requests each, on both workers: exactly the burst gets in
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(move || {
+                (0..10)
+                    .filter(|_| get(port, "h", "/", &[]).status == 200)
+                    .count()
+            })
+        })
+        .collect();
+    let admitted: usize = clients.into_iter().map(|c| c.join().unwrap()).sum();
+    assert_eq!(admitted, 25, "{}", t.stderr());
+    assert_eq!(origin.count(), 25);
+}
+
+#[test]
 fn the_count_survives_a_reload_and_a_changed_rate_starts_afresh() {
     let origin = Origin::start(|_| ok("fine"));
     let port = free_port();
