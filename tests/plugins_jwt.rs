@@ -336,14 +336,6 @@ fn check_refuses_unsafe_jwt_configs() {
         ("algorithms = [\"HS256\"]\nsecret = \"0123456789abcdef0\"\ncookie = \"a\"\nquery = \"b\"", "header", "one of"),
     ];
     for (body, key, says) in cases {
-        let cfg = format!(
-            "[servers.s]\naddr = \"127.0.0.1:1\"\nlocations = [\"l\"]\n[locations.l]\npath = \"/\"\nplugins = [\"p\"]\n[plugins.p]\ncategory = \"jwt\"\n{body}\n"
-        );
-        let (code, out) = check_text(&cfg);
-        assert_ne!(code, 0, "{body}: accepted");
-        assert!(
-            out.contains(&format!(" {key}:")) && out.contains(says),
-            "{body}: {out}"
-        );
+        assert_check_refuses("jwt", body, key, says);
     }
 }

@@ -281,18 +281,6 @@ fn check_names_the_key_of_a_bad_limit() {
         ("rate = \"1/s\"\nrates = 2", "rates", "unknown field"),
     ];
     for (body, key, says) in cases {
-        let cfg = format!(
-            "[servers.s]\naddr = \"127.0.0.1:1\"\nlocations = [\"l\"]\n[locations.l]\npath = \"/\"\nplugins = [\"lim\"]\n[plugins.lim]\ncategory = \"limit\"\n{body}\n"
-        );
-        let (code, out) = check_text(&cfg);
-        assert_ne!(code, 0, "{body}: accepted");
-        assert!(
-            out.contains("plugins.lim") && out.contains(key) && out.contains(says),
-            "{body}: {out}"
-        );
-        assert!(
-            out.contains("tidegate.toml:"),
-            "{body}: no file and line in {out}"
-        );
+        assert_check_refuses("limit", body, key, says);
     }
 }

@@ -242,6 +242,11 @@ pub fn build(
     })
 }
 
+/// `true`, for serde defaults of plugin keys that are on unless turned off.
+pub fn default_true() -> bool {
+    true
+}
+
 /// Deserialize a plugin's config, naming the failing key.
 pub fn typed<T: DeserializeOwned>(conf: toml::Value) -> Result<T, PluginConfError> {
     serde_path_to_error::deserialize(conf).map_err(|e| {

@@ -12,6 +12,23 @@ pub fn check_text(text: &str) -> (i32, String) {
     run_cli(&["check", "-c", path.to_str().expect("utf-8")], dir.path())
 }
 
+/// `check` refuses a plugin table `[plugins.p]` made of `category` and `body`, and its
+/// message names the file and line, the table, `key` and says `says`.
+pub fn assert_check_refuses(category: &str, body: &str, key: &str, says: &str) {
+    let cfg = format!(
+        "[servers.s]\naddr = \"127.0.0.1:1\"\nlocations = [\"l\"]\n[locations.l]\npath = \"/\"\nplugins = [\"p\"]\n[plugins.p]\ncategory = \"{category}\"\n{body}\n"
+    );
+    let (code, out) = check_text(&cfg);
+    assert_ne!(code, 0, "{category} {body}: accepted");
+    assert!(
+        out.contains("tidegate.toml:")
+            && out.contains("[plugins.p]")
+            && out.contains(&format!(" {key}:"))
+            && out.contains(says),
+        "{category} {body}: {out}"
+    );
+}
+
 /// A server on `port` with one location `/` through `plugins` to `origin`, then `tables`.
 pub fn one_location(port: u16, origin: &Origin, plugins: &[&str], tables: &str) -> String {
     let list = plugins

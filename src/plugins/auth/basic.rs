@@ -16,7 +16,7 @@
 
 use super::htpasswd::{parse_line, verify, Hash, Verified};
 use super::{quoted, unauthorized, Admit, Authenticator, Verdict};
-use crate::plugins::{Flow, Plugin, PluginConfError, PluginError};
+use crate::plugins::{PluginConfError, PluginError};
 use crate::proxy::ctx::Ctx;
 use crate::proxy::exchange::Downstream;
 use async_trait::async_trait;
@@ -31,14 +31,10 @@ pub struct BasicConf {
     pub users: Vec<String>,
     pub htpasswd: Option<String>,
     pub realm: Option<String>,
-    #[serde(default = "yes")]
+    #[serde(default = "crate::plugins::default_true")]
     pub hide_credentials: bool,
     #[serde(default)]
     pub allow_plaintext: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 #[derive(Debug)]
@@ -170,17 +166,4 @@ impl Authenticator for BasicAuth {
     }
 }
 
-#[async_trait]
-impl Plugin for BasicAuth {
-    async fn on_request(
-        &self,
-        session: &mut dyn Downstream,
-        ctx: &mut Ctx,
-    ) -> Result<Flow, PluginError> {
-        super::run(self, session, ctx).await
-    }
-
-    fn authenticator(&self) -> Option<&dyn Authenticator> {
-        Some(self)
-    }
-}
+super::auth_plugin!(BasicAuth);

@@ -21,7 +21,7 @@
 
 use super::{Admit, Authenticator, Verdict};
 use crate::config::units::parse_duration;
-use crate::plugins::{Answer, Flow, Plugin, PluginConfError, PluginError};
+use crate::plugins::{Answer, PluginConfError, PluginError};
 use crate::proxy::ctx::Ctx;
 use crate::proxy::exchange::Downstream;
 use crate::scripting::http_client::{send, Outbound};
@@ -43,12 +43,8 @@ pub struct ForwardConf {
     pub timeout: Option<String>,
     pub on_error: Option<String>,
     pub cache: Option<String>,
-    #[serde(default = "yes")]
+    #[serde(default = "crate::plugins::default_true")]
     pub hide_credentials: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 const CACHE_MAX: usize = 10_000;
@@ -330,17 +326,4 @@ impl Authenticator for ForwardAuth {
     }
 }
 
-#[async_trait]
-impl Plugin for ForwardAuth {
-    async fn on_request(
-        &self,
-        session: &mut dyn Downstream,
-        ctx: &mut Ctx,
-    ) -> Result<Flow, PluginError> {
-        super::run(self, session, ctx).await
-    }
-
-    fn authenticator(&self) -> Option<&dyn Authenticator> {
-        Some(self)
-    }
-}
+super::auth_plugin!(ForwardAuth);

@@ -17,7 +17,7 @@
 
 use super::{quoted, unauthorized, Admit, Authenticator, Verdict};
 use crate::plugins::request_parts;
-use crate::plugins::{Flow, Plugin, PluginConfError, PluginError};
+use crate::plugins::{PluginConfError, PluginError};
 use crate::proxy::ctx::Ctx;
 use crate::proxy::exchange::Downstream;
 use async_trait::async_trait;
@@ -32,13 +32,9 @@ pub struct KeyConf {
     #[serde(default)]
     pub keys: Vec<String>,
     pub keys_file: Option<String>,
-    #[serde(default = "yes")]
+    #[serde(default = "crate::plugins::default_true")]
     pub hide_credentials: bool,
     pub realm: Option<String>,
-}
-
-fn yes() -> bool {
-    true
 }
 
 #[derive(Debug)]
@@ -175,17 +171,4 @@ impl Authenticator for KeyAuth {
     }
 }
 
-#[async_trait]
-impl Plugin for KeyAuth {
-    async fn on_request(
-        &self,
-        session: &mut dyn Downstream,
-        ctx: &mut Ctx,
-    ) -> Result<Flow, PluginError> {
-        super::run(self, session, ctx).await
-    }
-
-    fn authenticator(&self) -> Option<&dyn Authenticator> {
-        Some(self)
-    }
-}
+super::auth_plugin!(KeyAuth);

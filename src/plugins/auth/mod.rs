@@ -50,6 +50,28 @@ pub trait Authenticator: Send + Sync + std::fmt::Debug {
     fn hide(&self, session: &mut dyn Downstream);
 }
 
+/// The `Plugin` of an authenticator: its request phase is [`run`], and `combined_auth` can
+/// use it.
+macro_rules! auth_plugin {
+    ($t:ty) => {
+        #[async_trait::async_trait]
+        impl crate::plugins::Plugin for $t {
+            async fn on_request(
+                &self,
+                session: &mut dyn crate::proxy::exchange::Downstream,
+                ctx: &mut crate::proxy::ctx::Ctx,
+            ) -> Result<crate::plugins::Flow, crate::plugins::PluginError> {
+                crate::plugins::auth::run(self, session, ctx).await
+            }
+
+            fn authenticator(&self) -> Option<&dyn crate::plugins::auth::Authenticator> {
+                Some(self)
+            }
+        }
+    };
+}
+pub(crate) use auth_plugin;
+
 /// Check, then admit: the user noted, credentials hidden, headers set.
 pub async fn run(
     a: &dyn Authenticator,

@@ -18,7 +18,7 @@ pub struct LimitConf {
     pub max: Option<u64>,
     pub status: Option<u16>,
     pub body: Option<String>,
-    #[serde(default = "yes")]
+    #[serde(default = "crate::plugins::default_true")]
     pub headers: bool,
     pub store: Option<String>,
     pub on_store_error: Option<String>,
@@ -28,10 +28,6 @@ pub struct LimitConf {
 
 fn rate_kind() -> String {
     "rate".into()
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// What to do when the Redis store cannot answer.

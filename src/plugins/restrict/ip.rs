@@ -87,10 +87,6 @@ impl Plugin for IpRestriction {
             self.allow.as_ref().map(in_list),
             self.deny.as_ref().map(in_list),
         );
-        Ok(if ok {
-            Flow::Continue
-        } else {
-            Flow::Respond(self.refusal.answer())
-        })
+        Ok(self.refusal.flow(ok))
     }
 }

@@ -10,8 +10,9 @@ pub mod patterns;
 pub mod referer;
 pub mod ua;
 
-use super::{Answer, PluginConfError};
+use super::{Answer, Flow, PluginConfError};
 use bytes::Bytes;
+use patterns::Patterns;
 
 /// The refusal every restriction answers with.
 #[derive(Debug, Clone)]
@@ -38,6 +39,45 @@ impl Refusal {
 
     pub fn answer(&self) -> Answer {
         self.0.clone()
+    }
+
+    /// Go on when `ok`, else this refusal.
+    pub fn flow(&self, ok: bool) -> Flow {
+        if ok {
+            Flow::Continue
+        } else {
+            Flow::Respond(self.answer())
+        }
+    }
+}
+
+/// `allow` and/or `deny` lists of text patterns (case-blind).
+#[derive(Debug)]
+pub struct Lists {
+    allow: Option<Patterns>,
+    deny: Option<Patterns>,
+}
+
+impl Lists {
+    pub fn new(
+        allow: Option<&[String]>,
+        deny: Option<&[String]>,
+    ) -> Result<Lists, PluginConfError> {
+        if allow.is_none() && deny.is_none() {
+            return Err(PluginConfError::at("allow", "set `allow`, `deny` or both"));
+        }
+        Ok(Lists {
+            allow: allow.map(|l| Patterns::new("allow", l, true)).transpose()?,
+            deny: deny.map(|l| Patterns::new("deny", l, true)).transpose()?,
+        })
+    }
+
+    /// Whether `text` gets in.
+    pub fn admits(&self, text: &str) -> bool {
+        admits(
+            self.allow.as_ref().map(|p| p.matches(text)),
+            self.deny.as_ref().map(|p| p.matches(text)),
+        )
     }
 }
 

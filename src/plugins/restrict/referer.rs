@@ -12,8 +12,7 @@
 //! Patterns match the Referer's host, case-blind; a Referer that is not a URL with a host
 //! counts as having none.
 
-use super::patterns::Patterns;
-use super::Refusal;
+use super::{Lists, Refusal};
 use crate::plugins::{Flow, Plugin, PluginConfError, PluginError};
 use crate::proxy::ctx::Ctx;
 use crate::proxy::exchange::Downstream;
@@ -25,40 +24,23 @@ use serde::Deserialize;
 pub struct RefererConf {
     pub allow: Option<Vec<String>>,
     pub deny: Option<Vec<String>>,
-    #[serde(default = "yes")]
+    #[serde(default = "crate::plugins::default_true")]
     pub allow_empty: bool,
     pub status: Option<u16>,
     pub body: Option<String>,
 }
 
-fn yes() -> bool {
-    true
-}
-
 #[derive(Debug)]
 pub struct RefererRestriction {
-    allow: Option<Patterns>,
-    deny: Option<Patterns>,
+    lists: Lists,
     allow_empty: bool,
     refusal: Refusal,
 }
 
 impl RefererRestriction {
     pub fn new(c: RefererConf) -> Result<RefererRestriction, PluginConfError> {
-        if c.allow.is_none() && c.deny.is_none() {
-            return Err(PluginConfError::at("allow", "set `allow`, `deny` or both"));
-        }
         Ok(RefererRestriction {
-            allow: c
-                .allow
-                .as_deref()
-                .map(|l| Patterns::new("allow", l, true))
-                .transpose()?,
-            deny: c
-                .deny
-                .as_deref()
-                .map(|l| Patterns::new("deny", l, true))
-                .transpose()?,
+            lists: Lists::new(c.allow.as_deref(), c.deny.as_deref())?,
             allow_empty: c.allow_empty,
             refusal: Refusal::new(c.status, c.body)?,
         })
@@ -84,17 +66,9 @@ impl Plugin for RefererRestriction {
             .get(http::header::REFERER)
             .and_then(|v| v.to_str().ok())
             .and_then(host);
-        let ok = match h {
+        Ok(self.refusal.flow(match h {
             None => self.allow_empty,
-            Some(h) => super::admits(
-                self.allow.as_ref().map(|p| p.matches(&h)),
-                self.deny.as_ref().map(|p| p.matches(&h)),
-            ),
-        };
-        Ok(if ok {
-            Flow::Continue
-        } else {
-            Flow::Respond(self.refusal.answer())
-        })
+            Some(h) => self.lists.admits(&h),
+        }))
     }
 }

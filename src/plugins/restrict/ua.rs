@@ -10,8 +10,7 @@
 //!
 //! A request without a `User-Agent` is matched as an empty one (so an `allow` list refuses it).
 
-use super::patterns::Patterns;
-use super::Refusal;
+use super::{Lists, Refusal};
 use crate::plugins::{Flow, Plugin, PluginConfError, PluginError};
 use crate::proxy::ctx::Ctx;
 use crate::proxy::exchange::Downstream;
@@ -29,27 +28,14 @@ pub struct UaConf {
 
 #[derive(Debug)]
 pub struct UaRestriction {
-    allow: Option<Patterns>,
-    deny: Option<Patterns>,
+    lists: Lists,
     refusal: Refusal,
 }
 
 impl UaRestriction {
     pub fn new(c: UaConf) -> Result<UaRestriction, PluginConfError> {
-        if c.allow.is_none() && c.deny.is_none() {
-            return Err(PluginConfError::at("allow", "set `allow`, `deny` or both"));
-        }
         Ok(UaRestriction {
-            allow: c
-                .allow
-                .as_deref()
-                .map(|l| Patterns::new("allow", l, true))
-                .transpose()?,
-            deny: c
-                .deny
-                .as_deref()
-                .map(|l| Patterns::new("deny", l, true))
-                .transpose()?,
+            lists: Lists::new(c.allow.as_deref(), c.deny.as_deref())?,
             refusal: Refusal::new(c.status, c.body)?,
         })
     }
@@ -68,14 +54,6 @@ impl Plugin for UaRestriction {
             .get(http::header::USER_AGENT)
             .map(|v| String::from_utf8_lossy(v.as_bytes()))
             .unwrap_or_default();
-        let ok = super::admits(
-            self.allow.as_ref().map(|p| p.matches(&ua)),
-            self.deny.as_ref().map(|p| p.matches(&ua)),
-        );
-        Ok(if ok {
-            Flow::Continue
-        } else {
-            Flow::Respond(self.refusal.answer())
-        })
+        Ok(self.refusal.flow(self.lists.admits(&ua)))
     }
 }

@@ -29,7 +29,7 @@ pub mod keys;
 use super::{quoted, unauthorized, Admit, Authenticator, Verdict};
 use crate::config::units::parse_duration;
 use crate::plugins::request_parts;
-use crate::plugins::{Flow, Plugin, PluginConfError, PluginError};
+use crate::plugins::{PluginConfError, PluginError};
 use crate::proxy::ctx::Ctx;
 use crate::proxy::exchange::Downstream;
 use async_trait::async_trait;
@@ -71,18 +71,14 @@ pub struct JwtConf {
     pub issuer: Option<OneOrMany>,
     pub audience: Option<OneOrMany>,
     pub leeway: Option<String>,
-    #[serde(default = "yes")]
+    #[serde(default = "crate::plugins::default_true")]
     pub require_exp: bool,
     pub user_claim: Option<String>,
     #[serde(default)]
     pub claims_to_headers: Vec<String>,
-    #[serde(default = "yes")]
+    #[serde(default = "crate::plugins::default_true")]
     pub hide_credentials: bool,
     pub realm: Option<String>,
-}
-
-fn yes() -> bool {
-    true
 }
 
 #[derive(Debug)]
@@ -441,17 +437,4 @@ impl Authenticator for Jwt {
     }
 }
 
-#[async_trait]
-impl Plugin for Jwt {
-    async fn on_request(
-        &self,
-        session: &mut dyn Downstream,
-        ctx: &mut Ctx,
-    ) -> Result<Flow, PluginError> {
-        super::run(self, session, ctx).await
-    }
-
-    fn authenticator(&self) -> Option<&dyn Authenticator> {
-        Some(self)
-    }
-}
+super::auth_plugin!(Jwt);
