@@ -23,6 +23,7 @@
 //! Each plugin's own config is deserialized with unknown keys refused, so a typo names the key.
 
 pub mod auth;
+pub mod compression;
 pub mod cors;
 pub mod csrf;
 pub mod limit;
@@ -187,6 +188,7 @@ pub const CATEGORIES: &[&str] = &[
     "ua_restriction",
     "cors",
     "csrf",
+    "compression",
     "lua",
 ];
 
@@ -223,6 +225,7 @@ pub fn build(
         }
         "ua_restriction" => Arc::new(restrict::ua::UaRestriction::new(typed(conf)?)?),
         "cors" => Arc::new(cors::Cors::new(typed(conf)?)?),
+        "compression" => Arc::new(compression::Compression::new(typed(conf)?)?),
         "csrf" => Arc::new(csrf::Csrf::new(typed(conf)?)?),
         "combined_auth" => Arc::new(auth::combined::CombinedAuth::new(typed(conf)?, &env.built)?),
         "lua" => Arc::new(crate::scripting::LuaPlugin::new(

@@ -29,6 +29,18 @@ pub struct PluginState {
     pub rate: Option<RateInfo>,
     /// slots held until the request ends (in-flight limits): dropped with the context
     pub held: Vec<Box<dyn Debug + Send + Sync>>,
+    /// the response body's encoder, when `compression` chose one
+    pub encoder: Option<Encoder>,
+}
+
+/// A streaming body encoder (Pingora's gzip, brotli or zstd).
+pub struct Encoder(pub Box<dyn pingora::protocols::http::compression::Encode + Send + Sync>);
+
+impl Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (name, into, out, _) = self.0.stat();
+        write!(f, "Encoder({name}, {into} -> {out} bytes)")
+    }
 }
 
 impl PluginState {

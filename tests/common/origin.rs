@@ -47,6 +47,8 @@ pub enum Action {
     UpgradeEcho,
     /// Close without answering.
     Close,
+    /// A chunked body: status, headers, then each piece as one chunk, flushed as it goes.
+    Chunked(u16, Vec<(String, String)>, Vec<Vec<u8>>),
 }
 
 pub fn ok(body: &str) -> Action {
@@ -227,6 +229,27 @@ fn serve_conn(stream: TcpStream, seen: Arc<Mutex<Vec<SeenRequest>>>, handler: Ar
                 }
             }
             Action::Close => return,
+            Action::Chunked(status, hdrs, pieces) => {
+                let mut out = format!("HTTP/1.1 {status} X\r\nTransfer-Encoding: chunked\r\n");
+                for (k, v) in hdrs {
+                    out.push_str(&format!("{k}: {v}\r\n"));
+                }
+                out.push_str("\r\n");
+                if w.write_all(out.as_bytes()).is_err() {
+                    return;
+                }
+                for p in pieces.iter().filter(|p| !p.is_empty()) {
+                    let mut chunk = format!("{:x}\r\n", p.len()).into_bytes();
+                    chunk.extend_from_slice(p);
+                    chunk.extend_from_slice(b"\r\n");
+                    if w.write_all(&chunk).and_then(|_| w.flush()).is_err() {
+                        return;
+                    }
+                }
+                if w.write_all(b"0\r\n\r\n").is_err() {
+                    return;
+                }
+            }
         }
     }
 }
