@@ -68,6 +68,7 @@ pub(super) fn run(
     let composite =
         |e: &Entry| e.value.get("category").and_then(|c| c.as_str()) == Some("combined_auth");
     let mut plugins: Vec<PluginDef> = Vec::new();
+    let upstream_names: Vec<String> = upstreams.iter().map(|u| u.name.clone()).collect();
     for pass in [false, true] {
         for (name, e) in pending.raw_plugins {
             if composite(e) != pass {
@@ -82,7 +83,7 @@ pub(super) fn run(
             } else {
                 Vec::new()
             };
-            if let Some(p) = build_plugin(b, e, &table, name, lua, built) {
+            if let Some(p) = build_plugin(b, e, &table, name, lua, built, &upstream_names) {
                 plugins.push(p);
             }
         }

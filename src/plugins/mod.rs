@@ -35,6 +35,7 @@ pub mod request_parts;
 pub mod response_headers;
 pub mod restrict;
 pub mod state;
+pub mod traffic_split;
 
 use crate::proxy::ctx::Ctx;
 use crate::proxy::exchange::Downstream;
@@ -189,6 +190,7 @@ pub const CATEGORIES: &[&str] = &[
     "cors",
     "csrf",
     "compression",
+    "traffic_split",
     "lua",
 ];
 
@@ -200,6 +202,8 @@ pub struct BuildEnv {
     pub lua: crate::scripting::LuaSettings,
     /// the plugins built before this one (`combined_auth` is built after all others)
     pub built: Vec<(String, Arc<dyn Plugin>)>,
+    /// the names of the config's upstreams
+    pub upstreams: Vec<String>,
 }
 
 /// Build a plugin of `category` from the rest of its table.
@@ -226,6 +230,10 @@ pub fn build(
         "ua_restriction" => Arc::new(restrict::ua::UaRestriction::new(typed(conf)?)?),
         "cors" => Arc::new(cors::Cors::new(typed(conf)?)?),
         "compression" => Arc::new(compression::Compression::new(typed(conf)?)?),
+        "traffic_split" => Arc::new(traffic_split::TrafficSplit::new(
+            typed(conf)?,
+            &env.upstreams,
+        )?),
         "csrf" => Arc::new(csrf::Csrf::new(typed(conf)?)?),
         "combined_auth" => Arc::new(auth::combined::CombinedAuth::new(typed(conf)?, &env.built)?),
         "lua" => Arc::new(crate::scripting::LuaPlugin::new(

@@ -10,6 +10,7 @@ pub(in crate::config) fn build_plugin(
     name: &str,
     lua: &crate::scripting::LuaSettings,
     built: Vec<(String, std::sync::Arc<dyn crate::plugins::Plugin>)>,
+    upstreams: &[String],
 ) -> Option<PluginDef> {
     let toml::Value::Table(mut table) = e.value.clone() else {
         b.err(e.doc, t, None, "a plugin must be a table");
@@ -38,6 +39,7 @@ pub(in crate::config) fn build_plugin(
         name: name.to_string(),
         lua: lua.clone(),
         built,
+        upstreams: upstreams.to_vec(),
     };
     match crate::plugins::build(&category, toml::Value::Table(table), &env) {
         Ok(plugin) => Some(PluginDef {
