@@ -55,7 +55,7 @@ pub struct TrafficSplit {
 
 impl TrafficSplit {
     pub fn new(c: SplitConf, upstreams: &[String]) -> Result<TrafficSplit, PluginConfError> {
-        if !upstreams.iter().any(|u| *u == c.upstream) {
+        if !upstreams.contains(&c.upstream) {
             return Err(PluginConfError::at(
                 "upstream",
                 format!(
