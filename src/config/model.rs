@@ -145,8 +145,11 @@ pub struct PluginDef {
 
 impl Config {
     /// Metrics are counted when some server exposes or pushes them.
+    /// Whether requests are counted: some server exposes metrics, or a `stats` plugin
+    /// reads the counters.
     pub fn metrics_on(&self) -> bool {
         self.servers.iter().any(|s| s.metrics.is_some())
+            || self.plugins.iter().any(|p| p.category == "stats")
     }
 
     pub fn upstream_index(&self, name: &str) -> Option<usize> {

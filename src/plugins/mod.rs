@@ -35,6 +35,7 @@ pub mod request_parts;
 pub mod response_headers;
 pub mod restrict;
 pub mod state;
+pub mod stats;
 pub mod traffic_split;
 
 use crate::proxy::ctx::Ctx;
@@ -191,6 +192,7 @@ pub const CATEGORIES: &[&str] = &[
     "csrf",
     "compression",
     "traffic_split",
+    "stats",
     "lua",
 ];
 
@@ -230,6 +232,7 @@ pub fn build(
         "ua_restriction" => Arc::new(restrict::ua::UaRestriction::new(typed(conf)?)?),
         "cors" => Arc::new(cors::Cors::new(typed(conf)?)?),
         "compression" => Arc::new(compression::Compression::new(typed(conf)?)?),
+        "stats" => Arc::new(stats::Stats::new(typed(conf)?)?),
         "traffic_split" => Arc::new(traffic_split::TrafficSplit::new(
             typed(conf)?,
             &env.upstreams,

@@ -82,6 +82,8 @@ pub fn run(
     source: Source,
     opts: RunOptions,
 ) -> Result<(), StartError> {
+    // the `stats` plugin's uptime counts from here
+    let _ = crate::plugins::stats::started();
     if !opts.upgrade {
         precheck_listeners(&config)?;
     }
