@@ -36,6 +36,7 @@ pub mod response_headers;
 pub mod restrict;
 pub mod state;
 pub mod stats;
+pub mod sub_filter;
 pub mod traffic_split;
 
 use crate::proxy::ctx::Ctx;
@@ -193,6 +194,7 @@ pub const CATEGORIES: &[&str] = &[
     "compression",
     "traffic_split",
     "stats",
+    "sub_filter",
     "lua",
 ];
 
@@ -233,6 +235,7 @@ pub fn build(
         "cors" => Arc::new(cors::Cors::new(typed(conf)?)?),
         "compression" => Arc::new(compression::Compression::new(typed(conf)?)?),
         "stats" => Arc::new(stats::Stats::new(typed(conf)?)?),
+        "sub_filter" => Arc::new(sub_filter::SubFilter::new(typed(conf)?)?),
         "traffic_split" => Arc::new(traffic_split::TrafficSplit::new(
             typed(conf)?,
             &env.upstreams,

@@ -31,6 +31,11 @@ pub struct PluginState {
     pub held: Vec<Box<dyn Debug + Send + Sync>>,
     /// the response body's encoder, when `compression` chose one
     pub encoder: Option<Encoder>,
+    /// ask the upstream for an unencoded body (`sub_filter` reads it): `Accept-Encoding` is
+    /// left off the upstream request only, the client's stays for `compression`
+    pub identity_upstream: bool,
+    /// per-plugin state of body filters (`sub_filter`), by the plugin's address
+    pub streams: Vec<(usize, Box<dyn std::any::Any + Send + Sync>)>,
 }
 
 /// A streaming body encoder (Pingora's gzip, brotli or zstd).
@@ -44,6 +49,14 @@ impl Debug for Encoder {
 }
 
 impl PluginState {
+    /// The body-filter state plugin `id` left, of type `T`.
+    pub fn stream<T: 'static>(&mut self, id: usize) -> Option<&mut T> {
+        self.streams
+            .iter_mut()
+            .find(|(i, _)| *i == id)
+            .and_then(|(_, s)| s.downcast_mut::<T>())
+    }
+
     /// Keep the tighter of two rate limits (fewer left) for the response headers.
     pub fn note_rate(&mut self, r: RateInfo) {
         match self.rate {

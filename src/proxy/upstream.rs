@@ -246,6 +246,9 @@ pub fn prepare_request(
     if let Some(tp) = crate::observability::otel::spans::traceparent(ctx) {
         up.insert_header("traceparent", tp)?;
     }
+    if ctx.plugin.identity_upstream {
+        up.remove_header(&http::header::ACCEPT_ENCODING);
+    }
     let vars = Vars { session, ctx };
     for h in &loc.set_headers {
         up.insert_header(h.name.clone(), h.value.render(&vars))?;
