@@ -106,6 +106,18 @@ addrs = ["127.0.0.1:{origin}"]
     )
 }
 
+/// Start tidegate and wait until its exporter is up: the background service installs it
+/// just after the listeners open, and a request in between is not traced.
+fn start_exporting(config: &str, port: u16) -> Tidegate {
+    let t = Tidegate::start(config, &[port]);
+    assert!(
+        wait_until(WAIT, || t.stderr().contains("exporting traces over OTLP")),
+        "{}",
+        t.stderr()
+    );
+    t
+}
+
 #[test]
 fn spans_reach_a_grpc_receiver_linked_to_the_clients_trace_and_the_upstream() {
     let (rx, grpc, _rt) = grpc_receiver();
@@ -113,7 +125,7 @@ fn spans_reach_a_grpc_receiver_linked_to_the_clients_trace_and_the_upstream() {
     let port = free_port();
     let otlp =
         format!("{{ endpoint = \"http://127.0.0.1:{grpc}\", protocol = \"grpc\", sample = 1.0 }}");
-    let t = Tidegate::start(&config(port, origin.port(), &otlp), &[port]);
+    let t = start_exporting(&config(port, origin.port(), &otlp), port);
     let client_trace = "0af7651916cd43dd8448eb211c80319c";
     let tp = format!("00-{client_trace}-b7ad6b7169203331-01");
     let r = get(
@@ -203,7 +215,7 @@ fn spans_reach_an_http_receiver_and_sample_zero_sends_none() {
         "{{ endpoint = \"http://127.0.0.1:{}\", protocol = \"http\" }}",
         receiver.port()
     );
-    let t = Tidegate::start(&config(port, origin.port(), &otlp), &[port]);
+    let t = start_exporting(&config(port, origin.port(), &otlp), port);
     assert_eq!(get(port, "h", "/api/y", &[]).status, 200);
     let got = wait_until(WAIT, || !bodies.lock().unwrap().is_empty());
     assert!(got, "{}", t.stderr());
