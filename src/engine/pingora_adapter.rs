@@ -93,10 +93,30 @@ impl ProxyHttp for Proxy {
         match request::run_plugins(session, ctx).await? {
             Some(answer) => {
                 let (head, body) = request::answer(session, ctx, answer)?;
-                let end = body.is_none();
+                let stream = ctx.plugin.answer_stream.take();
+                let end = body.is_none() && stream.is_none();
                 session.write_response_header(Box::new(head), end).await?;
                 if let Some(body) = body {
                     session.write_response_body(Some(body), true).await?;
+                }
+                if let Some(mut source) = stream {
+                    // a streamed body (`directory`): its length is in the head
+                    loop {
+                        match source.next().await {
+                            Ok(Some(piece)) => {
+                                session.write_response_body(Some(piece), false).await?
+                            }
+                            Ok(None) => break,
+                            Err(e) => {
+                                return Err(pingora::Error::because(
+                                    pingora::ErrorType::ReadError,
+                                    "reading a streamed answer",
+                                    e,
+                                ))
+                            }
+                        }
+                    }
+                    session.write_response_body(None, true).await?;
                 }
                 Ok(true)
             }

@@ -23,9 +23,11 @@
 //! Each plugin's own config is deserialized with unknown keys refused, so a typo names the key.
 
 pub mod auth;
+pub mod body_source;
 pub mod compression;
 pub mod cors;
 pub mod csrf;
+pub mod directory;
 pub mod limit;
 pub mod mock;
 pub mod ping;
@@ -195,6 +197,7 @@ pub const CATEGORIES: &[&str] = &[
     "traffic_split",
     "stats",
     "sub_filter",
+    "directory",
     "lua",
 ];
 
@@ -235,6 +238,7 @@ pub fn build(
         "cors" => Arc::new(cors::Cors::new(typed(conf)?)?),
         "compression" => Arc::new(compression::Compression::new(typed(conf)?)?),
         "stats" => Arc::new(stats::Stats::new(typed(conf)?)?),
+        "directory" => Arc::new(directory::Directory::new(typed(conf)?)?),
         "sub_filter" => Arc::new(sub_filter::SubFilter::new(typed(conf)?)?),
         "traffic_split" => Arc::new(traffic_split::TrafficSplit::new(
             typed(conf)?,

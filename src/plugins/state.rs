@@ -34,6 +34,8 @@ pub struct PluginState {
     /// ask the upstream for an unencoded body (`sub_filter` reads it): `Accept-Encoding` is
     /// left off the upstream request only, the client's stays for `compression`
     pub identity_upstream: bool,
+    /// the body an early answer streams (`directory`), sent by the engine after the head
+    pub answer_stream: Option<Box<dyn crate::plugins::body_source::BodySource>>,
     /// per-plugin state of body filters (`sub_filter`), by the plugin's address
     pub streams: Vec<(usize, Box<dyn std::any::Any + Send + Sync>)>,
 }

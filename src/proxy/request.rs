@@ -89,10 +89,17 @@ pub fn answer(
     a: Answer,
 ) -> pingora::Result<(ResponseHeader, Option<bytes::Bytes>)> {
     let mut resp = ResponseHeader::build(a.status, Some(a.headers.len() + 2))?;
+    // a plugin that streams its body (`directory`), or answers HEAD, sets the length itself
+    let has_length = a
+        .headers
+        .iter()
+        .any(|(k, _)| *k == http::header::CONTENT_LENGTH);
     for (k, v) in a.headers {
         resp.append_header(k, v)?;
     }
-    resp.insert_header(http::header::CONTENT_LENGTH, a.body.len().to_string())?;
+    if !has_length && !matches!(a.status, 204 | 304) {
+        resp.insert_header(http::header::CONTENT_LENGTH, a.body.len().to_string())?;
+    }
     super::response::run_plugins(session, &mut resp, ctx);
     ctx.status = a.status;
     if super::trace::wants_document(ctx) {
@@ -101,6 +108,9 @@ pub fn answer(
         return Ok((head, Some(body)));
     }
     let head_only = session.req().method == http::Method::HEAD;
+    if head_only {
+        ctx.plugin.answer_stream = None;
+    }
     let body = (!head_only && !a.body.is_empty()).then_some(a.body);
     Ok((resp, body))
 }

@@ -70,6 +70,20 @@ pub async fn answer(
     ex.client.flush().await
 }
 
+/// Send a streamed answer body (`ctx.plugin.answer_stream`) after its head, piece by piece;
+/// its length is in the head. An error mid-way leaves the connection to be closed.
+pub async fn stream(
+    ex: &mut Exchange<'_>,
+    mut source: Box<dyn crate::plugins::body_source::BodySource>,
+) -> std::io::Result<()> {
+    while let Some(piece) = source.next().await? {
+        ex.sent_bytes += piece.len();
+        ex.client.out.extend_from_slice(&piece);
+        ex.client.flush().await?;
+    }
+    Ok(())
+}
+
 /// Relay the upstream's response body to the client, through the location's body filters
 /// when one is active. `Ok`: the body ended where its framing says (a close-delimited one at
 /// the upstream's close), so the connection may be pooled if the upstream allows it.

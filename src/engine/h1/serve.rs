@@ -239,6 +239,9 @@ async fn drive(ex: &mut Exchange<'_>, ctx: &mut Ctx, close: bool) -> Result<bool
         respond::answer(ex, head, body, !keep)
             .await
             .map_err(|_| Fail::Abort)?;
+        if let Some(source) = ctx.plugin.answer_stream.take() {
+            respond::stream(ex, source).await.map_err(|_| Fail::Abort)?;
+        }
         return Ok(keep);
     }
     loop {
