@@ -116,11 +116,11 @@ def parse_wrk(out):
     }
 
 
-def run_wrk(target, seconds, conns, wrk_cores):
+def run_wrk(target, seconds, conns, wrk_cores, path="/"):
     cmd = pin(wrk_cores) + ["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "--timeout", "5s"]
     for h in target.headers:
         cmd += ["-H", h]
-    cmd.append(f"http://127.0.0.1:{target.port}/")
+    cmd.append(f"http://127.0.0.1:{target.port}{path}")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak = 0
     pid = target.proc.pid if target.proc else None

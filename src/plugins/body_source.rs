@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::collections::VecDeque;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use std::io::{Read, Seek};
 
 /// Pieces of a body, read on demand.
 #[async_trait]
@@ -21,19 +21,24 @@ pub enum Segment {
     Range { start: u64, len: u64 },
 }
 
-/// A file sent in segments, 64 KiB reads at a time.
+/// A file sent in segments, 256 KiB reads at a time.
+///
+/// The reads are plain blocking reads on the worker, as nginx does without thread pools: a
+/// file in the page cache is a memory copy, and `tokio::fs` would hand every read to another
+/// thread (measured: 10× slower for 1 KiB files). A file on a slow disk stalls its worker
+/// while it is read.
 #[derive(Debug)]
 pub struct FileBody {
-    file: tokio::fs::File,
+    file: std::fs::File,
     segments: VecDeque<Segment>,
     /// where the file is positioned, and how much of the current range is left
     at: Option<(u64, u64)>,
 }
 
-const READ: usize = 64 << 10;
+const READ: usize = 256 << 10;
 
 impl FileBody {
-    pub fn new(file: tokio::fs::File, segments: Vec<Segment>) -> FileBody {
+    pub fn new(file: std::fs::File, segments: Vec<Segment>) -> FileBody {
         FileBody {
             file,
             segments: segments.into(),
@@ -53,7 +58,7 @@ impl BodySource for FileBody {
                 }
                 let want = left.min(READ as u64) as usize;
                 let mut buf = vec![0u8; want];
-                let n = self.file.read(&mut buf).await?;
+                let n = self.file.read(&mut buf)?;
                 if n == 0 {
                     // the file shrank under us: the promised length cannot be kept
                     return Err(std::io::Error::new(
@@ -69,7 +74,7 @@ impl BodySource for FileBody {
                 None => return Ok(None),
                 Some(Segment::Bytes(b)) => return Ok(Some(b)),
                 Some(Segment::Range { start, len }) => {
-                    self.file.seek(std::io::SeekFrom::Start(start)).await?;
+                    self.file.seek(std::io::SeekFrom::Start(start))?;
                     self.at = Some((start, len));
                 }
             }

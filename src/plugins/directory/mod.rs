@@ -18,7 +18,8 @@
 //! `Last-Modified`, a strong `ETag` (size and modification time), `Accept-Ranges: bytes`;
 //! `If-None-Match` and `If-Modified-Since` give 304; `Range` one or several ranges (206,
 //! `multipart/byteranges` for several, 416 when none is in the file; `If-Range` honoured).
-//! Bodies are read 64 KiB at a time while they are sent (`body_source.rs`), never held whole.
+//! Bodies are read 256 KiB at a time while they are sent (`body_source.rs`), never held
+//! whole. File system calls are blocking calls on the worker, as nginx makes them.
 //! A directory without its trailing `/` is redirected (301) to it. What is not found, or not
 //! safe (`..`, encoded or not, NUL, backslashes, hidden names, symlinks leading out), is a
 //! plain 404.
@@ -196,10 +197,10 @@ impl Directory {
         let Ok(segs) = path::segments(rel, self.hidden) else {
             return (text(404, "Not Found\n"), None);
         };
-        let Ok(found) = path::resolve(&self.root, &segs, self.follow_symlinks).await else {
+        let Ok(found) = path::resolve(&self.root, &segs, self.follow_symlinks) else {
             return (text(404, "Not Found\n"), None);
         };
-        let Ok(meta) = tokio::fs::metadata(&found).await else {
+        let Ok(meta) = std::fs::metadata(&found) else {
             return (text(404, "Not Found\n"), None);
         };
         if meta.is_dir() {
@@ -217,7 +218,7 @@ impl Directory {
             }
             for i in &self.index {
                 let candidate = found.join(i);
-                if let Ok(m) = tokio::fs::metadata(&candidate).await {
+                if let Ok(m) = std::fs::metadata(&candidate) {
                     if m.is_file() {
                         return self.file(req, candidate, m).await;
                     }
@@ -256,7 +257,7 @@ impl Directory {
             p.push(".");
             p.push(ext);
             let p = PathBuf::from(p);
-            if let Ok(m) = tokio::fs::metadata(&p).await {
+            if let Ok(m) = std::fs::metadata(&p) {
                 if m.is_file() {
                     return Some((p, m, c));
                 }
@@ -391,7 +392,7 @@ impl Directory {
         if req.method == Method::HEAD || length == 0 {
             return (answer, None);
         }
-        match tokio::fs::File::open(&path).await {
+        match std::fs::File::open(&path) {
             Ok(f) => (answer, Some(FileBody::new(f, segments))),
             Err(_) => (text(404, "Not Found\n"), None),
         }

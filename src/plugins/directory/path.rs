@@ -39,7 +39,7 @@ pub fn segments(raw: &str, hidden: bool) -> Result<Vec<String>, Refused> {
 
 /// The file or directory for `segments` under `root` (canonical), checked against symlinks
 /// that lead out.
-pub async fn resolve(
+pub fn resolve(
     root: &Path,
     segments: &[String],
     follow_symlinks: bool,
@@ -48,9 +48,8 @@ pub async fn resolve(
     for s in segments {
         p.push(s);
     }
-    let real = tokio::fs::canonicalize(&p)
-        .await
-        .map_err(|_| Refused::Missing)?;
+    // blocking, like the reads (`body_source.rs`): a lookup in the dentry cache
+    let real = std::fs::canonicalize(&p).map_err(|_| Refused::Missing)?;
     if !follow_symlinks && !real.starts_with(root) {
         return Err(Refused::Missing);
     }
