@@ -23,6 +23,7 @@
 //! Each plugin's own config is deserialized with unknown keys refused, so a typo names the key.
 
 pub mod auth;
+pub mod body_filter;
 pub mod body_source;
 pub mod compression;
 pub mod cors;

@@ -418,15 +418,11 @@ impl Plugin for LuaPlugin {
     ) -> Result<(), PluginError> {
         // the request is only read in this phase (the API refuses writes outside on_request)
         let r = self.call_sync(session, resp, ctx, Phase::Response, None);
-        let has_body = !matches!(resp.status.as_u16(), 100..=199 | 204 | 304)
-            && session.req().method != http::Method::HEAD;
-        if has_body && vm::has_hook(&self.script, Phase::Body, &self.conf) {
+        if crate::plugins::body_filter::has_body(session, resp)
+            && vm::has_hook(&self.script, Phase::Body, &self.conf)
+        {
             // on_body may change the length: send the body chunked (or close-delimited)
-            resp.remove_header(&http::header::CONTENT_LENGTH);
-            if session.req().version == http::Version::HTTP_11 {
-                let _ = resp.insert_header(http::header::TRANSFER_ENCODING, "chunked");
-            }
-            ctx.body_filtered = true;
+            crate::plugins::body_filter::filter_body(session, resp, ctx);
         }
         r.map(|_| ())
     }

@@ -23,6 +23,7 @@
 pub mod brotli;
 pub mod negotiate;
 
+use super::body_filter::{encoded, filter_body, has_body, Types};
 use super::{Plugin, PluginConfError, PluginError};
 use crate::config::units::parse_size;
 use crate::proxy::ctx::Ctx;
@@ -55,49 +56,11 @@ const DEFAULT_TYPES: &[&str] = &[
     "image/svg+xml",
 ];
 
-/// One type pattern: `text/*`, `application/*+json`, or an exact type.
-#[derive(Debug, Clone)]
-struct TypePattern {
-    main: String,
-    /// `None`: any subtype; `Some((prefix_any, rest))`: `*+json` or exact
-    sub: Option<(bool, String)>,
-}
-
-impl TypePattern {
-    fn parse(s: &str) -> Option<TypePattern> {
-        let (main, sub) = s
-            .trim()
-            .to_ascii_lowercase()
-            .split_once('/')
-            .map(|(a, b)| (a.to_string(), b.to_string()))?;
-        if main.is_empty() || sub.is_empty() {
-            return None;
-        }
-        let sub = match sub.as_str() {
-            "*" => None,
-            s => match s.strip_prefix('*') {
-                Some(rest) => Some((true, rest.to_string())),
-                None => Some((false, s.to_string())),
-            },
-        };
-        Some(TypePattern { main, sub })
-    }
-
-    fn matches(&self, main: &str, sub: &str) -> bool {
-        main == self.main
-            && match &self.sub {
-                None => true,
-                Some((true, rest)) => sub.ends_with(rest.as_str()),
-                Some((false, exact)) => sub == exact,
-            }
-    }
-}
-
 #[derive(Debug)]
 pub struct Compression {
     prefer: Vec<Coding>,
     min_length: u64,
-    types: Vec<TypePattern>,
+    types: Types,
     /// the level per coding, in `Coding` order (gzip, br, zstd)
     levels: [u32; 3],
 }
@@ -136,17 +99,7 @@ impl Compression {
         let type_list: Vec<String> = c
             .types
             .unwrap_or_else(|| DEFAULT_TYPES.iter().map(|s| s.to_string()).collect());
-        let types = type_list
-            .iter()
-            .map(|t| {
-                TypePattern::parse(t).ok_or_else(|| {
-                    PluginConfError::at(
-                        "types",
-                        format!("`{t}` is not a type like text/html or text/*"),
-                    )
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let types = Types::parse(&type_list)?;
         let mut levels = [6, 5, 3];
         for (name, level) in c.levels.unwrap_or_default() {
             let coding = Coding::parse(&name).ok_or_else(|| {
@@ -180,23 +133,7 @@ impl Compression {
 
     /// Whether this response's type and size make it worth compressing.
     fn compressible(&self, resp: &ResponseHeader) -> bool {
-        let Some(ct) = resp
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-        else {
-            return false;
-        };
-        let mime = ct
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        let Some((main, sub)) = mime.split_once('/') else {
-            return false;
-        };
-        if !self.types.iter().any(|t| t.matches(main, sub)) {
+        if !self.types.take(resp) {
             return false;
         }
         let declared = resp
@@ -212,13 +149,10 @@ impl Compression {
 fn untouchable(session: &dyn Downstream, resp: &ResponseHeader, ctx: &Ctx) -> bool {
     let status = resp.status.as_u16();
     ctx.upstream_status == 0
-        || session.req().method == http::Method::HEAD
-        || matches!(status, 100..=199 | 204 | 206 | 304)
+        || !has_body(session, resp)
+        || status == 206
         || resp.headers.contains_key(http::header::CONTENT_RANGE)
-        || resp
-            .headers
-            .get(http::header::CONTENT_ENCODING)
-            .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
+        || encoded(resp)
         || resp
             .headers
             .get_all(http::header::CACHE_CONTROL)
@@ -262,8 +196,6 @@ impl Plugin for Compression {
                 },
             };
         ctx.plugin.encoder = Some(crate::plugins::state::Encoder(encoder));
-        resp.remove_header(&http::header::CONTENT_LENGTH);
-        resp.remove_header(&http::header::ACCEPT_RANGES);
         let _ = resp.insert_header(http::header::CONTENT_ENCODING, coding.name());
         if let Some(tag) = resp
             .headers
@@ -274,10 +206,7 @@ impl Plugin for Compression {
         {
             let _ = resp.insert_header(http::header::ETAG, tag);
         }
-        if session.req().version == http::Version::HTTP_11 && !session.http2() {
-            let _ = resp.insert_header(http::header::TRANSFER_ENCODING, "chunked");
-        }
-        ctx.body_filtered = true;
+        filter_body(session, resp, ctx);
         Ok(())
     }
 
@@ -308,21 +237,5 @@ impl Plugin for Compression {
                 })
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn type_patterns() {
-        let p = |s: &str| TypePattern::parse(s).unwrap();
-        assert!(p("text/*").matches("text", "html"));
-        assert!(p("application/*+json").matches("application", "problem+json"));
-        assert!(!p("application/*+json").matches("application", "json"));
-        assert!(p("application/json").matches("application", "json"));
-        assert!(!p("application/json").matches("application", "jsonx"));
-        assert!(TypePattern::parse("text").is_none());
     }
 }

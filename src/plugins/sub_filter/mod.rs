@@ -21,6 +21,7 @@
 
 pub mod stage;
 
+use super::body_filter::{encoded, filter_body, has_body, Types};
 use super::{Flow, Plugin, PluginConfError, PluginError};
 use crate::config::units::parse_size;
 use crate::proxy::ctx::Ctx;
@@ -51,8 +52,7 @@ pub struct SubFilterConf {
 #[derive(Debug)]
 pub struct SubFilter {
     rules: Vec<Arc<Rule>>,
-    /// `(main, Some(sub))` or `(main, None)` for `main/*`
-    types: Vec<(String, Option<String>)>,
+    types: Types,
 }
 
 /// The stages of one response.
@@ -117,49 +117,12 @@ impl SubFilter {
             };
             rules.push(Arc::new(rule));
         }
-        let mut types = Vec::new();
-        for t in c.types.unwrap_or_else(|| vec!["text/html".into()]) {
-            let lower = t.trim().to_ascii_lowercase();
-            match lower.split_once('/') {
-                Some((m, "*")) if !m.is_empty() => types.push((m.to_string(), None)),
-                Some((m, s)) if !m.is_empty() && !s.is_empty() => {
-                    types.push((m.to_string(), Some(s.to_string())))
-                }
-                _ => {
-                    return Err(PluginConfError::at(
-                        "types",
-                        format!("`{t}` is not a type like text/html or text/*"),
-                    ))
-                }
-            }
-        }
+        let types = Types::parse(&c.types.unwrap_or_else(|| vec!["text/html".into()]))?;
         Ok(SubFilter { rules, types })
     }
 
     fn id(&self) -> usize {
         self as *const SubFilter as usize
-    }
-
-    fn wanted(&self, resp: &ResponseHeader) -> bool {
-        let Some(ct) = resp
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-        else {
-            return false;
-        };
-        let mime = ct
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        let Some((main, sub)) = mime.split_once('/') else {
-            return false;
-        };
-        self.types
-            .iter()
-            .any(|(m, s)| m == main && s.as_deref().is_none_or(|s| s == sub))
     }
 }
 
@@ -181,15 +144,10 @@ impl Plugin for SubFilter {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<(), PluginError> {
-        let status = resp.status.as_u16();
         if ctx.upstream_status == 0
-            || session.req().method == http::Method::HEAD
-            || matches!(status, 100..=199 | 204 | 304)
-            || resp
-                .headers
-                .get(http::header::CONTENT_ENCODING)
-                .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
-            || !self.wanted(resp)
+            || !has_body(session, resp)
+            || encoded(resp)
+            || !self.types.take(resp)
         {
             return Ok(());
         }
@@ -197,12 +155,7 @@ impl Plugin for SubFilter {
         ctx.plugin
             .streams
             .push((self.id(), Box::new(Streams(stages))));
-        resp.remove_header(&http::header::CONTENT_LENGTH);
-        resp.remove_header(&http::header::ACCEPT_RANGES);
-        if session.req().version == http::Version::HTTP_11 && !session.http2() {
-            let _ = resp.insert_header(http::header::TRANSFER_ENCODING, "chunked");
-        }
-        ctx.body_filtered = true;
+        filter_body(session, resp, ctx);
         Ok(())
     }
 
