@@ -236,13 +236,14 @@ fn forward_auth_asks_a_service_and_returns_its_refusals() {
             r.header("authorization").unwrap_or("-")
         ))
     });
+    let hang = Origin::start(|_| Action::Hang);
     let dead = free_port();
     let port = free_port();
     let cfg = format!(
         r#"
 [servers.main]
 addr = "127.0.0.1:{port}"
-locations = ["open", "closed", "all"]
+locations = ["open", "closed", "slow", "all"]
 
 [locations.all]
 path = "/"
@@ -258,6 +259,11 @@ plugins = ["down-deny"]
 path = "/open"
 upstream = "backend"
 plugins = ["down-allow"]
+
+[locations.slow]
+path = "/slow"
+upstream = "backend"
+plugins = ["hanging"]
 
 [upstreams.backend]
 addrs = ["{}"]
@@ -279,8 +285,13 @@ timeout = "1s"
 category = "forward_auth"
 url = "http://127.0.0.1:{dead}/verify"
 on_error = "allow"
+
+[plugins.hanging]
+category = "forward_auth"
+url = "http://{}/verify"
+timeout = "300ms"
 "#,
-        origin.addr, auth.addr
+        origin.addr, auth.addr, hang.addr
     );
     let t = Tidegate::start(&cfg, &[port]);
     let r = get(
@@ -314,6 +325,15 @@ on_error = "allow"
     let r = get(port, "h", "/closed", &[]);
     assert_eq!(r.status, 503);
     assert_eq!(get(port, "h", "/open", &[]).status, 200);
+    // a service that does not answer in `timeout`: the request is denied, not held
+    let started = std::time::Instant::now();
+    assert_eq!(get(port, "h", "/slow", &[]).status, 503);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(hang.count(), 1, "the service was asked");
     assert!(t.stderr().contains("forward_auth: the auth service failed"));
 }
 

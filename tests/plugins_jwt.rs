@@ -339,3 +339,79 @@ fn check_refuses_unsafe_jwt_configs() {
         assert_check_refuses("jwt", body, key, says);
     }
 }
+
+#[test]
+fn every_asymmetric_family_verifies_with_its_pem_key() {
+    use rcgen::{KeyPair, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384, PKCS_ED25519};
+    let origin = echo();
+    let rsa = common::tls::rsa_key();
+    let keys = [
+        ("RS384", Algorithm::RS384, rsa),
+        ("PS256", Algorithm::PS256, common::tls::rsa_key()),
+        (
+            "ES256",
+            Algorithm::ES256,
+            KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap(),
+        ),
+        (
+            "ES384",
+            Algorithm::ES384,
+            KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).unwrap(),
+        ),
+        (
+            "EdDSA",
+            Algorithm::EdDSA,
+            KeyPair::generate_for(&PKCS_ED25519).unwrap(),
+        ),
+    ];
+    for (name, alg, key) in keys {
+        let port = free_port();
+        let cfg = one_location(
+            port,
+            &origin,
+            &["token"],
+            &format!(
+                "[plugins.token]\ncategory = \"jwt\"\nalgorithms = [\"{name}\"]\npublic_key = '''\n{}'''\n",
+                key.public_key_pem()
+            ),
+        );
+        let t = Tidegate::start(&cfg, &[port]);
+        let pem = key.serialize_pem();
+        let enc = match alg {
+            Algorithm::ES256 | Algorithm::ES384 => EncodingKey::from_ec_pem(pem.as_bytes()),
+            Algorithm::EdDSA => EncodingKey::from_ed_pem(pem.as_bytes()),
+            _ => EncodingKey::from_rsa_pem(pem.as_bytes()),
+        }
+        .unwrap();
+        let token = encode(
+            &Header::new(alg),
+            &json!({"sub": name, "exp": now() + 60}),
+            &enc,
+        )
+        .unwrap();
+        let r = get(
+            port,
+            "h",
+            "/",
+            &[("authorization", &format!("Bearer {token}"))],
+        );
+        assert_eq!(r.status, 200, "{name}: {}", t.stderr());
+        assert_eq!(r.text(), format!("user=- tenant=- auth=-"), "{name}");
+        // one byte of the signature changed
+        let mut bad = token.clone().into_bytes();
+        let last = bad.len() - 2;
+        bad[last] = if bad[last] == b'A' { b'B' } else { b'A' };
+        let bad = String::from_utf8(bad).unwrap();
+        assert_eq!(
+            get(
+                port,
+                "h",
+                "/",
+                &[("authorization", &format!("Bearer {bad}"))]
+            )
+            .status,
+            401,
+            "{name}"
+        );
+    }
+}
