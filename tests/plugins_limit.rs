@@ -284,3 +284,90 @@ fn check_names_the_key_of_a_bad_limit() {
         assert_check_refuses("limit", body, key, says);
     }
 }
+
+#[test]
+fn keys_from_cookies_queries_paths_and_locations() {
+    let origin = Origin::start(|_| ok("fine"));
+    let port = free_port();
+    let cfg = format!(
+        r#"
+[servers.main]
+addr = "127.0.0.1:{port}"
+locations = ["c", "q", "p", "l1", "l2"]
+
+[locations.c]
+path = "/c"
+upstream = "backend"
+plugins = ["by-cookie"]
+
+[locations.q]
+path = "/q"
+upstream = "backend"
+plugins = ["by-query"]
+
+[locations.p]
+path = "/p"
+upstream = "backend"
+plugins = ["by-path"]
+
+[locations.l1]
+path = "/l1"
+upstream = "backend"
+plugins = ["by-location"]
+
+[locations.l2]
+path = "/l2"
+upstream = "backend"
+plugins = ["by-location"]
+
+[upstreams.backend]
+addrs = ["{}"]
+
+[plugins.by-cookie]
+category = "limit"
+key = "cookie:sid"
+rate = "1/h"
+
+[plugins.by-query]
+category = "limit"
+key = "query:tenant"
+rate = "1/h"
+
+[plugins.by-path]
+category = "limit"
+key = "path"
+rate = "1/h"
+
+[plugins.by-location]
+category = "limit"
+key = "location"
+rate = "1/h"
+"#,
+        origin.addr
+    );
+    let t = Tidegate::start(&cfg, &[port]);
+    let status = |path: &str, h: &[(&str, &str)]| get(port, "h", path, h).status;
+    assert_eq!(
+        status("/c", &[("cookie", "a=1; sid=one")]),
+        200,
+        "{}",
+        t.stderr()
+    );
+    assert_eq!(status("/c", &[("cookie", "sid=one")]), 429);
+    assert_eq!(status("/c", &[("cookie", "sid=two")]), 200);
+    // percent-decoded: the same tenant written two ways
+    assert_eq!(status("/q?tenant=a%20b", &[]), 200);
+    assert_eq!(status("/q?x=1&tenant=a+b", &[]), 429);
+    assert_eq!(status("/q?tenant=c", &[]), 200);
+    assert_eq!(status("/p/one", &[]), 200);
+    assert_eq!(
+        status("/p/one?x=2", &[]),
+        429,
+        "the query is not part of the path"
+    );
+    assert_eq!(status("/p/two", &[]), 200);
+    // one key per location, the plugin shared by two
+    assert_eq!(status("/l1", &[]), 200);
+    assert_eq!(status("/l1/x", &[]), 429);
+    assert_eq!(status("/l2", &[]), 200);
+}
