@@ -29,6 +29,8 @@ fn site() -> Site {
     std::fs::write(dir.path().join("outside.txt"), "SECRET OUTSIDE").unwrap();
     std::os::unix::fs::symlink(dir.path().join("outside.txt"), root.join("link")).unwrap();
     std::os::unix::fs::symlink(root.join("a.txt"), root.join("inlink")).unwrap();
+    std::os::unix::fs::symlink("../outside.txt", root.join("rel-out")).unwrap();
+    std::os::unix::fs::symlink("sub/x.txt", root.join("rel-in")).unwrap();
     Site {
         _dir: dir,
         root,
@@ -209,6 +211,8 @@ fn nothing_outside_the_root_is_served() {
         "/..%5coutside.txt",
         "/a.txt%00.html",
         "/link",
+        "/rel-out",
+        "/sub/../rel-out",
         "/.secret",
         "/nope.txt",
     ] {

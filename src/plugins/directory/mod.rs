@@ -38,7 +38,6 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http::{header, HeaderName, HeaderValue, Method};
 use serde::Deserialize;
-use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, Deserialize)]
@@ -60,14 +59,13 @@ pub struct DirectoryConf {
 
 #[derive(Debug)]
 pub struct Directory {
-    root: PathBuf,
+    root: path::Root,
     index: Vec<String>,
     listing: bool,
     cache_control: Option<HeaderValue>,
     precompressed: bool,
     strip_prefix: Option<String>,
     hidden: bool,
-    follow_symlinks: bool,
 }
 
 type Headers = Vec<(HeaderName, HeaderValue)>;
@@ -166,6 +164,8 @@ impl Directory {
                 ));
             }
         }
+        let root = path::Root::new(root, c.follow_symlinks)
+            .map_err(|e| PluginConfError::at("root", format!("{}: {e}", c.root)))?;
         Ok(Directory {
             root,
             index,
@@ -174,7 +174,6 @@ impl Directory {
             precompressed: c.precompressed,
             strip_prefix: c.strip_prefix.map(|p| p.trim_end_matches('/').to_string()),
             hidden: c.hidden,
-            follow_symlinks: c.follow_symlinks,
         })
     }
 
@@ -197,10 +196,7 @@ impl Directory {
         let Ok(segs) = path::segments(rel, self.hidden) else {
             return (text(404, "Not Found\n"), None);
         };
-        let Ok(found) = path::resolve(&self.root, &segs, self.follow_symlinks) else {
-            return (text(404, "Not Found\n"), None);
-        };
-        let Ok(meta) = std::fs::metadata(&found) else {
+        let Ok((file, meta, found)) = self.root.open(&segs) else {
             return (text(404, "Not Found\n"), None);
         };
         if meta.is_dir() {
@@ -217,10 +213,11 @@ impl Directory {
                 return (a, None);
             }
             for i in &self.index {
-                let candidate = found.join(i);
-                if let Ok(m) = std::fs::metadata(&candidate) {
+                let mut with = segs.clone();
+                with.push(i.clone());
+                if let Ok((f, m, p)) = self.root.open(&with) {
                     if m.is_file() {
-                        return self.file(req, candidate, m).await;
+                        return self.file(req, &with, (f, m, p));
                     }
                 }
             }
@@ -240,26 +237,21 @@ impl Directory {
         if !meta.is_file() {
             return (text(404, "Not Found\n"), None);
         }
-        self.file(req, found, meta).await
+        self.file(req, &segs, (file, meta, found))
     }
 
-    /// A precompressed sibling the client takes: its path, metadata and coding.
-    async fn sibling(
-        &self,
-        req: &Asked,
-        path: &std::path::Path,
-    ) -> Option<(PathBuf, std::fs::Metadata, Coding)> {
+    /// A precompressed sibling the client takes (`x.br`, `x.gz` beside `x`), and its coding.
+    fn sibling(&self, req: &Asked, segs: &[String]) -> Option<(path::Opened, Coding)> {
         let accept = req.get(header::ACCEPT_ENCODING)?;
+        let (last, dir) = segs.split_last()?;
         let mut offered = vec![Coding::Brotli, Coding::Gzip];
         while let Some(c) = choose(accept, &offered) {
             let ext = if c == Coding::Brotli { "br" } else { "gz" };
-            let mut p = path.as_os_str().to_owned();
-            p.push(".");
-            p.push(ext);
-            let p = PathBuf::from(p);
-            if let Ok(m) = std::fs::metadata(&p) {
-                if m.is_file() {
-                    return Some((p, m, c));
+            let mut with = dir.to_vec();
+            with.push(format!("{last}.{ext}"));
+            if let Ok(o) = self.root.open(&with) {
+                if o.1.is_file() {
+                    return Some((o, c));
                 }
             }
             offered.retain(|o| *o != c);
@@ -267,12 +259,13 @@ impl Directory {
         None
     }
 
-    async fn file(
+    fn file(
         &self,
         req: &Asked,
-        path: PathBuf,
-        meta: std::fs::Metadata,
+        segs: &[String],
+        opened: path::Opened,
     ) -> (Answer, Option<FileBody>) {
+        let (file, meta, path) = opened;
         let mime = mime_guess::from_path(&path).first_or_octet_stream();
         let mut content_type = mime.essence_str().to_string();
         if mime.type_() == mime_guess::mime::TEXT || content_type == "application/javascript" {
@@ -282,11 +275,11 @@ impl Directory {
         if let Some(v) = value(&content_type) {
             headers.push((header::CONTENT_TYPE, v));
         }
-        let (mut path, mut meta, mut coding) = (path, meta, None);
+        let (mut file, mut meta, mut coding) = (file, meta, None);
         if self.precompressed {
             headers.push((header::VARY, HeaderValue::from_static("Accept-Encoding")));
-            if let Some((p, m, c)) = self.sibling(req, &path).await {
-                (path, meta, coding) = (p, m, Some(c));
+            if let Some(((f, m, _), c)) = self.sibling(req, segs) {
+                (file, meta, coding) = (f, m, Some(c));
             }
         }
         let (etag, modified) = validators(&meta);
@@ -392,10 +385,7 @@ impl Directory {
         if req.method == Method::HEAD || length == 0 {
             return (answer, None);
         }
-        match std::fs::File::open(&path) {
-            Ok(f) => (answer, Some(FileBody::new(f, segments))),
-            Err(_) => (text(404, "Not Found\n"), None),
-        }
+        (answer, Some(FileBody::new(file, segments)))
     }
 }
 

@@ -2,10 +2,10 @@
 //!
 //! The path is percent-decoded once (so `%2e%2e` is `..`, and `%252e` stays the name
 //! `%2e`), then split on `/`: a `..` segment, a NUL, a backslash, or (unless `hidden`) a
-//! segment starting with `.` is refused. What remains is joined to the root, and the result,
-//! with every symlink resolved, must still lie under the root unless `follow_symlinks`.
+//! segment starting with `.` is refused. What remains is opened under the root (`Root`),
+//! never leading out of it unless `follow_symlinks`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Why a path is not served: both are a 404 to the client (nothing is revealed).
 #[derive(Debug, PartialEq, Eq)]
@@ -37,23 +37,84 @@ pub fn segments(raw: &str, hidden: bool) -> Result<Vec<String>, Refused> {
     Ok(out)
 }
 
-/// The file or directory for `segments` under `root` (canonical), checked against symlinks
-/// that lead out.
-pub fn resolve(
-    root: &Path,
-    segments: &[String],
+/// What a lookup opened: the file (or directory), its metadata, and its path (for its name,
+/// its type, a listing).
+pub type Opened = (std::fs::File, std::fs::Metadata, PathBuf);
+
+/// The root files are opened under.
+///
+/// Without `follow_symlinks`, a lookup is one `openat2` on the root's descriptor with
+/// `RESOLVE_BENEATH` (Linux 5.6+): the kernel follows relative symlinks that stay under the
+/// root and refuses any step out, with no gap between the check and the open. Where the
+/// kernel lacks it, for what it refuses as a crossing (an absolute symlink, which may point
+/// back inside), and with `follow_symlinks`, the path is resolved (`realpath`), checked
+/// against the root, then opened.
+#[derive(Debug)]
+pub struct Root {
+    pub path: PathBuf,
+    dir: Option<std::fs::File>,
     follow_symlinks: bool,
-) -> Result<PathBuf, Refused> {
-    let mut p = root.to_path_buf();
-    for s in segments {
-        p.push(s);
+}
+
+/// Set once the kernel answered `ENOSYS` to `openat2`.
+static NO_OPENAT2: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+impl Root {
+    /// `path` must be canonical.
+    pub fn new(path: PathBuf, follow_symlinks: bool) -> std::io::Result<Root> {
+        let dir = std::fs::File::open(&path)?;
+        Ok(Root {
+            path,
+            dir: Some(dir),
+            follow_symlinks,
+        })
     }
-    // blocking, like the reads (`body_source.rs`): a lookup in the dentry cache
-    let real = std::fs::canonicalize(&p).map_err(|_| Refused::Missing)?;
-    if !follow_symlinks && !real.starts_with(root) {
-        return Err(Refused::Missing);
+
+    /// Open what `segments` name under the root.
+    pub fn open(&self, segments: &[String]) -> Result<Opened, Refused> {
+        let mut p = self.path.clone();
+        for s in segments {
+            p.push(s);
+        }
+        if let (Some(dir), false) = (&self.dir, self.follow_symlinks) {
+            if !NO_OPENAT2.load(std::sync::atomic::Ordering::Relaxed) {
+                use rustix::fs::{OFlags, ResolveFlags};
+                let rel = if segments.is_empty() {
+                    ".".to_string()
+                } else {
+                    segments.join("/")
+                };
+                match rustix::fs::openat2(
+                    dir,
+                    rel.as_str(),
+                    OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY,
+                    rustix::fs::Mode::empty(),
+                    ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+                ) {
+                    Ok(fd) => {
+                        let f = std::fs::File::from(fd);
+                        let meta = f.metadata().map_err(|_| Refused::Missing)?;
+                        return Ok((f, meta, p));
+                    }
+                    Err(rustix::io::Errno::NOSYS) => {
+                        NO_OPENAT2.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    // a step the kernel would not take beneath the root (an absolute
+                    // symlink, even one that points back inside): the path check decides
+                    Err(rustix::io::Errno::XDEV) => {}
+                    Err(_) => return Err(Refused::Missing),
+                }
+            }
+        }
+        // blocking, like the reads (`body_source.rs`): lookups in the dentry cache
+        let real = std::fs::canonicalize(&p).map_err(|_| Refused::Missing)?;
+        if !self.follow_symlinks && !real.starts_with(&self.path) {
+            return Err(Refused::Missing);
+        }
+        let f = std::fs::File::open(&real).map_err(|_| Refused::Missing)?;
+        let meta = f.metadata().map_err(|_| Refused::Missing)?;
+        Ok((f, meta, real))
     }
-    Ok(real)
 }
 
 #[cfg(test)]
