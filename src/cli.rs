@@ -4,6 +4,8 @@
 //! tidegate                       run conf/tidegate.toml if it exists, else the embedded demo
 //! tidegate -c PATH | run -c PATH run with a file or a directory of *.toml
 //! tidegate check -c PATH         validate; print `ok` or every error; exit 0 or 1
+//! tidegate explain -c PATH METHOD URL [-H 'Name: value']... [--client-ip IP] [--json]
+//!                                what would happen to a request, with no traffic
 //! tidegate -d --pid-file P       daemonize, write the pid there
 //! tidegate --upgrade             take the listeners of the running process
 //! ```
@@ -53,6 +55,26 @@ pub enum Command {
     Run,
     /// Parse and validate the config; print `ok` or every error
     Check,
+    /// Show what tidegate would do with a request: locations considered, the winner, the
+    /// rewrite, the plugin chain, the upstream and first peer, the headers sent upstream
+    Explain {
+        /// e.g. GET
+        method: String,
+        /// an absolute URL, e.g. http://api.example.com/v1/items?x=1
+        url: String,
+        /// a request header, `Name: value` (repeat for more)
+        #[arg(short = 'H', long = "header", value_name = "HEADER")]
+        headers: Vec<String>,
+        /// the client's address (default 127.0.0.1), for `trusted_proxies` and IP rules
+        #[arg(long, value_name = "IP")]
+        client_ip: Option<String>,
+        /// the server to ask (default: the one on the URL's port, else the first)
+        #[arg(long, value_name = "NAME")]
+        server: Option<String>,
+        /// print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// The default config file, used when it exists and no -c is given.

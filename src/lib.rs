@@ -32,6 +32,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod explain;
 pub mod fuzzing;
 pub mod logging;
 pub mod observability;

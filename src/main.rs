@@ -15,11 +15,29 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let check = matches!(cli.command, Some(Command::Check));
+    let check = matches!(cli.command, Some(Command::Check | Command::Explain { .. }));
 
-    // 1. load and validate the config (`check` stops here)
+    // 1. load and validate the config (`check` stops here, `explain` after its report)
     tidegate::reload::mark_first_load();
     let loaded = load(&source, check);
+    if let Some(Command::Explain {
+        method,
+        url,
+        headers,
+        client_ip,
+        server,
+        json,
+    }) = &cli.command
+    {
+        let asked = tidegate::explain::Asked {
+            method: method.clone(),
+            url: url.clone(),
+            headers: headers.clone(),
+            client_ip: client_ip.clone(),
+            server: server.clone(),
+        };
+        return explain(loaded, &asked, *json);
+    }
     if check {
         return match loaded {
             Ok((config, _)) => {
@@ -91,6 +109,45 @@ fn main() -> ExitCode {
 /// Load the config; when running (not `check`), wait for an unreachable etcd, saying so. A
 /// config in etcd that does not validate is waited for too: its keys may still be being
 /// written one by one (each error is printed, then tidegate reads the prefix again).
+/// `tidegate explain`: the report, or why there is none (exit 1).
+fn explain(
+    loaded: Result<(config::Config, Vec<config::SourceDoc>), tidegate::error::StartError>,
+    asked: &tidegate::explain::Asked,
+    json: bool,
+) -> ExitCode {
+    let config = match loaded {
+        Ok((c, _)) => c,
+        Err(e) => {
+            println!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let state = match tidegate::state::State::build(config) {
+        Ok(s) => std::sync::Arc::new(s),
+        Err(e) => {
+            eprintln!("tidegate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    use std::io::Write;
+    // written without `println!`: a closed pipe (`| head`) is not a panic
+    match tidegate::explain::explain(state, asked) {
+        Ok(v) if json => {
+            let text = serde_json::to_string_pretty(&v).unwrap_or_default();
+            let _ = writeln!(std::io::stdout(), "{text}");
+            ExitCode::SUCCESS
+        }
+        Ok(v) => {
+            let _ = write!(std::io::stdout(), "{}", tidegate::explain::text(&v));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tidegate explain: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn load(
     source: &Source,
     check: bool,

@@ -6,8 +6,10 @@ use crate::error::http_status;
 use crate::proxy::exchange::Downstream;
 use crate::routing::rules::query_arg;
 use crate::upstream::balance::{Algo, HashKey};
+use crate::upstream::Upstream;
 use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
+use std::sync::Arc;
 
 /// Run the location's upstream-phase plugins (once per request).
 async fn upstream_phase(
@@ -75,25 +77,31 @@ pub async fn select_peer(
     choose_peer(session, ctx).await?.http_peer(ctx)
 }
 
+/// The upstream the matched location names (`upstream = "$var"` rendered), before any
+/// plugin chooses another.
+pub fn location_upstream(session: &dyn Downstream, ctx: &Ctx) -> Option<Arc<Upstream>> {
+    let loc = ctx.location()?;
+    match &loc.upstream {
+        UpstreamRef::None => None,
+        UpstreamRef::Fixed(i) => ctx.state.upstreams.get(*i).cloned(),
+        UpstreamRef::Var(tpl) => {
+            let name = tpl.render(&Vars { session, ctx });
+            let found = ctx.state.upstream_by_name(&name).cloned();
+            if found.is_none() {
+                tracing::warn!(location = %loc.name, "upstream `{name}` (from a variable) does not exist");
+            }
+            found
+        }
+    }
+}
+
 /// Choose the peer for this attempt (called again on each retry).
 pub async fn choose_peer(session: &mut dyn Downstream, ctx: &mut Ctx) -> pingora::Result<Chosen> {
     let first = ctx.upstream.is_none() && ctx.tried.is_empty();
     if ctx.upstream.is_none() {
-        let loc = ctx.location().ok_or_else(|| http_status(404))?;
-        let up = match &loc.upstream {
-            UpstreamRef::None => None,
-            UpstreamRef::Fixed(i) => ctx.state.upstreams.get(*i).cloned(),
-            UpstreamRef::Var(tpl) => {
-                let name = tpl.render(&Vars { session, ctx });
-                let found = ctx.state.upstream_by_name(&name).cloned();
-                if found.is_none() {
-                    tracing::warn!(location = %loc.name, "upstream `{name}` (from a variable) does not exist");
-                }
-                found
-            }
-        };
+        ctx.location().ok_or_else(|| http_status(404))?;
         // no upstream yet is fine here: an upstream-phase plugin may still choose one
-        ctx.upstream = up;
+        ctx.upstream = location_upstream(session, ctx);
     }
     if first {
         if let Some(choice) = upstream_phase(session, ctx).await? {
@@ -186,7 +194,8 @@ pub async fn choose_peer(session: &mut dyn Downstream, ctx: &mut Ctx) -> pingora
     })
 }
 
-fn hash_key(session: &dyn Downstream, ctx: &Ctx, algo: &Algo) -> Option<Vec<u8>> {
+/// The balancer's hash key for this request (`algo = "hash"`).
+pub fn hash_key(session: &dyn Downstream, ctx: &Ctx, algo: &Algo) -> Option<Vec<u8>> {
     let Algo::Hash(k) = algo else { return None };
     let req = session.req();
     match k {
