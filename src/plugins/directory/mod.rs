@@ -70,13 +70,23 @@ pub struct Directory {
 
 type Headers = Vec<(HeaderName, HeaderValue)>;
 
-/// What the plugin needs of the request, owned: the file system waits in between, and the
-/// request itself may not be held across them.
+/// The request headers the plugin reads.
+const READS: [HeaderName; 5] = [
+    header::ACCEPT_ENCODING,
+    header::IF_NONE_MATCH,
+    header::IF_MODIFIED_SINCE,
+    header::IF_RANGE,
+    header::RANGE,
+];
+
+/// What the plugin needs of the request, owned (a listing waits on the file system, and the
+/// request itself may not be held across a wait): the method, the path, the query and the
+/// five headers it reads, not the whole header map.
 struct Asked {
     method: Method,
     path: String,
     query: Option<String>,
-    headers: http::HeaderMap,
+    headers: [Option<String>; 5],
 }
 
 impl Asked {
@@ -86,12 +96,18 @@ impl Asked {
             method: req.method.clone(),
             path: req.uri.path().to_string(),
             query: req.uri.query().map(str::to_string),
-            headers: req.headers.clone(),
+            headers: READS.clone().map(|h| {
+                req.headers
+                    .get(&h)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            }),
         }
     }
 
     fn get(&self, h: HeaderName) -> Option<&str> {
-        self.headers.get(h).and_then(|v| v.to_str().ok())
+        let i = READS.iter().position(|r| *r == h)?;
+        self.headers[i].as_deref()
     }
 }
 
