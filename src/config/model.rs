@@ -133,6 +133,8 @@ pub struct Location {
     pub timeout: Option<Duration>,
     /// `https_redirect = true`: plain-HTTP requests here are sent to HTTPS
     pub https_redirect: bool,
+    /// `grpc_web = true`: gRPC-web requests are bridged to gRPC upstream (`proxy/grpc_web.rs`)
+    pub grpc_web: bool,
 }
 
 /// `[plugins.NAME]`, built.
@@ -144,9 +146,8 @@ pub struct PluginDef {
 }
 
 impl Config {
-    /// Metrics are counted when some server exposes or pushes them.
-    /// Whether requests are counted: some server exposes metrics, or a `stats` plugin
-    /// reads the counters.
+    /// Whether requests are counted: some server exposes or pushes metrics, or a `stats`
+    /// plugin reads the counters.
     pub fn metrics_on(&self) -> bool {
         self.servers.iter().any(|s| s.metrics.is_some())
             || self.plugins.iter().any(|p| p.category == "stats")

@@ -123,6 +123,7 @@ pub struct RawLocation {
     pub timeout: Option<String>,
     pub priority: Option<i64>,
     pub https_redirect: Option<bool>,
+    pub grpc_web: Option<bool>,
 }
 
 /// `[certificates.NAME]`: a certificate chain and its key, served by SNI.

@@ -88,6 +88,8 @@ impl ProxyHttp for Proxy {
             return Err(http_status(404));
         }
         forwarded::identify(session, ctx);
+        let grpc_web = ctx.location().is_some_and(|l| l.grpc_web);
+        ctx.plugin.grpc_web = crate::proxy::grpc_web::begin(session.req_header(), grpc_web);
         request::check_declared_body(session, ctx)?;
         request::check_first_chunk(session, ctx).await?;
         match request::run_plugins(session, ctx).await? {
@@ -129,10 +131,14 @@ impl ProxyHttp for Proxy {
         &self,
         _session: &mut Session,
         body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        request::count_body(body.as_ref(), ctx)
+        request::count_body(body.as_ref(), ctx)?;
+        if let Some(b) = ctx.plugin.grpc_web.as_mut() {
+            b.request_body(body, end_of_stream)?;
+        }
+        Ok(())
     }
 
     /// Pick the upstream and one of its peers; called again for each retry.
@@ -147,7 +153,11 @@ impl ProxyHttp for Proxy {
         up: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        upstream::prepare_request(session, ctx, up)
+        upstream::prepare_request(session, ctx, up)?;
+        if let Some(b) = &ctx.plugin.grpc_web {
+            b.upstream_request(up)?;
+        }
+        Ok(())
     }
 
     /// Connected (or a pooled connection taken): the connect time, with metrics on.
@@ -185,6 +195,9 @@ impl ProxyHttp for Proxy {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        if let Some(b) = &ctx.plugin.grpc_web {
+            b.response(resp)?;
+        }
         response::run_plugins(session, resp, ctx);
         if crate::proxy::trace::wants_document(ctx) {
             // the trace instead of the body: the head now, the document at the body's end
@@ -194,6 +207,16 @@ impl ProxyHttp for Proxy {
             ctx.trace_document = Some(body);
         }
         Ok(())
+    }
+
+    /// gRPC-web: the upstream's trailers become the body's last frame.
+    async fn response_trailer_filter(
+        &self,
+        _session: &mut Session,
+        trailers: &mut http::HeaderMap,
+        ctx: &mut Ctx,
+    ) -> Result<Option<Bytes>> {
+        Ok(ctx.plugin.grpc_web.as_ref().map(|b| b.trailers(trailers)))
     }
 
     /// Plugins (Lua `on_body`) transform the response body, chunk by chunk.
@@ -212,6 +235,9 @@ impl ProxyHttp for Proxy {
             };
         } else {
             response::run_body_filters(session, body, end_of_stream, ctx);
+        }
+        if let Some(b) = &ctx.plugin.grpc_web {
+            b.response_body(body);
         }
         if end_of_stream {
             // the peer's part is over: it stops counting as in flight for least_conn now,

@@ -36,6 +36,8 @@ pub struct PluginState {
     pub identity_upstream: bool,
     /// the body an early answer streams (`directory`), sent by the engine after the head
     pub answer_stream: Option<Box<dyn crate::plugins::body_source::BodySource>>,
+    /// the gRPC-web bridge of this request (`grpc_web = true` on its location)
+    pub grpc_web: Option<Box<crate::proxy::grpc_web::Bridge>>,
     /// per-plugin state of body filters (`sub_filter`), by the plugin's address
     pub streams: Vec<(usize, Box<dyn std::any::Any + Send + Sync>)>,
 }

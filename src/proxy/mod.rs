@@ -24,6 +24,7 @@ pub mod exchange;
 pub mod failure;
 pub mod fields;
 pub mod forwarded;
+pub mod grpc_web;
 pub mod guard;
 pub mod log;
 pub mod names;

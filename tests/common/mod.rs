@@ -10,6 +10,7 @@
 
 pub mod acme;
 pub mod etcd;
+pub mod grpc;
 pub mod lua;
 pub mod origin;
 pub mod plugins;

@@ -135,5 +135,6 @@ pub(in crate::config) fn build_location(
         client_max_body_size: b.size(doc, t, "client_max_body_size", &raw.client_max_body_size),
         timeout: b.opt_duration(doc, t, "timeout", &raw.timeout),
         https_redirect: raw.https_redirect.unwrap_or(false),
+        grpc_web: raw.grpc_web.unwrap_or(false),
     }
 }

@@ -166,6 +166,12 @@ pub fn parse(
                 return Some(Parsed::HandOver);
             }
             upgrade = true;
+        } else if name.eq_ignore_ascii_case(b"content-type") {
+            // gRPC and gRPC-web (`grpc_web = true`): trailers and h2 upstreams are Pingora's
+            // path's
+            if value.len() >= 16 && value[..16].eq_ignore_ascii_case(b"application/grpc") {
+                return Some(Parsed::HandOver);
+            }
         } else if name.eq_ignore_ascii_case(b"connection") {
             for token in value.split(|b| *b == b',').map(trim) {
                 if token.eq_ignore_ascii_case(b"close") {
