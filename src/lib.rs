@@ -28,6 +28,7 @@
 //! - [`error`]: typed errors and the error → status mapping.
 //! - [`logging`]: process logging.
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod engine;

@@ -1,5 +1,5 @@
 //! Step 1 of validation: parse each TOML document and merge the documents' tables by name.
-//! `[basic]`, `[lua]` and `[storage]` may be defined once; each named table (`[locations.api]`) in one
+//! `[basic]`, `[admin]`, `[lua]` and `[storage]` may be defined once; each named table (`[locations.api]`) in one
 //! document only. Errors name both documents.
 
 use super::builder::{Builder, Entry};
@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 
 const SECTIONS: &[&str] = &[
     "basic",
+    "admin",
     "lua",
     "servers",
     "locations",
@@ -20,11 +21,12 @@ const SECTIONS: &[&str] = &[
 ];
 
 /// Sections that are one table rather than a table of named tables.
-const SINGLE: &[&str] = &["basic", "lua", "storage"];
+const SINGLE: &[&str] = &["basic", "admin", "lua", "storage"];
 
 /// The tables of all documents, by section and name.
 pub(super) struct Merged {
     pub basic: Option<Entry>,
+    pub admin: Option<Entry>,
     pub lua: Option<Entry>,
     pub storage: Option<Entry>,
     pub servers: BTreeMap<String, Entry>,
@@ -121,6 +123,7 @@ pub(super) fn merge(b: &mut Builder<'_>, docs: &[SourceDoc]) -> Merged {
 
     Merged {
         basic: singles.remove("basic"),
+        admin: singles.remove("admin"),
         lua: singles.remove("lua"),
         storage: singles.remove("storage"),
         servers: raw_servers,

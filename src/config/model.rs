@@ -29,9 +29,19 @@ pub struct Config {
     pub acme: Vec<crate::tls::acme::AcmeCert>,
     /// `[storage]`
     pub storage: crate::tls::acme::storage::Storage,
+    /// `[admin]`: the admin API (`None`: off)
+    pub admin: Option<Admin>,
     /// problems that do not stop the config (a certificate about to expire): `check` prints
     /// them, a load or reload logs them
     pub warnings: Vec<crate::error::ConfigError>,
+}
+
+/// `[admin]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct Admin {
+    pub addr: SocketAddr,
+    /// the bearer token every request needs (`None`: only on loopback, open)
+    pub token: Option<String>,
 }
 
 /// `[basic]`

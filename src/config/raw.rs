@@ -126,6 +126,14 @@ pub struct RawLocation {
     pub grpc_web: Option<bool>,
 }
 
+/// `[admin]`: the admin API's listener and its token.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub addr: Option<String>,
+    pub token: Option<String>,
+}
+
 /// `[certificates.NAME]`: a certificate chain and its key, served by SNI.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]

@@ -23,8 +23,8 @@ use super::merge::{merge, Merged};
 use super::model::*;
 use super::raw::*;
 use super::tables::{
-    basic::build_basic, location::build_location, lua::build_lua, server::build_server,
-    storage::build_storage, upstream::build_upstream,
+    admin::build_admin, basic::build_basic, location::build_location, lua::build_lua,
+    server::build_server, storage::build_storage, upstream::build_upstream,
 };
 use super::world::{self, Done, Pending};
 use crate::error::{ConfigError, ConfigErrors};
@@ -49,6 +49,7 @@ pub fn build(docs: &[SourceDoc]) -> Result<Config, ConfigErrors> {
     // 1. parse and merge: each named table may be defined once across all documents
     let Merged {
         basic,
+        admin,
         lua,
         servers: raw_servers,
         locations: raw_locations,
@@ -61,6 +62,8 @@ pub fn build(docs: &[SourceDoc]) -> Result<Config, ConfigErrors> {
 
     // 2. [basic] and [lua] (its modules are read with the world, below)
     let basic = build_basic(&mut b, basic.as_ref());
+    let admin_doc = admin.as_ref().map_or(0, |e| e.doc);
+    let admin = build_admin(&mut b, admin.as_ref());
     let lua_doc = lua.as_ref().map_or(0, |e| e.doc);
     let mut lua = build_lua(&mut b, lua.as_ref());
 
@@ -126,6 +129,15 @@ pub fn build(docs: &[SourceDoc]) -> Result<Config, ConfigErrors> {
         }
     }
 
+    if let Some(server) = admin.as_ref().and_then(|a| listeners.get(&a.addr)) {
+        b.err(
+            admin_doc,
+            "admin",
+            Some("addr"),
+            format!("server `{server}` listens there already"),
+        );
+    }
+
     // 6. the world: modules, DNS, CA files, Lua scripts, certificates (world.rs)
     let pending = Pending {
         lua_doc,
@@ -177,6 +189,7 @@ pub fn build(docs: &[SourceDoc]) -> Result<Config, ConfigErrors> {
             certificates,
             acme,
             storage,
+            admin,
             warnings,
         })
     } else {

@@ -59,12 +59,12 @@ fn label<'a>(m: &'a prometheus::proto::Metric, name: &str) -> &'a str {
         .unwrap_or("")
 }
 
-/// The document, from the metric families and the request's config.
-pub fn document(ctx: &Ctx) -> Value {
+/// The document, from the metric families and a config's state.
+pub fn document(state: &crate::state::State) -> Value {
     let families = crate::observability::metrics::families().registry.gather();
     let mut classes = [0u64; 5];
     let mut servers: Map<String, Value> = Map::new();
-    for s in &ctx.state.config.servers {
+    for s in &state.config.servers {
         servers.insert(
             s.name.clone(),
             json!({"in_flight": 0, "connections_open": 0}),
@@ -94,7 +94,7 @@ pub fn document(ctx: &Ctx) -> Value {
         }
     }
     let mut upstreams: Map<String, Value> = Map::new();
-    for u in &ctx.state.upstreams {
+    for u in &state.upstreams {
         let peers: Vec<Value> = u
             .peers
             .iter()
@@ -107,7 +107,7 @@ pub fn document(ctx: &Ctx) -> Value {
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": started().elapsed().as_secs(),
-        "config_version": ctx.state.version,
+        "config_version": state.version,
         "requests": {
             "total": classes.iter().sum::<u64>(),
             "1xx": classes[0], "2xx": classes[1], "3xx": classes[2], "4xx": classes[3], "5xx": classes[4],
@@ -127,7 +127,7 @@ impl Plugin for Stats {
         if session.req().uri.path() != self.path {
             return Ok(Flow::Continue);
         }
-        let body = serde_json::to_vec(&document(ctx)).unwrap_or_default();
+        let body = serde_json::to_vec(&document(&ctx.state)).unwrap_or_default();
         Ok(Flow::Respond(Answer {
             status: 200,
             headers: vec![

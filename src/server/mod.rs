@@ -122,6 +122,7 @@ pub fn run(
             _ => None,
         })
         .collect();
+    let admin = config.admin.clone();
     let live: Live = Arc::new(ArcSwap::from_pointee(State::build(config)?));
     let f = crate::observability::metrics::families();
     f.last_reload.set(
@@ -162,6 +163,18 @@ pub fn run(
             svc.add_tcp(&a.to_string());
         }
         tracing::info!(server = %s.name, addrs = ?s.addrs, http2 = s.http2, "listening");
+        server.add_service(svc);
+    }
+    if let Some(a) = admin {
+        // the admin API (`src/admin/`); its address changes with an upgrade, its token with
+        // any reload
+        let app = pingora::apps::http_app::HttpServer::new_app(crate::admin::AdminApp {
+            live: live.clone(),
+            reloader: reloader.clone(),
+        });
+        let mut svc = pingora::services::listening::Service::new("tidegate admin".to_string(), app);
+        svc.add_tcp(&a.addr.to_string());
+        tracing::info!(addr = %a.addr, token = a.token.is_some(), "admin API listening");
         server.add_service(svc);
     }
     server.add_service(pingora::services::background::background_service(

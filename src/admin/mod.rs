@@ -1,0 +1,200 @@
+//! The admin API on its own listener (`[admin]`): the process's state as JSON, a reload,
+//! the metrics, and `explain` over HTTP.
+//!
+//! ```toml
+//! [admin]
+//! addr = "127.0.0.1:6189"
+//! token = "a long random string"     # or TIDEGATE_ADMIN_TOKEN; required beyond loopback
+//! ```
+//!
+//! | endpoint | answer |
+//! | --- | --- |
+//! | `GET /status` | version, uptime, config version, reloads and the last reload error |
+//! | `GET /upstreams` | every peer: address, health, circuit, requests in flight |
+//! | `GET /stats` | the `stats` plugin's document (requests by class, servers, peers) |
+//! | `GET /metrics` | the Prometheus exposition |
+//! | `POST /reload` | reload the config now; 200 with the version, or 422 with the errors |
+//! | `GET /explain?method=GET&url=...` | `tidegate explain` (`&header=Name:%20value`, `&client_ip=`, `&server=`) |
+//!
+//! With a token every request needs `Authorization: Bearer TOKEN` (compared in constant
+//! time); without one the listener must be on loopback (`check` refuses otherwise).
+
+use crate::reload::Reloader;
+use crate::state::Live;
+use async_trait::async_trait;
+use http::{Method, Response, StatusCode};
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+pub struct AdminApp {
+    pub live: Live,
+    pub reloader: Arc<Reloader>,
+}
+
+fn reply(status: StatusCode, body: Value) -> Response<Vec<u8>> {
+    let text = serde_json::to_vec_pretty(&body).unwrap_or_default();
+    let mut r = Response::new(text);
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
+    r
+}
+
+fn query_args(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (
+                crate::plugins::request_parts::decode(k).into_owned(),
+                crate::plugins::request_parts::decode(v).into_owned(),
+            )
+        })
+        .collect()
+}
+
+impl AdminApp {
+    fn authorized(&self, req: &pingora::http::RequestHeader) -> bool {
+        let state = self.live.load();
+        let Some(token) = state.config.admin.as_ref().and_then(|a| a.token.as_ref()) else {
+            return true;
+        };
+        req.headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|t| crate::plugins::auth::same(t.trim().as_bytes(), token.as_bytes()))
+    }
+
+    fn status(&self) -> Value {
+        let state = self.live.load();
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_seconds": crate::plugins::stats::started().elapsed().as_secs(),
+            "config_version": state.version,
+            "config": self.reloader.source().describe(),
+            "last_reload_error": self.reloader.last_error(),
+        })
+    }
+
+    fn upstreams(&self) -> Value {
+        let state = self.live.load();
+        let mut out = serde_json::Map::new();
+        for u in &state.upstreams {
+            let peers: Vec<Value> = u
+                .peers
+                .iter()
+                .map(|p| {
+                    json!({
+                        "peer": p.addr.to_string(),
+                        "up": p.is_healthy(),
+                        "circuit_open": p.circuit_open(),
+                        "in_flight": p.inflight(),
+                    })
+                })
+                .collect();
+            out.insert(u.name.clone(), Value::Array(peers));
+        }
+        Value::Object(out)
+    }
+
+    async fn reload(&self) -> (StatusCode, Value) {
+        let r = self.reloader.clone();
+        match tokio::task::spawn_blocking(move || r.reload("admin API")).await {
+            Ok(Ok(changed)) => (
+                StatusCode::OK,
+                json!({"applied": changed, "config_version": self.live.load().version}),
+            ),
+            Ok(Err(e)) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"applied": false, "error": e.to_string()}),
+            ),
+            Err(e) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({"applied": false, "error": e.to_string()}),
+            ),
+        }
+    }
+
+    fn explain(&self, query: &str) -> (StatusCode, Value) {
+        let args = query_args(query);
+        let one = |k: &str| args.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let asked = crate::explain::Asked {
+            method: one("method").unwrap_or_else(|| "GET".into()),
+            url: one("url").unwrap_or_default(),
+            headers: args
+                .iter()
+                .filter(|(n, _)| n == "header")
+                .map(|(_, v)| v.clone())
+                .collect(),
+            client_ip: one("client_ip"),
+            server: one("server"),
+        };
+        match crate::explain::explain(self.live.load_full(), &asked) {
+            Ok(v) => (StatusCode::OK, v),
+            Err(e) => (StatusCode::BAD_REQUEST, json!({"error": e.to_string()})),
+        }
+    }
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let req = session.req_header().clone();
+        if !self.authorized(&req) {
+            let mut r = reply(
+                StatusCode::UNAUTHORIZED,
+                json!({"error": "an admin token is needed: Authorization: Bearer TOKEN"}),
+            );
+            r.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer realm=\"tidegate-admin\""),
+            );
+            return r;
+        }
+        let path = req.uri.path();
+        match (&req.method, path) {
+            (&Method::GET, "/status") => reply(StatusCode::OK, self.status()),
+            (&Method::GET, "/upstreams") => reply(StatusCode::OK, self.upstreams()),
+            (&Method::GET, "/stats") => reply(
+                StatusCode::OK,
+                crate::plugins::stats::document(&self.live.load()),
+            ),
+            (&Method::GET, "/metrics") => {
+                let a = crate::observability::metrics::endpoint::answer();
+                let mut r = Response::new(a.body.to_vec());
+                for (k, v) in a.headers {
+                    r.headers_mut().insert(k, v);
+                }
+                r
+            }
+            (&Method::POST, "/reload") => {
+                let (s, v) = self.reload().await;
+                reply(s, v)
+            }
+            (&Method::GET, "/explain") => {
+                let (s, v) = self.explain(req.uri.query().unwrap_or(""));
+                reply(s, v)
+            }
+            (_, "/status" | "/upstreams" | "/stats" | "/metrics" | "/reload" | "/explain") => {
+                reply(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    json!({"error": format!("{} is not allowed on {path}", req.method)}),
+                )
+            }
+            _ => reply(
+                StatusCode::NOT_FOUND,
+                json!({"error": format!("no endpoint {path}"), "endpoints": ["/status", "/upstreams", "/stats", "/metrics", "/reload", "/explain"]}),
+            ),
+        }
+    }
+}
