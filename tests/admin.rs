@@ -99,8 +99,40 @@ fn the_admin_api_reports_reloads_and_explains() {
     assert_eq!(v["location"], "all");
     assert_eq!(v["plugins"][0]["category"], "mock");
     assert_eq!(json(admin, "GET", "/explain?url=nope", Some(TOKEN)).0, 400);
+    let (s, v) = json(admin, "GET", "/certificates", Some(TOKEN));
+    assert_eq!(
+        (s, v["serving"].as_array().map(Vec::len)),
+        (200, Some(0)),
+        "{v}"
+    );
     assert_eq!(json(admin, "DELETE", "/status", Some(TOKEN)).0, 405);
     assert_eq!(json(admin, "GET", "/nope", Some(TOKEN)).0, 404);
+}
+
+#[test]
+fn certificates_show_their_names_and_expiry() {
+    let ca = common::tls::TestCa::new("admin test CA");
+    let cert = ca.issue(&["api.test", "*.api.test"], 30, 7);
+    let dir = tempfile::tempdir().unwrap();
+    let (c, k) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    std::fs::write(&c, &cert.cert_pem).unwrap();
+    std::fs::write(&k, &cert.key_pem).unwrap();
+    let (port, admin) = (free_port(), free_port());
+    let cfg = format!(
+        "[admin]\naddr = \"127.0.0.1:{admin}\"\n[servers.s]\naddr = \"127.0.0.1:{port}\"\ntls = true\nlocations = []\n[certificates.api]\ncert = \"{}\"\nkey = \"{}\"\n",
+        c.display(),
+        k.display()
+    );
+    let t = Tidegate::start(&cfg, &[admin]);
+    // no token on loopback: open
+    let (s, v) = json(admin, "GET", "/certificates", None);
+    assert_eq!(s, 200, "{}", t.stderr());
+    let c = &v["serving"][0];
+    assert_eq!(c["name"], "api");
+    assert_eq!(c["domains"], serde_json::json!(["api.test", "*.api.test"]));
+    let days = c["days_left"].as_i64().unwrap();
+    assert!((28..=30).contains(&days), "{days}");
+    assert!(c["not_after"].as_str().unwrap().ends_with("GMT"));
 }
 
 #[test]

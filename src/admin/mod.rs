@@ -13,6 +13,7 @@
 //! | `GET /upstreams` | every peer: address, health, circuit, requests in flight |
 //! | `GET /stats` | the `stats` plugin's document (requests by class, servers, peers) |
 //! | `GET /metrics` | the Prometheus exposition |
+//! | `GET /certificates` | each certificate: domains, expiry, serial, default, ACME or not; ACME names still waiting for one |
 //! | `POST /reload` | reload the config now; 200 with the version, or 422 with the errors |
 //! | `GET /explain?method=GET&url=...` | `tidegate explain` (`&header=Name:%20value`, `&client_ip=`, `&server=`) |
 //!
@@ -107,6 +108,41 @@ impl AdminApp {
         Value::Object(out)
     }
 
+    fn certificates(&self) -> Value {
+        let state = self.live.load();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let serving: Vec<Value> = state
+            .config
+            .certificates
+            .iter()
+            .map(|c| {
+                json!({
+                    "name": c.name,
+                    "domains": c.domains,
+                    "not_after": httpdate::fmt_http_date(
+                        std::time::UNIX_EPOCH + std::time::Duration::from_secs(c.not_after.max(0) as u64)
+                    ),
+                    "days_left": (c.not_after - now) / 86_400,
+                    "serial": c.serial,
+                    "default": c.default,
+                    "acme": c.acme,
+                })
+            })
+            .collect();
+        // ACME certificates with nothing issued yet
+        let waiting: Vec<Value> = state
+            .config
+            .acme
+            .iter()
+            .filter(|a| !state.config.certificates.iter().any(|c| c.name == a.name))
+            .map(|a| json!({"name": a.name, "domains": a.domains, "directory": a.directory}))
+            .collect();
+        json!({"serving": serving, "acme_pending": waiting})
+    }
+
     async fn reload(&self) -> (StatusCode, Value) {
         let r = self.reloader.clone();
         match tokio::task::spawn_blocking(move || r.reload("admin API")).await {
@@ -169,6 +205,7 @@ impl ServeHttp for AdminApp {
                 StatusCode::OK,
                 crate::plugins::stats::document(&self.live.load()),
             ),
+            (&Method::GET, "/certificates") => reply(StatusCode::OK, self.certificates()),
             (&Method::GET, "/metrics") => {
                 let a = crate::observability::metrics::endpoint::answer();
                 let mut r = Response::new(a.body.to_vec());
@@ -185,15 +222,17 @@ impl ServeHttp for AdminApp {
                 let (s, v) = self.explain(req.uri.query().unwrap_or(""));
                 reply(s, v)
             }
-            (_, "/status" | "/upstreams" | "/stats" | "/metrics" | "/reload" | "/explain") => {
-                reply(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    json!({"error": format!("{} is not allowed on {path}", req.method)}),
-                )
-            }
+            (
+                _,
+                "/status" | "/upstreams" | "/stats" | "/metrics" | "/certificates" | "/reload"
+                | "/explain",
+            ) => reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                json!({"error": format!("{} is not allowed on {path}", req.method)}),
+            ),
             _ => reply(
                 StatusCode::NOT_FOUND,
-                json!({"error": format!("no endpoint {path}"), "endpoints": ["/status", "/upstreams", "/stats", "/metrics", "/reload", "/explain"]}),
+                json!({"error": format!("no endpoint {path}"), "endpoints": ["/status", "/upstreams", "/stats", "/metrics", "/certificates", "/reload", "/explain"]}),
             ),
         }
     }
