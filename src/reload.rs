@@ -113,6 +113,14 @@ impl Reloader {
         self.live.load().config.lua.dir.clone()
     }
 
+    /// The documents the current config was built from (name, text).
+    pub fn applied_docs(&self) -> Vec<(String, String)> {
+        self.applied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// The current config version (1 at start).
     pub fn version(&self) -> u64 {
         self.live.load().version

@@ -163,3 +163,85 @@ fn check_refuses_an_open_admin_beyond_loopback() {
     ));
     assert_eq!(code, 0, "{out}");
 }
+
+fn put(port: u16, path: &str, body: &str, if_match: Option<&str>) -> (u16, serde_json::Value) {
+    let auth = format!("Bearer {TOKEN}");
+    let mut headers = vec![("authorization", auth.as_str())];
+    if let Some(m) = if_match {
+        headers.push(("if-match", m));
+    }
+    let r = request(port, "PUT", "admin", path, &headers, body.as_bytes());
+    (
+        r.status,
+        serde_json::from_slice(&r.body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[test]
+fn the_config_is_read_and_written_with_versions() {
+    let origin = Origin::named("o");
+    let (port, admin) = (free_port(), free_port());
+    let first = config(port, admin, &origin, "one");
+    let t = Tidegate::start(&first, &[port, admin]);
+    let auth = format!("Bearer {TOKEN}");
+    let r = request(
+        admin,
+        "GET",
+        "admin",
+        "/config",
+        &[("authorization", &auth)],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", t.stderr());
+    assert_eq!(r.header("etag"), Some("\"v1\""));
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["documents"][0]["text"], first.as_str());
+
+    // refused: a broken config (its key named), a stale version; the file and the proxy unchanged
+    let (s, v) = put(
+        admin,
+        "/config",
+        &first.replace("body = \"one\"", "body = 7"),
+        Some("\"v1\""),
+    );
+    assert_eq!(s, 422, "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("[plugins.answer] body"),
+        "{v}"
+    );
+    let (s, _) = put(
+        admin,
+        "/config",
+        &config(port, admin, &origin, "two"),
+        Some("\"v0\""),
+    );
+    assert_eq!(s, 412);
+    // a dry run checks and counts, writes nothing
+    let (s, v) = put(
+        admin,
+        "/config?dry_run=1",
+        &config(port, admin, &origin, "two"),
+        Some("\"v1\""),
+    );
+    assert_eq!(
+        (s, v["valid"].clone(), v["lines_added"].clone()),
+        (200, true.into(), 1.into()),
+        "{v}"
+    );
+    assert_eq!(std::fs::read_to_string(&t.config).unwrap(), first);
+    assert_eq!(get(port, "h", "/", &[]).text(), "one");
+    // written and applied
+    let second = config(port, admin, &origin, "two");
+    let (s, v) = put(admin, "/config", &second, Some("\"v1\""));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["written"], true);
+    assert_eq!(std::fs::read_to_string(&t.config).unwrap(), second);
+    assert!(wait_until(WAIT, || get(port, "h", "/", &[]).text() == "two"));
+    assert!(t.stderr().contains("config written through the admin API"));
+    // the old version is stale now
+    let (s, _) = put(admin, "/config", &first, Some("\"v1\""));
+    assert_eq!(s, 412);
+}

@@ -15,10 +15,14 @@
 //! | `GET /metrics` | the Prometheus exposition |
 //! | `GET /certificates` | each certificate: domains, expiry, serial, default, ACME or not; ACME names still waiting for one |
 //! | `POST /reload` | reload the config now; 200 with the version, or 422 with the errors |
+//! | `GET /config` | the config's documents; its version as the ETag |
+//! | `PUT /config` | a whole new config (one file): checked, written, applied; `If-Match`, `?dry_run=1` |
 //! | `GET /explain?method=GET&url=...` | `tidegate explain` (`&header=Name:%20value`, `&client_ip=`, `&server=`) |
 //!
 //! With a token every request needs `Authorization: Bearer TOKEN` (compared in constant
 //! time); without one the listener must be on loopback (`check` refuses otherwise).
+
+pub mod config_api;
 
 use crate::reload::Reloader;
 use crate::state::Live;
@@ -143,7 +147,7 @@ impl AdminApp {
         json!({"serving": serving, "acme_pending": waiting})
     }
 
-    async fn reload(&self) -> (StatusCode, Value) {
+    pub(crate) async fn reload(&self) -> (StatusCode, Value) {
         let r = self.reloader.clone();
         match tokio::task::spawn_blocking(move || r.reload("admin API")).await {
             Ok(Ok(changed)) => (
@@ -218,6 +222,44 @@ impl ServeHttp for AdminApp {
                 let (s, v) = self.reload().await;
                 reply(s, v)
             }
+            (&Method::GET, "/config") => {
+                let (s, v, version) = self.config_text();
+                let mut r = reply(s, v);
+                if let Ok(tag) = http::HeaderValue::from_str(&config_api::etag(version)) {
+                    r.headers_mut().insert(http::header::ETAG, tag);
+                }
+                r
+            }
+            (&Method::PUT, "/config") => {
+                let mut body = Vec::new();
+                loop {
+                    match session.read_request_body().await {
+                        Ok(Some(b)) if body.len() + b.len() <= (1 << 20) + 1 => {
+                            body.extend_from_slice(&b)
+                        }
+                        Ok(Some(_)) => {
+                            body.resize((1 << 20) + 1, 0);
+                            break;
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            return reply(
+                                StatusCode::BAD_REQUEST,
+                                json!({"error": format!("reading the body: {e}")}),
+                            )
+                        }
+                    }
+                }
+                let if_match = req
+                    .headers
+                    .get(http::header::IF_MATCH)
+                    .and_then(|v| v.to_str().ok());
+                let dry_run = query_args(req.uri.query().unwrap_or(""))
+                    .iter()
+                    .any(|(k, v)| k == "dry_run" && (v == "1" || v == "true"));
+                let (s, v) = self.put_config(&body, if_match, dry_run).await;
+                reply(s, v)
+            }
             (&Method::GET, "/explain") => {
                 let (s, v) = self.explain(req.uri.query().unwrap_or(""));
                 reply(s, v)
@@ -225,14 +267,14 @@ impl ServeHttp for AdminApp {
             (
                 _,
                 "/status" | "/upstreams" | "/stats" | "/metrics" | "/certificates" | "/reload"
-                | "/explain",
+                | "/explain" | "/config",
             ) => reply(
                 StatusCode::METHOD_NOT_ALLOWED,
                 json!({"error": format!("{} is not allowed on {path}", req.method)}),
             ),
             _ => reply(
                 StatusCode::NOT_FOUND,
-                json!({"error": format!("no endpoint {path}"), "endpoints": ["/status", "/upstreams", "/stats", "/metrics", "/certificates", "/reload", "/explain"]}),
+                json!({"error": format!("no endpoint {path}"), "endpoints": ["/status", "/upstreams", "/stats", "/metrics", "/certificates", "/reload", "/config", "/explain"]}),
             ),
         }
     }
