@@ -245,3 +245,36 @@ fn the_config_is_read_and_written_with_versions() {
     let (s, _) = put(admin, "/config", &first, Some("\"v1\""));
     assert_eq!(s, 412);
 }
+
+#[test]
+fn lua_scripts_are_compiled_before_they_are_saved() {
+    let origin = Origin::named("o");
+    let (port, admin) = (free_port(), free_port());
+    let t = Tidegate::start(&config(port, admin, &origin, "one"), &[port, admin]);
+    let auth = format!("Bearer {TOKEN}");
+    let check = |script: &str| {
+        let r = request(
+            admin,
+            "POST",
+            "admin",
+            "/lua/check?name=auth.lua",
+            &[("authorization", &auth)],
+            script.as_bytes(),
+        );
+        (
+            r.status,
+            serde_json::from_slice::<serde_json::Value>(&r.body).unwrap_or_default(),
+        )
+    };
+    let (s, v) = check("local M = {}\nfunction M.on_request(req) end\nreturn M\n");
+    assert_eq!(
+        (s, v["ok"].clone()),
+        (200, true.into()),
+        "{v} {}",
+        t.stderr()
+    );
+    let (s, v) = check("local M = {}\nfunction M.on_request(req)\n  if then end\nend\nreturn M\n");
+    assert_eq!(s, 422, "{v}");
+    assert_eq!(v["line"], 3, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("auth.lua:3:"), "{v}");
+}

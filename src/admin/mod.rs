@@ -16,6 +16,7 @@
 //! | `GET /certificates` | each certificate: domains, expiry, serial, default, ACME or not; ACME names still waiting for one |
 //! | `POST /reload` | reload the config now; 200 with the version, or 422 with the errors |
 //! | `GET /config` | the config's documents; its version as the ETag |
+//! | `POST /lua/check?name=NAME` | compile a Lua script (the body): ok, or the error and its line |
 //! | `PUT /config` | a whole new config (one file): checked, written, applied; `If-Match`, `?dry_run=1` |
 //! | `GET /explain?method=GET&url=...` | `tidegate explain` (`&header=Name:%20value`, `&client_ip=`, `&server=`) |
 //!
@@ -186,6 +187,33 @@ impl AdminApp {
     }
 }
 
+/// Compile a script as a Lua plugin's would be (source text only, Luau's compiler): ok, or
+/// the error with the line it names.
+fn lua_check(name: &str, body: &[u8]) -> (StatusCode, Value) {
+    let Ok(source) = std::str::from_utf8(body) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            json!({"ok": false, "error": "the script is not UTF-8"}),
+        );
+    };
+    match crate::scripting::vm::compile_check(name, source) {
+        Ok(()) => (StatusCode::OK, json!({"ok": true})),
+        Err(e) => {
+            // `syntax error: NAME:LINE: message`
+            let at = format!("{name}:");
+            let line = e
+                .find(&at)
+                .map(|i| &e[i + at.len()..])
+                .and_then(|r| r.split(':').next())
+                .and_then(|n| n.parse::<u64>().ok());
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"ok": false, "error": e, "line": line}),
+            )
+        }
+    }
+}
+
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
@@ -260,6 +288,25 @@ impl ServeHttp for AdminApp {
                 let (s, v) = self.put_config(&body, if_match, dry_run).await;
                 reply(s, v)
             }
+            (&Method::POST, "/lua/check") => {
+                let mut body = Vec::new();
+                while let Ok(Some(b)) = session.read_request_body().await {
+                    if body.len() + b.len() > (1 << 20) {
+                        return reply(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            json!({"error": "a script is at most 1 MiB"}),
+                        );
+                    }
+                    body.extend_from_slice(&b);
+                }
+                let name = query_args(req.uri.query().unwrap_or(""))
+                    .into_iter()
+                    .find(|(k, _)| k == "name")
+                    .map(|(_, v)| v)
+                    .unwrap_or_else(|| "script.lua".into());
+                let (s, v) = lua_check(&name, &body);
+                reply(s, v)
+            }
             (&Method::GET, "/explain") => {
                 let (s, v) = self.explain(req.uri.query().unwrap_or(""));
                 reply(s, v)
@@ -267,14 +314,14 @@ impl ServeHttp for AdminApp {
             (
                 _,
                 "/status" | "/upstreams" | "/stats" | "/metrics" | "/certificates" | "/reload"
-                | "/explain" | "/config",
+                | "/explain" | "/config" | "/lua/check",
             ) => reply(
                 StatusCode::METHOD_NOT_ALLOWED,
                 json!({"error": format!("{} is not allowed on {path}", req.method)}),
             ),
             _ => reply(
                 StatusCode::NOT_FOUND,
-                json!({"error": format!("no endpoint {path}"), "endpoints": ["/status", "/upstreams", "/stats", "/metrics", "/certificates", "/reload", "/config", "/explain"]}),
+                json!({"error": format!("no endpoint {path}"), "endpoints": ["/status", "/upstreams", "/stats", "/metrics", "/certificates", "/reload", "/config", "/lua/check", "/explain"]}),
             ),
         }
     }
