@@ -65,6 +65,14 @@ category = "stats"
     assert_eq!(d["config_version"], 1);
     assert!(d["uptime_seconds"].as_u64().is_some());
     assert!(d["servers"]["main"]["connections_open"].as_i64().is_some());
+    // latency by location, from the duration histogram
+    let all = &d["locations"]["main/all"];
+    assert!(all["requests"].as_u64() >= Some(5), "{d}");
+    let (p50, p99) = (
+        all["p50_ms"].as_f64().unwrap(),
+        all["p99_ms"].as_f64().unwrap(),
+    );
+    assert!(p50 > 0.0 && p50 <= p99, "{all}");
     let peers = d["upstreams"]["backend"].as_array().unwrap();
     assert_eq!(peers[0]["peer"], origin.addr.to_string());
     assert_eq!(peers[0]["up"], true);
