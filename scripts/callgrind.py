@@ -55,6 +55,17 @@ PLUGINS = {
     "ip_restriction": ('[plugins.p]\ncategory = "ip_restriction"\nallow = ["127.0.0.0/8"]\n', b""),
     # the bench's 23-byte answer is under min_length: the cost of deciding not to compress
     "compression": ('[plugins.p]\ncategory = "compression"\n', b"Accept-Encoding: gzip, br\r\n"),
+    "referer_restriction": ('[plugins.p]\ncategory = "referer_restriction"\nallow = ["example.com", "*.example.com"]\n',
+                            b"Referer: https://www.example.com/page\r\n"),
+    "ua_restriction": ('[plugins.p]\ncategory = "ua_restriction"\ndeny = ["*bot*", "curl/*"]\n',
+                       b"User-Agent: Mozilla/5.0 (X11; Linux x86_64)\r\n"),
+    "csrf": ('[plugins.p]\ncategory = "csrf"\nkey = "bench-key-of-enough-length"\n', b""),
+    # the key member passes (the first, basic, is tried and refuses)
+    "combined_auth": ('[plugins.p]\ncategory = "combined_auth"\nplugins = ["b", "k"]\n'
+                      '[plugins.b]\ncategory = "basic_auth"\nusers = ["bench:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ="]\n'
+                      '[plugins.k]\ncategory = "key_auth"\nkeys = ["secret"]\n', b""),
+    # the auth service is the bench's upstream (it answers 200): one subrequest per request
+    "forward_auth": ('[plugins.p]\ncategory = "forward_auth"\nurl = "http://127.0.0.1:{upstream}/auth"\n', b""),
     "cors": ('[plugins.p]\ncategory = "cors"\nallow_origins = ["https://app.example.com", "*.example.org"]\n',
              b"Origin: https://app.example.com\r\n"),
 }
@@ -137,7 +148,7 @@ def run(dir_, variant, up, n, redis=None):
         tables, extra = PLUGINS[variant]
         request = REQUEST[:-2] + extra + b"\r\n"
         cmd = bench.tidegate_conf(dir_, f"cg-{variant}-{n}", port, up, 1,
-                                  plugins=(["p"], tables.replace("{redis}", str(redis))))
+                                  plugins=(["p"], tables.replace("{redis}", str(redis)).replace("{upstream}", str(up))))
     else:
         kw = {"lua": variant == "lua", "access_log": variant == "access_log", "metrics": variant == "metrics",
               "engine": "pingora" if variant == "pingora" else None}

@@ -454,3 +454,32 @@ rate = "2/h"
     assert_eq!(status, 429);
     assert!(headers.contains_key("retry-after"));
 }
+
+#[test]
+fn lua_sees_the_user_an_auth_plugin_let_in() {
+    let origin = Origin::start(|r| ok(r.header("x-seen-user").unwrap_or("-")));
+    let port = free_port();
+    let cfg = one_location(
+        port,
+        &origin,
+        &["keys", "who"],
+        r#"
+[plugins.keys]
+category = "key_auth"
+keys = ["mobile:k1"]
+
+[plugins.who]
+category = "lua"
+source = '''
+return { on_request = function(req) req:set_header("x-seen-user", req.user or "nil") end }
+'''
+"#,
+    );
+    let t = Tidegate::start(&cfg, &[port]);
+    assert_eq!(
+        get(port, "h", "/", &[("x-api-key", "k1")]).text(),
+        "mobile",
+        "{}",
+        t.stderr()
+    );
+}
