@@ -241,6 +241,10 @@ fn the_config_is_read_and_written_with_versions() {
     assert_eq!(std::fs::read_to_string(&t.config).unwrap(), second);
     assert!(wait_until(WAIT, || get(port, "h", "/", &[]).text() == "two"));
     assert!(t.stderr().contains("config written through the admin API"));
+    assert!(
+        t.stderr().contains("by=admin token from 127.0.0.1:"),
+        "who changed it is logged"
+    );
     // the old version is stale now
     let (s, _) = put(admin, "/config", &first, Some("\"v1\""));
     assert_eq!(s, 412);

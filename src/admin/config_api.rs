@@ -40,6 +40,7 @@ impl AdminApp {
         body: &[u8],
         if_match: Option<&str>,
         dry_run: bool,
+        who: &str,
     ) -> (StatusCode, Value) {
         let crate::config::source::Source::Path(path) = self.reloader.source() else {
             return (
@@ -100,7 +101,7 @@ impl AdminApp {
                 json!({"error": format!("writing {path}: {e}")}),
             );
         }
-        tracing::info!(file = %path, lines_added = added, lines_removed = removed, "config written through the admin API");
+        tracing::info!(file = %path, by = %who, lines_added = added, lines_removed = removed, "config written through the admin API");
         let (status, mut v) = self.reload().await;
         v["written"] = json!(true);
         (status, v)

@@ -285,7 +285,12 @@ impl ServeHttp for AdminApp {
                 let dry_run = query_args(req.uri.query().unwrap_or(""))
                     .iter()
                     .any(|(k, v)| k == "dry_run" && (v == "1" || v == "true"));
-                let (s, v) = self.put_config(&body, if_match, dry_run).await;
+                // who: the token's holder, from where (there is one token for now)
+                let who = match session.client_addr() {
+                    Some(a) => format!("admin token from {a}"),
+                    None => "admin token".to_string(),
+                };
+                let (s, v) = self.put_config(&body, if_match, dry_run, &who).await;
                 reply(s, v)
             }
             (&Method::POST, "/lua/check") => {
