@@ -28,7 +28,7 @@ pub struct PluginState {
     /// the tightest rate limit passed: its headers go on the response
     pub rate: Option<RateInfo>,
     /// slots held until the request ends (in-flight limits): dropped with the context
-    pub held: Vec<Box<dyn Debug + Send + Sync>>,
+    pub held: Vec<crate::plugins::limit::local::Slot>,
     /// the response body's encoder, when `compression` chose one
     pub encoder: Option<Encoder>,
     /// ask the upstream for an unencoded body (`sub_filter` reads it): `Accept-Encoding` is
@@ -38,8 +38,9 @@ pub struct PluginState {
     pub answer_stream: Option<Box<dyn crate::plugins::body_source::BodySource>>,
     /// the gRPC-web bridge of this request (`grpc_web = true` on its location)
     pub grpc_web: Option<Box<crate::proxy::grpc_web::Bridge>>,
-    /// per-plugin state of body filters (`sub_filter`), by the plugin's address
-    pub streams: Vec<(usize, Box<dyn std::any::Any + Send + Sync>)>,
+    /// `sub_filter`'s stages for this response, by the plugin's address (a location may list
+    /// more than one)
+    pub sub_filters: Vec<(usize, Vec<crate::plugins::sub_filter::stage::Stage>)>,
 }
 
 /// A streaming body encoder (Pingora's gzip, brotli or zstd).
@@ -53,14 +54,6 @@ impl Debug for Encoder {
 }
 
 impl PluginState {
-    /// The body-filter state plugin `id` left, of type `T`.
-    pub fn stream<T: 'static>(&mut self, id: usize) -> Option<&mut T> {
-        self.streams
-            .iter_mut()
-            .find(|(i, _)| *i == id)
-            .and_then(|(_, s)| s.downcast_mut::<T>())
-    }
-
     /// Keep the tighter of two rate limits (fewer left) for the response headers.
     pub fn note_rate(&mut self, r: RateInfo) {
         match self.rate {

@@ -1,4 +1,6 @@
-//! Header names kept for reuse, so a name that every message (or every script call)
+//! Header names kept for reuse, and which names end at this hop.
+//!
+//! Names kept for reuse, so a name that every message (or every script call)
 //! repeats is neither parsed again nor, for a name `http` does not know (`X-Api-Key`),
 //! allocated again. The own HTTP/1 loop keeps one per connection; the Lua API one per thread.
 
@@ -34,6 +36,29 @@ impl Names {
         }
         Some(n)
     }
+}
+
+/// The fields that end at this hop: the ones Pingora's path strips from the upstream request
+/// too (`tests/engine_diff.rs` compares what both send).
+pub fn hop_by_hop(k: &http::HeaderName) -> bool {
+    use http::header::{
+        CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING,
+        UPGRADE,
+    };
+    [
+        CONNECTION,
+        PROXY_AUTHENTICATE,
+        PROXY_AUTHORIZATION,
+        TE,
+        TRAILER,
+        TRANSFER_ENCODING,
+        UPGRADE,
+    ]
+    .contains(k)
+        || matches!(
+            k.as_str(),
+            "keep-alive" | "proxy-connection" | "http2-settings"
+        )
 }
 
 #[cfg(test)]

@@ -275,9 +275,6 @@ impl LuaPlugin {
             chunk,
         );
         ctx.log_fields.extend(api::take_fields());
-        if let Some(k) = limit_api::take_limit_key() {
-            ctx.plugin.limit_key = Some(k);
-        }
         self.observe(ctx, phase, t0, &r);
         r.map_err(|e| self.fail(ctx, phase, e))
     }

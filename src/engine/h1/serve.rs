@@ -295,7 +295,7 @@ fn upstream_head(
     use http::HeaderValue;
     let mut headers = map.take().unwrap_or_default();
     for (k, v) in head.headers.iter() {
-        if !hop_by_hop(k) {
+        if !crate::proxy::names::hop_by_hop(k) {
             headers.append(k.clone(), v.clone());
         }
     }
@@ -308,29 +308,6 @@ fn upstream_head(
     parts.uri = head.uri.clone();
     parts.headers = headers;
     RequestHeader::from(parts)
-}
-
-/// The fields that end at this hop: the ones Pingora's path strips from the upstream request
-/// too (`tests/engine_diff.rs` compares what both send).
-fn hop_by_hop(k: &http::HeaderName) -> bool {
-    use http::header::{
-        CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING,
-        UPGRADE,
-    };
-    [
-        CONNECTION,
-        PROXY_AUTHENTICATE,
-        PROXY_AUTHORIZATION,
-        TE,
-        TRAILER,
-        TRANSFER_ENCODING,
-        UPGRADE,
-    ]
-    .contains(k)
-        || matches!(
-            k.as_str(),
-            "keep-alive" | "proxy-connection" | "http2-settings"
-        )
 }
 
 struct Timeouts {

@@ -79,21 +79,6 @@ fn names(key: &str, list: &[String]) -> Result<Vec<HeaderName>, PluginConfError>
         .collect()
 }
 
-/// Headers of the service's answer that must not be copied to the client as they are.
-fn hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "transfer-encoding"
-            | "content-length"
-            | "upgrade"
-            | "te"
-            | "trailer"
-            | "proxy-connection"
-    )
-}
-
 impl ForwardAuth {
     pub fn new(c: ForwardConf) -> Result<ForwardAuth, PluginConfError> {
         Outbound::new(
@@ -227,10 +212,8 @@ impl ForwardAuth {
 
     /// Ask the service.
     async fn ask(&self, out: Outbound) -> Result<Cached, String> {
-        let policy = crate::scripting::http_policy::HttpPolicy {
-            deny: Vec::new(),
-            allow: None,
-        };
+        // the policy tidegate's own calls use (metrics pushes, OTLP): link-local denied
+        let policy = crate::scripting::http_policy::HttpPolicy::default();
         let r = send(out, &policy).await?;
         if (200..300).contains(&r.status) {
             let copied = self
@@ -254,7 +237,10 @@ impl ForwardAuth {
         let headers = r
             .headers
             .iter()
-            .filter(|(k, _)| !hop(k))
+            .filter(|(k, _)| {
+                // its framing is the answer's own; the rest ends at this hop
+                *k != http::header::CONTENT_LENGTH && !crate::proxy::names::hop_by_hop(k)
+            })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         Ok(Cached::Refuse(Answer {

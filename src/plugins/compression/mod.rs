@@ -16,8 +16,9 @@
 //! under `min_length`, and answers tidegate made itself. A compressed response loses
 //! `Content-Length` and `Accept-Ranges`, gets `Content-Encoding`, `Vary: Accept-Encoding`, and
 //! a weak ETag (`W/"..."`: the bytes differ from the identity form, RFC 9110 §8.8.1). Every
-//! response of a compressible type gets `Vary: Accept-Encoding`, compressed or not, so a cache
-//! keeps the forms apart. The gzip and zstd encoders are Pingora's (flate2 with zlib-ng,
+//! response that would be compressed for a client that asks (a listed type, not under
+//! `min_length`) gets `Vary: Accept-Encoding`, compressed or not, so a cache keeps the forms
+//! apart. The gzip and zstd encoders are Pingora's (flate2 with zlib-ng,
 //! zstd); brotli is our own (`brotli.rs`: Pingora's never ends its stream).
 
 pub mod brotli;

@@ -127,7 +127,7 @@ impl Limit {
             _ => self.take_here(key),
         };
         if let Some(s) = slot {
-            ctx.plugin.held.push(Box::new(s));
+            ctx.plugin.held.push(s);
         }
         t
     }
@@ -206,43 +206,51 @@ impl Limit {
     }
 }
 
-/// The process's rate state for limit `name`: the same one across reloads while the rate
-/// and burst are unchanged, a fresh one when they change.
-fn local_rate(name: &str, g: gcra::Gcra) -> Arc<local::LocalRate> {
-    use std::collections::HashMap;
-    use std::sync::{Mutex, OnceLock};
-    static RATES: OnceLock<Mutex<HashMap<String, Arc<local::LocalRate>>>> = OnceLock::new();
-    let mut all = RATES
+/// Limit state kept by name for the life of the process.
+type Kept<T> = std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, Arc<T>>>>;
+
+/// The state `registry` keeps for limit `name` while `same` holds of it (the settings did not
+/// change), else a new one from `make`: counts survive a reload that leaves the limit alone.
+fn kept<T>(
+    registry: &Kept<T>,
+    name: &str,
+    same: impl Fn(&T) -> bool,
+    make: impl FnOnce() -> Arc<T>,
+) -> Arc<T> {
+    let mut all = registry
         .get_or_init(Default::default)
         .lock()
         .unwrap_or_else(|p| p.into_inner());
     match all.get(name) {
-        Some(r) if *r.gcra() == g => r.clone(),
+        Some(t) if same(t) => t.clone(),
         _ => {
-            let r = Arc::new(local::LocalRate::new(g));
-            all.insert(name.to_string(), r.clone());
-            r
+            let t = make();
+            all.insert(name.to_string(), t.clone());
+            t
         }
     }
 }
 
+/// The process's rate state for limit `name` (while its rate and burst are unchanged).
+fn local_rate(name: &str, g: gcra::Gcra) -> Arc<local::LocalRate> {
+    static RATES: Kept<local::LocalRate> = std::sync::OnceLock::new();
+    kept(
+        &RATES,
+        name,
+        |r| *r.gcra() == g,
+        || Arc::new(local::LocalRate::new(g.clone())),
+    )
+}
+
 /// As [`local_rate`], for in-flight counters (requests in flight across a reload still count).
 fn local_inflight(name: &str, max: u64) -> Arc<local::LocalInflight> {
-    use std::collections::HashMap;
-    use std::sync::{Mutex, OnceLock};
-    static INFLIGHT: OnceLock<Mutex<HashMap<String, Arc<local::LocalInflight>>>> = OnceLock::new();
-    let mut all = INFLIGHT
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|p| p.into_inner());
-    match all.get(name) {
-        Some(f) if f.max() == max => f.clone(),
-        _ => {
-            let f = local::LocalInflight::new(max);
-            all.insert(name.to_string(), f.clone());
-            f
-        }
-    }
+    static INFLIGHT: Kept<local::LocalInflight> = std::sync::OnceLock::new();
+    kept(
+        &INFLIGHT,
+        name,
+        |f| f.max() == max,
+        || local::LocalInflight::new(max),
+    )
 }
 
 /// A number as a header value; below 10,000 from a table made once (over text in one static
@@ -287,7 +295,7 @@ impl Plugin for Limit {
         } else {
             let (t, slot) = self.take_here(self.key.value(&*session, ctx).as_str());
             if let Some(s) = slot {
-                ctx.plugin.held.push(Box::new(s));
+                ctx.plugin.held.push(s);
             }
             t
         };

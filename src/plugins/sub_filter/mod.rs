@@ -55,9 +55,6 @@ pub struct SubFilter {
     types: Types,
 }
 
-/// The stages of one response.
-struct Streams(Vec<Stage>);
-
 impl SubFilter {
     pub fn new(c: SubFilterConf) -> Result<SubFilter, PluginConfError> {
         if c.rules.is_empty() {
@@ -152,9 +149,7 @@ impl Plugin for SubFilter {
             return Ok(());
         }
         let stages = self.rules.iter().cloned().map(Stage::new).collect();
-        ctx.plugin
-            .streams
-            .push((self.id(), Box::new(Streams(stages))));
+        ctx.plugin.sub_filters.push((self.id(), stages));
         filter_body(session, resp, ctx);
         Ok(())
     }
@@ -166,13 +161,17 @@ impl Plugin for SubFilter {
         eof: bool,
         ctx: &mut Ctx,
     ) -> Result<(), PluginError> {
-        let Some(Streams(stages)) = ctx.plugin.stream::<Streams>(self.id()) else {
+        let id = self.id();
+        let Some((_, stages)) = ctx.plugin.sub_filters.iter_mut().find(|(i, _)| *i == id) else {
             return Ok(());
         };
-        let mut data = body.as_deref().unwrap_or(&[]).to_vec();
+        // the first stage reads the chunk itself; each later one the output before it
+        let mut data: Option<Vec<u8>> = None;
         for s in stages.iter_mut() {
-            data = s.feed(&data, eof);
+            let input = data.as_deref().unwrap_or(body.as_deref().unwrap_or(&[]));
+            data = Some(s.feed(input, eof));
         }
+        let data = data.unwrap_or_default();
         *body = Some(data.into());
         Ok(())
     }

@@ -114,10 +114,8 @@ impl Jwks {
             bytes::Bytes::new(),
             Duration::from_secs(5),
         )?;
-        let policy = crate::scripting::http_policy::HttpPolicy {
-            deny: Vec::new(),
-            allow: None,
-        };
+        // the policy tidegate's own calls use (metrics pushes, OTLP): link-local denied
+        let policy = crate::scripting::http_policy::HttpPolicy::default();
         let r = crate::scripting::http_client::send(out, &policy).await?;
         if r.status != 200 {
             return Err(format!("status {}", r.status));
