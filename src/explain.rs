@@ -222,8 +222,9 @@ pub fn explain(state: Arc<State>, a: &Asked) -> Result<Value, ExplainError> {
             let first = up.select(key.as_deref(), &[]);
             json!({
                 "name": up.name,
-                "first_peer": first.and_then(|i| up.peers.get(i)).map(|p| p.addr.to_string()),
-                "peers": up.peers.iter().map(|p| json!({"addr": p.addr.to_string(), "up": p.is_healthy()})).collect::<Vec<_>>(),
+                "discovery": up.conf.discovery.kind(),
+                "first_peer": first.map(|p| p.addr.to_string()),
+                "peers": up.peers().iter().map(|p| json!({"addr": p.addr.to_string(), "up": p.is_healthy()})).collect::<Vec<_>>(),
             })
         }
     };
@@ -297,6 +298,14 @@ pub fn text(v: &Value) -> String {
     match v["upstream"].as_object() {
         None => {
             let _ = writeln!(out, "upstream: none (a plugin must answer or choose one)");
+        }
+        Some(u) if u["discovery"] != "static" => {
+            let _ = writeln!(
+                out,
+                "upstream {}: peers by {} discovery, found at run time",
+                s(&u["name"]),
+                s(&u["discovery"])
+            );
         }
         Some(u) => {
             let _ = writeln!(

@@ -210,6 +210,7 @@ impl Reloader {
         {
             let _guard = rt.enter();
             crate::upstream::health::spawn_all(&state.upstreams);
+            crate::upstream::discovery::spawn_all(&state.upstreams);
         }
         *self.applied.lock().unwrap_or_else(|p| p.into_inner()) = texts;
         *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;

@@ -97,7 +97,7 @@ impl AdminApp {
         let mut out = serde_json::Map::new();
         for u in &state.upstreams {
             let peers: Vec<Value> = u
-                .peers
+                .peers()
                 .iter()
                 .map(|p| {
                     json!({

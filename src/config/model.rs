@@ -66,6 +66,10 @@ pub struct Basic {
     pub trace_token: Option<String>,
     /// `otlp`: OpenTelemetry export
     pub otlp: Option<crate::observability::otel::OtlpConf>,
+    /// `resolver`: the DNS server of DNS discovery (`None`: the system's)
+    pub resolver: Option<std::net::SocketAddr>,
+    /// `docker_host`: the Docker engine of Docker discovery
+    pub docker_host: String,
 }
 
 /// `[servers.NAME] engine`: the data path for HTTP/1 connections.

@@ -44,6 +44,8 @@ pub struct RawBasic {
     pub metrics_buckets: Option<Vec<f64>>,
     pub trace_token: Option<String>,
     pub otlp: Option<RawOtlp>,
+    pub resolver: Option<String>,
+    pub docker_host: Option<String>,
 }
 
 /// `[basic] otlp = { ... }`: where traces go.
@@ -175,6 +177,9 @@ pub struct RawUpstream {
     pub addrs: Vec<String>,
     pub algo: Option<String>,
     pub discovery: Option<String>,
+    pub dns_min_ttl: Option<String>,
+    pub dns_max_ttl: Option<String>,
+    pub docker_network: Option<String>,
     pub health_check: Option<String>,
     pub alpn: Option<String>,
     #[serde(default)]

@@ -73,7 +73,7 @@ pub fn build(docs: &[SourceDoc]) -> Result<Config, ConfigErrors> {
     for (name, e) in &raw_upstreams {
         let table = format!("upstreams.{name}");
         if let Some(raw) = b.typed::<RawUpstream>(e, &table) {
-            if let Some((u, p)) = build_upstream(&mut b, e.doc, &table, name, raw) {
+            if let Some((u, p)) = build_upstream(&mut b, e.doc, &table, name, raw, &basic) {
                 upstreams.push(u);
                 pending_upstreams.push((e.doc, table, p));
             }

@@ -182,7 +182,7 @@ impl ProxyHttp for Proxy {
         ctx: &mut Ctx,
     ) -> Result<()> {
         ctx.try_answered(resp.status.as_u16());
-        if let (Some(up), Some(peer)) = (&ctx.upstream, ctx.peer) {
+        if let (Some(up), Some(peer)) = (&ctx.upstream, &ctx.peer) {
             up.record_success(peer);
         }
         Ok(())

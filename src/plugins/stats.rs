@@ -98,7 +98,7 @@ pub fn document(state: &crate::state::State) -> Value {
     let mut upstreams: Map<String, Value> = Map::new();
     for u in &state.upstreams {
         let peers: Vec<Value> = u
-            .peers
+            .peers()
             .iter()
             .map(|p| {
                 json!({"peer": p.addr.to_string(), "up": p.is_healthy(), "circuit_open": p.circuit_open()})

@@ -4,7 +4,7 @@ use crate::proxy::exchange::Downstream;
 use crate::routing::vars::{Var, VarSource};
 use crate::routing::RouteMatch;
 use crate::state::State;
-use crate::upstream::{InflightGuard, Upstream};
+use crate::upstream::{InflightGuard, Peer, Upstream};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,9 +23,10 @@ pub struct Ctx {
     pub route: Option<RouteMatch>,
     pub request_id: Option<String>,
     pub upstream: Option<Arc<Upstream>>,
-    pub peer: Option<usize>,
+    /// the peer of the current try (kept to the end even if discovery drops it meanwhile)
+    pub peer: Option<Arc<Peer>>,
     /// peers this request already tried (inline up to 4: no allocation for the usual one)
-    pub tried: smallvec::SmallVec<[usize; 4]>,
+    pub tried: smallvec::SmallVec<[SocketAddr; 4]>,
     pub upstream_addr: Option<SocketAddr>,
     pub inflight: Option<InflightGuard>,
     /// status sent to the client (set by every path that answers)

@@ -50,11 +50,11 @@ pub fn connect_failed(ctx: &mut Ctx, mut e: Box<pingora::Error>) -> Box<pingora:
 /// another attempt on another peer.
 pub fn peer_failed(ctx: &mut Ctx) -> bool {
     ctx.inflight = None;
-    match (&ctx.upstream, ctx.peer) {
+    match (&ctx.upstream, &ctx.peer) {
         (Some(up), Some(peer)) => {
             up.record_failure(peer);
             let attempts = ctx.tried.len() as u32;
-            attempts <= up.conf.retries && attempts < up.peers.len() as u32
+            attempts <= up.conf.retries && attempts < up.peer_count() as u32
         }
         _ => false,
     }
@@ -69,14 +69,14 @@ pub fn proxy_failed(
     if matches!(e.esource(), pingora::ErrorSource::Upstream) {
         count(ctx, kind_of(&e));
     }
-    if let (Some(up), Some(peer)) = (&ctx.upstream, ctx.peer) {
+    if let (Some(up), Some(peer)) = (&ctx.upstream, &ctx.peer) {
         up.record_failure(peer);
     }
     ctx.inflight = None;
     let within_retries = match &ctx.upstream {
         Some(up) => {
             let attempts = ctx.tried.len() as u32;
-            attempts <= up.conf.retries && attempts < up.peers.len() as u32
+            attempts <= up.conf.retries && attempts < up.peer_count() as u32
         }
         None => false,
     };

@@ -6,7 +6,7 @@ use crate::error::http_status;
 use crate::proxy::exchange::Downstream;
 use crate::routing::rules::query_arg;
 use crate::upstream::balance::{Algo, HashKey};
-use crate::upstream::Upstream;
+use crate::upstream::{InflightGuard, Upstream};
 use pingora::http::RequestHeader;
 use pingora::upstreams::peer::HttpPeer;
 use std::sync::Arc;
@@ -54,12 +54,8 @@ impl Chosen {
             Some(p) => p.clone(),
             None => {
                 let up = ctx.upstream.as_ref().ok_or_else(|| http_status(502))?;
-                let i = ctx.peer.ok_or_else(|| http_status(502))?;
-                up.peers
-                    .get(i)
-                    .ok_or_else(|| http_status(502))?
-                    .http
-                    .clone()
+                let _ = up;
+                ctx.peer.as_ref().ok_or_else(|| http_status(502))?.http.clone()
             }
         };
         http.options.connection_timeout = self.connect_timeout;
@@ -151,10 +147,13 @@ pub async fn choose_peer(session: &mut dyn Downstream, ctx: &mut Ctx) -> pingora
         return Err(http_status(502));
     };
     let key = hash_key(session, ctx, &up.algo);
-    let Some(i) = up.select(key.as_deref(), &ctx.tried) else {
+    if ctx.tried.is_empty() {
+        // discovery's first round may still be under way just after a start
+        up.wait_first_round(up.conf.connect_timeout).await;
+    }
+    let Some(peer) = up.select(key.as_deref(), &ctx.tried) else {
         return Err(http_status(502));
     };
-    let peer = &up.peers[i];
     let o = &peer.http.options;
     let (mut connect, mut read, mut write) =
         (o.connection_timeout, o.read_timeout, o.write_timeout);
@@ -182,10 +181,10 @@ pub async fn choose_peer(session: &mut dyn Downstream, ctx: &mut Ctx) -> pingora
         )
     });
     crate::observability::otel::spans::try_started(ctx, peer.addr, &up.name);
-    ctx.peer = Some(i);
-    ctx.tried.push(i);
+    ctx.tried.push(peer.addr);
     ctx.upstream_addr = Some(peer.addr);
-    ctx.inflight = Some(up.track(i));
+    ctx.inflight = Some(InflightGuard::new(peer.clone()));
+    ctx.peer = Some(peer);
     Ok(Chosen {
         tls,
         connect_timeout: connect,

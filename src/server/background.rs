@@ -23,6 +23,7 @@ impl BackgroundService for Background {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         self.reloader.set_runtime(tokio::runtime::Handle::current());
         crate::upstream::health::spawn_all(&self.live.load().upstreams);
+        crate::upstream::discovery::spawn_all(&self.live.load().upstreams);
         // traces: the exporter's I/O runs on this runtime
         if let Some(c) = self.live.load().config.basic.otlp.clone() {
             if let Err(e) = crate::observability::otel::start(&c) {

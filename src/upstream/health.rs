@@ -12,7 +12,7 @@
 //! `success` times in a row comes back. Probes go through Pingora's connector, so TLS, SNI
 //! and ALPN are those of the upstream.
 
-use super::Upstream;
+use super::{Peer, Upstream};
 use pingora::http::RequestHeader;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -85,46 +85,59 @@ impl HealthCheck {
 }
 
 /// Probe every peer of `upstream` forever, until the upstream is dropped (config reload).
+/// Each round probes the peers of the set as it is then (discovery may change it).
 pub async fn run(upstream: Weak<Upstream>, hc: HealthCheck) {
     let connector = pingora::connectors::http::Connector::new(None);
-    let mut ok_streak: Vec<u32> = Vec::new();
-    let mut fail_streak: Vec<u32> = Vec::new();
     loop {
         let Some(up) = upstream.upgrade() else { return };
-        ok_streak.resize(up.peers.len(), 0);
-        fail_streak.resize(up.peers.len(), 0);
-        let probes = up
-            .peers
+        let peers = up.peers().peers.clone();
+        let probes = peers
             .iter()
             .map(|p| probe(&connector, p, &hc))
             .collect::<Vec<_>>();
         let results = futures::future::join_all(probes).await;
-        for (i, ok) in results.into_iter().enumerate() {
-            let peer = &up.peers[i];
-            if ok {
-                ok_streak[i] += 1;
-                fail_streak[i] = 0;
-                if !peer.is_healthy() && ok_streak[i] >= hc.success {
-                    peer.set_healthy(true);
-                    tracing::info!(upstream = %up.name, peer = %peer.addr, "peer healthy again");
-                }
-            } else {
-                fail_streak[i] += 1;
-                ok_streak[i] = 0;
-                if peer.is_healthy() && fail_streak[i] >= hc.failure {
-                    peer.set_healthy(false);
-                    tracing::warn!(upstream = %up.name, peer = %peer.addr, "peer unhealthy, out of rotation");
-                }
-            }
+        for (peer, ok) in peers.iter().zip(results) {
+            judge(&up.name, peer, ok, &hc);
         }
         drop(up);
         tokio::time::sleep(hc.interval).await;
     }
 }
 
+/// Count one probe's result; the peer leaves or rejoins the rotation after enough in a row.
+fn judge(upstream: &str, peer: &Peer, ok: bool, hc: &HealthCheck) {
+    use std::sync::atomic::Ordering::Relaxed;
+    if ok {
+        let oks = peer.ok_streak.fetch_add(1, Relaxed) + 1;
+        peer.fail_streak.store(0, Relaxed);
+        if !peer.is_healthy() && oks >= hc.success {
+            peer.set_healthy(true);
+            tracing::info!(upstream, peer = %peer.addr, "peer healthy again");
+        }
+    } else {
+        let fails = peer.fail_streak.fetch_add(1, Relaxed) + 1;
+        peer.ok_streak.store(0, Relaxed);
+        if peer.is_healthy() && fails >= hc.failure {
+            peer.set_healthy(false);
+            tracing::warn!(upstream, peer = %peer.addr, "peer unhealthy, out of rotation");
+        }
+    }
+}
+
+/// One probe of a peer that is not in the set yet: discovery asks before it adds one, so a
+/// new peer starts as the check says.
+pub async fn probe_new(up: &Upstream, peer: &Peer, hc: &HealthCheck) -> bool {
+    let connector = pingora::connectors::http::Connector::new(None);
+    let ok = probe(&connector, peer, hc).await;
+    if !ok {
+        tracing::info!(upstream = %up.name, peer = %peer.addr, "new peer failed its first check: joins out of rotation");
+    }
+    ok
+}
+
 async fn probe(
     connector: &pingora::connectors::http::Connector,
-    peer: &super::Peer,
+    peer: &Peer,
     hc: &HealthCheck,
 ) -> bool {
     let attempt = async {

@@ -25,16 +25,19 @@
 //! when every peer is marked down).
 
 pub mod balance;
+pub mod discovery;
 pub mod health;
+pub mod peer;
 
-use balance::{smooth_schedule, Algo};
+use arc_swap::ArcSwap;
+use balance::Algo;
+use discovery::Discovery;
 use health::HealthCheck;
-use pingora::protocols::ALPN;
-use pingora::upstreams::peer::HttpPeer;
+pub use peer::{InflightGuard, Peer, PeerSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// ALPN towards the upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +51,9 @@ pub enum Alpn {
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamConf {
     pub name: String,
+    /// the peers of a static upstream (discovery finds the others' at run time)
     pub addrs: Vec<(SocketAddr, u32)>,
+    pub discovery: Discovery,
     pub algo: Algo,
     pub health: Option<HealthCheck>,
     pub alpn: Alpn,
@@ -73,82 +78,30 @@ impl UpstreamConf {
     }
 }
 
-/// One peer and its live state.
-#[derive(Debug)]
-pub struct Peer {
-    pub addr: SocketAddr,
-    pub weight: u32,
-    /// Template handed to Pingora (cloned per attempt).
-    pub http: HttpPeer,
-    healthy: AtomicBool,
-    consecutive_fails: AtomicU32,
-    /// circuit open until this many ms after process start
-    open_until: AtomicU64,
-    inflight: AtomicUsize,
-}
-
-impl Peer {
-    pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
-    }
-    pub fn set_healthy(&self, v: bool) {
-        self.healthy.store(v, Ordering::Relaxed);
-    }
-    pub fn inflight(&self) -> usize {
-        self.inflight.load(Ordering::Relaxed)
-    }
-    /// Passive failures hold the peer out right now.
-    pub fn circuit_open(&self) -> bool {
-        self.open_until.load(Ordering::Relaxed) > now_ms()
-    }
-    fn available(&self, now: u64) -> bool {
-        self.is_healthy() && self.open_until.load(Ordering::Relaxed) <= now
-    }
-}
-
-/// An upstream built from its config, shared by all requests of a config version.
+/// An upstream built from its config, shared by all requests of a config version (and by
+/// later versions while its config stays the same).
 #[derive(Debug)]
 pub struct Upstream {
     pub name: String,
-    pub peers: Vec<Peer>,
     pub algo: Algo,
     pub health: Option<HealthCheck>,
     pub conf: UpstreamConf,
-    schedule: Vec<u32>,
+    set: ArcSwap<PeerSet>,
     rr: AtomicUsize,
-    ring: Option<Ring>,
     checked: AtomicBool,
+    discovering: AtomicBool,
+    /// discovery finished its first round (true at once for a static upstream)
+    first_round: AtomicBool,
+    first_round_done: tokio::sync::Notify,
     /// its metrics handles, when metrics are on
     pub metrics: Option<crate::observability::metrics::handles::UpstreamMetrics>,
 }
 
-/// The ketama ring of a hash upstream.
-struct Ring(pingora_ketama::Continuum);
-
-impl std::fmt::Debug for Ring {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Ring")
-    }
-}
-
-fn now_ms() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64
-}
-
-/// Increments a peer's in-flight count for `least_conn`, and decrements it when dropped.
-#[derive(Debug)]
-pub struct InflightGuard {
-    upstream: std::sync::Arc<Upstream>,
-    peer: usize,
-}
-
-impl Drop for InflightGuard {
-    fn drop(&mut self) {
-        if let Some(p) = self.upstream.peers.get(self.peer) {
-            p.inflight.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
+/// What [`Upstream::replace_peers`] changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct PeerChange {
+    pub added: Vec<SocketAddr>,
+    pub removed: Vec<SocketAddr>,
 }
 
 impl Upstream {
@@ -157,37 +110,31 @@ impl Upstream {
         let peers = conf
             .addrs
             .iter()
-            .map(|(addr, weight)| Peer {
-                addr: *addr,
-                weight: *weight,
-                http: http_peer(conf, *addr),
-                healthy: AtomicBool::new(true),
-                consecutive_fails: AtomicU32::new(0),
-                open_until: AtomicU64::new(0),
-                inflight: AtomicUsize::new(0),
-            })
+            .map(|(addr, weight)| Arc::new(Peer::new(conf, *addr, *weight, true)))
             .collect::<Vec<_>>();
-        let weights = peers.iter().map(|p| p.weight).collect::<Vec<_>>();
-        let ring = matches!(conf.algo, Algo::Hash(_)).then(|| {
-            let buckets = peers
-                .iter()
-                .map(|p| pingora_ketama::Bucket::new(p.addr, p.weight))
-                .collect::<Vec<_>>();
-            Ring(pingora_ketama::Continuum::new(&buckets))
-        });
         Upstream {
             name: conf.name.clone(),
-            schedule: smooth_schedule(&weights),
-            peers,
+            set: ArcSwap::from_pointee(PeerSet::new(peers, &conf.algo)),
             algo: conf.algo.clone(),
             health: conf.health.clone(),
             conf: conf.clone(),
             rr: AtomicUsize::new(0),
-            ring,
             checked: AtomicBool::new(false),
+            discovering: AtomicBool::new(false),
+            first_round: AtomicBool::new(conf.discovery == Discovery::Static),
+            first_round_done: tokio::sync::Notify::new(),
             metrics: metrics
                 .then(|| crate::observability::metrics::handles::UpstreamMetrics::new(&conf.name)),
         }
+    }
+
+    /// The peers now (a lock-free read; the set may be replaced by the next one meanwhile).
+    pub fn peers(&self) -> arc_swap::Guard<Arc<PeerSet>> {
+        self.set.load()
+    }
+
+    pub fn peer_count(&self) -> usize {
+        self.set.load().len()
     }
 
     /// True the first time only: makes sure one health-check task runs per upstream.
@@ -195,63 +142,110 @@ impl Upstream {
         !self.checked.swap(true, Ordering::SeqCst)
     }
 
-    /// Pick a peer. `hash_key` is used by hash algorithms; `tried` are peers this request
-    /// already failed on.
-    pub fn select(&self, hash_key: Option<&[u8]>, tried: &[usize]) -> Option<usize> {
-        if self.peers.is_empty() {
-            return None;
-        }
-        let now = now_ms();
-        let fresh = |i: usize| !tried.contains(&i);
-        let avail = |i: usize| fresh(i) && self.peers[i].available(now);
-        self.pick(hash_key, &avail)
-            .or_else(|| self.pick(hash_key, &fresh))
+    /// True the first time only: makes sure one discovery task runs per upstream.
+    pub fn mark_discovering(&self) -> bool {
+        !self.discovering.swap(true, Ordering::SeqCst)
     }
 
-    fn pick(&self, hash_key: Option<&[u8]>, ok: &dyn Fn(usize) -> bool) -> Option<usize> {
-        match (&self.algo, hash_key, &self.ring) {
+    /// Discovery's first round is over (whatever it found): requests stop waiting for it.
+    pub fn first_round_over(&self) {
+        self.first_round.store(true, Ordering::Release);
+        self.first_round_done.notify_waiters();
+    }
+
+    /// A request that comes before discovery's first round waits for it, up to `limit`
+    /// (so the first requests after a start do not fail for want of peers).
+    pub async fn wait_first_round(&self, limit: Duration) {
+        if self.first_round.load(Ordering::Acquire) {
+            return;
+        }
+        let done = self.first_round_done.notified();
+        tokio::pin!(done);
+        done.as_mut().enable();
+        if self.first_round.load(Ordering::Acquire) {
+            return;
+        }
+        let _ = tokio::time::timeout(limit, done).await;
+    }
+
+    /// Publish a new peer list. Peers whose address and weight stay keep their state; a new
+    /// peer starts healthy or not as `healthy(addr)` says (the health check's verdict).
+    pub fn replace_peers(
+        &self,
+        list: &[(SocketAddr, u32)],
+        healthy: impl Fn(SocketAddr) -> bool,
+    ) -> PeerChange {
+        let old = self.set.load_full();
+        let mut change = PeerChange::default();
+        let peers = list
+            .iter()
+            .map(|(addr, weight)| match old.find(*addr) {
+                Some(p) if p.weight == *weight => p.clone(),
+                Some(p) => Arc::new(Peer::new(&self.conf, *addr, *weight, p.is_healthy())),
+                None => {
+                    change.added.push(*addr);
+                    Arc::new(Peer::new(&self.conf, *addr, *weight, healthy(*addr)))
+                }
+            })
+            .collect::<Vec<_>>();
+        change.removed = old
+            .iter()
+            .filter(|p| !list.iter().any(|(a, _)| *a == p.addr))
+            .map(|p| p.addr)
+            .collect();
+        self.set
+            .store(Arc::new(PeerSet::new(peers, &self.conf.algo)));
+        change
+    }
+
+    /// Pick a peer. `hash_key` is used by hash algorithms; `tried` are peers this request
+    /// already failed on.
+    pub fn select(&self, hash_key: Option<&[u8]>, tried: &[SocketAddr]) -> Option<Arc<Peer>> {
+        let set = self.set.load();
+        if set.is_empty() {
+            return None;
+        }
+        let now = peer::now_ms();
+        let fresh = |i: usize| !tried.contains(&set[i].addr);
+        let avail = |i: usize| fresh(i) && set[i].available(now);
+        let i = self
+            .pick(&set, hash_key, &avail)
+            .or_else(|| self.pick(&set, hash_key, &fresh))?;
+        set.get(i).cloned()
+    }
+
+    fn pick(&self, set: &PeerSet, hash_key: Option<&[u8]>, ok: &dyn Fn(usize) -> bool) -> Option<usize> {
+        match (&self.algo, hash_key, &set.ring) {
             (Algo::Hash(_), Some(key), Some(ring)) => ring
                 .0
                 .node_iter(key)
-                .take(self.peers.len() * 4)
+                .take(set.len() * 4)
                 .find_map(|addr| {
-                    let i = self.peers.iter().position(|p| p.addr == *addr)?;
+                    let i = set.iter().position(|p| p.addr == *addr)?;
                     ok(i).then_some(i)
                 })
-                .or_else(|| self.round_robin(ok)),
-            (Algo::Random, _, _) => self.random(ok),
-            (Algo::LeastConn, _, _) => self.least_conn(ok),
-            _ => self.round_robin(ok),
+                .or_else(|| self.round_robin(set, ok)),
+            (Algo::Random, _, _) => random(set, ok),
+            (Algo::LeastConn, _, _) => self.least_conn(set, ok),
+            _ => self.round_robin(set, ok),
         }
     }
 
-    fn round_robin(&self, ok: &dyn Fn(usize) -> bool) -> Option<usize> {
-        let n = self.schedule.len();
+    fn round_robin(&self, set: &PeerSet, ok: &dyn Fn(usize) -> bool) -> Option<usize> {
+        let n = set.schedule.len();
         if n == 0 {
             return None;
         }
         let start = self.rr.fetch_add(1, Ordering::Relaxed);
         (0..n)
-            .map(|k| self.schedule[(start + k) % n] as usize)
+            .map(|k| set.schedule[(start + k) % n] as usize)
             .find(|i| ok(*i))
     }
 
-    fn random(&self, ok: &dyn Fn(usize) -> bool) -> Option<usize> {
-        use rand::Rng;
-        let n = self.schedule.len();
-        if n == 0 {
-            return None;
-        }
-        let start = rand::thread_rng().gen_range(0..n);
-        (0..n)
-            .map(|k| self.schedule[(start + k) % n] as usize)
-            .find(|i| ok(*i))
-    }
-
-    fn least_conn(&self, ok: &dyn Fn(usize) -> bool) -> Option<usize> {
+    fn least_conn(&self, set: &PeerSet, ok: &dyn Fn(usize) -> bool) -> Option<usize> {
         // lowest inflight/weight; ties go round robin so idle peers share the load
         let start = self.rr.fetch_add(1, Ordering::Relaxed);
-        let n = self.peers.len();
+        let n = set.len();
         let mut best: Option<usize> = None;
         for k in 0..n {
             let i = (start + k) % n;
@@ -261,7 +255,7 @@ impl Upstream {
             best = match best {
                 None => Some(i),
                 Some(b) => {
-                    let (pi, pb) = (&self.peers[i], &self.peers[b]);
+                    let (pi, pb) = (&set[i], &set[b]);
                     let lhs = pi.inflight() as u64 * pb.weight as u64;
                     let rhs = pb.inflight() as u64 * pi.weight as u64;
                     Some(if lhs < rhs { i } else { b })
@@ -271,76 +265,33 @@ impl Upstream {
         best
     }
 
-    /// Count this request against the peer until the guard drops.
-    pub fn track(self: &std::sync::Arc<Self>, peer: usize) -> InflightGuard {
-        if let Some(p) = self.peers.get(peer) {
-            p.inflight.fetch_add(1, Ordering::Relaxed);
-        }
-        InflightGuard {
-            upstream: self.clone(),
-            peer,
-        }
-    }
-
     /// Passive health: a connect or proxy failure on `peer`.
-    pub fn record_failure(&self, peer: usize) {
-        let Some(p) = self.peers.get(peer) else {
-            return;
-        };
-        let fails = p.consecutive_fails.fetch_add(1, Ordering::Relaxed) + 1;
-        if self.conf.max_fails > 0 && fails >= self.conf.max_fails {
-            let until = now_ms() + self.conf.fail_timeout.as_millis() as u64;
-            let was = p.open_until.swap(until, Ordering::Relaxed);
-            if was <= now_ms() {
-                tracing::warn!(
-                    upstream = %self.name, peer = %p.addr, fails,
-                    "circuit open for {:?}", self.conf.fail_timeout
-                );
-            }
+    pub fn record_failure(&self, peer: &Peer) {
+        let ms = self.conf.fail_timeout.as_millis() as u64;
+        if peer.record_failure(self.conf.max_fails, ms) {
+            tracing::warn!(
+                upstream = %self.name, peer = %peer.addr,
+                "circuit open for {:?}", self.conf.fail_timeout
+            );
         }
     }
 
     /// Passive health: `peer` answered.
-    pub fn record_success(&self, peer: usize) {
-        let Some(p) = self.peers.get(peer) else {
-            return;
-        };
-        if p.consecutive_fails.load(Ordering::Relaxed) != 0 {
-            p.consecutive_fails.store(0, Ordering::Relaxed);
-            p.open_until.store(0, Ordering::Relaxed);
-        }
+    pub fn record_success(&self, peer: &Peer) {
+        peer.record_success();
     }
 }
 
-fn http_peer(conf: &UpstreamConf, addr: SocketAddr) -> HttpPeer {
-    let sni = if conf.sni.is_empty() {
-        addr.ip().to_string()
-    } else {
-        conf.sni.clone()
-    };
-    let mut peer = HttpPeer::new(addr, conf.tls, sni);
-    let o = &mut peer.options;
-    o.connection_timeout = Some(conf.connect_timeout);
-    o.read_timeout = conf.read_timeout;
-    o.write_timeout = conf.write_timeout;
-    o.idle_timeout = conf.idle_timeout;
-    o.verify_cert = conf.verify_cert;
-    o.verify_hostname = conf.verify_cert;
-    if let Some(ders) = &conf.ca {
-        let certs = ders
-            .iter()
-            .map(|d| {
-                pingora::utils::tls::WrappedX509::new(d.clone(), pingora::utils::tls::parse_x509)
-            })
-            .collect::<Vec<_>>();
-        o.ca = Some(Arc::from(certs));
+fn random(set: &PeerSet, ok: &dyn Fn(usize) -> bool) -> Option<usize> {
+    use rand::Rng;
+    let n = set.schedule.len();
+    if n == 0 {
+        return None;
     }
-    o.alpn = match conf.alpn {
-        Alpn::H1 => ALPN::H1,
-        Alpn::H2 => ALPN::H2,
-        Alpn::H2H1 => ALPN::H2H1,
-    };
-    peer
+    let start = rand::thread_rng().gen_range(0..n);
+    (0..n)
+        .map(|k| set.schedule[(start + k) % n] as usize)
+        .find(|i| ok(*i))
 }
 
 #[cfg(test)]
@@ -353,6 +304,7 @@ mod tests {
             addrs: (0..n)
                 .map(|i| (SocketAddr::from(([127, 0, 0, 1], 1000 + i)), 1))
                 .collect(),
+            discovery: Discovery::Static,
             algo,
             health: None,
             alpn: Alpn::H1,
@@ -370,29 +322,56 @@ mod tests {
         }
     }
 
+    fn addr(i: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 1000 + i))
+    }
+
+    fn pick(up: &Upstream, key: Option<&[u8]>, tried: &[SocketAddr]) -> Option<SocketAddr> {
+        up.select(key, tried).map(|p| p.addr)
+    }
+
     #[test]
     fn skips_tried_and_open_circuits() {
         let up = Upstream::new(&conf(Algo::RoundRobin, 3), false);
-        assert_ne!(up.select(None, &[0]), Some(0));
-        up.record_failure(1);
-        up.record_failure(1);
+        assert_ne!(pick(&up, None, &[addr(0)]), Some(addr(0)));
+        let one = up.peers()[1].clone();
+        up.record_failure(&one);
+        up.record_failure(&one);
         for _ in 0..10 {
-            assert_ne!(up.select(None, &[]), Some(1));
+            assert_ne!(pick(&up, None, &[]), Some(addr(1)));
         }
-        up.record_success(1);
-        assert!((0..6).any(|_| up.select(None, &[]) == Some(1)));
+        up.record_success(&one);
+        assert!((0..6).any(|_| pick(&up, None, &[]) == Some(addr(1))));
         // nothing available: still tries an untried peer
-        up.peers.iter().for_each(|p| p.set_healthy(false));
-        assert_eq!(up.select(None, &[0, 1]), Some(2));
-        assert_eq!(up.select(None, &[0, 1, 2]), None);
+        up.peers().iter().for_each(|p| p.set_healthy(false));
+        assert_eq!(pick(&up, None, &[addr(0), addr(1)]), Some(addr(2)));
+        assert_eq!(pick(&up, None, &[addr(0), addr(1), addr(2)]), None);
     }
 
     #[test]
     fn hash_is_sticky() {
         let up = Upstream::new(&conf(Algo::Hash(balance::HashKey::Path), 5), false);
-        let a = up.select(Some(b"/a"), &[]);
+        let a = pick(&up, Some(b"/a"), &[]);
         for _ in 0..5 {
-            assert_eq!(up.select(Some(b"/a"), &[]), a);
+            assert_eq!(pick(&up, Some(b"/a"), &[]), a);
         }
+    }
+
+    #[test]
+    fn replaced_peers_keep_their_state() {
+        let up = Upstream::new(&conf(Algo::RoundRobin, 2), false);
+        let kept = up.peers()[1].clone();
+        kept.set_healthy(false);
+        let guard = InflightGuard::new(up.peers()[0].clone());
+        let change = up.replace_peers(&[(addr(1), 1), (addr(7), 2)], |_| false);
+        assert_eq!(change.added, vec![addr(7)]);
+        assert_eq!(change.removed, vec![addr(0)]);
+        let now = up.peers();
+        assert!(Arc::ptr_eq(&now[0], &kept), "a peer that stays is the same peer");
+        assert!(!now[1].is_healthy(), "a new peer starts as the check said");
+        // the removed peer still counts the request it serves, until that ends
+        drop(guard);
+        assert_eq!(now.len(), 2);
+        assert_eq!(up.peer_count(), 2);
     }
 }

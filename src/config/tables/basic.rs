@@ -62,6 +62,8 @@ pub(in crate::config) fn build_basic(b: &mut Builder<'_>, e: Option<&Entry>) -> 
         },
         metrics_buckets: buckets(b, doc, raw.metrics_buckets),
         otlp: raw.otlp.and_then(|o| otlp(b, doc, o)),
+        resolver: raw.resolver.as_deref().and_then(|r| resolver(b, doc, r)),
+        docker_host: docker_host(b, doc, raw.docker_host),
         trace_token: match raw.trace_token {
             Some(t) if t.len() < 16 || t.contains(char::is_whitespace) => {
                 b.err(
@@ -124,6 +126,41 @@ fn otlp(
         sample,
         service_name: o.service_name.unwrap_or_else(|| "tidegate".into()),
     })
+}
+
+/// `resolver`: an IP, or IP:PORT (port 53 by default).
+fn resolver(b: &mut Builder<'_>, doc: usize, r: &str) -> Option<std::net::SocketAddr> {
+    let parsed = r.parse::<std::net::SocketAddr>().ok().or_else(|| {
+        r.trim_matches(|c| c == '[' || c == ']')
+            .parse::<std::net::IpAddr>()
+            .ok()
+            .map(|ip| std::net::SocketAddr::new(ip, 53))
+    });
+    if parsed.is_none() {
+        b.err(
+            doc,
+            "basic",
+            Some("resolver"),
+            format!("resolver `{r}` is not an IP address or IP:PORT (e.g. \"127.0.0.1:53\")"),
+        );
+    }
+    parsed
+}
+
+/// `docker_host`: `unix:///path` or `tcp://host:port`.
+fn docker_host(b: &mut Builder<'_>, doc: usize, h: Option<String>) -> String {
+    let h = h.unwrap_or_else(|| "unix:///var/run/docker.sock".into());
+    let ok = h.strip_prefix("unix://").is_some_and(|p| p.starts_with('/'))
+        || h.strip_prefix("tcp://").is_some_and(|a| !a.is_empty());
+    if !ok {
+        b.err(
+            doc,
+            "basic",
+            Some("docker_host"),
+            format!("docker_host `{h}`: use unix:///path/to/docker.sock or tcp://HOST:PORT"),
+        );
+    }
+    h
 }
 
 /// `metrics_buckets`: seconds, above zero, finite, strictly increasing; at most 50.

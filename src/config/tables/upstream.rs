@@ -6,6 +6,9 @@ use super::super::builder::Builder;
 use super::super::raw::*;
 use crate::upstream::balance::Algo;
 use crate::upstream::health::HealthCheck;
+use crate::upstream::discovery::dns::{DnsConf, DnsTarget};
+use crate::upstream::discovery::docker::DockerConf;
+use crate::upstream::discovery::Discovery;
 use crate::upstream::{Alpn, UpstreamConf};
 use std::net::ToSocketAddrs;
 use std::time::Duration;
@@ -24,19 +27,40 @@ pub(in crate::config) fn build_upstream(
     t: &str,
     name: &str,
     raw: RawUpstream,
+    basic: &crate::config::model::Basic,
 ) -> Option<(UpstreamConf, PendingUpstream)> {
     let before = b.errors.len();
-    if let Some(d) = &raw.discovery {
-        if d != "static" {
+    let kind = raw.discovery.as_deref().unwrap_or("static");
+    if !matches!(kind, "static" | "dns" | "docker") {
+        b.err(
+            doc,
+            t,
+            Some("discovery"),
+            format!("discovery `{kind}`: use \"static\", \"dns\" or \"docker\""),
+        );
+    }
+    let only = |b: &mut Builder<'_>, key: &str, set: bool, needs: &str| {
+        if set && kind != needs {
             b.err(
                 doc,
                 t,
-                Some("discovery"),
-                format!("discovery `{d}` is not available in this build; use \"static\""),
+                Some(key),
+                format!("`{key}` applies to discovery = \"{needs}\" only"),
             );
         }
-    }
-    if raw.addrs.is_empty() {
+    };
+    only(b, "dns_min_ttl", raw.dns_min_ttl.is_some(), "dns");
+    only(b, "dns_max_ttl", raw.dns_max_ttl.is_some(), "dns");
+    only(b, "docker_network", raw.docker_network.is_some(), "docker");
+    if kind == "docker" && !raw.addrs.is_empty() {
+        b.err(
+            doc,
+            t,
+            Some("addrs"),
+            "with discovery = \"docker\" the peers are the containers labelled \
+             tidegate.upstream=NAME: remove addrs",
+        );
+    } else if kind != "docker" && raw.addrs.is_empty() {
         b.err(
             doc,
             t,
@@ -45,6 +69,7 @@ pub(in crate::config) fn build_upstream(
         );
     }
     let mut peers = Vec::new();
+    let mut targets = Vec::new();
     for a in &raw.addrs {
         let mut parts = a.split_whitespace();
         let host = parts.next().unwrap_or("");
@@ -61,8 +86,52 @@ pub(in crate::config) fn build_upstream(
                 continue;
             }
         };
-        peers.push((host.to_string(), weight));
+        if kind == "dns" {
+            match DnsTarget::parse(host, weight) {
+                Ok(target) => targets.push(target),
+                Err(m) => b.err(doc, t, Some("addrs"), m),
+            }
+        } else {
+            peers.push((host.to_string(), weight));
+        }
     }
+    let discovery = match kind {
+        "dns" => {
+            let min_ttl = b.duration(
+                doc,
+                t,
+                "dns_min_ttl",
+                &raw.dns_min_ttl,
+                Duration::from_secs(1),
+            );
+            let max_ttl = b.duration(
+                doc,
+                t,
+                "dns_max_ttl",
+                &raw.dns_max_ttl,
+                Duration::from_secs(300),
+            );
+            if min_ttl.is_zero() || min_ttl > max_ttl {
+                b.err(
+                    doc,
+                    t,
+                    Some("dns_min_ttl"),
+                    "dns_min_ttl must be above zero and not above dns_max_ttl",
+                );
+            }
+            Discovery::Dns(DnsConf {
+                targets,
+                resolver: basic.resolver,
+                min_ttl,
+                max_ttl,
+            })
+        }
+        "docker" => Discovery::Docker(DockerConf {
+            host: basic.docker_host.clone(),
+            network: raw.docker_network.unwrap_or_else(|| "bridge".into()),
+        }),
+        _ => Discovery::Static,
+    };
     let algo = Algo::parse(raw.algo.as_deref().unwrap_or("round_robin")).unwrap_or_else(|m| {
         b.err(doc, t, Some("algo"), m);
         Algo::RoundRobin
@@ -93,6 +162,7 @@ pub(in crate::config) fn build_upstream(
     let conf = UpstreamConf {
         name: name.to_string(),
         addrs: Vec::new(),
+        discovery,
         algo,
         health,
         alpn,
@@ -153,6 +223,21 @@ pub(in crate::config) fn resolve_upstream(
     conf: &mut UpstreamConf,
     pending: PendingUpstream,
 ) {
+    if let Discovery::Docker(d) = &conf.discovery {
+        let missing = crate::upstream::discovery::docker::socket_path(&d.host)
+            .filter(|p| !cfg!(fuzzing) && !std::path::Path::new(p).exists());
+        if let Some(path) = missing {
+            b.err(
+                doc,
+                t,
+                Some("discovery"),
+                format!(
+                    "discovery = \"docker\": the Docker socket {path} does not exist \
+                     (is the engine running? [basic] docker_host names another)"
+                ),
+            );
+        }
+    }
     for (host, weight) in pending.peers {
         match resolve(&host) {
             Some(sa) => conf.addrs.push((sa, weight)),

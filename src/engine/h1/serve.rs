@@ -374,8 +374,8 @@ async fn attempt(
                 if origin.reused && resendable && stale(&e) && retry_left(ctx) =>
             {
                 tracing::debug!("pooled connection failed ({e}); once more on a fresh one");
-                if let Some(p) = ctx.peer {
-                    ctx.tried.push(p);
+                if let Some(p) = &ctx.peer {
+                    ctx.tried.push(p.addr);
                 }
                 if let Some(m) = ctx.upstream_metrics() {
                     m.retries.inc();
@@ -389,7 +389,7 @@ async fn attempt(
             }
         }
     };
-    if let (Some(u), Some(p)) = (&ctx.upstream, ctx.peer) {
+    if let (Some(u), Some(p)) = (&ctx.upstream, &ctx.peer) {
         u.record_success(p);
     }
     let mut resp = resp;

@@ -61,7 +61,7 @@ impl Collector for LiveCollector {
         let state = self.live.load();
         let [up, open, keys, bytes] = all();
         for u in &state.upstreams {
-            for p in &u.peers {
+            for p in u.peers().iter() {
                 let peer = p.addr.to_string();
                 up.with_label_values(&[u.name.as_str(), &peer])
                     .set(i64::from(p.is_healthy()));
