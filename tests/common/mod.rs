@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod acme;
+pub mod dns;
 pub mod etcd;
 pub mod grpc;
 pub mod lua;

@@ -79,6 +79,14 @@ impl Origin {
         } else {
             TcpListener::bind(("127.0.0.1", port)).expect("bind origin")
         };
+        Self::start_listener(listener, handler)
+    }
+
+    /// Serve on a listener the caller bound (another loopback address, say).
+    pub fn start_listener(
+        listener: TcpListener,
+        handler: impl Fn(&SeenRequest) -> Action + Send + Sync + 'static,
+    ) -> Origin {
         let addr = listener.local_addr().expect("origin addr");
         let seen = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
