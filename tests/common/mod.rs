@@ -10,6 +10,7 @@
 
 pub mod acme;
 pub mod dns;
+pub mod docker;
 pub mod etcd;
 pub mod grpc;
 pub mod lua;

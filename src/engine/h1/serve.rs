@@ -345,7 +345,15 @@ async fn attempt(
     let (mut origin, resp, framing, reusable) = loop {
         let mut origin = match Origin::open(addr, t.connect, idle, fresh).await {
             Ok(o) => o,
-            Err(e) => return failed(ctx, e, true),
+            Err(e) => {
+                if fresh {
+                    // the peer is gone (its pooled connection closed, and now it refuses
+                    // new ones): the request never reached it again, so the once-more on
+                    // this peer does not use up a retry another peer could take
+                    ctx.tried.pop();
+                }
+                return failed(ctx, e, true);
+            }
         };
         ctx.try_connected(origin.reused);
         match send_and_read(ex, ctx, &mut origin, up, t).await {
