@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 # and Prometheus, its Pushgateway and promtool for the metrics tests; redis-server (started by
 # the tests themselves, no system service) for the cluster-wide limit
 scripts/setup.sh etcd-server etcd-client curl openssl pebble dnsmasq-base prometheus prometheus-pushgateway redis-server
+# the Docker discovery and image tests (tests/docker.rs) need the engine running (the machine
+# starts it; no registry is needed: the image is built FROM scratch)
+docker info >/dev/null 2>&1 || { echo "test.sh: the Docker engine is not reachable (docker info failed); tests/docker.rs needs it" >&2; exit 1; }
 # the HTTP/2 flood test crafts its frames with Python's h2 libraries
 python3 -c "import h2" 2>/dev/null || python3 -m pip install --quiet h2 2>&1 | grep -v "Running pip as the 'root' user" || true
 python3 -c "import h2" || { echo "test.sh: Python's h2 package is needed (pip install h2)" >&2; exit 1; }

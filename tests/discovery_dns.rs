@@ -113,7 +113,11 @@ fn peers_follow_a_and_aaaa_records_without_losing_a_request() {
     let failed: Vec<_> = seen.iter().filter(|(s, _)| *s != 200).collect();
     assert!(failed.is_empty(), "lost during the move: {failed:?}");
     assert!(seen.iter().any(|(_, b)| b == "v4"));
-    assert!(t.stderr().contains("discovery: peers changed"), "{}", t.stderr());
+    assert!(
+        t.stderr().contains("discovery: peers changed"),
+        "{}",
+        t.stderr()
+    );
 
     // the DNS server goes away: the last set keeps serving, and the outage is logged once
     dns.stop();
@@ -210,7 +214,11 @@ fn a_new_peer_starts_as_its_health_check_says() {
         t.stderr()
     );
     let t = tally((0..10).map(|_| get(port, "svc", "/", &[]).text()));
-    assert_eq!(t.get("v4"), Some(&10), "the unhealthy newcomer gets nothing: {t:?}");
+    assert_eq!(
+        t.get("v4"),
+        Some(&10),
+        "the unhealthy newcomer gets nothing: {t:?}"
+    );
 }
 
 #[test]
@@ -251,7 +259,10 @@ fn check_names_discovery_mistakes() {
         std::fs::write(&path, &cfg).unwrap();
         let (code, out) = run_cli(&["check", "-c", path.to_str().unwrap()], dir.path());
         assert_ne!(code, 0, "{upstream}: {out}");
-        assert!(out.contains(message), "{upstream}: wanted `{message}` in {out}");
+        assert!(
+            out.contains(message),
+            "{upstream}: wanted `{message}` in {out}"
+        );
         assert!(out.contains("t.toml:"), "names file and line: {out}");
         assert!(out.contains("upstreams.backend"), "{out}");
     }

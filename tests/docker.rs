@@ -40,11 +40,21 @@ fn the_image_runs_and_proxies() {
     let mount = format!("{}:/cfg:ro", dir.path().display());
     let _c = Container(name.clone());
     docker(&[
-        "run", "-d", "--name", &name, "--network", "host", "-v", &mount, IMAGE, "-c",
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        "host",
+        "-v",
+        &mount,
+        IMAGE,
+        "-c",
         "/cfg/tidegate.toml",
     ]);
     assert!(
-        wait_until(WAIT, || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()),
+        wait_until(WAIT, || std::net::TcpStream::connect(("127.0.0.1", port))
+            .is_ok()),
         "the container listens: {}",
         docker(&["logs", &name])
     );

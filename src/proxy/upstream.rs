@@ -55,7 +55,11 @@ impl Chosen {
             None => {
                 let up = ctx.upstream.as_ref().ok_or_else(|| http_status(502))?;
                 let _ = up;
-                ctx.peer.as_ref().ok_or_else(|| http_status(502))?.http.clone()
+                ctx.peer
+                    .as_ref()
+                    .ok_or_else(|| http_status(502))?
+                    .http
+                    .clone()
             }
         };
         http.options.connection_timeout = self.connect_timeout;

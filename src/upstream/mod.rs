@@ -214,7 +214,12 @@ impl Upstream {
         set.get(i).cloned()
     }
 
-    fn pick(&self, set: &PeerSet, hash_key: Option<&[u8]>, ok: &dyn Fn(usize) -> bool) -> Option<usize> {
+    fn pick(
+        &self,
+        set: &PeerSet,
+        hash_key: Option<&[u8]>,
+        ok: &dyn Fn(usize) -> bool,
+    ) -> Option<usize> {
         match (&self.algo, hash_key, &set.ring) {
             (Algo::Hash(_), Some(key), Some(ring)) => ring
                 .0
@@ -367,7 +372,10 @@ mod tests {
         assert_eq!(change.added, vec![addr(7)]);
         assert_eq!(change.removed, vec![addr(0)]);
         let now = up.peers();
-        assert!(Arc::ptr_eq(&now[0], &kept), "a peer that stays is the same peer");
+        assert!(
+            Arc::ptr_eq(&now[0], &kept),
+            "a peer that stays is the same peer"
+        );
         assert!(!now[1].is_healthy(), "a new peer starts as the check said");
         // the removed peer still counts the request it serves, until that ends
         drop(guard);

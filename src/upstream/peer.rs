@@ -69,7 +69,9 @@ impl Peer {
         let fails = self.consecutive_fails.fetch_add(1, Ordering::Relaxed) + 1;
         if max_fails > 0 && fails >= max_fails {
             let now = now_ms();
-            let was = self.open_until.swap(now + fail_timeout_ms, Ordering::Relaxed);
+            let was = self
+                .open_until
+                .swap(now + fail_timeout_ms, Ordering::Relaxed);
             return was <= now;
         }
         false

@@ -56,7 +56,10 @@ pub fn images() {
             .expect("stdin")
             .write_all(dockerfile.as_bytes())
             .expect("dockerfile");
-        assert!(child.wait().is_ok_and(|s| s.success()), "docker build health image");
+        assert!(
+            child.wait().is_ok_and(|s| s.success()),
+            "docker build health image"
+        );
     });
 }
 
@@ -69,7 +72,9 @@ pub struct Net {
 impl Net {
     pub fn create(tag: &str) -> Net {
         let name = format!("tidegate-{tag}-{}", std::process::id());
-        let _ = Command::new("docker").args(["network", "rm", &name]).output();
+        let _ = Command::new("docker")
+            .args(["network", "rm", &name])
+            .output();
         docker(&["network", "create", &name]);
         Net {
             name,
@@ -79,11 +84,25 @@ impl Net {
 
     /// Start a container of `image` on this network named `NET-name`, its /cfg the folder
     /// `cfg`, with these labels and arguments after the image.
-    pub fn run(&self, name: &str, image: &str, cfg: &Path, labels: &[&str], args: &[&str]) -> String {
+    pub fn run(
+        &self,
+        name: &str,
+        image: &str,
+        cfg: &Path,
+        labels: &[&str],
+        args: &[&str],
+    ) -> String {
         let full = format!("{}-{name}", self.name);
         let mount = format!("{}:/cfg", cfg.display());
         let mut argv = vec![
-            "run", "-d", "--name", &full, "--network", &self.name, "-v", &mount,
+            "run",
+            "-d",
+            "--name",
+            &full,
+            "--network",
+            &self.name,
+            "-v",
+            &mount,
         ];
         for l in labels {
             argv.push("--label");

@@ -150,7 +150,9 @@ fn resolver(b: &mut Builder<'_>, doc: usize, r: &str) -> Option<std::net::Socket
 /// `docker_host`: `unix:///path` or `tcp://host:port`.
 fn docker_host(b: &mut Builder<'_>, doc: usize, h: Option<String>) -> String {
     let h = h.unwrap_or_else(|| "unix:///var/run/docker.sock".into());
-    let ok = h.strip_prefix("unix://").is_some_and(|p| p.starts_with('/'))
+    let ok = h
+        .strip_prefix("unix://")
+        .is_some_and(|p| p.starts_with('/'))
         || h.strip_prefix("tcp://").is_some_and(|a| !a.is_empty());
     if !ok {
         b.err(

@@ -5,10 +5,10 @@
 use super::super::builder::Builder;
 use super::super::raw::*;
 use crate::upstream::balance::Algo;
-use crate::upstream::health::HealthCheck;
 use crate::upstream::discovery::dns::{DnsConf, DnsTarget};
 use crate::upstream::discovery::docker::DockerConf;
 use crate::upstream::discovery::Discovery;
+use crate::upstream::health::HealthCheck;
 use crate::upstream::{Alpn, UpstreamConf};
 use std::net::ToSocketAddrs;
 use std::time::Duration;

@@ -119,8 +119,7 @@ fn resolver(conf: &DnsConf) -> Result<TokioResolver, String> {
                 vec![conn(ConnectionConfig::udp()), conn(ConnectionConfig::tcp())],
             );
             let config = ResolverConfig::from_parts(None, Vec::new(), vec![server]);
-            let mut b =
-                TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
+            let mut b = TokioResolver::builder_with_config(config, TokioRuntimeProvider::default());
             b.options_mut().use_hosts_file = ResolveHosts::Never;
             b
         }
@@ -147,7 +146,10 @@ async fn resolve_all(
             DnsTarget::Host { name, port, weight } => {
                 let (ips, t) = lookup_ips(r, name).await?;
                 ttl = ttl.min(t);
-                peers.extend(ips.into_iter().map(|ip| (SocketAddr::new(ip, *port), *weight)));
+                peers.extend(
+                    ips.into_iter()
+                        .map(|ip| (SocketAddr::new(ip, *port), *weight)),
+                );
             }
             DnsTarget::Srv { name } => {
                 let found = r
@@ -169,7 +171,10 @@ async fn resolve_all(
                     let (ips, t) = lookup_ips(r, &target).await?;
                     ttl = ttl.min(t);
                     let weight = u32::from(srv.weight).clamp(1, 1000);
-                    peers.extend(ips.into_iter().map(|ip| (SocketAddr::new(ip, srv.port), weight)));
+                    peers.extend(
+                        ips.into_iter()
+                            .map(|ip| (SocketAddr::new(ip, srv.port), weight)),
+                    );
                 }
             }
         }

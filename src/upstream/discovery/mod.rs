@@ -126,7 +126,10 @@ impl Outage {
     pub fn failed(&mut self, upstream: &str, what: &str, err: &dyn std::fmt::Display) {
         if !self.down {
             self.down = true;
-            tracing::warn!(upstream, "discovery: {what} failed ({err}); keeping the last peers");
+            tracing::warn!(
+                upstream,
+                "discovery: {what} failed ({err}); keeping the last peers"
+            );
         }
     }
     pub fn ok(&mut self, upstream: &str, what: &str) {
