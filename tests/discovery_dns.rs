@@ -84,7 +84,16 @@ fn peers_follow_a_and_aaaa_records_without_losing_a_request() {
     let dir = tempfile::tempdir().unwrap();
     let (v4, v6) = twin_listeners();
     let peer_port = v4.local_addr().unwrap().port();
-    let _a = Origin::start_listener(v4, |_| ok("v4"));
+    // /slow on the first peer answers only when the test lets it, after that peer is gone
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let held = std::sync::Mutex::new(held);
+    let a = Origin::start_listener(v4, move |r| {
+        if r.path == "/slow" {
+            let _ = held.lock().map(|h| h.recv_timeout(WAIT));
+            return ok("v4-slow");
+        }
+        ok("v4")
+    });
     let _b = Origin::start_listener(v6, |_| ok("v6"));
     let mut dns = Dnsmasq::start(dir.path(), "127.0.0.1 svc.test\n", &[]);
     let port = free_port();
@@ -95,7 +104,10 @@ fn peers_follow_a_and_aaaa_records_without_losing_a_request() {
     // the first request after the start already has its peer (it waits for discovery)
     assert_eq!(get(port, "svc", "/", &[]).text(), "v4");
 
-    // the record moves to ::1 while requests flow: every one is answered
+    // the record moves to ::1 while requests flow: every one is answered, and the one in
+    // flight on the removed peer finishes there
+    let slow = std::thread::spawn(move || get(port, "svc", "/slow", &[]));
+    assert!(wait_until(WAIT, || a.requests().iter().any(|r| r.path == "/slow")));
     let load = Load::start(port);
     assert!(
         wait_until(WAIT, || dns.queries("svc.test") > 2),
@@ -118,6 +130,9 @@ fn peers_follow_a_and_aaaa_records_without_losing_a_request() {
         "{}",
         t.stderr()
     );
+    release.send(()).unwrap();
+    let r = slow.join().unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "v4-slow"));
 
     // the DNS server goes away: the last set keeps serving, and the outage is logged once
     dns.stop();
