@@ -6,6 +6,8 @@
 //! tidegate check -c PATH         validate; print `ok` or every error; exit 0 or 1
 //! tidegate explain -c PATH METHOD URL [-H 'Name: value']... [--client-ip IP] [--json]
 //!                                what would happen to a request, with no traffic
+//! tidegate test [-c PATH] [FILE|DIR]... [--junit FILE]
+//!                                run *_test.lua files offline; exit 1 on a failure
 //! tidegate -d --pid-file P       daemonize, write the pid there
 //! tidegate --upgrade             take the listeners of the running process
 //! ```
@@ -74,6 +76,15 @@ pub enum Command {
         /// print JSON instead of text
         #[arg(long)]
         json: bool,
+    },
+    /// Run *_test.lua files offline through the real plugin engine (docs/testing-scripts.md)
+    Test {
+        /// test files, or folders searched for *_test.lua (default: the folders of the
+        /// config's scripts, and lua/)
+        paths: Vec<std::path::PathBuf>,
+        /// also write the results as JUnit XML here
+        #[arg(long, value_name = "FILE")]
+        junit: Option<std::path::PathBuf>,
     },
 }
 

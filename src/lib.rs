@@ -44,5 +44,6 @@ pub mod routing;
 pub mod scripting;
 pub mod server;
 pub mod state;
+pub mod testing;
 pub mod tls;
 pub mod upstream;

@@ -8,6 +8,14 @@ use tidegate::{config, server};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Test { paths, junit }) = &cli.command {
+        let code = tidegate::testing::run(tidegate::testing::Options {
+            config: cli.config.clone(),
+            paths: paths.clone(),
+            junit: junit.clone(),
+        });
+        return ExitCode::from(code as u8);
+    }
     let source = match Source::from_arg(cli.config_path().as_deref()) {
         Ok(s) => s,
         Err(e) => {

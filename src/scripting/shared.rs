@@ -106,6 +106,13 @@ impl SharedDicts {
         v.join(",")
     }
 
+    /// Empty every dict (`tidegate test` starts each test with empty dicts).
+    pub fn clear_all(&self) {
+        for (dict, _) in self.0.values() {
+            *dict.lock() = Lru::default();
+        }
+    }
+
     /// The same names and limits over new, empty dicts that no one else sees: for running
     /// module code on trial when a config loads, with no effect on the live dicts.
     pub fn detached(&self) -> SharedDicts {
