@@ -47,9 +47,18 @@ for f in conf/*.toml lua/examples/*.toml; do
     echo "FAIL $f"; echo "$out"; failed=$((failed + 1))
   fi
 done
+step "tidegate test on the shipped Lua examples"
+examples_failed=0
+if ! target/debug/tidegate test lua/examples | tee "$log.examples"; then
+  examples_failed=1
+fi
+examples_passed=$(tail -1 "$log.examples" | awk '{print $1+0}')
+examples_bad=$(tail -1 "$log.examples" | awk '{print $3+0}')
+rm -f "$log.examples"
+
 step "done"
 echo "shipped configs checked: $((checked - failed)) of $checked"
 passed=$(grep -Eo 'test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
 tfailed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
-echo "summary: $((passed + checked - failed)) passed, $((tfailed + failed)) failed"
-[ "$failed" -eq 0 ]
+echo "summary: $((passed + checked - failed + examples_passed)) passed, $((tfailed + failed + examples_bad)) failed"
+[ "$failed" -eq 0 ] && [ "$examples_failed" -eq 0 ]

@@ -107,7 +107,10 @@ fn peers_follow_a_and_aaaa_records_without_losing_a_request() {
     // the record moves to ::1 while requests flow: every one is answered, and the one in
     // flight on the removed peer finishes there
     let slow = std::thread::spawn(move || get(port, "svc", "/slow", &[]));
-    assert!(wait_until(WAIT, || a.requests().iter().any(|r| r.path == "/slow")));
+    assert!(wait_until(WAIT, || a
+        .requests()
+        .iter()
+        .any(|r| r.path == "/slow")));
     let load = Load::start(port);
     assert!(
         wait_until(WAIT, || dns.queries("svc.test") > 2),

@@ -203,13 +203,18 @@ pub async fn send(o: Outbound, policy: &HttpPolicy) -> Result<Inbound, String> {
 async fn exchange(o: Outbound, policy: &HttpPolicy) -> Result<Inbound, String> {
     if crate::testing::mock::active() {
         return crate::testing::mock::answer(crate::testing::mock::Call {
-        method: o.method.to_string(),
-        url: o.uri.to_string(),
-        headers: o
-            .headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-            .collect(),
+            method: o.method.to_string(),
+            url: o.uri.to_string(),
+            headers: o
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
             body: o.body.clone(),
         });
     }

@@ -6,7 +6,8 @@
 //! dir = "lua"          # `require("lib.strings")` loads lua/lib/strings.lua (or lua/lib/strings/init.lua)
 //! ```
 //!
-//! Only `.lua` files under `dir` can be required; names are dotted paths of letters, digits,
+//! Only `.lua` files under `dir` can be required (not `*_test.lua`: those are for
+//! `tidegate test`); names are dotted paths of letters, digits,
 //! `_` and `-`. A module runs once per VM and config version, in its own environment over the
 //! read-only globals, and what it returns is cached (`true` when it returns nothing). A cycle
 //! of requires is an error that names the modules. Editing any file under `dir` reloads.
@@ -57,6 +58,14 @@ pub enum ModuleError {
     TooLarge(String),
 }
 
+/// A `*_test.lua` file is for `tidegate test`, never a module (it may sit next to the
+/// scripts it tests, under `dir`).
+fn is_test(p: &Path) -> bool {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.ends_with("_test.lua"))
+}
+
 /// The module name of `file` under `dir`: `lib/strings.lua` → `lib.strings`,
 /// `lib/init.lua` → `lib`.
 fn module_name(dir: &Path, file: &Path) -> Option<String> {
@@ -95,7 +104,7 @@ pub fn load(dir: &Path) -> Result<Modules, Vec<ModuleError>> {
         for p in sorted {
             if p.is_dir() {
                 stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "lua") {
+            } else if p.extension().is_some_and(|x| x == "lua") && !is_test(&p) {
                 files.push(p);
             }
         }

@@ -49,6 +49,14 @@ impl Default for UpstreamAnswer {
     }
 }
 
+/// The request as it would go upstream: method, path and query, headers.
+#[derive(Debug)]
+pub struct SentUp {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+}
+
 /// What happened: what the client got, what went upstream, the log fields, the errors.
 #[derive(Debug, Default)]
 pub struct Outcome {
@@ -57,8 +65,8 @@ pub struct Outcome {
     pub body: Vec<u8>,
     /// a plugin answered in the request phase (the upstream was not asked)
     pub answered: bool,
-    /// the request as it would go upstream: method, path and query, headers
-    pub upstream_request: Option<(String, String, Vec<(String, String)>)>,
+    /// the request as it would go upstream
+    pub upstream_request: Option<SentUp>,
     /// an upstream or peer the plugin chose in the upstream phase
     pub upstream: Option<String>,
     pub peer: Option<String>,
@@ -172,18 +180,21 @@ pub async fn run(
                     selected: upstream.selected.clone(),
                     ..Default::default()
                 };
-                if let Err(e) = plugin.on_upstream(&mut session, &mut choice, &mut ctx).await {
+                if let Err(e) = plugin
+                    .on_upstream(&mut session, &mut choice, &mut ctx)
+                    .await
+                {
                     out.errors.push(e.to_string());
                 }
                 out.upstream = choice.upstream;
                 out.peer = choice.peer.map(|(a, _, _)| a.to_string());
             }
             let r = session.req();
-            out.upstream_request = Some((
-                r.method.to_string(),
-                r.uri.to_string(),
-                pairs(&r.headers),
-            ));
+            out.upstream_request = Some(SentUp {
+                method: r.method.to_string(),
+                path: r.uri.to_string(),
+                headers: pairs(&r.headers),
+            });
             let mut resp =
                 ResponseHeader::build(upstream.status, None).map_err(|e| e.to_string())?;
             for (k, v) in &upstream.headers {

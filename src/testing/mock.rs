@@ -39,7 +39,12 @@ thread_local! {
 
 /// Start a test: mocks on (and none yet), no calls.
 pub fn begin() {
-    MOCKS.with(|m| *m.borrow_mut() = Mocks { on: true, ..Default::default() });
+    MOCKS.with(|m| {
+        *m.borrow_mut() = Mocks {
+            on: true,
+            ..Default::default()
+        }
+    });
 }
 
 /// Add a mock; the latest added wins when several match.

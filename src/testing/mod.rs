@@ -31,7 +31,9 @@ pub struct Options {
 pub fn load_state(path: &str) -> Result<Arc<State>, String> {
     let source = Source::from_arg(Some(path)).map_err(|e| e.to_string())?;
     let (config, _) = crate::config::load(&source).map_err(|e| e.to_string())?;
-    State::build(config).map(Arc::new).map_err(|e| e.to_string())
+    State::build(config)
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
 }
 
 /// A state for `t.script` without any config: one server, no plugins.
@@ -41,7 +43,9 @@ pub fn empty_state() -> Result<Arc<State>, String> {
         text: "[servers.test]\naddr = \"127.0.0.1:1\"\nlocations = []\n".into(),
     };
     let config = crate::config::validate::build(&[doc]).map_err(|e| e.to_string())?;
-    State::build(config).map(Arc::new).map_err(|e| e.to_string())
+    State::build(config)
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
 }
 
 /// Every `*_test.lua` under `dir` (sorted, so runs are in the same order).

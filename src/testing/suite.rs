@@ -133,8 +133,12 @@ fn setup(lua: &Lua, env: Env) -> mlua::Result<Table> {
                     plugin: p.plugin.clone(),
                 }),
                 None => {
-                    let names: Vec<&str> =
-                        state.config.plugins.iter().map(|p| p.name.as_str()).collect();
+                    let names: Vec<&str> = state
+                        .config
+                        .plugins
+                        .iter()
+                        .map(|p| p.name.as_str())
+                        .collect();
                     Err(err(format!(
                         "t.plugin: no plugin `{name}` in {}; it has: {}",
                         env.config_name,
@@ -191,37 +195,39 @@ fn setup(lua: &Lua, env: Env) -> mlua::Result<Table> {
     let e = env.clone();
     t.set(
         "run",
-        lua.create_function(move |lua, (p, req, opts): (AnyUserData, Table, Option<Table>)| {
-            let p = p.borrow::<PluginRef>()?;
-            let req = request(&req)?;
-            let mut upstream = match opts
-                .as_ref()
-                .map(|o| o.get::<Option<Table>>("upstream_response"))
-                .transpose()?
-                .flatten()
-            {
-                Some(u) => upstream_answer(&u)?,
-                None => UpstreamAnswer::default(),
-            };
-            upstream.selected = opts
-                .map(|o| o.get::<Option<String>>("location_upstream"))
-                .transpose()?
-                .flatten();
-            let (state, rt) = {
-                let env = e.borrow();
-                let state = match &env.state {
-                    Some(s) => s.clone(),
-                    None => super::empty_state().map_err(err)?,
+        lua.create_function(
+            move |lua, (p, req, opts): (AnyUserData, Table, Option<Table>)| {
+                let p = p.borrow::<PluginRef>()?;
+                let req = request(&req)?;
+                let mut upstream = match opts
+                    .as_ref()
+                    .map(|o| o.get::<Option<Table>>("upstream_response"))
+                    .transpose()?
+                    .flatten()
+                {
+                    Some(u) => upstream_answer(&u)?,
+                    None => UpstreamAnswer::default(),
                 };
-                (state, env.rt.clone())
-            };
-            let plugin = p.plugin.clone();
-            drop(p);
-            let out = rt
-                .block_on(exchange::run(plugin.as_ref(), state, &req, &upstream))
-                .map_err(err)?;
-            outcome(lua, out)
-        })?,
+                upstream.selected = opts
+                    .map(|o| o.get::<Option<String>>("location_upstream"))
+                    .transpose()?
+                    .flatten();
+                let (state, rt) = {
+                    let env = e.borrow();
+                    let state = match &env.state {
+                        Some(s) => s.clone(),
+                        None => super::empty_state().map_err(err)?,
+                    };
+                    (state, env.rt.clone())
+                };
+                let plugin = p.plugin.clone();
+                drop(p);
+                let out = rt
+                    .block_on(exchange::run(plugin.as_ref(), state, &req, &upstream))
+                    .map_err(err)?;
+                outcome(lua, out)
+            },
+        )?,
     )?;
     t.set(
         "http_mock",
@@ -375,11 +381,11 @@ fn outcome(lua: &Lua, o: Outcome) -> mlua::Result<Table> {
     }
     t.set("log", log)?;
     t.set("errors", o.errors)?;
-    if let Some((method, path, headers)) = o.upstream_request {
+    if let Some(up) = o.upstream_request {
         let r = lua.create_table()?;
-        r.set("method", method)?;
-        r.set("path", path)?;
-        r.set("headers", headers_table(lua, &headers)?)?;
+        r.set("method", up.method)?;
+        r.set("path", up.path)?;
+        r.set("headers", headers_table(lua, &up.headers)?)?;
         t.set("request", r)?;
     }
     Ok(t)
