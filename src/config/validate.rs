@@ -169,7 +169,11 @@ pub fn build(docs: &[SourceDoc]) -> Result<Config, ConfigErrors> {
         });
     }
 
-    if basic.work_stealing && plugins.iter().any(|p: &PluginDef| p.category == "lua") {
+    if basic.work_stealing
+        && plugins
+            .iter()
+            .any(|p: &PluginDef| p.category == "lua" || p.category == "openresty")
+    {
         let doc = docs.iter().position(|_| true).unwrap_or(0);
         b.err(
             doc,

@@ -31,6 +31,7 @@ pub mod csrf;
 pub mod directory;
 pub mod limit;
 pub mod mock;
+pub mod openresty;
 pub mod ping;
 pub mod redirect;
 pub mod request_id;
@@ -200,6 +201,7 @@ pub const CATEGORIES: &[&str] = &[
     "sub_filter",
     "directory",
     "lua",
+    "openresty",
 ];
 
 /// What a plugin may need from the rest of the config while it is built.
@@ -247,6 +249,7 @@ pub fn build(
         )?),
         "csrf" => Arc::new(csrf::Csrf::new(typed(conf)?)?),
         "combined_auth" => Arc::new(auth::combined::CombinedAuth::new(typed(conf)?, &env.built)?),
+        "openresty" => Arc::new(openresty::build(typed(conf)?, &env.name, &env.lua)?),
         "lua" => Arc::new(crate::scripting::LuaPlugin::new(
             typed(conf)?,
             &env.name,

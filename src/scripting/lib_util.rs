@@ -112,6 +112,8 @@ pub fn register(lua: &Lua, t: &mlua::Table) -> mlua::Result<()> {
             )
         })?,
     )?;
+    // JSON's null where a script needs to write one (decoded nulls are nil)
+    json.set("null", Value::NULL)?;
     t.set("json", json)?;
 
     let b64 = lua.create_table()?;

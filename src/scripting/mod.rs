@@ -28,6 +28,7 @@
 //! request id; in later phases it is logged and the response goes on.
 
 pub mod api;
+pub mod digests;
 pub mod http_client;
 pub mod http_policy;
 pub mod identity;
@@ -111,14 +112,13 @@ impl LuaPlugin {
         name: &str,
         settings: &LuaSettings,
     ) -> Result<LuaPlugin, PluginConfError> {
-        let file = c.path.as_ref().map(std::path::PathBuf::from);
-        let (chunk_name, source) = match (c.path, c.source) {
+        let (key, chunk_name, source) = match (&c.path, c.source) {
             (Some(p), None) => {
-                let text = vm::read_source(std::path::Path::new(&p))
+                let text = vm::read_source(std::path::Path::new(p))
                     .map_err(|m| PluginConfError::at("path", m))?;
-                (p, text)
+                ("path", p.clone(), text)
             }
-            (None, Some(s)) => (format!("plugins.{name}"), s),
+            (None, Some(s)) => ("source", format!("plugins.{name}"), s),
             _ => {
                 return Err(PluginConfError::at(
                     "path",
@@ -126,17 +126,23 @@ impl LuaPlugin {
                 ))
             }
         };
-        vm::compile_check(&chunk_name, &source).map_err(|m| {
-            PluginConfError::at(
-                if chunk_name.starts_with("plugins.") {
-                    "source"
-                } else {
-                    "path"
-                },
-                m,
-            )
-        })?;
-        let conf = match c.config {
+        let file = c.path.map(std::path::PathBuf::from);
+        Self::from_source(chunk_name, source, file, c.config, name, settings, key)
+    }
+
+    /// A plugin from module source (a script's, or one tidegate made, as `openresty` does):
+    /// compiled, its module code tried once. Errors are reported at `key`.
+    pub fn from_source(
+        chunk_name: String,
+        source: String,
+        file: Option<std::path::PathBuf>,
+        config: Option<toml::Value>,
+        name: &str,
+        settings: &LuaSettings,
+        key: &str,
+    ) -> Result<LuaPlugin, PluginConfError> {
+        vm::compile_check(&chunk_name, &source).map_err(|m| PluginConfError::at(key, m))?;
+        let conf = match config {
             None => serde_json::Value::Object(Default::default()),
             Some(v) => {
                 serde_json::to_value(v).map_err(|e| PluginConfError::at("config", e.to_string()))?
@@ -164,16 +170,8 @@ impl LuaPlugin {
             shared: settings.shared.clone(),
             http_policy: settings.http_policy.clone(),
         };
-        trial::run_script(&script, &conf).map_err(|m| {
-            PluginConfError::at(
-                if script.chunk_name.starts_with("plugins.") {
-                    "source"
-                } else {
-                    "path"
-                },
-                format!("module-level code failed: {m}"),
-            )
-        })?;
+        trial::run_script(&script, &conf)
+            .map_err(|m| PluginConfError::at(key, format!("module-level code failed: {m}")))?;
         let metrics = settings
             .metrics
             .then(|| crate::observability::metrics::handles::LuaMetrics::new(name));

@@ -300,6 +300,27 @@ impl UserData for DictHandle {
                 }
             },
         );
+        methods.add_method(
+            "add",
+            |_, d, (key, value, secs): (String, Value, Option<f64>)| {
+                check_key(&key)?;
+                let now = Instant::now();
+                let value = to_stored(value)?;
+                let expires = ttl(secs)?.map(|t| now + t);
+                let mut m = d.0.lock();
+                if m.get(&key, now).is_some() {
+                    return Ok((false, Some("exists")));
+                }
+                match m.set(&key, value, expires, now, d.1) {
+                    Ok(()) => Ok((true, None)),
+                    Err(e) => Ok((false, Some(e.as_str()))),
+                }
+            },
+        );
+        methods.add_method("flush_all", |_, d, ()| {
+            *d.0.lock() = Lru::default();
+            Ok(())
+        });
         methods.add_method("delete", |_, d, key: String| {
             d.0.lock().delete(&key);
             Ok(())

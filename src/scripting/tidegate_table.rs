@@ -108,6 +108,7 @@ pub fn register(lua: &Lua) -> mlua::Result<()> {
         })?,
     )?;
     super::lib_util::register(lua, &t)?;
+    super::digests::register(lua, &t)?;
     super::http_client::register(lua, &t)?;
     super::shared::register(lua, &t)?;
     super::limit_api::register(lua, &t)?;
