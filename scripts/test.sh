@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 # service) for the TLS and ACME tests
 # and Prometheus, its Pushgateway and promtool for the metrics tests; redis-server (started by
 # the tests themselves, no system service) for the cluster-wide limit
-scripts/setup.sh etcd-server etcd-client curl openssl pebble dnsmasq-base prometheus prometheus-pushgateway redis-server
+scripts/setup.sh etcd-server etcd-client curl openssl pebble dnsmasq-base prometheus prometheus-pushgateway redis-server nginx libnginx-mod-http-lua lua-cjson
+# nginx with lua-nginx-module and lua-cjson run the same OpenResty snippets as tidegate's
+# `openresty` plugins (tests/openresty.rs compares the answers)
 # the Docker discovery and image tests (tests/docker.rs) need the engine running (the machine
 # starts it; no registry is needed: the image is built FROM scratch)
 docker info >/dev/null 2>&1 || { echo "test.sh: the Docker engine is not reachable (docker info failed); tests/docker.rs needs it" >&2; exit 1; }

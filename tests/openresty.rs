@@ -442,6 +442,19 @@ ngx.log(ngx.ERR, "openresty-snippet-log ", 42, " ", nil, " ", true)
         ..C
     },
     Case {
+        name: "ngx.location.capture of another location",
+        parts: &[(
+            "access",
+            r#"
+local res = ngx.location.capture("/s27/inner", { args = { a = "1 2" } })
+ngx.say(res.status)
+ngx.print(res.body)
+"#,
+        )],
+        headers: &[("x-parent", "p")],
+        ..C
+    },
+    Case {
         name: "ngx.print without newline",
         parts: &[(
             "access",
@@ -503,7 +516,8 @@ fn tidegate_config(port: u16, origin: u16) -> String {
         ));
         for (j, (phase, snippet)) in case.parts.iter().enumerate() {
             out.push_str(&format!(
-                "[plugins.p{i}_{j}]\ncategory = \"openresty\"\nphase = \"{phase}\"\nsource = '''{snippet}'''\n\n"
+                "[plugins.p{i}_{j}]\ncategory = \"openresty\"\nphase = \"{phase}\"\nsource = '''{snippet}'''\n\
+                 config = {{ capture_base = \"http://127.0.0.1:{port}\" }}\n\n"
             ));
         }
     }

@@ -24,7 +24,8 @@
 //! | `body_filter` | `on_body` (`ngx.arg[1]`, `ngx.arg[2]`) |
 //! | `log` | `on_log` (`ngx.var.NAME = v` becomes the log field `{:NAME}`) |
 //!
-//! The snippet becomes a Lua plugin: the same VMs, sandbox, budget and memory limit. What it
+//! The `ngx` table is Lua (`ngx.lua`, with `ngx_text.lua`, `ngx_re.lua` and `ngx_shared.lua`
+//! put in where it says `-- @parts`). The snippet becomes a Lua plugin: the same VMs, sandbox, budget and memory limit. What it
 //! uses that tidegate cannot run is refused when the config loads, with its line
 //! (`scan.rs`); `require "cjson"` and `"cjson.safe"` are tidegate's JSON.
 
@@ -47,11 +48,19 @@ const PHASES: &[&str] = &["rewrite", "access", "header_filter", "body_filter", "
 /// The Lua module that runs `snippet` in `phase`: the snippet's lines keep their numbers (it
 /// starts on line 1, after a one-line head), then the `ngx` library and the hooks.
 pub fn module_source(snippet: &str, phase: &str) -> String {
+    let part = |body: &str| format!(";(function(...)\n{body}\nend)(ngx)\n");
+    let parts = [
+        include_str!("ngx_text.lua"),
+        include_str!("ngx_re.lua"),
+        include_str!("ngx_shared.lua"),
+    ]
+    .map(part)
+    .concat();
+    let library = include_str!("ngx.lua").replacen("-- @parts\n", &parts, 1);
     format!(
         "local __snippet = function(ngx, require) {snippet}\nend\n\
-         local __hooks = (function()\n{}\nend)()\n\
-         return __hooks(__snippet, \"{phase}\")\n",
-        include_str!("ngx.lua")
+         local __hooks = (function()\n{library}\nend)()\n\
+         return __hooks(__snippet, \"{phase}\")\n"
     )
 }
 

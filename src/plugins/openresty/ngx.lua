@@ -66,298 +66,7 @@ function ngx.log(level, ...)
   end
 end
 
--- time
-function ngx.time()
-  return math.floor(tidegate.now())
-end
-function ngx.now()
-  return math.floor(tidegate.now() * 1000) / 1000
-end
-function ngx.today()
-  return os.date("!%Y-%m-%d", ngx.time())
-end
-function ngx.localtime()
-  return os.date("!%Y-%m-%d %H:%M:%S", ngx.time())
-end
-function ngx.utctime()
-  return os.date("!%Y-%m-%d %H:%M:%S", ngx.time())
-end
-function ngx.http_time(t)
-  return os.date("!%a, %d %b %Y %H:%M:%S GMT", t)
-end
-function ngx.cookie_time(t)
-  return os.date("!%a, %d-%b-%y %H:%M:%S GMT", t)
-end
-function ngx.update_time() end
-
--- encodings and digests
-function ngx.encode_base64(s, no_padding)
-  local out = tidegate.base64.encode(s)
-  if no_padding then
-    out = string.gsub(out, "=+$", "")
-  end
-  return out
-end
-function ngx.decode_base64(s)
-  return tidegate.base64.decode(s)
-end
-ngx.md5 = tidegate.md5
-ngx.md5_bin = tidegate.md5_bin
-ngx.sha1_bin = tidegate.sha1_bin
-ngx.hmac_sha1 = tidegate.hmac_sha1
-function ngx.crc32_short(s)
-  return tidegate.crc32(s)
-end
-ngx.crc32_long = ngx.crc32_short
-
-local function escape(s, keep)
-  return (string.gsub(tostring(s), "[^" .. keep .. "]", function(c)
-    return string.format("%%%02X", string.byte(c))
-  end))
-end
-function ngx.escape_uri(s)
-  return escape(s, "%w%-%._~")
-end
-function ngx.unescape_uri(s)
-  s = string.gsub(tostring(s), "+", " ")
-  return (string.gsub(s, "%%(%x%x)", function(h)
-    return string.char(tonumber(h, 16))
-  end))
-end
-function ngx.encode_args(t)
-  local keys = {}
-  for k in pairs(t) do
-    table.insert(keys, k)
-  end
-  table.sort(keys)
-  local parts = {}
-  for _, k in ipairs(keys) do
-    local v = t[k]
-    local values = type(v) == "table" and v or { v }
-    for _, x in ipairs(values) do
-      if x == true then
-        table.insert(parts, ngx.escape_uri(k))
-      elseif x ~= false then
-        table.insert(parts, ngx.escape_uri(k) .. "=" .. ngx.escape_uri(x))
-      end
-    end
-  end
-  return table.concat(parts, "&")
-end
-function ngx.decode_args(s, max)
-  local out, n = {}, 0
-  for pair in string.gmatch(s or "", "[^&]+") do
-    n = n + 1
-    if max and max > 0 and n > max then
-      break
-    end
-    local k, v = string.match(pair, "^([^=]*)=(.*)$")
-    if k then
-      k, v = ngx.unescape_uri(k), ngx.unescape_uri(v)
-    else
-      k, v = ngx.unescape_uri(pair), true
-    end
-    local prev = out[k]
-    if prev == nil then
-      out[k] = v
-    elseif type(prev) == "table" then
-      table.insert(prev, v)
-    else
-      out[k] = { prev, v }
-    end
-  end
-  return out
-end
-
--- ngx.re: PCRE options mapped onto the linear-time engine
-local function re_pattern(regex, opts)
-  local prefix, anchored = "", false
-  for flag in string.gmatch(opts or "", ".") do
-    if flag == "i" or flag == "m" or flag == "s" or flag == "x" then
-      prefix = prefix .. flag
-    elseif flag == "a" then
-      anchored = true
-    elseif flag == "u" or flag == "U" then
-      prefix = prefix .. "u"
-    elseif not string.find("jodD", flag, 1, true) then
-      error("ngx.re: option `" .. flag .. "` is not supported by tidegate", 3)
-    end
-  end
-  local p = regex
-  if anchored then
-    p = "^(?:" .. p .. ")"
-  end
-  if prefix ~= "" then
-    p = "(?" .. string.gsub(prefix, "u", "") .. ")" .. p
-    p = string.gsub(p, "^%(%?%)", "")
-  end
-  return p
-end
-
--- the first match at or after byte `init` (1-based): from, to, captures
-local function re_at(subject, pattern, init)
-  local rest = string.sub(subject, init)
-  local from, to = tidegate.re.find(rest, pattern)
-  if not from then
-    return nil
-  end
-  local m = tidegate.re.match(rest, pattern)
-  return from + init - 1, to + init - 1, m
-end
-
-ngx.re = {}
-function ngx.re.match(subject, regex, opts, ctx)
-  local init = (ctx and ctx.pos) or 1
-  local from, to, m = re_at(subject, re_pattern(regex, opts), init)
-  if not from then
-    return nil
-  end
-  if ctx then
-    ctx.pos = to + 1
-  end
-  local out = {}
-  for k, v in pairs(m) do
-    out[k] = v
-  end
-  for i = 1, #m do
-    if out[i] == nil then
-      out[i] = false
-    end
-  end
-  return out
-end
-function ngx.re.find(subject, regex, opts, ctx, nth)
-  local init = (ctx and ctx.pos) or 1
-  local from, to, m = re_at(subject, re_pattern(regex, opts), init)
-  if not from then
-    return nil
-  end
-  if ctx then
-    ctx.pos = to + 1
-  end
-  if nth and nth > 0 then
-    local cap = m[nth]
-    if not cap then
-      return nil
-    end
-    local s = string.find(subject, cap, from, true)
-    return s, s + #cap - 1
-  end
-  return from, to
-end
-function ngx.re.gmatch(subject, regex, opts)
-  local pattern, pos = re_pattern(regex, opts), 1
-  return function()
-    if pos > #subject + 1 then
-      return nil
-    end
-    local from, to, m = re_at(subject, pattern, pos)
-    if not from then
-      pos = #subject + 2
-      return nil
-    end
-    pos = (to >= from) and (to + 1) or (from + 1)
-    return m
-  end
-end
-
--- `$0`, `$1`, `${1}` and `$$` in a replacement
-local function expand(repl, m)
-  return (string.gsub(repl, "%$(%b{})", function(name)
-    return m[tonumber(string.sub(name, 2, -2))] or ""
-  end):gsub("%$(%d)", function(d)
-    return m[tonumber(d)] or ""
-  end):gsub("%$%$", "$"))
-end
-
-local function re_replace(subject, regex, replace, opts, max)
-  local pattern = re_pattern(regex, opts)
-  local out, pos, n = {}, 1, 0
-  while pos <= #subject + 1 and (max == nil or n < max) do
-    local from, to, m = re_at(subject, pattern, pos)
-    if not from then
-      break
-    end
-    table.insert(out, string.sub(subject, pos, from - 1))
-    if type(replace) == "function" then
-      table.insert(out, tostring(replace(m)))
-    else
-      table.insert(out, expand(tostring(replace), m))
-    end
-    n = n + 1
-    if to < from then
-      table.insert(out, string.sub(subject, from, from))
-      pos = from + 1
-    else
-      pos = to + 1
-    end
-  end
-  table.insert(out, string.sub(subject, pos))
-  return table.concat(out), n
-end
-function ngx.re.sub(subject, regex, replace, opts)
-  return re_replace(subject, regex, replace, opts, 1)
-end
-function ngx.re.gsub(subject, regex, replace, opts)
-  return re_replace(subject, regex, replace, opts, nil)
-end
-
--- ngx.shared.DICT: OpenResty's return values over tidegate.shared
-local DictMethods = {}
-DictMethods.__index = DictMethods
-local function exptime(t)
-  if t == nil or t == 0 then
-    return nil
-  end
-  return t
-end
-function DictMethods:get(key)
-  return self.d:get(key)
-end
-function DictMethods:set(key, value, t)
-  local ok, err = self.d:set(key, value, exptime(t))
-  return ok, err, false
-end
-DictMethods.safe_set = DictMethods.set
-function DictMethods:add(key, value, t)
-  local ok, err = self.d:add(key, value, exptime(t))
-  return ok, err, false
-end
-DictMethods.safe_add = DictMethods.add
-function DictMethods:replace(key, value, t)
-  if self.d:get(key) == nil then
-    return false, "not found", false
-  end
-  return self:set(key, value, t)
-end
-function DictMethods:incr(key, value, init, init_ttl)
-  local v, err = self.d:incr(key, value, init, exptime(init_ttl))
-  return v, err, false
-end
-function DictMethods:delete(key)
-  self.d:delete(key)
-end
-function DictMethods:flush_all()
-  self.d:flush_all()
-end
-function DictMethods:ttl(key)
-  local t = self.d:ttl(key)
-  if t == nil then
-    return nil, "not found"
-  end
-  return t
-end
-local dicts = {}
-ngx.shared = setmetatable({}, {
-  __index = function(_, name)
-    local d = dicts[name]
-    if not d then
-      d = setmetatable({ d = tidegate.shared[name] }, DictMethods)
-      dicts[name] = d
-    end
-    return d
-  end,
-})
+-- @parts
 
 local function norm(name)
   return string.lower((string.gsub(name, "_", "-")))
@@ -406,7 +115,8 @@ ngx.var = setmetatable({}, {
       end
       return nil
     elseif name == "request_time" then
-      return string.format("%.3f", tidegate.now() - (c.start or tidegate.now()))
+      local start = c.ctx.__ngx_start
+      return string.format("%.3f", start and (tidegate.now() - start) or 0)
     end
     return req:var(name)
   end,
@@ -526,7 +236,7 @@ function ngx.req.get_body_data()
   return body
 end
 function ngx.req.start_time()
-  return CUR.start
+  return CUR.ctx.__ngx_start or tidegate.now()
 end
 function ngx.req.http_version()
   return 1.1
@@ -705,7 +415,8 @@ return function(snippet, phase)
   end
   if phase == "rewrite" or phase == "access" then
     M.on_request = function(req, ctx, conf)
-      local c = { req = req, ctx = ctx, conf = conf, phase = phase, out = {}, start = tidegate.now() }
+      ctx.__ngx_start = ctx.__ngx_start or tidegate.now()
+      local c = { req = req, ctx = ctx, conf = conf, phase = phase, out = {} }
       local exit = run(snippet, c)
       if exit ~= nil and exit >= 200 then
         return answer(req, c, exit)
