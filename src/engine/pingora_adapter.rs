@@ -234,6 +234,10 @@ impl ProxyHttp for Proxy {
                 None
             };
         } else {
+            if ctx.body_watched {
+                let chunk = body.as_deref().unwrap_or(&[]);
+                response::watch_body(session, chunk, end_of_stream, ctx);
+            }
             response::run_body_filters(session, body, end_of_stream, ctx);
         }
         if let Some(b) = &ctx.plugin.grpc_web {

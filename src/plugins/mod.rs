@@ -25,6 +25,7 @@
 pub mod auth;
 pub mod body_filter;
 pub mod body_source;
+pub mod cache;
 pub mod compression;
 pub mod cors;
 pub mod csrf;
@@ -142,6 +143,18 @@ pub trait Plugin: Send + Sync + std::fmt::Debug {
         Ok(())
     }
 
+    /// Body phase, read-only: each chunk of the response body as it passes, unchanged and
+    /// with its framing kept (`cache` stores it). Called only when a plugin set
+    /// `ctx.body_watched` in its response phase; `eof` marks the last call (with an empty
+    /// chunk after a body that ended).
+    fn on_body_seen(&self, _session: &dyn Downstream, _chunk: &[u8], _eof: bool, _ctx: &mut Ctx) {}
+
+    /// The upstream failed (no answer: refused, reset, timed out) and the client would get
+    /// the error page `code`: a plugin may answer instead (`cache`'s `stale-if-error`).
+    fn on_error(&self, _session: &dyn Downstream, _ctx: &mut Ctx, _code: u16) -> Option<Answer> {
+        None
+    }
+
     /// Log phase, after the response is sent.
     fn on_log(&self, _session: &dyn Downstream, _ctx: &mut Ctx) {}
 
@@ -202,6 +215,7 @@ pub const CATEGORIES: &[&str] = &[
     "directory",
     "lua",
     "openresty",
+    "cache",
 ];
 
 /// What a plugin may need from the rest of the config while it is built.
@@ -249,6 +263,7 @@ pub fn build(
         )?),
         "csrf" => Arc::new(csrf::Csrf::new(typed(conf)?)?),
         "combined_auth" => Arc::new(auth::combined::CombinedAuth::new(typed(conf)?, &env.built)?),
+        "cache" => Arc::new(cache::Cache::new(typed(conf)?, &env.name)?),
         "openresty" => Arc::new(openresty::build(typed(conf)?, &env.name, &env.lua)?),
         "lua" => Arc::new(crate::scripting::LuaPlugin::new(
             typed(conf)?,

@@ -41,6 +41,8 @@ pub struct PluginState {
     /// `sub_filter`'s stages for this response, by the plugin's address (a location may list
     /// more than one)
     pub sub_filters: Vec<(usize, Vec<crate::plugins::sub_filter::stage::Stage>)>,
+    /// what `cache` decided for this request (its lock, the body it copies)
+    pub cache: Option<Box<crate::plugins::cache::Pending>>,
 }
 
 /// A streaming body encoder (Pingora's gzip, brotli or zstd).

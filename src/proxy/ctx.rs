@@ -48,6 +48,8 @@ pub struct Ctx {
     pub body_failed: Option<u16>,
     /// a body filter may change the length: Content-Length was removed
     pub body_filtered: bool,
+    /// a plugin watches the body as it passes (`on_body_seen`), unchanged
+    pub body_watched: bool,
     /// connect, read, write timeouts set in the upstream phase
     /// the connection's TLS session; `None` on plain HTTP
     pub tls: Option<Arc<crate::tls::TlsInfo>>,
@@ -118,6 +120,7 @@ impl Ctx {
             body_prefix: None,
             body_failed: None,
             body_filtered: false,
+            body_watched: false,
             tls: None,
             timeouts: (None, None, None),
             plugin: Default::default(),

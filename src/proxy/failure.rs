@@ -119,6 +119,22 @@ pub async fn respond_error(
     if !reuse {
         session.set_keepalive(None);
     }
+    if let Some(a) = super::response::error_answer(session, ctx, code) {
+        if let Ok((head, body)) = super::request::answer(session, ctx, a) {
+            let done = body.is_none();
+            let sent = match session.write_response_header(Box::new(head), done).await {
+                Ok(()) => match body {
+                    Some(b) => session.write_response_body(Some(b), true).await,
+                    None => Ok(()),
+                },
+                Err(e) => Err(e),
+            };
+            return FailToProxy {
+                error_code: if sent.is_ok() { ctx.status } else { code },
+                can_reuse_downstream: sent.is_ok() && reuse,
+            };
+        }
+    }
     if let Err(we) = write_page(session, ctx, code).await {
         tracing::debug!("could not send {code} to the client: {we}");
         return FailToProxy {

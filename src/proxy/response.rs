@@ -39,6 +39,37 @@ fn stamp(resp: &mut ResponseHeader, ctx: &Ctx) {
     }
 }
 
+/// Show one chunk of the body, unchanged, to the plugins that watch it (`on_body_seen`).
+pub fn watch_body(session: &dyn Downstream, chunk: &[u8], eof: bool, ctx: &mut Ctx) {
+    if !ctx.body_watched {
+        return;
+    }
+    let Some(chain) = ctx.chain() else {
+        return;
+    };
+    for def in chain.plugins() {
+        def.plugin.on_body_seen(session, chunk, eof, ctx);
+    }
+}
+
+/// The upstream failed with `code`: the first plugin's answer instead of the error page.
+pub fn error_answer(
+    session: &dyn Downstream,
+    ctx: &mut Ctx,
+    code: u16,
+) -> Option<crate::plugins::Answer> {
+    if !matches!(code, 502..=504) {
+        return None;
+    }
+    let chain = ctx.chain()?;
+    for def in chain.plugins() {
+        if let Some(a) = def.plugin.on_error(session, ctx, code) {
+            return Some(a);
+        }
+    }
+    None
+}
+
 /// Run `on_body` of the location's plugins in order on one chunk. A failing plugin is logged
 /// and skipped (the status is already sent).
 pub fn run_body_filters(

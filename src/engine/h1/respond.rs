@@ -143,6 +143,9 @@ pub async fn relay_body(
             chunked::encode(&b, &mut ex.client.out);
         }
     }
+    if framing != Framing::None {
+        crate::proxy::response::watch_body(ex, &[], true, ctx);
+    }
     if chunked_out && framing != Framing::None {
         ex.client.out.extend_from_slice(chunked::LAST);
     }
@@ -164,13 +167,16 @@ async fn pass(
         return Ok(());
     }
     if ctx.body_filtered {
-        let mut piece = Some(origin.buf.split_to(n).freeze());
+        let raw = origin.buf.split_to(n).freeze();
+        crate::proxy::response::watch_body(ex, &raw, false, ctx);
+        let mut piece = Some(raw);
         crate::proxy::response::run_body_filters(ex, &mut piece, false, ctx);
         if let Some(b) = piece.filter(|b| !b.is_empty()) {
             ex.sent_bytes += b.len();
             chunked::encode(&b, &mut ex.client.out);
         }
     } else {
+        crate::proxy::response::watch_body(ex, &origin.buf[..n], false, ctx);
         ex.sent_bytes += n;
         if chunked_out {
             chunked::encode(&origin.buf[..n], &mut ex.client.out);

@@ -215,6 +215,14 @@ async fn error_page(ex: &mut Exchange<'_>, ctx: &mut Ctx, code: u16, close: bool
     let keep =
         !close && !ex.client.stopping() && ex.body_done() && !matches!(code, 400 | 408 | 413);
     let head_only = ex.head.method == http::Method::HEAD;
+    if ex.sent_head.is_none() {
+        if let Some(a) = crate::proxy::response::error_answer(ex, ctx, code) {
+            return match request::answer(ex, ctx, a) {
+                Ok((head, body)) => respond::answer(ex, head, body, !keep).await.is_ok() && keep,
+                Err(_) => false,
+            };
+        }
+    }
     match failure::error_response(ctx, code, head_only) {
         Ok((head, body)) => respond::answer(ex, head, body, !keep).await.is_ok() && keep,
         Err(_) => false,
