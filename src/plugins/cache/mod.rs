@@ -99,8 +99,10 @@ struct Fill {
 
 /// Stores by their configuration, so a reload keeps what is cached (and one disk directory
 /// has one store).
-fn stores() -> &'static Mutex<Vec<(String, Weak<Store>)>> {
-    static S: OnceLock<Mutex<Vec<(String, Weak<Store>)>>> = OnceLock::new();
+type Stores = Mutex<Vec<(String, Weak<Store>)>>;
+
+fn stores() -> &'static Stores {
+    static S: OnceLock<Stores> = OnceLock::new();
     S.get_or_init(Default::default)
 }
 
