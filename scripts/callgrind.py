@@ -60,6 +60,8 @@ PLUGINS = {
     "ua_restriction": ('[plugins.p]\ncategory = "ua_restriction"\ndeny = ["*bot*", "curl/*"]\n',
                        b"User-Agent: Mozilla/5.0 (X11; Linux x86_64)\r\n"),
     "csrf": ('[plugins.p]\ncategory = "csrf"\nkey = "bench-key-of-enough-length"\n', b""),
+    # every request after the first is a hit (the upstream's answer stored for ttl)
+    "cache": ('[plugins.p]\ncategory = "cache"\nttl = "1h"\n', b""),
     # the key member passes (the first, basic, is tried and refuses)
     "combined_auth": ('[plugins.p]\ncategory = "combined_auth"\nplugins = ["b", "k"]\n'
                       '[plugins.b]\ncategory = "basic_auth"\nusers = ["bench:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ="]\n'

@@ -81,14 +81,19 @@ fn a_miss_then_hits_with_age() {
 
 #[test]
 fn a_stampede_on_a_cold_key_reaches_the_origin_once() {
-    let o = counting(&[("cache-control", "max-age=60")], Duration::from_millis(300));
+    let o = counting(
+        &[("cache-control", "max-age=60")],
+        Duration::from_millis(300),
+    );
     let port = free_port();
     let _t = Tidegate::start(&config(port, &o.addr.to_string(), ""), &[port]);
     let handles: Vec<_> = (0..100)
         .map(|_| std::thread::spawn(move || get(port, "h", "/cold", &[])))
         .collect();
     let results: Vec<Response> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    assert!(results.iter().all(|r| r.status == 200 && r.text() == "page /cold lang=-\n"));
+    assert!(results
+        .iter()
+        .all(|r| r.status == 200 && r.text() == "page /cold lang=-\n"));
     assert_eq!(o.count(), 1, "one request reached the origin");
     let hits = results.iter().filter(|r| status(r) == "HIT").count();
     assert_eq!(hits, 99, "the others waited for it");
@@ -107,9 +112,15 @@ fn vary_makes_variants() {
     assert_eq!(status(&get(port, "h", "/v", &en)), "MISS");
     assert_eq!(status(&get(port, "h", "/v", &fr)), "MISS");
     let r = get(port, "h", "/v", &en);
-    assert_eq!((status(&r), r.text().as_str()), ("HIT", "page /v lang=en\n"));
+    assert_eq!(
+        (status(&r), r.text().as_str()),
+        ("HIT", "page /v lang=en\n")
+    );
     let r = get(port, "h", "/v", &fr);
-    assert_eq!((status(&r), r.text().as_str()), ("HIT", "page /v lang=fr\n"));
+    assert_eq!(
+        (status(&r), r.text().as_str()),
+        ("HIT", "page /v lang=fr\n")
+    );
     assert_eq!(o.count(), 2);
 }
 
@@ -170,14 +181,21 @@ fn the_disk_store_survives_a_restart() {
         let _t = Tidegate::start(&cfg, &[port]);
         assert_eq!(status(&get(port, "h", "/d", &[])), "MISS");
         assert!(wait_until(WAIT, || std::fs::read_dir(dir.path())
-            .map(|d| d.flatten().any(|e| e.path().extension().is_some_and(|x| x == "entry")))
+            .map(|d| d
+                .flatten()
+                .any(|e| e.path().extension().is_some_and(|x| x == "entry")))
             .unwrap_or(false)));
         let r = get(port, "h", "/d", &[]);
         assert_eq!((status(&r), r.text().as_str()), ("HIT", "page /d lang=-\n"));
     }
     let t = Tidegate::start(&cfg, &[port]);
     let r = get(port, "h", "/d", &[]);
-    assert_eq!((status(&r), r.text().as_str()), ("HIT", "page /d lang=-\n"), "{}", t.stderr());
+    assert_eq!(
+        (status(&r), r.text().as_str()),
+        ("HIT", "page /d lang=-\n"),
+        "{}",
+        t.stderr()
+    );
     assert_eq!(o.count(), 1, "the entry came from the disk, not the origin");
 }
 
@@ -238,14 +256,15 @@ fn serve_until(
 fn an_origin_that_is_down_gets_stale_answers_within_stale_if_error() {
     let o = Downable::start("max-age=1, stale-if-error=60", Duration::ZERO);
     let port = free_port();
-    let t = Tidegate::start(
-        &config(port, &format!("127.0.0.1:{}", o.port), ""),
-        &[port],
-    );
+    let t = Tidegate::start(&config(port, &format!("127.0.0.1:{}", o.port), ""), &[port]);
     let r = get(port, "h", "/s", &[]);
     assert_eq!((status(&r), r.text().as_str()), ("MISS", "v1\n"));
     o.stop.store(true, Ordering::SeqCst);
-    assert!(wait_until(WAIT, || std::net::TcpStream::connect(("127.0.0.1", o.port)).is_err()));
+    assert!(wait_until(WAIT, || std::net::TcpStream::connect((
+        "127.0.0.1",
+        o.port
+    ))
+    .is_err()));
     // fresh, then stale (the origin refuses): the stored answer, marked STALE
     assert!(
         wait_until(WAIT, || {
@@ -266,10 +285,7 @@ fn stale_while_revalidate_answers_stale_while_one_request_refreshes() {
         Duration::from_millis(1500),
     );
     let port = free_port();
-    let _t = Tidegate::start(
-        &config(port, &format!("127.0.0.1:{}", o.port), ""),
-        &[port],
-    );
+    let _t = Tidegate::start(&config(port, &format!("127.0.0.1:{}", o.port), ""), &[port]);
     assert_eq!(get(port, "h", "/w", &[]).text(), "v1\n");
     // poll until the entry is past fresh: that request refreshes it (slowly)
     let refresher = std::thread::spawn(move || {
@@ -322,7 +338,10 @@ fn what_is_never_stored() {
         assert_eq!(status(&get(port, "h", path, &[])), "MISS", "{path}");
     }
     // POST passes; a request's own no-cache refetches; no-store is not stored
-    assert_eq!(status(&request(port, "POST", "h", "/x", &[], b"a")), "BYPASS");
+    assert_eq!(
+        status(&request(port, "POST", "h", "/x", &[], b"a")),
+        "BYPASS"
+    );
     get(port, "h", "/x", &[]);
     assert_eq!(status(&get(port, "h", "/x", &[])), "HIT");
     let nc = [("cache-control", "no-cache")];
@@ -337,10 +356,37 @@ fn what_is_never_stored() {
 }
 
 #[test]
+fn the_least_recently_used_go_when_the_store_is_full() {
+    let o = counting(&[("cache-control", "max-age=600")], Duration::ZERO);
+    let port = free_port();
+    // each entry is charged about 330 bytes: 2 KB holds a handful
+    let _t = Tidegate::start(
+        &config(port, &o.addr.to_string(), "max_size = \"2KB\""),
+        &[port],
+    );
+    for i in 0..10 {
+        assert_eq!(status(&get(port, "h", &format!("/{i}"), &[])), "MISS");
+        // /0 stays recent: it is read after each new entry
+        if i > 0 {
+            assert_eq!(status(&get(port, "h", "/0", &[])), "HIT", "after /{i}");
+        }
+    }
+    assert_eq!(status(&get(port, "h", "/9", &[])), "HIT");
+    assert_eq!(
+        status(&get(port, "h", "/1", &[])),
+        "MISS",
+        "the oldest went"
+    );
+}
+
+#[test]
 fn check_names_cache_mistakes() {
     let dir = tempfile::tempdir().unwrap();
     for (conf, message) in [
-        ("storage = \"ssd\"", "use \"memory\" or \"disk:/path/to/dir\""),
+        (
+            "storage = \"ssd\"",
+            "use \"memory\" or \"disk:/path/to/dir\"",
+        ),
         ("key = \"{host}{nope}\"", "`{nope}` is not one of"),
         ("purge_token = \"short\"", "at least 16 characters"),
         ("purge_allow = [\"nope\"]", "purge_allow[0] `nope`"),
