@@ -143,6 +143,12 @@ fn entries_expire_and_purge_removes_them() {
     assert_eq!(request(port, "PURGE", "h", "/e", &[], b"").status, 404);
     assert_eq!(status(&get(port, "h", "/e", &[])), "MISS");
     assert_eq!(o.count(), before + 1);
+    // a path that says PURGE is still its own key
+    assert_eq!(status(&get(port, "h", "/PURGE-me", &[])), "MISS");
+    assert_eq!(
+        request(port, "PURGE", "h", "/PURGE-me", &[], b"").status,
+        200
+    );
 }
 
 #[test]
@@ -377,6 +383,32 @@ fn the_least_recently_used_go_when_the_store_is_full() {
         "MISS",
         "the oldest went"
     );
+}
+
+#[test]
+fn pingoras_path_caches_too() {
+    // h2c requests go through Pingora's proxy, HTTP/1.1 ones through the own loop: one store
+    let o = counting(&[("cache-control", "max-age=60")], Duration::ZERO);
+    let port = free_port();
+    let cfg = config(port, &o.addr.to_string(), "").replacen(
+        "locations = [\"all\"]\n",
+        "locations = [\"all\"]\nhttp2 = true\n",
+        1,
+    );
+    let _t = Tidegate::start(&cfg, &[port]);
+    let (code, headers, body) = common::lua::h2_request(port, "GET", "/h2", b"");
+    assert_eq!(code, 200);
+    assert_eq!(headers["x-cache-status"], "MISS");
+    assert_eq!(body, b"page /h2 lang=-\n");
+    let (_, headers, body) = common::lua::h2_request(port, "GET", "/h2", b"");
+    assert_eq!(headers["x-cache-status"], "HIT");
+    assert_eq!(body, b"page /h2 lang=-\n");
+    let r = get(port, "h", "/h2", &[]);
+    assert_eq!(
+        (status(&r), r.text().as_str()),
+        ("HIT", "page /h2 lang=-\n")
+    );
+    assert_eq!(o.count(), 1);
 }
 
 #[test]

@@ -66,12 +66,22 @@ impl KeyTemplate {
     }
 
     pub fn render(&self, session: &dyn Downstream, ctx: &Ctx) -> String {
+        self.render_as(session, ctx, false)
+    }
+
+    /// The key of the GET this request names (a PURGE purges what a GET stored).
+    pub fn render_as_get(&self, session: &dyn Downstream, ctx: &Ctx) -> String {
+        self.render_as(session, ctx, true)
+    }
+
+    fn render_as(&self, session: &dyn Downstream, ctx: &Ctx, as_get: bool) -> String {
         let req = session.req();
         let mut out = String::with_capacity(64);
         for p in &self.0 {
             match p {
                 Part::Text(t) => out.push_str(t),
                 Part::Method => out.push_str(match req.method.as_str() {
+                    _ if as_get => "GET",
                     "HEAD" => "GET",
                     m => m,
                 }),

@@ -22,7 +22,7 @@ impl Plugin for Cache {
                     body: Bytes::from_static(b"purge not allowed\n"),
                 }));
             }
-            let key = self.key.render(session, ctx).replacen("PURGE", "GET", 1);
+            let key = self.key.render_as_get(session, ctx);
             let found = self.store.purge(&key);
             return Ok(Flow::Respond(Answer {
                 status: if found { 200 } else { 404 },
