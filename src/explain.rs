@@ -10,11 +10,9 @@
 //! headers that would go upstream.
 
 use crate::proxy::ctx::Ctx;
-use crate::proxy::exchange::{BodyError, Downstream};
+use crate::proxy::exchange::{Downstream, Standin};
 use crate::state::State;
-use async_trait::async_trait;
-use bytes::Bytes;
-use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::http::RequestHeader;
 use serde_json::{json, Value};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -45,38 +43,6 @@ pub struct Asked {
     pub headers: Vec<String>,
     pub client_ip: Option<String>,
     pub server: Option<String>,
-}
-
-/// The client side of an explained request: nothing is read or sent.
-struct Offline {
-    req: RequestHeader,
-    peer: SocketAddr,
-}
-
-#[async_trait]
-impl Downstream for Offline {
-    fn req(&self) -> &RequestHeader {
-        &self.req
-    }
-    fn req_mut(&mut self) -> &mut RequestHeader {
-        &mut self.req
-    }
-    fn peer_addr(&self) -> Option<SocketAddr> {
-        Some(self.peer)
-    }
-    fn http2(&self) -> bool {
-        false
-    }
-    fn sent_head(&self) -> Option<&ResponseHeader> {
-        None
-    }
-    fn sent_body_bytes(&self) -> usize {
-        0
-    }
-    fn keep_body(&mut self) {}
-    async fn read_body(&mut self) -> Result<Option<Bytes>, BodyError> {
-        Ok(None)
-    }
 }
 
 fn request(a: &Asked) -> Result<(RequestHeader, Option<u16>), ExplainError> {
@@ -144,10 +110,7 @@ pub fn explain(state: Arc<State>, a: &Asked) -> Result<Value, ExplainError> {
         None => IpAddr::from([127, 0, 0, 1]),
     };
     let server = server_index(&state, a, port)?;
-    let mut session = Offline {
-        req,
-        peer: SocketAddr::new(ip, 40000),
-    };
+    let mut session = Standin::new(req, SocketAddr::new(ip, 40000), None);
     let mut ctx = Ctx::new(state.clone(), server);
     let matched = crate::proxy::route::route(&mut session, &mut ctx);
     crate::proxy::forwarded::identify(&session, &mut ctx);

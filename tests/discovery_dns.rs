@@ -13,11 +13,7 @@ use std::time::{Duration, Instant};
 fn config(port: u16, dns: u16, addrs: &str, extra: &str) -> String {
     format!(
         r#"
-[basic]
-threads = 2
-grace_period = "1s"
-graceful_shutdown_timeout = "1s"
-resolver = "127.0.0.1:{dns}"
+{BASIC}resolver = "127.0.0.1:{dns}"
 
 [servers.main]
 addr = "127.0.0.1:{port}"

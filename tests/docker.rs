@@ -77,11 +77,7 @@ fn the_image_runs_and_proxies() {
 fn host_config(port: u16, network: &str) -> String {
     format!(
         r#"
-[basic]
-threads = 2
-grace_period = "1s"
-graceful_shutdown_timeout = "1s"
-
+{BASIC}
 [servers.main]
 addr = "127.0.0.1:{port}"
 locations = ["all"]

@@ -14,11 +14,7 @@ use std::time::{Duration, Instant};
 fn config(port: u16, origin: &str, cache: &str) -> String {
     format!(
         r#"
-[basic]
-threads = 2
-grace_period = "1s"
-graceful_shutdown_timeout = "1s"
-
+{BASIC}
 [servers.main]
 addr = "127.0.0.1:{port}"
 locations = ["all"]

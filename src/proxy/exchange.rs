@@ -80,3 +80,52 @@ pub fn erase_shared(d: &dyn Downstream) -> RawDownstream {
     // SAFETY: as in `erase`; the pointer is never written through (see above).
     unsafe { std::mem::transmute::<*const (dyn Downstream + '_), RawDownstream>(p) }
 }
+
+/// A client with no connection: the request, the address it claims, a body to read once,
+/// and the head "sent" to it. `tidegate explain` and `tidegate test` run the proxy's code
+/// on one.
+pub struct Standin {
+    pub req: RequestHeader,
+    pub peer: SocketAddr,
+    pub body: Option<Bytes>,
+    pub sent: Option<ResponseHeader>,
+    pub sent_bytes: usize,
+}
+
+impl Standin {
+    pub fn new(req: RequestHeader, peer: SocketAddr, body: Option<Bytes>) -> Standin {
+        Standin {
+            req,
+            peer,
+            body,
+            sent: None,
+            sent_bytes: 0,
+        }
+    }
+}
+
+#[async_trait]
+impl Downstream for Standin {
+    fn req(&self) -> &RequestHeader {
+        &self.req
+    }
+    fn req_mut(&mut self) -> &mut RequestHeader {
+        &mut self.req
+    }
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        Some(self.peer)
+    }
+    fn http2(&self) -> bool {
+        false
+    }
+    fn sent_head(&self) -> Option<&ResponseHeader> {
+        self.sent.as_ref()
+    }
+    fn sent_body_bytes(&self) -> usize {
+        self.sent_bytes
+    }
+    fn keep_body(&mut self) {}
+    async fn read_body(&mut self) -> Result<Option<Bytes>, BodyError> {
+        Ok(self.body.take().filter(|b| !b.is_empty()))
+    }
+}

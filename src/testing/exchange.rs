@@ -8,9 +8,8 @@
 
 use crate::plugins::{Flow, Plugin, UpstreamChoice};
 use crate::proxy::ctx::Ctx;
-use crate::proxy::exchange::{BodyError, Downstream};
+use crate::proxy::exchange::{Downstream, Standin};
 use crate::state::State;
-use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
 use std::net::{IpAddr, SocketAddr};
@@ -75,41 +74,6 @@ pub struct Outcome {
     pub errors: Vec<String>,
 }
 
-/// The client side: the request and its body, nothing on a wire.
-struct Bench {
-    req: RequestHeader,
-    peer: SocketAddr,
-    body: Option<Bytes>,
-    sent: Option<ResponseHeader>,
-    sent_bytes: usize,
-}
-
-#[async_trait]
-impl Downstream for Bench {
-    fn req(&self) -> &RequestHeader {
-        &self.req
-    }
-    fn req_mut(&mut self) -> &mut RequestHeader {
-        &mut self.req
-    }
-    fn peer_addr(&self) -> Option<SocketAddr> {
-        Some(self.peer)
-    }
-    fn http2(&self) -> bool {
-        false
-    }
-    fn sent_head(&self) -> Option<&ResponseHeader> {
-        self.sent.as_ref()
-    }
-    fn sent_body_bytes(&self) -> usize {
-        self.sent_bytes
-    }
-    fn keep_body(&mut self) {}
-    async fn read_body(&mut self) -> Result<Option<Bytes>, BodyError> {
-        Ok(self.body.take().filter(|b| !b.is_empty()))
-    }
-}
-
 fn pairs(h: &http::HeaderMap) -> Vec<(String, String)> {
     h.iter()
         .map(|(k, v)| {
@@ -141,13 +105,11 @@ pub async fn run(
     req: &TestRequest,
     upstream: &UpstreamAnswer,
 ) -> Result<Outcome, String> {
-    let mut session = Bench {
-        req: head(req)?,
-        peer: SocketAddr::new(req.client_ip, 40000),
-        body: Some(req.body.clone()),
-        sent: None,
-        sent_bytes: 0,
-    };
+    let mut session = Standin::new(
+        head(req)?,
+        SocketAddr::new(req.client_ip, 40000),
+        Some(req.body.clone()),
+    );
     let mut ctx = Ctx::new(state, 0);
     crate::proxy::forwarded::identify(&session, &mut ctx);
     ctx.host = session
@@ -226,7 +188,13 @@ pub async fn run(
 }
 
 /// The log phase, and what the context holds at the end.
-fn finish(plugin: &dyn Plugin, session: &mut Bench, ctx: &mut Ctx, out: &mut Outcome, status: u16) {
+fn finish(
+    plugin: &dyn Plugin,
+    session: &mut Standin,
+    ctx: &mut Ctx,
+    out: &mut Outcome,
+    status: u16,
+) {
     if status != 0 {
         session.sent = ResponseHeader::build(status, None).ok();
     }

@@ -361,6 +361,10 @@ pub fn tally(values: impl IntoIterator<Item = String>) -> HashMap<String, usize>
 }
 
 /// A minimal config with one server on `port` routing everything to `upstream_addrs`.
+/// The `[basic]` table of the tests' configs: two workers, a quick shutdown.
+pub const BASIC: &str =
+    "[basic]\nthreads = 2\ngrace_period = \"1s\"\ngraceful_shutdown_timeout = \"1s\"\n";
+
 pub fn simple_config(
     port: u16,
     upstream_addrs: &[String],
@@ -374,11 +378,7 @@ pub fn simple_config(
         .join(", ");
     format!(
         r#"
-[basic]
-threads = 2
-grace_period = "1s"
-graceful_shutdown_timeout = "1s"
-
+{BASIC}
 [servers.main]
 addr = "127.0.0.1:{port}"
 locations = ["all"]

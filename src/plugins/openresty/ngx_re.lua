@@ -37,15 +37,20 @@ local function re_at(subject, pattern, init)
   return from + init - 1, to + init - 1, m
 end
 
+-- the next match from `ctx.pos` (1 without a ctx), moving `ctx.pos` past it
+local function re_next(subject, regex, opts, ctx)
+  local from, to, m = re_at(subject, re_pattern(regex, opts), (ctx and ctx.pos) or 1)
+  if from and ctx then
+    ctx.pos = to + 1
+  end
+  return from, to, m
+end
+
 ngx.re = {}
 function ngx.re.match(subject, regex, opts, ctx)
-  local init = (ctx and ctx.pos) or 1
-  local from, to, m = re_at(subject, re_pattern(regex, opts), init)
+  local from, _, m = re_next(subject, regex, opts, ctx)
   if not from then
     return nil
-  end
-  if ctx then
-    ctx.pos = to + 1
   end
   local out = {}
   for k, v in pairs(m) do
@@ -59,13 +64,9 @@ function ngx.re.match(subject, regex, opts, ctx)
   return out
 end
 function ngx.re.find(subject, regex, opts, ctx, nth)
-  local init = (ctx and ctx.pos) or 1
-  local from, to, m = re_at(subject, re_pattern(regex, opts), init)
+  local from, to, m = re_next(subject, regex, opts, ctx)
   if not from then
     return nil
-  end
-  if ctx then
-    ctx.pos = to + 1
   end
   if nth and nth > 0 then
     local cap = m[nth]
