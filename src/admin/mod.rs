@@ -18,12 +18,14 @@
 //! | `GET /config` | the config's documents; its version as the ETag |
 //! | `POST /lua/check?name=NAME` | compile a Lua script (the body): ok, or the error and its line |
 //! | `PUT /config` | a whole new config (one file): checked, written, applied; `If-Match`, `?dry_run=1` |
+//! | `GET`/`PUT`/`DELETE /config/TABLE/NAME` | one entry (`entries.rs`): JSON keys, checked, written where it lives, applied |
 //! | `GET /explain?method=GET&url=...` | `tidegate explain` (`&header=Name:%20value`, `&client_ip=`, `&server=`) |
 //!
 //! With a token every request needs `Authorization: Bearer TOKEN` (compared in constant
 //! time); without one the listener must be on loopback (`check` refuses otherwise).
 
 pub mod config_api;
+pub mod entries;
 
 use crate::reload::Reloader;
 use crate::state::Live;
@@ -230,6 +232,38 @@ impl ServeHttp for AdminApp {
             return r;
         }
         let path = req.uri.path();
+        // who: the token's holder, from where (there is one token for now)
+        let who = match session.client_addr() {
+            Some(a) => format!("admin token from {a}"),
+            None => "admin token".to_string(),
+        };
+        let if_match = req
+            .headers
+            .get(http::header::IF_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let dry_run = query_args(req.uri.query().unwrap_or(""))
+            .iter()
+            .any(|(k, v)| k == "dry_run" && (v == "1" || v == "true"));
+        if let Some(rest) = path.strip_prefix("/config/") {
+            let method = req.method.clone();
+            let rest = rest.to_string();
+            let body = match read_body(session, 1 << 20).await {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            let (s, v) = self
+                .entry(&method, &rest, &body, if_match.as_deref(), dry_run, &who)
+                .await;
+            let mut r = reply(s, v);
+            if method == Method::GET {
+                let version = self.live.load().version;
+                if let Ok(tag) = http::HeaderValue::from_str(&config_api::etag(version)) {
+                    r.headers_mut().insert(http::header::ETAG, tag);
+                }
+            }
+            return r;
+        }
         match (&req.method, path) {
             (&Method::GET, "/status") => reply(StatusCode::OK, self.status()),
             (&Method::GET, "/upstreams") => reply(StatusCode::OK, self.upstreams()),
@@ -259,38 +293,14 @@ impl ServeHttp for AdminApp {
                 r
             }
             (&Method::PUT, "/config") => {
-                let mut body = Vec::new();
-                loop {
-                    match session.read_request_body().await {
-                        Ok(Some(b)) if body.len() + b.len() <= (1 << 20) + 1 => {
-                            body.extend_from_slice(&b)
-                        }
-                        Ok(Some(_)) => {
-                            body.resize((1 << 20) + 1, 0);
-                            break;
-                        }
-                        Ok(None) => break,
-                        Err(e) => {
-                            return reply(
-                                StatusCode::BAD_REQUEST,
-                                json!({"error": format!("reading the body: {e}")}),
-                            )
-                        }
-                    }
-                }
-                let if_match = req
-                    .headers
-                    .get(http::header::IF_MATCH)
-                    .and_then(|v| v.to_str().ok());
-                let dry_run = query_args(req.uri.query().unwrap_or(""))
-                    .iter()
-                    .any(|(k, v)| k == "dry_run" && (v == "1" || v == "true"));
-                // who: the token's holder, from where (there is one token for now)
-                let who = match session.client_addr() {
-                    Some(a) => format!("admin token from {a}"),
-                    None => "admin token".to_string(),
+                // one byte over the limit tells put_config the body was too large
+                let body = match read_body(session, (1 << 20) + 1).await {
+                    Ok(b) => b,
+                    Err(r) => return r,
                 };
-                let (s, v) = self.put_config(&body, if_match, dry_run, &who).await;
+                let (s, v) = self
+                    .put_config(&body, if_match.as_deref(), dry_run, &who)
+                    .await;
                 reply(s, v)
             }
             (&Method::POST, "/lua/check") => {
@@ -328,6 +338,32 @@ impl ServeHttp for AdminApp {
                 StatusCode::NOT_FOUND,
                 json!({"error": format!("no endpoint {path}"), "endpoints": ["/status", "/upstreams", "/stats", "/metrics", "/certificates", "/reload", "/config", "/lua/check", "/explain"]}),
             ),
+        }
+    }
+}
+
+/// The request body, up to `limit` bytes (cut there: the caller sees it is too large).
+async fn read_body(
+    session: &mut ServerSession,
+    limit: usize,
+) -> Result<Vec<u8>, Response<Vec<u8>>> {
+    let mut body = Vec::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(b)) => {
+                let room = limit.saturating_sub(body.len());
+                body.extend_from_slice(&b[..b.len().min(room)]);
+                if body.len() >= limit {
+                    return Ok(body);
+                }
+            }
+            Ok(None) => return Ok(body),
+            Err(e) => {
+                return Err(reply(
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": format!("reading the body: {e}")}),
+                ))
+            }
         }
     }
 }

@@ -94,6 +94,23 @@ impl EtcdSource {
         Ok(docs)
     }
 
+    /// Write one document: `name` as [`fetch`](Self::fetch) names it (`etcd://HOST:PORT/KEY`)
+    /// or a bare key.
+    pub async fn put(&self, name: &str, text: &str) -> Result<(), String> {
+        let key = name
+            .strip_prefix(&format!("etcd://{}", self.endpoint))
+            .unwrap_or(name);
+        if !key.starts_with(&self.prefix) {
+            return Err(format!("{key} is not under {}", self.prefix));
+        }
+        let mut client = self.client().await?;
+        client
+            .put(key, text, None)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("writing {key} to etcd at {}: {e}", self.endpoint))
+    }
+
     /// Fetch from a synchronous caller (start-up, SIGHUP): a small runtime of its own.
     pub fn fetch_blocking(&self) -> Result<Vec<SourceDoc>, String> {
         let rt = tokio::runtime::Builder::new_current_thread()
