@@ -158,8 +158,14 @@ fn check_refuses_an_open_admin_beyond_loopback() {
             "{admin}: {out}"
         );
     }
+    // beyond loopback: a token for the API and a user for the web UI, both
     let (code, out) = check_text(&format!(
         "{base}[admin]\naddr = \"0.0.0.0:6189\"\ntoken = \"0123456789abcdef0\"\n"
+    ));
+    assert_ne!(code, 0, "{out}");
+    let hash = bcrypt::hash("pw", 4).unwrap();
+    let (code, out) = check_text(&format!(
+        "{base}[admin]\naddr = \"0.0.0.0:6189\"\ntoken = \"0123456789abcdef0\"\nuser = \"ada\"\npassword_hash = '{hash}'\n"
     ));
     assert_eq!(code, 0, "{out}");
 }
@@ -242,7 +248,7 @@ fn the_config_is_read_and_written_with_versions() {
     assert!(wait_until(WAIT, || get(port, "h", "/", &[]).text() == "two"));
     assert!(t.stderr().contains("config written through the admin API"));
     assert!(
-        t.stderr().contains("by=admin token from 127.0.0.1:"),
+        t.stderr().contains("by=admin token from 127.0.0.1"),
         "who changed it is logged"
     );
     // the old version is stale now

@@ -26,6 +26,8 @@
 
 pub mod config_api;
 pub mod entries;
+pub mod gate;
+pub mod session;
 
 use crate::reload::Reloader;
 use crate::state::Live;
@@ -39,6 +41,8 @@ use std::sync::Arc;
 pub struct AdminApp {
     pub live: Live,
     pub reloader: Arc<Reloader>,
+    /// logged-in users of the web UI
+    pub sessions: session::Sessions,
 }
 
 fn reply(status: StatusCode, body: Value) -> Response<Vec<u8>> {
@@ -71,18 +75,6 @@ fn query_args(q: &str) -> Vec<(String, String)> {
 }
 
 impl AdminApp {
-    fn authorized(&self, req: &pingora::http::RequestHeader) -> bool {
-        let state = self.live.load();
-        let Some(token) = state.config.admin.as_ref().and_then(|a| a.token.as_ref()) else {
-            return true;
-        };
-        req.headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|t| crate::plugins::auth::same(t.trim().as_bytes(), token.as_bytes()))
-    }
-
     fn status(&self) -> Value {
         let state = self.live.load();
         json!({
@@ -220,23 +212,18 @@ fn lua_check(name: &str, body: &[u8]) -> (StatusCode, Value) {
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req = session.req_header().clone();
-        if !self.authorized(&req) {
-            let mut r = reply(
-                StatusCode::UNAUTHORIZED,
-                json!({"error": "an admin token is needed: Authorization: Bearer TOKEN"}),
-            );
-            r.headers_mut().insert(
-                http::header::WWW_AUTHENTICATE,
-                http::HeaderValue::from_static("Bearer realm=\"tidegate-admin\""),
-            );
+        let ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet().map(|i| i.ip()));
+        if let Some(r) = self.session_endpoint(session, &req, ip).await {
             return r;
         }
-        let path = req.uri.path();
-        // who: the token's holder, from where (there is one token for now)
-        let who = match session.client_addr() {
-            Some(a) => format!("admin token from {a}"),
-            None => "admin token".to_string(),
+        let caller = match self.caller(&req) {
+            Ok(c) => c,
+            Err(r) => return *r,
         };
+        let path = req.uri.path();
+        let who = caller.describe(ip);
         let if_match = req
             .headers
             .get(http::header::IF_MATCH)

@@ -42,6 +42,8 @@ pub struct Admin {
     pub addr: SocketAddr,
     /// the bearer token every request needs (`None`: only on loopback, open)
     pub token: Option<String>,
+    /// the web UI's user and its password hash (bcrypt or argon2)
+    pub user: Option<(String, String)>,
 }
 
 /// `[basic]`

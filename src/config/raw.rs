@@ -134,6 +134,8 @@ pub struct RawLocation {
 pub struct RawAdmin {
     pub addr: Option<String>,
     pub token: Option<String>,
+    pub user: Option<String>,
+    pub password_hash: Option<String>,
 }
 
 /// `[certificates.NAME]`: a certificate chain and its key, served by SNI.

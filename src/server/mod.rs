@@ -171,6 +171,7 @@ pub fn run(
         let app = pingora::apps::http_app::HttpServer::new_app(crate::admin::AdminApp {
             live: live.clone(),
             reloader: reloader.clone(),
+            sessions: Default::default(),
         });
         let mut svc = pingora::services::listening::Service::new("tidegate admin".to_string(), app);
         svc.add_tcp(&a.addr.to_string());

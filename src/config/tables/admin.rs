@@ -4,6 +4,8 @@
 //! [admin]
 //! addr = "127.0.0.1:6189"
 //! token = "a long random string"   # or TIDEGATE_ADMIN_TOKEN; required beyond loopback
+//! user = "admin"                    # or TIDEGATE_ADMIN_USER; with password_hash, the web UI's login
+//! password_hash = "$2b$12$..."      # bcrypt or argon2 (PHC); or TIDEGATE_ADMIN_PASSWORD_HASH
 //! ```
 
 use super::super::builder::{Builder, Entry};
@@ -48,17 +50,46 @@ pub(in crate::config) fn build_admin(b: &mut Builder<'_>, e: Option<&Entry>) -> 
             return None;
         }
     }
-    if token.is_none() && !addr.ip().is_loopback() {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let name = raw.user.or_else(|| env("TIDEGATE_ADMIN_USER"));
+    let hash = raw
+        .password_hash
+        .or_else(|| env("TIDEGATE_ADMIN_PASSWORD_HASH"));
+    let user = match (name, hash) {
+        (None, None) => None,
+        (Some(n), Some(h)) if crate::admin::session::hash_format_ok(&h) => Some((n, h)),
+        (Some(_), Some(_)) => {
+            b.err(
+                e.doc,
+                t,
+                Some("password_hash"),
+                "not a bcrypt ($2b$...) or argon2 ($argon2id$...) hash; make one with \
+                 `htpasswd -nbB admin PASSWORD` (the part after the colon) or argon2",
+            );
+            return None;
+        }
+        (Some(_), None) | (None, Some(_)) => {
+            b.err(
+                e.doc,
+                t,
+                Some("user"),
+                "`user` and `password_hash` go together (or TIDEGATE_ADMIN_USER and \
+                 TIDEGATE_ADMIN_PASSWORD_HASH)",
+            );
+            return None;
+        }
+    };
+    if (token.is_none() || user.is_none()) && !addr.ip().is_loopback() {
         b.err(
             e.doc,
             t,
             Some("addr"),
             format!(
-                "{addr} is reachable beyond this host: set `token` (or TIDEGATE_ADMIN_TOKEN), \
-                 or listen on 127.0.0.1"
+                "{addr} is reachable beyond this host: set `token` (or TIDEGATE_ADMIN_TOKEN) for \
+                 the API and `user` with `password_hash` for the web UI, or listen on 127.0.0.1"
             ),
         );
         return None;
     }
-    Some(Admin { addr, token })
+    Some(Admin { addr, token, user })
 }
