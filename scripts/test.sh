@@ -7,12 +7,15 @@ cd "$(dirname "$0")/.."
 # service) for the TLS and ACME tests
 # and Prometheus, its Pushgateway and promtool for the metrics tests; redis-server (started by
 # the tests themselves, no system service) for the cluster-wide limit
-scripts/setup.sh etcd-server etcd-client curl openssl pebble dnsmasq-base prometheus prometheus-pushgateway redis-server nginx libnginx-mod-http-lua lua-cjson
+scripts/setup.sh etcd-server etcd-client curl openssl pebble dnsmasq-base prometheus prometheus-pushgateway redis-server nginx libnginx-mod-http-lua lua-cjson chromium chromium-driver
 # nginx with lua-nginx-module and lua-cjson run the same OpenResty snippets as tidegate's
 # `openresty` plugins (tests/openresty.rs compares the answers)
 # the Docker discovery and image tests (tests/docker.rs) need the engine running (the machine
 # starts it; no registry is needed: the image is built FROM scratch)
 docker info >/dev/null 2>&1 || { echo "test.sh: the Docker engine is not reachable (docker info failed); tests/docker.rs needs it" >&2; exit 1; }
+# the admin web UI is tested in headless Chromium through Selenium (tests/ui/admin_ui.py)
+python3 -c "import selenium" 2>/dev/null || python3 -m pip install --quiet selenium 2>&1 | grep -v "Running pip as the 'root' user" || true
+python3 -c "import selenium" || { echo "test.sh: Python's selenium package is needed (pip install selenium)" >&2; exit 1; }
 # the HTTP/2 flood test crafts its frames with Python's h2 libraries
 python3 -c "import h2" 2>/dev/null || python3 -m pip install --quiet h2 2>&1 | grep -v "Running pip as the 'root' user" || true
 python3 -c "import h2" || { echo "test.sh: Python's h2 package is needed (pip install h2)" >&2; exit 1; }

@@ -28,6 +28,7 @@ pub mod config_api;
 pub mod entries;
 pub mod gate;
 pub mod session;
+pub mod ui;
 
 use crate::reload::Reloader;
 use crate::state::Live;
@@ -215,6 +216,11 @@ impl ServeHttp for AdminApp {
         let ip = session
             .client_addr()
             .and_then(|a| a.as_inet().map(|i| i.ip()));
+        if req.method == Method::GET {
+            if let Some(r) = ui::asset(req.uri.path()) {
+                return r;
+            }
+        }
         if let Some(r) = self.session_endpoint(session, &req, ip).await {
             return r;
         }

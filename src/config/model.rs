@@ -162,11 +162,12 @@ pub struct PluginDef {
 }
 
 impl Config {
-    /// Whether requests are counted: some server exposes or pushes metrics, or a `stats`
-    /// plugin reads the counters.
+    /// Whether requests are counted: some server exposes or pushes metrics, a `stats`
+    /// plugin reads the counters, or the admin (its dashboard) does.
     pub fn metrics_on(&self) -> bool {
         self.servers.iter().any(|s| s.metrics.is_some())
             || self.plugins.iter().any(|p| p.category == "stats")
+            || self.admin.is_some()
     }
 
     pub fn upstream_index(&self, name: &str) -> Option<usize> {

@@ -1,0 +1,77 @@
+//! The admin web UI in a real browser: Debian's Chromium, headless, driven by Selenium
+//! (`tests/ui/admin_ui.py`) against a tidegate with an origin behind it and a load running.
+//! Screenshots of each page go to `target/ui-screenshots/`.
+
+mod common;
+use common::*;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[test]
+fn log_in_watch_the_dashboard_and_add_a_location() {
+    let origin = Origin::start(|r| ok(&format!("origin saw {}", r.path)));
+    let (port, admin) = (free_port(), free_port());
+    let password = "correct horse battery";
+    let hash = bcrypt::hash(password, 4).unwrap();
+    let cfg = format!(
+        "[admin]\naddr = \"127.0.0.1:{admin}\"\ntoken = \"an-admin-token-of-some-length\"\n\
+         user = \"ada\"\npassword_hash = '{hash}'\n\n\
+         # the site\n[servers.main]\naddr = \"127.0.0.1:{port}\"\nlocations = [\"all\"]\n\n\
+         [locations.all]\npath = \"/\"\nupstream = \"backend\"\nplugins = [\"home\"]\n\n\
+         [plugins.home]\ncategory = \"mock\"\nbody = \"home\"\n\n\
+         [upstreams.backend]\naddrs = [\"{}\"]\n",
+        origin.addr
+    );
+    let t = Tidegate::start(&cfg, &[port, admin]);
+    assert_eq!(get(port, "h", "/shop/x", &[]).text(), "home");
+
+    // a load for the dashboard to show, bounded in time and count
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let load = std::thread::spawn(move || {
+        let start = Instant::now();
+        let mut n = 0;
+        while !s.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(90) && n < 200_000
+        {
+            get(port, "h", "/", &[]);
+            n += 1;
+        }
+    });
+    let shots = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ui-screenshots");
+    let out = Command::new("python3")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui/admin_ui.py"))
+        .args([&admin.to_string(), &port.to_string(), password])
+        .arg(&shots)
+        .output()
+        .expect("python3 with selenium (scripts/test.sh installs it)");
+    stop.store(true, Ordering::SeqCst);
+    load.join().unwrap();
+    assert!(
+        out.status.success(),
+        "the browser test failed:\n{}\n{}\n--- tidegate:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        t.stderr()
+    );
+    let file = std::fs::read_to_string(&t.config).unwrap();
+    assert!(
+        file.contains("[locations.shop]") && file.contains("# the site"),
+        "{file}"
+    );
+    assert!(
+        t.stderr().contains("by=user ada from 127.0.0.1"),
+        "{}",
+        t.stderr()
+    );
+    assert_eq!(get(port, "h", "/shop/x", &[]).text(), "origin saw /shop/x");
+    for page in [
+        "admin-login",
+        "admin-dashboard",
+        "admin-location-error",
+        "admin-locations",
+    ] {
+        assert!(shots.join(format!("{page}.png")).exists(), "{page}.png");
+    }
+}
