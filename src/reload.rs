@@ -61,6 +61,23 @@ pub struct Reloader {
     /// time, each from what is current when it starts, so versions only increase and an
     /// older build is never stored over a newer one
     applying: Mutex<()>,
+    /// the last reloads, newest last (at most [`HISTORY`])
+    history: Mutex<std::collections::VecDeque<Reloaded>>,
+}
+
+/// Reloads kept in the history.
+pub const HISTORY: usize = 50;
+
+/// One reload that applied a change or was rejected, for the admin's history.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Reloaded {
+    /// seconds since the epoch
+    pub at: i64,
+    pub reason: String,
+    /// the version serving after it
+    pub version: u64,
+    pub applied: bool,
+    pub error: Option<String>,
 }
 
 impl Reloader {
@@ -79,6 +96,7 @@ impl Reloader {
             force: std::sync::atomic::AtomicBool::new(false),
             runtime: Mutex::new(None),
             applying: Mutex::new(()),
+            history: Mutex::new(std::collections::VecDeque::new()),
         }
     }
 
@@ -89,6 +107,16 @@ impl Reloader {
     /// The runtime where new health checks are spawned (set by the background service).
     pub fn set_runtime(&self, handle: tokio::runtime::Handle) {
         *self.runtime.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+    }
+
+    /// The last reloads that applied or were rejected, oldest first.
+    pub fn history(&self) -> Vec<Reloaded> {
+        self.history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// The error of the last rejected reload, until a reload succeeds.
@@ -151,6 +179,19 @@ impl Reloader {
             }
             Ok(false) => {}
             Err(_) => f.reloads.with_label_values(&["rejected"]).inc(),
+        }
+        if !matches!(result, Ok(false)) {
+            let mut h = self.history.lock().unwrap_or_else(|p| p.into_inner());
+            if h.len() == HISTORY {
+                h.pop_front();
+            }
+            h.push_back(Reloaded {
+                at: unix_now(),
+                reason: reason.to_string(),
+                version: self.version(),
+                applied: result.is_ok(),
+                error: result.as_ref().err().map(|e| e.to_string()),
+            });
         }
         if let Err(e) = &result {
             let text = e.to_string();

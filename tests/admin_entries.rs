@@ -88,6 +88,11 @@ fn entries_are_read_written_and_deleted_in_the_file() {
         "{}",
         t.stderr()
     );
+    let (_, v, _) = call(admin, "GET", "/reloads", "", None);
+    let applied = v["reloads"]
+        .as_array()
+        .map_or(0, |r| r.iter().filter(|e| e["applied"] == true).count());
+    assert_eq!(applied, 3, "one reload per write: {v}");
 
     // a stale ETag: 412, nothing written
     let (code, _, _) = call(admin, "PUT", "/config/locations/two", loc, Some(&tag));
@@ -201,4 +206,46 @@ fn an_etcd_source_gets_the_write_in_the_key_that_holds_the_entry() {
         stored.contains("# the first upstream"),
         "comments kept: {stored}"
     );
+}
+
+/// Every path and method of `docs/admin-openapi.json` exists (none answers 404 or 405).
+#[test]
+fn the_openapi_file_matches_the_endpoints() {
+    let origin = Origin::named("a");
+    let (port, admin) = (free_port(), free_port());
+    let _t = Tidegate::start(&(head(admin) + &site(port, &origin)), &[port, admin]);
+    let spec: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/docs/admin-openapi.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let paths = spec["paths"].as_object().unwrap();
+    assert!(paths.len() >= 15);
+    for (path, ops) in paths {
+        for method in ops.as_object().unwrap().keys() {
+            let concrete = path
+                .replace("{table}/{name}", "locations/all")
+                .replace("{table}", if method == "put" { "lua" } else { "locations" });
+            let concrete = match concrete.as_str() {
+                "/explain" => "/explain?url=http%3A%2F%2Fh%2F".to_string(),
+                _ => format!("{concrete}?dry_run=1"),
+            };
+            let body: &str = match (path.as_str(), method.as_str()) {
+                ("/config", "put") => "[servers.main]\naddr = \"127.0.0.1:1\"\nlocations = []\n",
+                ("/config/{table}", "put") => "{}",
+                ("/config/{table}/{name}", "put") => "{\"path\": \"/\", \"upstream\": \"backend\"}",
+                ("/login", _) => "{\"user\": \"x\", \"password\": \"y\"}",
+                _ => "",
+            };
+            let (code, v, _) = call(admin, &method.to_uppercase(), &concrete, body, None);
+            assert!(
+                code != 404 && code != 405,
+                "{} {concrete}: {code} {v}",
+                method.to_uppercase()
+            );
+        }
+    }
 }

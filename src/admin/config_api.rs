@@ -87,10 +87,11 @@ impl AdminApp {
         }
         let old = std::fs::read_to_string(path).unwrap_or_default();
         let (added, removed) = line_changes(&old, &text);
+        let change = super::entries::diff(path, &old, &text);
         if dry_run {
             return (
                 StatusCode::OK,
-                json!({"valid": true, "written": false, "lines_added": added, "lines_removed": removed}),
+                json!({"valid": true, "written": false, "lines_added": added, "lines_removed": removed, "diff": change}),
             );
         }
         let tmp = format!("{path}.admin-tmp");
@@ -101,7 +102,7 @@ impl AdminApp {
                 json!({"error": format!("writing {path}: {e}")}),
             );
         }
-        tracing::info!(file = %path, by = %who, lines_added = added, lines_removed = removed, "config written through the admin API");
+        tracing::info!(file = %path, by = %who, lines_added = added, lines_removed = removed, "config written through the admin API:\n{change}");
         let (status, mut v) = self.reload().await;
         v["written"] = json!(true);
         (status, v)

@@ -150,7 +150,7 @@ fn edited(
 }
 
 /// A unified diff of one document's change.
-fn diff(name: &str, old: &str, new: &str) -> String {
+pub(super) fn diff(name: &str, old: &str, new: &str) -> String {
     similar::TextDiff::from_lines(old, new)
         .unified_diff()
         .context_radius(2)

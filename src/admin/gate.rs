@@ -75,7 +75,7 @@ impl AdminApp {
         let state = self.live.load();
         let Some((user, hash)) = state.config.admin.as_ref().and_then(|a| a.user.clone()) else {
             return reply(
-                StatusCode::NOT_FOUND,
+                StatusCode::FORBIDDEN,
                 json!({"error": "no admin user is configured ([admin] user and password_hash)"}),
             );
         };

@@ -15,6 +15,7 @@
 //! | `GET /metrics` | the Prometheus exposition |
 //! | `GET /certificates` | each certificate: domains, expiry, serial, default, ACME or not; ACME names still waiting for one |
 //! | `POST /reload` | reload the config now; 200 with the version, or 422 with the errors |
+//! | `GET /reloads` | the last 50 reloads that applied or were rejected: when, why, version, error |
 //! | `GET /config` | the config's documents; its version as the ETag |
 //! | `POST /lua/check?name=NAME` | compile a Lua script (the body): ok, or the error and its line |
 //! | `PUT /config` | a whole new config (one file): checked, written, applied; `If-Match`, `?dry_run=1` |
@@ -265,6 +266,10 @@ impl ServeHttp for AdminApp {
                 crate::plugins::stats::document(&self.live.load()),
             ),
             (&Method::GET, "/certificates") => reply(StatusCode::OK, self.certificates()),
+            (&Method::GET, "/reloads") => reply(
+                StatusCode::OK,
+                json!({"config_version": self.live.load().version, "reloads": self.reloader.history()}),
+            ),
             (&Method::GET, "/metrics") => {
                 let a = crate::observability::metrics::endpoint::answer();
                 let mut r = Response::new(a.body.to_vec());
@@ -322,14 +327,14 @@ impl ServeHttp for AdminApp {
             (
                 _,
                 "/status" | "/upstreams" | "/stats" | "/metrics" | "/certificates" | "/reload"
-                | "/explain" | "/config" | "/lua/check",
+                | "/reloads" | "/explain" | "/config" | "/lua/check",
             ) => reply(
                 StatusCode::METHOD_NOT_ALLOWED,
                 json!({"error": format!("{} is not allowed on {path}", req.method)}),
             ),
             _ => reply(
                 StatusCode::NOT_FOUND,
-                json!({"error": format!("no endpoint {path}"), "endpoints": ["/status", "/upstreams", "/stats", "/metrics", "/certificates", "/reload", "/config", "/lua/check", "/explain"]}),
+                json!({"error": format!("no endpoint {path}"), "endpoints": ["/status", "/upstreams", "/stats", "/metrics", "/certificates", "/reload", "/reloads", "/config", "/config/TABLE/NAME", "/lua/check", "/explain", "/login", "/logout", "/session"]}),
             ),
         }
     }

@@ -97,6 +97,11 @@ try:
     wait.until(lambda d: "shop" in text("#locations"))
     shot("admin-locations")
 
+    # the reload history shows the writes
+    driver.find_element(By.ID, "nav-reloads").click()
+    wait.until(lambda d: "applied" in text("#reloads"))
+    shot("admin-reloads")
+
     # the proxy serves the new route
     deadline = time.time() + 20
     while True:

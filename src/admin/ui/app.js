@@ -23,7 +23,7 @@ async function api(method, path, body) {
 }
 
 function show(view) {
-  for (const id of ["login-view", "dashboard-view", "locations-view"]) {
+  for (const id of ["login-view", "dashboard-view", "locations-view", "reloads-view"]) {
     $("#" + id).hidden = id !== view + "-view";
   }
   $("#nav").hidden = view === "login";
@@ -35,11 +35,13 @@ function show(view) {
   if (poll) { clearInterval(poll); poll = null; }
   if (view === "dashboard") { refresh(); poll = setInterval(refresh, 1000); }
   if (view === "locations") { loadLocations(); }
+  if (view === "reloads") { loadReloads(); }
 }
 
 function route() {
   if (!csrf) return show("login");
-  show(location.hash === "#locations" ? "locations" : "dashboard");
+  const views = { "#locations": "locations", "#reloads": "reloads" };
+  show(views[location.hash] || "dashboard");
 }
 
 function cell(tr, text, cls) {
@@ -139,6 +141,20 @@ async function loadLocations() {
     const o = document.createElement("option");
     o.value = e.name;
     list.appendChild(o);
+  }
+}
+
+async function loadReloads() {
+  const r = await api("GET", "/reloads");
+  const body = $("#reloads tbody");
+  body.textContent = "";
+  for (const e of ((r.data && r.data.reloads) || []).slice().reverse()) {
+    const tr = document.createElement("tr");
+    cell(tr, new Date(e.at * 1000).toLocaleString());
+    cell(tr, e.reason);
+    cell(tr, String(e.version));
+    cell(tr, e.applied ? "applied" : "rejected: " + (e.error || ""), e.applied ? "up" : "down");
+    body.appendChild(tr);
   }
 }
 
