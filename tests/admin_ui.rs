@@ -13,15 +13,24 @@ use std::time::{Duration, Instant};
 fn log_in_watch_the_dashboard_and_add_a_location() {
     let origin = Origin::start(|r| ok(&format!("origin saw {}", r.path)));
     let (port, admin) = (free_port(), free_port());
+    let scripts = tempfile::tempdir().unwrap();
+    let gate = scripts.path().join("gate.lua");
+    std::fs::write(
+        &gate,
+        "local M = {}\nfunction M.on_request(req)\nend\nreturn M\n",
+    )
+    .unwrap();
     let password = "correct horse battery";
     let hash = bcrypt::hash(password, 4).unwrap();
     let cfg = format!(
         "[admin]\naddr = \"127.0.0.1:{admin}\"\ntoken = \"an-admin-token-of-some-length\"\n\
          user = \"ada\"\npassword_hash = '{hash}'\n\n\
          # the site\n[servers.main]\naddr = \"127.0.0.1:{port}\"\nlocations = [\"all\"]\n\n\
-         [locations.all]\npath = \"/\"\nupstream = \"backend\"\nplugins = [\"home\"]\n\n\
+         [locations.all]\npath = \"/\"\nupstream = \"backend\"\nplugins = [\"gate\", \"home\"]\n\n\
+         [plugins.gate]\ncategory = \"lua\"\npath = \"{}\"\n\n\
          [plugins.home]\ncategory = \"mock\"\nbody = \"home\"\n\n\
          [upstreams.backend]\naddrs = [\"{}\"]\n",
+        gate.display(),
         origin.addr
     );
     let t = Tidegate::start(&cfg, &[port, admin]);
@@ -66,6 +75,15 @@ fn log_in_watch_the_dashboard_and_add_a_location() {
         t.stderr()
     );
     assert_eq!(get(port, "h", "/shop/x", &[]).text(), "origin saw /shop/x");
+    let r = get(port, "h", "/", &[]);
+    assert_eq!(
+        r.header("x-edited"),
+        Some("yes"),
+        "the script edited in the browser runs"
+    );
+    assert!(std::fs::read_to_string(&t.config)
+        .unwrap()
+        .contains("least_conn"));
     for page in [
         "admin-login",
         "admin-dashboard",

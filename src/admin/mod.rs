@@ -18,6 +18,7 @@
 //! | `GET /reloads` | the last 50 reloads that applied or were rejected: when, why, version, error |
 //! | `GET /config` | the config's documents; its version as the ETag |
 //! | `POST /lua/check?name=NAME` | compile a Lua script (the body): ok, or the error and its line |
+//! | `GET /lua/scripts`, `GET`/`PUT /lua/script?path=P` | the config's scripts, read and written (`scripts.rs`) |
 //! | `PUT /config` | a whole new config (one file): checked, written, applied; `If-Match`, `?dry_run=1` |
 //! | `GET`/`PUT`/`DELETE /config/TABLE/NAME` | one entry (`entries.rs`): JSON keys, checked, written where it lives, applied |
 //! | `GET /explain?method=GET&url=...` | `tidegate explain` (`&header=Name:%20value`, `&client_ip=`, `&server=`) |
@@ -28,6 +29,7 @@
 pub mod config_api;
 pub mod entries;
 pub mod gate;
+pub mod scripts;
 pub mod session;
 pub mod ui;
 
@@ -185,7 +187,7 @@ impl AdminApp {
 
 /// Compile a script as a Lua plugin's would be (source text only, Luau's compiler): ok, or
 /// the error with the line it names.
-fn lua_check(name: &str, body: &[u8]) -> (StatusCode, Value) {
+pub(super) fn lua_check(name: &str, body: &[u8]) -> (StatusCode, Value) {
     let Ok(source) = std::str::from_utf8(body) else {
         return (
             StatusCode::BAD_REQUEST,
@@ -301,6 +303,32 @@ impl ServeHttp for AdminApp {
                     .await;
                 reply(s, v)
             }
+            (&Method::GET, "/lua/scripts") => {
+                let (s, v) = self.list_scripts();
+                reply(s, v)
+            }
+            (&Method::GET, "/lua/script") => {
+                let path = query_args(req.uri.query().unwrap_or(""))
+                    .into_iter()
+                    .find(|(k, _)| k == "path")
+                    .map(|(_, v)| v)
+                    .unwrap_or_default();
+                let (s, v) = self.read_script(&path);
+                reply(s, v)
+            }
+            (&Method::PUT, "/lua/script") => {
+                let path = query_args(req.uri.query().unwrap_or(""))
+                    .into_iter()
+                    .find(|(k, _)| k == "path")
+                    .map(|(_, v)| v)
+                    .unwrap_or_default();
+                let body = match read_body(session, 1 << 20).await {
+                    Ok(b) => b,
+                    Err(r) => return r,
+                };
+                let (s, v) = self.write_script(&path, &body, &who).await;
+                reply(s, v)
+            }
             (&Method::POST, "/lua/check") => {
                 let mut body = Vec::new();
                 while let Ok(Some(b)) = session.read_request_body().await {
@@ -327,7 +355,8 @@ impl ServeHttp for AdminApp {
             (
                 _,
                 "/status" | "/upstreams" | "/stats" | "/metrics" | "/certificates" | "/reload"
-                | "/reloads" | "/explain" | "/config" | "/lua/check",
+                | "/reloads" | "/explain" | "/config" | "/lua/check" | "/lua/scripts"
+                | "/lua/script",
             ) => reply(
                 StatusCode::METHOD_NOT_ALLOWED,
                 json!({"error": format!("{} is not allowed on {path}", req.method)}),

@@ -1,6 +1,7 @@
-//! The admin's web UI: three files embedded in the binary at build time (`ui/`), plain
+//! The admin's web UI: four files embedded in the binary at build time (`ui/`), plain
 //! HTML, CSS and JavaScript over the JSON API; nothing is fetched from elsewhere, no build
-//! step. `GET /` is the page; `/ui/app.js` and `/ui/style.css` its parts. The page needs no
+//! step. `GET /` is the page; `/ui/app.js`, `/ui/edit.js` (the table and script editors)
+//! and `/ui/style.css` its parts. The page needs no
 //! credentials to load (it shows the login form); everything it shows comes from the API,
 //! which does.
 
@@ -9,6 +10,7 @@ use http::{Response, StatusCode};
 const INDEX: &str = include_str!("ui/index.html");
 const APP: &str = include_str!("ui/app.js");
 const STYLE: &str = include_str!("ui/style.css");
+const EDIT: &str = include_str!("ui/edit.js");
 
 /// The asset at `path`, if it is one.
 pub fn asset(path: &str) -> Option<Response<Vec<u8>>> {
@@ -16,6 +18,7 @@ pub fn asset(path: &str) -> Option<Response<Vec<u8>>> {
         "/" | "/index.html" => (INDEX, "text/html; charset=utf-8"),
         "/ui/app.js" => (APP, "text/javascript; charset=utf-8"),
         "/ui/style.css" => (STYLE, "text/css; charset=utf-8"),
+        "/ui/edit.js" => (EDIT, "text/javascript; charset=utf-8"),
         _ => return None,
     };
     let mut r = Response::new(body.as_bytes().to_vec());

@@ -21,7 +21,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 admin, proxy, password, shots = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 os.makedirs(shots, exist_ok=True)
@@ -96,6 +96,45 @@ try:
     wait.until(lambda d: "applied" in text("#form-ok"))
     wait.until(lambda d: "shop" in text("#locations"))
     shot("admin-locations")
+
+    # any table's entry as a form: an upstream's algo, a bad value first
+    driver.find_element(By.ID, "nav-tables").click()
+    wait.until(ec.visibility_of_element_located((By.ID, "table-pick")))
+    Select(driver.find_element(By.ID, "table-pick")).select_by_value("upstreams")
+    wait.until(lambda d: d.find_elements(By.XPATH, '//ul[@id="entries"]//button[text()="backend"]'))
+    driver.find_element(By.XPATH, '//ul[@id="entries"]//button[text()="backend"]').click()
+    wait.until(ec.visibility_of_element_located((By.ID, "field-addrs")))
+    extra = driver.find_element(By.ID, "entry-extra")
+    extra.send_keys('{"algo": "fastest"}')
+    driver.find_element(By.ID, "entry-preview").click()
+    wait.until(lambda d: "unknown algo" in text('#entry-extra ~ .field-error, #entry-error') or
+               "unknown algo" in text("#entry-error"))
+    extra.clear()
+    extra.send_keys('{"algo": "least_conn"}')
+    driver.find_element(By.ID, "entry-preview").click()
+    wait.until(lambda d: 'algo = "least_conn"' in text("#entry-diff"))
+    driver.find_element(By.ID, "entry-apply").click()
+    wait.until(lambda d: "Applied" in text("#entry-ok"))
+    shot("admin-tables")
+
+    # the Lua editor: a syntax error is shown at its line and nothing is saved
+    driver.find_element(By.ID, "nav-scripts").click()
+    wait.until(lambda d: "gate.lua" in text("#script-pick"))
+    area = driver.find_element(By.ID, "script-text")
+    wait.until(lambda d: "on_request" in area.get_attribute("value"))
+    assert driver.find_elements(By.CSS_SELECTOR, "#script-highlight .tok-k"), "keywords highlighted"
+    area.send_keys(Keys.CONTROL, "a")
+    area.send_keys(Keys.DELETE)
+    area.send_keys("local M = {}\nfunction M.on_request(req)\n  if then\nend\nreturn M\n")
+    driver.find_element(By.ID, "script-save").click()
+    wait.until(lambda d: text("#script-error").startswith("line 3:"))
+    assert driver.find_elements(By.CSS_SELECTOR, '#script-highlight .line-bad[data-line="3"]')
+    shot("admin-script-error")
+    area.send_keys(Keys.CONTROL, "a")
+    area.send_keys(Keys.DELETE)
+    area.send_keys("local M = {}\nfunction M.on_response(req, resp)\n  resp:set_header('x-edited', 'yes')\nend\nreturn M\n")
+    driver.find_element(By.ID, "script-save").click()
+    wait.until(lambda d: "Saved" in text("#script-ok"))
 
     # the reload history shows the writes
     driver.find_element(By.ID, "nav-reloads").click()

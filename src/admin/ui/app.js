@@ -23,7 +23,7 @@ async function api(method, path, body) {
 }
 
 function show(view) {
-  for (const id of ["login-view", "dashboard-view", "locations-view", "reloads-view"]) {
+  for (const id of ["login-view", "dashboard-view", "locations-view", "reloads-view", "tables-view", "scripts-view"]) {
     $("#" + id).hidden = id !== view + "-view";
   }
   $("#nav").hidden = view === "login";
@@ -36,11 +36,13 @@ function show(view) {
   if (view === "dashboard") { refresh(); poll = setInterval(refresh, 1000); }
   if (view === "locations") { loadLocations(); }
   if (view === "reloads") { loadReloads(); }
+  if (view === "tables") { loadEntries(); }
+  if (view === "scripts") { loadScripts(); }
 }
 
 function route() {
   if (!csrf) return show("login");
-  const views = { "#locations": "locations", "#reloads": "reloads" };
+  const views = { "#locations": "locations", "#reloads": "reloads", "#tables": "tables", "#scripts": "scripts" };
   show(views[location.hash] || "dashboard");
 }
 
