@@ -33,6 +33,9 @@ impl AdminApp {
     }
 
     pub(super) fn read_script(&self, path: &str) -> (StatusCode, Value) {
+        if path.is_empty() {
+            return no_path();
+        }
         if !self.scripts().iter().any(|s| s == path) {
             return (
                 StatusCode::NOT_FOUND,
@@ -54,6 +57,9 @@ impl AdminApp {
         body: &[u8],
         who: &str,
     ) -> (StatusCode, Value) {
+        if path.is_empty() {
+            return no_path();
+        }
         if !self.scripts().iter().any(|s| s == path) {
             return (
                 StatusCode::NOT_FOUND,
@@ -86,4 +92,11 @@ impl AdminApp {
         v["diff"] = json!(change);
         (status, v)
     }
+}
+
+fn no_path() -> (StatusCode, Value) {
+    (
+        StatusCode::BAD_REQUEST,
+        json!({"error": "name the script: ?path=... (GET /lua/scripts lists them)"}),
+    )
 }
