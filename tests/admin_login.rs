@@ -184,3 +184,46 @@ fn check_refuses_an_open_admin_beyond_loopback_and_bad_hashes() {
     let (code, out) = run_cli(&["check", "-c", "t.toml"], dir.path());
     assert_eq!((code, out.trim()), (0, "ok"));
 }
+
+#[test]
+fn the_admin_speaks_tls_with_the_servers_certificates_and_secure_cookies() {
+    use common::tls::{cert_table, write_pair, Client, TestCa};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("admin test CA");
+    let issued = ca.issue(&["admin.test"], 30, 4242);
+    let files = write_pair(dir.path(), "admin", &issued);
+    let origin = Origin::named("o");
+    let (port, admin) = (free_port(), free_port());
+    let hash = bcrypt::hash("pw-for-tls", 4).unwrap();
+    let cfg = config(port, admin, &origin, &hash).replacen(
+        &format!("password_hash = '{hash}'\n"),
+        &format!("password_hash = '{hash}'\ntls = true\n"),
+        1,
+    ) + "\n"
+        + &cert_table("site", &files, &["admin.test"], true);
+    let t = Tidegate::start(&cfg, &[port, admin]);
+    let client = Client::new();
+    assert_eq!(
+        client.served_serial(admin, Some("admin.test")).unwrap(),
+        4242
+    );
+    let mut s = client.connect(admin, Some("admin.test")).unwrap();
+    let body = br#"{"user": "ada", "password": "pw-for-tls"}"#;
+    let req = format!(
+        "POST /login HTTP/1.1\r\nHost: admin.test\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let mut raw = req.into_bytes();
+    raw.extend_from_slice(body);
+    use std::io::Write;
+    s.write_all(&raw).unwrap();
+    s.flush().unwrap();
+    let mut reader = std::io::BufReader::new(s);
+    let r = common::read_response(&mut reader, false).unwrap();
+    assert_eq!(r.status, 200, "{}", t.stderr());
+    let cookie = r.header("set-cookie").unwrap();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    // plain HTTP on the admin port gets no answer
+    let plain = std::panic::catch_unwind(|| request(admin, "GET", "admin", "/status", &[], b""));
+    assert!(plain.map_or(true, |r| r.status == 0 || r.status >= 400));
+}

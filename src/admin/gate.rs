@@ -108,7 +108,7 @@ impl AdminApp {
         tracing::info!(user = %user, from = ?ip, "admin login");
         with_cookie(
             reply(StatusCode::OK, json!({"user": s.user, "csrf": s.csrf})),
-            &session::set_cookie(&id, false),
+            &session::set_cookie(&id, self.live.load().config.admin_tls.is_some()),
         )
     }
 

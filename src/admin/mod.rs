@@ -31,6 +31,7 @@ pub mod entries;
 pub mod gate;
 pub mod scripts;
 pub mod session;
+pub mod tls;
 pub mod ui;
 
 use crate::reload::Reloader;

@@ -17,6 +17,8 @@ use std::time::Duration;
 /// One complete, valid configuration.
 #[derive(Debug)]
 pub struct Config {
+    /// the admin listener's TLS settings (`[admin] tls = true`)
+    pub admin_tls: Option<std::sync::Arc<crate::tls::TlsServer>>,
     pub basic: Basic,
     pub servers: Vec<Server>,
     pub locations: Vec<Location>,
@@ -44,6 +46,8 @@ pub struct Admin {
     pub token: Option<String>,
     /// the web UI's user and its password hash (bcrypt or argon2)
     pub user: Option<(String, String)>,
+    /// `tls = true`: HTTPS with the servers' certificates
+    pub tls: bool,
 }
 
 /// `[basic]`

@@ -136,6 +136,7 @@ pub struct RawAdmin {
     pub token: Option<String>,
     pub user: Option<String>,
     pub password_hash: Option<String>,
+    pub tls: Option<bool>,
 }
 
 /// `[certificates.NAME]`: a certificate chain and its key, served by SNI.

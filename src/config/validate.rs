@@ -151,6 +151,7 @@ pub fn build(docs: &[SourceDoc]) -> Result<Config, ConfigErrors> {
         certificates,
         acme,
         warnings,
+        store,
     } = world::run(
         &mut b,
         pending,
@@ -182,8 +183,26 @@ pub fn build(docs: &[SourceDoc]) -> Result<Config, ConfigErrors> {
             "Lua plugins need work_stealing = false (each worker thread keeps its own Lua VM)",
         );
     }
+    // the admin over TLS: the servers' certificates, default settings
+    let admin_tls = match admin.as_ref().filter(|a| a.tls) {
+        None => None,
+        Some(_) if store.is_empty() && acme.is_empty() => {
+            b.err(
+                admin_doc,
+                "admin",
+                Some("tls"),
+                "tls = true needs at least one [certificates.NAME]",
+            );
+            None
+        }
+        Some(_) => crate::tls::settings::build(&Default::default(), store)
+            .map(std::sync::Arc::new)
+            .map_err(|p| b.err(admin_doc, "admin", Some(p.key), p.message))
+            .ok(),
+    };
     if b.errors.is_empty() {
         Ok(Config {
+            admin_tls,
             basic,
             servers,
             locations,

@@ -43,6 +43,8 @@ pub(super) struct Done {
     pub certificates: Vec<Certificate>,
     pub acme: Vec<AcmeCert>,
     pub warnings: Vec<ConfigError>,
+    /// the certificates by name, for TLS listeners outside `[servers]` (the admin's)
+    pub store: Arc<crate::tls::sni::CertStore>,
 }
 
 pub(super) fn run(
@@ -125,5 +127,6 @@ pub(super) fn run(
         certificates,
         acme,
         warnings,
+        store,
     }
 }

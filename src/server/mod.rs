@@ -174,8 +174,11 @@ pub fn run(
             sessions: Default::default(),
         });
         let mut svc = pingora::services::listening::Service::new("tidegate admin".to_string(), app);
-        svc.add_tcp(&a.addr.to_string());
-        tracing::info!(addr = %a.addr, token = a.token.is_some(), "admin API listening");
+        match crate::admin::tls::settings(&live) {
+            Some(tls) => svc.add_tls_with_settings(&a.addr.to_string(), None, tls),
+            None => svc.add_tcp(&a.addr.to_string()),
+        }
+        tracing::info!(addr = %a.addr, token = a.token.is_some(), tls = a.tls, "admin API listening");
         server.add_service(svc);
     }
     server.add_service(pingora::services::background::background_service(

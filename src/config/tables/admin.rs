@@ -6,6 +6,7 @@
 //! token = "a long random string"   # or TIDEGATE_ADMIN_TOKEN; required beyond loopback
 //! user = "admin"                    # or TIDEGATE_ADMIN_USER; with password_hash, the web UI's login
 //! password_hash = "$2b$12$..."      # bcrypt or argon2 (PHC); or TIDEGATE_ADMIN_PASSWORD_HASH
+//! tls = true                        # HTTPS with the [certificates] the servers use
 //! ```
 
 use super::super::builder::{Builder, Entry};
@@ -91,5 +92,10 @@ pub(in crate::config) fn build_admin(b: &mut Builder<'_>, e: Option<&Entry>) -> 
         );
         return None;
     }
-    Some(Admin { addr, token, user })
+    Some(Admin {
+        addr,
+        token,
+        user,
+        tls: raw.tls.unwrap_or(false),
+    })
 }
