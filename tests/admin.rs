@@ -67,6 +67,7 @@ fn the_admin_api_reports_reloads_and_explains() {
     let (_, v) = json(admin, "GET", "/upstreams", Some(TOKEN));
     assert_eq!(v["backend"][0]["peer"], origin.addr.to_string());
     assert_eq!(v["backend"][0]["up"], true);
+    assert_eq!(v["backend"][0]["recent_failures"], 0);
     assert_eq!(get(port, "h", "/", &[]).text(), "one");
     let (_, v) = json(admin, "GET", "/stats", Some(TOKEN));
     assert!(v["requests"]["total"].as_u64().is_some(), "{v}");

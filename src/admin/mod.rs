@@ -104,6 +104,7 @@ impl AdminApp {
                         "up": p.is_healthy(),
                         "circuit_open": p.circuit_open(),
                         "in_flight": p.inflight(),
+                        "recent_failures": p.failures(),
                     })
                 })
                 .collect();

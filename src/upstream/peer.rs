@@ -52,6 +52,10 @@ impl Peer {
     pub fn set_healthy(&self, v: bool) {
         self.healthy.store(v, Ordering::Relaxed);
     }
+    /// Failures in a row (passive health), until the peer answers again.
+    pub fn failures(&self) -> u32 {
+        self.consecutive_fails.load(Ordering::Relaxed)
+    }
     pub fn inflight(&self) -> usize {
         self.inflight.load(Ordering::Relaxed)
     }
