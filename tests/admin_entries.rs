@@ -180,6 +180,21 @@ fn a_directory_gets_the_write_in_the_file_that_holds_the_entry() {
     let (code, v, _) = call(admin, "PUT", "/config/plugins/pong", plugin, None);
     assert_eq!(code, 200, "{v}");
     assert!(conf.join("plugins-pong.toml").exists());
+    // the whole config of a directory: documents by name, the others kept
+    let site_file = conf.join("20-site.toml");
+    let docs = serde_json::json!({"documents": [
+        {"name": site_file.display().to_string(), "text": site(port, &a)},
+    ]});
+    let (code, v, _) = call(admin, "PUT", "/config", &docs.to_string(), None);
+    assert_eq!(code, 200, "{v}");
+    assert!(wait_until(WAIT, || get(port, "h", "/", &[]).text() == "a"));
+    assert!(conf.join("plugins-pong.toml").exists(), "the others kept");
+    let outside = serde_json::json!({"documents": [{"name": "/etc/passwd", "text": "x"}]});
+    assert_eq!(
+        call(admin, "PUT", "/config", &outside.to_string(), None).0,
+        400
+    );
+    assert_eq!(call(admin, "PUT", "/config", "[servers.x]", None).0, 400);
 }
 
 #[test]

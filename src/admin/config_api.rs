@@ -2,7 +2,8 @@
 //! the ETag; a whole new config checked like `tidegate check`, then written over the file
 //! (atomically) and applied.
 //!
-//! Writing is for a config that is one file; a directory or etcd source answers 501 for now.
+//! A config that is one file takes the new text; a directory or etcd takes
+//! `{"documents": [{"name", "text"}]}` (each document replaced or added, the others kept).
 //! A `PUT` with `If-Match` naming an older version gets 412 (another change came first);
 //! `?dry_run=1` checks without writing.
 
@@ -42,18 +43,6 @@ impl AdminApp {
         dry_run: bool,
         who: &str,
     ) -> (StatusCode, Value) {
-        let crate::config::source::Source::Path(path) = self.reloader.source() else {
-            return (
-                StatusCode::NOT_IMPLEMENTED,
-                json!({"error": "this config's source cannot be written through the API yet (a single file can)"}),
-            );
-        };
-        if std::path::Path::new(path).is_dir() {
-            return (
-                StatusCode::NOT_IMPLEMENTED,
-                json!({"error": "a directory of config files cannot be written through the API yet (a single file can)"}),
-            );
-        }
         let current = self.live.load().version;
         if let Some(tag) = if_match {
             if tag.trim() != etag(current) && tag.trim() != "*" {
@@ -63,6 +52,17 @@ impl AdminApp {
                 );
             }
         }
+        let path = match self.reloader.source() {
+            crate::config::source::Source::Path(p) if !std::path::Path::new(p).is_dir() => p,
+            crate::config::source::Source::Embedded => {
+                return (
+                    StatusCode::NOT_IMPLEMENTED,
+                    json!({"error": "the embedded demo config cannot be written; start with -c FILE"}),
+                )
+            }
+            // a directory or etcd: the documents to write, by name
+            _ => return self.put_documents(body, dry_run, who).await,
+        };
         if body.len() > MAX_CONFIG {
             return (
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -106,6 +106,99 @@ impl AdminApp {
         let (status, mut v) = self.reload().await;
         v["written"] = json!(true);
         (status, v)
+    }
+}
+
+impl AdminApp {
+    /// `PUT /config` on a directory or etcd: `{"documents": [{"name", "text"}]}`, each an
+    /// existing document replaced or a new one (a file in the directory, a key under the
+    /// prefix); the others stay. Checked together, then written and applied.
+    async fn put_documents(&self, body: &[u8], dry_run: bool, who: &str) -> (StatusCode, Value) {
+        #[derive(serde::Deserialize)]
+        struct Doc {
+            name: String,
+            text: String,
+        }
+        #[derive(serde::Deserialize)]
+        struct Docs {
+            documents: Vec<Doc>,
+        }
+        let Ok(new) = serde_json::from_slice::<Docs>(body) else {
+            return (
+                StatusCode::BAD_REQUEST,
+                json!({"error": "this config is several documents: send {\"documents\": [{\"name\": ..., \"text\": ...}]}"}),
+            );
+        };
+        let mut docs: Vec<crate::config::SourceDoc> = self
+            .reloader
+            .applied_docs()
+            .into_iter()
+            .map(|(name, text)| crate::config::SourceDoc { name, text })
+            .collect();
+        let mut diffs = String::new();
+        for d in &new.documents {
+            if !self.may_hold(&d.name) {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    json!({"error": format!("{} is not a document of this config's source", d.name)}),
+                );
+            }
+            let old = docs
+                .iter()
+                .find(|x| x.name == d.name)
+                .map(|x| x.text.clone())
+                .unwrap_or_default();
+            diffs.push_str(&super::entries::diff(&d.name, &old, &d.text));
+            match docs.iter_mut().find(|x| x.name == d.name) {
+                Some(x) => x.text = d.text.clone(),
+                None => docs.push(crate::config::SourceDoc {
+                    name: d.name.clone(),
+                    text: d.text.clone(),
+                }),
+            }
+        }
+        if let Err(e) = crate::config::validate::build(&docs) {
+            return (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({"valid": false, "error": e.to_string(), "diff": diffs}),
+            );
+        }
+        if dry_run {
+            return (
+                StatusCode::OK,
+                json!({"valid": true, "written": false, "diff": diffs}),
+            );
+        }
+        for d in &new.documents {
+            if let Err(e) = self.write_doc(&d.name, &d.text).await {
+                return (StatusCode::INTERNAL_SERVER_ERROR, json!({ "error": e }));
+            }
+        }
+        tracing::info!(by = %who, "config documents written through the admin API:\n{diffs}");
+        let (status, mut v) = self.reload().await;
+        v["written"] = json!(true);
+        v["diff"] = json!(diffs);
+        (status, v)
+    }
+
+    /// Whether a document of this name belongs to the source: a `.toml` file directly in
+    /// the directory, or a key under the etcd prefix.
+    fn may_hold(&self, name: &str) -> bool {
+        match self.reloader.source() {
+            crate::config::source::Source::Path(dir) => {
+                let p = std::path::Path::new(name);
+                p.parent() == Some(std::path::Path::new(dir))
+                    && p.extension().is_some_and(|x| x == "toml")
+                    && !name.contains("/../")
+            }
+            crate::config::source::Source::Etcd(e) => {
+                let key = name
+                    .strip_prefix(&format!("etcd://{}", e.endpoint))
+                    .unwrap_or(name);
+                key.starts_with(&e.prefix) && !key.contains("..")
+            }
+            crate::config::source::Source::Embedded => false,
+        }
     }
 }
 

@@ -274,7 +274,7 @@ impl AdminApp {
     }
 
     /// Write one document where the source keeps it: a file (atomically) or an etcd key.
-    async fn write_doc(&self, name: &str, text: &str) -> Result<(), String> {
+    pub(super) async fn write_doc(&self, name: &str, text: &str) -> Result<(), String> {
         match self.reloader.source() {
             Source::Etcd(e) => e.put(name, text).await,
             _ => {

@@ -88,6 +88,7 @@ impl AdminApp {
             "config_version": state.version,
             "config": self.reloader.source().describe(),
             "last_reload_error": self.reloader.last_error(),
+            "last_reload": self.reloader.history().pop(),
         })
     }
 

@@ -4,7 +4,7 @@
 const $ = (s) => document.querySelector(s);
 let csrf = null;
 let poll = null;
-const samples = [];
+const samples = { rate: [], errors: [], latency: [] };
 let last = null;
 
 async function api(method, path, body) {
@@ -53,15 +53,20 @@ function cell(tr, text, cls) {
   tr.appendChild(td);
 }
 
-function draw() {
-  const c = $("#chart");
+function push(list, v) {
+  list.push(v);
+  if (list.length > 120) list.shift();
+}
+
+function draw(id, values, color) {
+  const c = $(id);
   const g = c.getContext("2d");
   g.clearRect(0, 0, c.width, c.height);
-  const max = Math.max(1, ...samples);
-  g.strokeStyle = "#0b6bcb";
+  const max = Math.max(1, ...values);
+  g.strokeStyle = color;
   g.lineWidth = 2;
   g.beginPath();
-  samples.forEach((v, i) => {
+  values.forEach((v, i) => {
     const x = (i / 119) * c.width;
     const y = c.height - (v / max) * (c.height - 10) - 5;
     if (i === 0) g.moveTo(x, y); else g.lineTo(x, y);
@@ -82,9 +87,13 @@ async function refresh() {
     const errs = Math.max(d.requests["5xx"] - last.errors, 0) / secs;
     $("#rate").textContent = rate.toFixed(1);
     $("#errors").textContent = errs.toFixed(1);
-    samples.push(rate);
-    if (samples.length > 120) samples.shift();
-    draw();
+    const p99 = Math.max(0, ...Object.values(d.locations || {}).map((l) => l.p99_ms || 0));
+    push(samples.rate, rate);
+    push(samples.errors, errs);
+    push(samples.latency, p99);
+    draw("#chart", samples.rate, "#0b6bcb");
+    draw("#chart-errors", samples.errors, "#b3261e");
+    draw("#chart-latency", samples.latency, "#8f2d9a");
   }
   last = { at: now, total, errors: d.requests["5xx"] };
   $("#total").textContent = String(total);
