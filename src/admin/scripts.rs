@@ -32,15 +32,26 @@ impl AdminApp {
         (StatusCode::OK, json!({ "scripts": self.scripts() }))
     }
 
-    pub(super) fn read_script(&self, path: &str) -> (StatusCode, Value) {
+    /// Refused unless `path` names one of the config's scripts.
+    fn known(&self, path: &str) -> Result<(), (StatusCode, Value)> {
         if path.is_empty() {
-            return no_path();
+            return Err((
+                StatusCode::BAD_REQUEST,
+                json!({"error": "name the script: ?path=... (GET /lua/scripts lists them)"}),
+            ));
         }
         if !self.scripts().iter().any(|s| s == path) {
-            return (
+            return Err((
                 StatusCode::NOT_FOUND,
                 json!({"error": format!("{path} is not a script of this config (GET /lua/scripts)")}),
-            );
+            ));
+        }
+        Ok(())
+    }
+
+    pub(super) fn read_script(&self, path: &str) -> (StatusCode, Value) {
+        if let Err(refused) = self.known(path) {
+            return refused;
         }
         match std::fs::read_to_string(path) {
             Ok(text) => (StatusCode::OK, json!({"path": path, "text": text})),
@@ -57,14 +68,8 @@ impl AdminApp {
         body: &[u8],
         who: &str,
     ) -> (StatusCode, Value) {
-        if path.is_empty() {
-            return no_path();
-        }
-        if !self.scripts().iter().any(|s| s == path) {
-            return (
-                StatusCode::NOT_FOUND,
-                json!({"error": format!("{path} is not a script of this config (GET /lua/scripts)")}),
-            );
+        if let Err(refused) = self.known(path) {
+            return refused;
         }
         let (status, checked) = super::lua_check(path, body);
         if status != StatusCode::OK {
@@ -92,11 +97,4 @@ impl AdminApp {
         v["diff"] = json!(change);
         (status, v)
     }
-}
-
-fn no_path() -> (StatusCode, Value) {
-    (
-        StatusCode::BAD_REQUEST,
-        json!({"error": "name the script: ?path=... (GET /lua/scripts lists them)"}),
-    )
 }

@@ -131,6 +131,20 @@ ngx.var = setmetatable({}, {
   end,
 })
 
+-- a header of `target` (req or resp) as ngx sets one: nil removes, a table sets several
+local function set_on(target, key, value)
+  if value == nil then
+    target:remove_header(key)
+  elseif type(value) == "table" then
+    target:remove_header(key)
+    for _, v in ipairs(value) do
+      target:add_header(key, tostring(v))
+    end
+  else
+    target:set_header(key, tostring(value))
+  end
+end
+
 -- ngx.header: the response's headers (before the response exists, kept and applied to it)
 local function pending(c)
   c.ctx.__ngx_headers = c.ctx.__ngx_headers or {}
@@ -153,16 +167,7 @@ ngx.header = setmetatable({}, {
     local c = CUR
     local key = norm(name)
     if c.resp then
-      if value == nil then
-        c.resp:remove_header(key)
-      elseif type(value) == "table" then
-        c.resp:remove_header(key)
-        for _, v in ipairs(value) do
-          c.resp:add_header(key, tostring(v))
-        end
-      else
-        c.resp:set_header(key, tostring(value))
-      end
+      set_on(c.resp, key, value)
     else
       pending(c)[key] = (value == nil) and false or value
     end
@@ -188,17 +193,7 @@ function ngx.req.get_headers(max, raw)
   })
 end
 function ngx.req.set_header(name, value)
-  local key = norm(name)
-  if value == nil then
-    CUR.req:remove_header(key)
-  elseif type(value) == "table" then
-    CUR.req:remove_header(key)
-    for _, v in ipairs(value) do
-      CUR.req:add_header(key, tostring(v))
-    end
-  else
-    CUR.req:set_header(key, tostring(value))
-  end
+  set_on(CUR.req, norm(name), value)
 end
 function ngx.req.clear_header(name)
   CUR.req:remove_header(norm(name))
