@@ -84,6 +84,13 @@ fn log_in_watch_the_dashboard_and_add_a_location() {
     assert!(std::fs::read_to_string(&t.config)
         .unwrap()
         .contains("least_conn"));
+    // the UI's explain shows what the command prints, word for word
+    let ui = std::fs::read_to_string(shots.join("explain.txt")).unwrap();
+    let url = format!("http://127.0.0.1:{port}/shop/item");
+    let config = t.config.to_str().unwrap().to_string();
+    let (code, cli) = run_cli(&["explain", "-c", &config, "GET", &url], t.dir.path());
+    assert_eq!(code, 0, "{cli}");
+    assert_eq!(ui.trim(), cli.trim());
     for page in [
         "admin-login",
         "admin-dashboard",

@@ -182,7 +182,11 @@ impl AdminApp {
             server: one("server"),
         };
         match crate::explain::explain(self.live.load_full(), &asked) {
-            Ok(v) => (StatusCode::OK, v),
+            // the command's text too, so the UI shows the very words `tidegate explain` prints
+            Ok(mut v) => {
+                v["text"] = json!(crate::explain::text(&v));
+                (StatusCode::OK, v)
+            }
             Err(e) => (StatusCode::BAD_REQUEST, json!({"error": e.to_string()})),
         }
     }

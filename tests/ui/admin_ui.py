@@ -136,6 +136,16 @@ try:
     driver.find_element(By.ID, "script-save").click()
     wait.until(lambda d: "Saved" in text("#script-ok"))
 
+    # explain: the same words as the command
+    driver.find_element(By.ID, "nav-explain").click()
+    wait.until(ec.visibility_of_element_located((By.ID, "explain-url")))
+    driver.find_element(By.ID, "explain-url").send_keys(f"http://127.0.0.1:{proxy}/shop/item")
+    driver.find_element(By.CSS_SELECTOR, "#explain-form button").click()
+    wait.until(lambda d: "shop" in text("#explain-out") and "backend" in text("#explain-out"))
+    with open(os.path.join(shots, "explain.txt"), "w") as f:
+        f.write(text("#explain-out"))
+    shot("admin-explain")
+
     # the reload history shows the writes
     driver.find_element(By.ID, "nav-reloads").click()
     wait.until(lambda d: "applied" in text("#reloads"))

@@ -23,7 +23,7 @@ async function api(method, path, body) {
 }
 
 function show(view) {
-  for (const id of ["login-view", "dashboard-view", "locations-view", "reloads-view", "tables-view", "scripts-view"]) {
+  for (const id of ["login-view", "dashboard-view", "locations-view", "reloads-view", "tables-view", "scripts-view", "explain-view"]) {
     $("#" + id).hidden = id !== view + "-view";
   }
   $("#nav").hidden = view === "login";
@@ -42,7 +42,7 @@ function show(view) {
 
 function route() {
   if (!csrf) return show("login");
-  const views = { "#locations": "locations", "#reloads": "reloads", "#tables": "tables", "#scripts": "scripts" };
+  const views = { "#locations": "locations", "#reloads": "reloads", "#tables": "tables", "#scripts": "scripts", "#explain": "explain" };
   show(views[location.hash] || "dashboard");
 }
 
@@ -169,6 +169,23 @@ async function loadReloads() {
   }
 }
 
+// `tidegate explain`'s own text, from GET /explain
+async function explain(ev) {
+  ev.preventDefault();
+  $("#explain-error").textContent = "";
+  const q = new URLSearchParams({ method: $("#explain-method").value, url: $("#explain-url").value });
+  for (const h of $("#explain-headers").value.split("\n")) {
+    if (h.trim()) q.append("header", h.trim());
+  }
+  const r = await api("GET", "/explain?" + q.toString());
+  if (r.status === 200) {
+    $("#explain-out").textContent = r.data.text;
+  } else {
+    $("#explain-out").textContent = "";
+    $("#explain-error").textContent = (r.data && r.data.error) || `error ${r.status}`;
+  }
+}
+
 function clearErrors() {
   for (const s of document.querySelectorAll(".field-error")) s.textContent = "";
   for (const i of document.querySelectorAll("#add-location input")) i.removeAttribute("aria-invalid");
@@ -261,6 +278,7 @@ async function start() {
     route();
   });
   $("#add-location").addEventListener("submit", preview);
+  $("#explain-form").addEventListener("submit", explain);
   $("#apply").addEventListener("click", apply);
   window.addEventListener("hashchange", route);
   const s = await api("GET", "/session");
