@@ -16,23 +16,34 @@ impl Dnsmasq {
     /// Start answering `hosts` (lines of `IP NAME`) and `srv` (lines of
     /// `_service._proto.name,target,port,priority,weight`), with a TTL of 0 on every answer.
     pub fn start(dir: &Path, hosts: &str, srv: &[&str]) -> Dnsmasq {
-        let port = super::acme::free_udp_port();
         let mut d = Dnsmasq {
             child: None,
-            port,
+            port: 0,
             dir: dir.to_path_buf(),
             starts: 0,
         };
         d.set_hosts(hosts);
-        d.spawn(srv);
-        d
+        // dnsmasq binds UDP and TCP on its port: take one no other test of this process gets
+        // (free_port) and that is free for UDP too; another one if dnsmasq still cannot bind
+        let mut why = String::new();
+        for _ in 0..5 {
+            d.port = super::free_port();
+            if std::net::UdpSocket::bind(("127.0.0.1", d.port)).is_err() {
+                continue;
+            }
+            match d.spawn(srv) {
+                Ok(()) => return d,
+                Err(e) => why = e,
+            }
+        }
+        panic!("dnsmasq did not start: {why}");
     }
 
     fn log(&self) -> PathBuf {
         self.dir.join(format!("dnsmasq-{}.log", self.starts))
     }
 
-    fn spawn(&mut self, srv: &[&str]) {
+    fn spawn(&mut self, srv: &[&str]) -> Result<(), String> {
         self.starts += 1;
         let mut cmd = Command::new("dnsmasq");
         cmd.arg("--keep-in-foreground")
@@ -62,12 +73,22 @@ impl Dnsmasq {
             .expect("dnsmasq (apt install dnsmasq-base)");
         self.child = Some(KillOnDrop(child));
         let log = self.log();
-        assert!(
-            wait_until(WAIT, || std::fs::read_to_string(&log)
-                .unwrap_or_default()
-                .contains("started")),
-            "dnsmasq did not start"
-        );
+        let mut exited = false;
+        let started = wait_until(WAIT, || {
+            if let Some(c) = self.child.as_mut() {
+                exited = c.0.try_wait().is_ok_and(|s| s.is_some());
+            }
+            exited
+                || std::fs::read_to_string(&log)
+                    .unwrap_or_default()
+                    .contains("started")
+        });
+        if started && !exited {
+            Ok(())
+        } else {
+            self.child = None;
+            Err(std::fs::read_to_string(&log).unwrap_or_default())
+        }
     }
 
     /// Replace the hosts file; call [`Dnsmasq::reload`] to make dnsmasq read it.
@@ -106,7 +127,14 @@ impl Dnsmasq {
     /// Start again on the same port, with these SRV records.
     pub fn restart(&mut self, srv: &[&str]) {
         self.child = None;
-        self.spawn(srv);
+        let mut why = String::new();
+        for _ in 0..3 {
+            match self.spawn(srv) {
+                Ok(()) => return,
+                Err(e) => why = e,
+            }
+        }
+        panic!("dnsmasq did not start again on port {}: {why}", self.port);
     }
 
     /// Queries dnsmasq has answered for `name` since its last start.
