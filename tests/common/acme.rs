@@ -10,43 +10,51 @@ use std::time::Duration;
 
 pub const LONG: Duration = Duration::from_secs(90);
 
-/// A free UDP port on 127.0.0.1.
-pub fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("udp port")
-}
-
-/// dnsmasq answering `*.acme.test` (and `acme.test`) with 127.0.0.1; no upstream servers.
+/// dnsmasq answering `*.acme.test` (and `acme.test`) with 127.0.0.1; no upstream servers. Its
+/// port is taken like every test port (no other test of this process gets it) and must be
+/// free for UDP too; a dnsmasq that cannot bind is tried again on another port.
 pub fn dnsmasq(dir: &Path) -> (KillOnDrop, u16) {
-    let port = free_udp_port();
-    let child = Command::new("dnsmasq")
-        .arg("--keep-in-foreground")
-        .arg(format!("--port={port}"))
-        .args([
-            "--listen-address=127.0.0.1",
-            "--bind-interfaces",
-            "--no-resolv",
-            "--no-hosts",
-            "--no-poll",
-            "--address=/acme.test/127.0.0.1",
-            "--user=root",
-            "--pid-file=",
-            "--log-facility=-",
-        ])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("dnsmasq.log")).unwrap())
-        .spawn()
-        .expect("dnsmasq (apt install dnsmasq)");
     let log = dir.join("dnsmasq.log");
-    assert!(
-        wait_until(WAIT, || std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .contains("started")),
-        "dnsmasq did not start"
+    for _ in 0..5 {
+        let port = free_port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        let child = Command::new("dnsmasq")
+            .arg("--keep-in-foreground")
+            .arg(format!("--port={port}"))
+            .args([
+                "--listen-address=127.0.0.1",
+                "--bind-interfaces",
+                "--no-resolv",
+                "--no-hosts",
+                "--no-poll",
+                "--address=/acme.test/127.0.0.1",
+                "--user=root",
+                "--pid-file=",
+                "--log-facility=-",
+            ])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("dnsmasq (apt install dnsmasq)");
+        let mut child = KillOnDrop(child);
+        let mut exited = false;
+        let started = wait_until(WAIT, || {
+            exited = child.0.try_wait().is_ok_and(|s| s.is_some());
+            exited
+                || std::fs::read_to_string(&log)
+                    .unwrap_or_default()
+                    .contains("started")
+        });
+        if started && !exited {
+            return (child, port);
+        }
+    }
+    panic!(
+        "dnsmasq did not start: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
     );
-    (KillOnDrop(child), port)
 }
 
 pub struct Pebble {
