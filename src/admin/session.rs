@@ -128,11 +128,6 @@ impl Sessions {
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
     }
-
-    /// Forget every session (the user or password changed).
-    pub fn close_all(&self) {
-        self.live.lock().unwrap_or_else(|p| p.into_inner()).clear();
-    }
 }
 
 fn cookie(req: &pingora::http::RequestHeader) -> Option<String> {

@@ -4,8 +4,6 @@
 "use strict";
 
 // ---- tables -------------------------------------------------------------------------------
-let entryKeys = null;
-
 function fieldFor(key, value) {
   const wrap = document.createElement("div");
   const id = "field-" + key;
@@ -78,7 +76,6 @@ function clearEntryErrors() {
 }
 
 function openEntry(table, name, keys) {
-  entryKeys = keys;
   $("#entry-form").hidden = false;
   $("#entry-title").textContent = name ? `${table}.${name}` : `new entry of ${table}`;
   $("#entry-name").value = name || "";

@@ -225,7 +225,7 @@ impl Store {
             }
             ix.order.remove(&old_tick);
             ix.order.insert(tick, key.clone());
-            ix.bytes = ix.bytes + size - freed.min(ix.bytes + size);
+            ix.bytes = (ix.bytes + size).saturating_sub(freed);
             while ix.bytes > self.max_size {
                 let Some((&t, k)) = ix.order.iter().next() else {
                     break;
@@ -318,12 +318,6 @@ impl Store {
             .get(key)
             .map(|s| s.variants.clone())
             .unwrap_or_default()
-    }
-
-    /// Keys and bytes held now.
-    pub fn usage(&self) -> (usize, u64) {
-        let ix = self.lock();
-        (ix.slots.len(), ix.bytes)
     }
 }
 
