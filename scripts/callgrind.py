@@ -3,6 +3,7 @@
 
     scripts/callgrind.py                      # tidegate plain, own loop
     scripts/callgrind.py --variant lua        # plain | lua | access_log | metrics | pingora | nginx | bare_pingora | all
+    scripts/callgrind.py --variant h2c        # h2c | nginx_h2c: HTTP/2 (prior knowledge), h2load, 10 streams at a time
     scripts/callgrind.py --variant plugins    # each built-in plugin of PLUGINS below, alone (limit_redis starts a redis-server)
     scripts/callgrind.py --keep DIR           # keep the callgrind.out files (callgrind_annotate)
 
@@ -117,6 +118,15 @@ def client(port, n, request=REQUEST):
     s.close()
 
 
+def h2_client(port, n):
+    """n GETs over one h2c connection, 10 streams at a time (h2load)."""
+    out = subprocess.run(["h2load", "-n", str(n), "-c", "1", "-m", "10", "-H", "x-api-key: secret",
+                          f"http://127.0.0.1:{port}/"], capture_output=True, text=True, timeout=600).stdout
+    m = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded", out)
+    if not m or int(m.group(1)) != n:
+        raise SystemExit(f"h2load: not all {n} requests succeeded:\n{out[-1500:]}")
+
+
 def redis_server(dir_):
     """A redis-server on a free port for the Redis-backed limit (killed at exit)."""
     import atexit
@@ -132,13 +142,14 @@ def redis_server(dir_):
 def run(dir_, variant, up, n, redis=None):
     port = bench.free_port()
     request = REQUEST
-    if variant == "nginx":
+    if variant in ("nginx", "nginx_h2c"):
+        h2 = " http2" if variant == "nginx_h2c" else ""
         # the bench's nginx target in one process (no master), dumped on demand below: it
         # does not exit on a signal under valgrind
         cmd = bench.nginx_conf(dir_, f"cg-nginx-{n}", 1, f"""
   upstream up {{ server 127.0.0.1:{up}; keepalive 64; }}
   keepalive_requests 100000;
-  server {{ listen 127.0.0.1:{port}; location / {{ proxy_pass http://up; proxy_http_version 1.1;
+  server {{ listen 127.0.0.1:{port}{h2}; location / {{ proxy_pass http://up; proxy_http_version 1.1;
     proxy_set_header Connection ""; {bench.FORWARDED} }} }}""")
         with open(cmd[2]) as f:
             conf = f.read()
@@ -153,7 +164,7 @@ def run(dir_, variant, up, n, redis=None):
                                   plugins=(["p"], tables.replace("{redis}", str(redis)).replace("{upstream}", str(up))))
     else:
         kw = {"lua": variant == "lua", "access_log": variant == "access_log", "metrics": variant == "metrics",
-              "engine": "pingora" if variant == "pingora" else None}
+              "engine": "pingora" if variant == "pingora" else None, "http2": variant == "h2c"}
         cmd = bench.tidegate_conf(dir_, f"cg-{variant}-{n}", port, up, 1, **kw)
     out = os.path.join(dir_, f"callgrind.out.{variant}.{n}")
     vg = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
@@ -161,8 +172,11 @@ def run(dir_, variant, up, n, redis=None):
     try:
         if not bench.wait_port(port, limit=120):
             raise SystemExit(f"{variant} under valgrind did not listen: {proc.stderr.read().decode()[-2000:]}")
-        client(port, n, request)
-        if variant == "nginx":
+        if variant.endswith("h2c"):
+            h2_client(port, n)
+        else:
+            client(port, n, request)
+        if variant.startswith("nginx"):
             # the counts so far, written as `out.1`; then the process is killed
             subprocess.run(["callgrind_control", "-d", str(proc.pid)], capture_output=True, timeout=120)
             deadline = time.time() + 60

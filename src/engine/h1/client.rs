@@ -40,6 +40,8 @@ pub struct Client {
     pub names: super::head::Names,
     /// the server's shutdown flag: once set, each answer says `Connection: close`
     pub shutdown: ShutdownWatch,
+    /// the deadline of each read from the client, reused (`timer.rs`)
+    pub timer: super::timer::Timer,
 }
 
 impl Client {
@@ -62,6 +64,7 @@ impl Client {
             host: String::new(),
             names: Default::default(),
             shutdown: shutdown.clone(),
+            timer: Default::default(),
         }
     }
 
@@ -73,10 +76,18 @@ impl Client {
 
     /// Read more into `buf`; `Ok(0)` when the client closed.
     pub async fn fill(&mut self) -> std::io::Result<usize> {
-        if self.buf.capacity() - self.buf.len() < 2048 {
-            self.buf.reserve(8 << 10);
-        }
-        self.stream.read_buf(&mut self.buf).await
+        fill(&mut self.stream, &mut self.buf).await
+    }
+
+    /// As [`Client::fill`], unless `deadline` passes first (`None`).
+    pub async fn fill_until(
+        &mut self,
+        deadline: tokio::time::Instant,
+    ) -> Option<std::io::Result<usize>> {
+        let Client {
+            timer, stream, buf, ..
+        } = self;
+        timer.until(deadline, fill(stream, buf)).await
     }
 
     /// Write out what `out` holds.
@@ -87,6 +98,13 @@ impl Client {
         }
         self.stream.flush().await
     }
+}
+
+async fn fill(stream: &mut Conn, buf: &mut BytesMut) -> std::io::Result<usize> {
+    if buf.capacity() - buf.len() < 2048 {
+        buf.reserve(8 << 10);
+    }
+    stream.read_buf(buf).await
 }
 
 /// What is left of a request body on the wire.
@@ -208,9 +226,12 @@ impl Exchange<'_> {
             if n > 0 {
                 return Ok(Some(self.client.buf.split_to(n).freeze()));
             }
-            let read = tokio::time::timeout(self.body_timeout, self.client.fill())
+            let until = tokio::time::Instant::now() + self.body_timeout;
+            let read = self
+                .client
+                .fill_until(until)
                 .await
-                .map_err(|_| BodyError::Timeout)?
+                .ok_or(BodyError::Timeout)?
                 .map_err(|e| BodyError::Broken(e.to_string()))?;
             if read == 0 {
                 return Err(BodyError::Broken("the client closed mid-body".into()));

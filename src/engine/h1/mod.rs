@@ -17,6 +17,7 @@
 //! - `chunked.rs`: the chunked coding, decoded in place
 //! - `respond.rs`: response heads, answers and body relay to the client
 //! - `switch.rs`: upgrades: the 101 head, then both connections spliced
+//! - `timer.rs`: one reusable timer per connection for its reads' deadlines
 
 pub mod chunked;
 pub mod client;
@@ -27,3 +28,4 @@ pub mod pool;
 pub mod respond;
 pub mod serve;
 pub mod switch;
+pub mod timer;

@@ -4,6 +4,7 @@
 
 use super::head::{fields, span, Names, Span};
 use super::pool;
+use super::timer::Timer;
 use crate::proxy::guard::trim;
 use bytes::{Buf, BytesMut};
 use http::{HeaderMap, StatusCode};
@@ -88,6 +89,8 @@ pub struct Origin {
     /// taken from the pool (a failure before any response byte may just mean the peer closed
     /// it meanwhile: the request is tried once more on a fresh connection)
     pub reused: bool,
+    /// the deadline of each read and write, reused (`timer.rs`)
+    pub timer: Timer,
 }
 
 async fn within<T>(limit: Option<Duration>, f: impl std::future::Future<Output = T>) -> Option<T> {
@@ -95,22 +98,6 @@ async fn within<T>(limit: Option<Duration>, f: impl std::future::Future<Output =
         Some(d) => tokio::time::timeout(d, f).await.ok(),
         None => Some(f.await),
     }
-}
-
-/// As [`within`], but the timer is armed only when `f` is not ready at its first poll: a
-/// write into a socket with room costs no timer. (Reads are nearly always pending at first:
-/// they take [`within`], which polls once less.)
-async fn within_lazy<T>(
-    limit: Option<Duration>,
-    f: impl std::future::Future<Output = T>,
-) -> Option<T> {
-    use std::task::Poll;
-    let mut f = std::pin::pin!(f);
-    let first = std::future::poll_fn(|cx| Poll::Ready(f.as_mut().poll(cx))).await;
-    if let Poll::Ready(v) = first {
-        return Some(v);
-    }
-    within(limit, f).await
 }
 
 impl Origin {
@@ -122,12 +109,13 @@ impl Origin {
         fresh: bool,
     ) -> Result<Origin, OriginError> {
         if !fresh {
-            if let Some((conn, buf)) = pool::checkout(addr, idle_limit) {
+            if let Some(p) = pool::checkout(addr, idle_limit) {
                 return Ok(Origin {
-                    conn,
-                    buf,
+                    conn: p.conn,
+                    buf: p.buf,
                     addr,
                     reused: true,
+                    timer: p.timer,
                 });
             }
         }
@@ -141,12 +129,14 @@ impl Origin {
             buf: BytesMut::with_capacity(8192),
             addr,
             reused: false,
+            timer: Timer::new(),
         })
     }
 
     /// Write `bytes` (a head, a piece of body).
     pub async fn send(&mut self, bytes: &[u8], limit: Option<Duration>) -> Result<(), OriginError> {
-        within_lazy(limit, self.conn.write_all(bytes))
+        self.timer
+            .within_lazy(limit, self.conn.write_all(bytes))
             .await
             .ok_or(OriginError::Write(std::io::ErrorKind::TimedOut.into()))?
             .map_err(OriginError::Write)
@@ -157,7 +147,8 @@ impl Origin {
         if self.buf.capacity() - self.buf.len() < 4096 {
             self.buf.reserve(16 << 10);
         }
-        within(limit, self.conn.read_buf(&mut self.buf))
+        self.timer
+            .within(limit, self.conn.read_buf(&mut self.buf))
             .await
             .ok_or(OriginError::ReadTimeout)?
             .map_err(OriginError::Read)
@@ -198,7 +189,12 @@ impl Origin {
     /// Return the connection to the thread's pool.
     pub fn release(self, cap: usize) {
         if self.buf.is_empty() {
-            pool::checkin(self.addr, self.conn, self.buf, cap);
+            let parked = pool::Parked {
+                conn: self.conn,
+                buf: self.buf,
+                timer: self.timer,
+            };
+            pool::checkin(self.addr, parked, cap);
         }
     }
 }

@@ -21,8 +21,16 @@ use tokio::net::TcpStream;
 /// The idle time after which a pooled connection is not reused, when the upstream sets none.
 pub const DEFAULT_IDLE: Duration = Duration::from_secs(60);
 
-/// An idle connection, its empty read buffer, and since when it is idle.
-type Idle = (TcpStream, BytesMut, Instant);
+/// An idle connection with what it keeps between requests: its empty read buffer and its
+/// timer (`timer.rs`).
+pub struct Parked {
+    pub conn: TcpStream,
+    pub buf: BytesMut,
+    pub timer: super::timer::Timer,
+}
+
+/// A parked connection and since when it is idle.
+type Idle = (Parked, Instant);
 
 thread_local! {
     // keys are configured peers, not client input: a fast hash needs no DoS resistance
@@ -30,19 +38,19 @@ thread_local! {
         RefCell::new(FxHashMap::default());
 }
 
-/// A live idle connection to `addr` and its (empty) read buffer, if this thread has one.
-pub fn checkout(addr: SocketAddr, idle_limit: Duration) -> Option<(TcpStream, BytesMut)> {
+/// A live idle connection to `addr`, if this thread has one.
+pub fn checkout(addr: SocketAddr, idle_limit: Duration) -> Option<Parked> {
     IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
         let list = idle.get_mut(&addr)?;
-        while let Some((conn, buf, since)) = list.pop() {
+        while let Some((parked, since)) = list.pop() {
             if since.elapsed() >= idle_limit {
                 continue;
             }
             let mut probe = [0u8; 1];
-            match conn.try_read(&mut probe) {
+            match parked.conn.try_read(&mut probe) {
                 // nothing waiting and not closed: usable
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Some((conn, buf)),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Some(parked),
                 // closed (0), unsolicited bytes, or an error: not usable
                 _ => continue,
             }
@@ -53,7 +61,7 @@ pub fn checkout(addr: SocketAddr, idle_limit: Duration) -> Option<(TcpStream, By
 
 /// Keep a connection whose last response ended cleanly, with its empty read buffer (reused
 /// by the next request), unless the peer's list is full.
-pub fn checkin(addr: SocketAddr, conn: TcpStream, buf: BytesMut, cap: usize) {
+pub fn checkin(addr: SocketAddr, parked: Parked, cap: usize) {
     IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
         let list = idle.entry(addr).or_default();
@@ -61,7 +69,7 @@ pub fn checkin(addr: SocketAddr, conn: TcpStream, buf: BytesMut, cap: usize) {
             // the oldest goes
             list.remove(0);
         }
-        list.push((conn, buf, Instant::now()));
+        list.push((parked, Instant::now()));
     })
 }
 
@@ -69,13 +77,21 @@ pub fn checkin(addr: SocketAddr, conn: TcpStream, buf: BytesMut, cap: usize) {
 mod tests {
     use super::*;
 
+    fn parked(conn: TcpStream) -> Parked {
+        Parked {
+            conn,
+            buf: BytesMut::new(),
+            timer: Default::default(),
+        }
+    }
+
     #[tokio::test]
     async fn closed_and_stale_connections_are_not_reused() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let a = TcpStream::connect(addr).await.unwrap();
         let (server_side, _) = listener.accept().await.unwrap();
-        checkin(addr, a, BytesMut::new(), 4);
+        checkin(addr, parked(a), 4);
         assert!(
             checkout(addr, DEFAULT_IDLE).is_some(),
             "a live one is reused"
@@ -92,13 +108,13 @@ mod tests {
                 _ => break,
             }
         }
-        checkin(addr, b, BytesMut::new(), 4);
+        checkin(addr, parked(b), 4);
         assert!(
             checkout(addr, DEFAULT_IDLE).is_none(),
             "a closed one is dropped"
         );
         let c = TcpStream::connect(addr).await.unwrap();
-        checkin(addr, c, BytesMut::new(), 4);
+        checkin(addr, parked(c), 4);
         assert!(
             checkout(addr, Duration::ZERO).is_none(),
             "a stale one is dropped"

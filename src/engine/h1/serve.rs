@@ -71,8 +71,8 @@ pub async fn serve(mut client: Client, live: &Live, server: usize) -> Next {
             }
             let idle = client.buf.is_empty();
             tokio::select! {
-                r = tokio::time::timeout_at(until, client.fill()) => match r {
-                    Ok(Ok(n)) if n > 0 => {}
+                r = client.fill_until(until) => match r {
+                    Some(Ok(n)) if n > 0 => {}
                     _ => return Next::Closed,
                 },
                 _ = shutdown.changed(), if idle => return Next::Closed,
@@ -139,8 +139,8 @@ async fn linger(client: &mut Client) {
     let mut dropped = 0usize;
     while dropped < 4 << 20 {
         client.buf.clear();
-        match tokio::time::timeout_at(until, client.fill()).await {
-            Ok(Ok(n)) if n > 0 => dropped += n,
+        match client.fill_until(until).await {
+            Some(Ok(n)) if n > 0 => dropped += n,
             _ => break,
         }
     }
