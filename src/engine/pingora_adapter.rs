@@ -293,21 +293,7 @@ impl ProxyHttp for Proxy {
 
     async fn logging(&self, session: &mut Session, _e: Option<&pingora::Error>, ctx: &mut Ctx) {
         crate::server::deadline::request_done();
-        ctx.inflight = None;
-        if ctx.status == 0 {
-            ctx.status = session
-                .response_written()
-                .map(|r| r.status.as_u16())
-                .unwrap_or(0);
-        }
-        if let Some(chain) = ctx.chain() {
-            for def in chain.plugins() {
-                def.plugin.on_log(session, ctx);
-            }
-        }
-        log::access_log(session, ctx);
-        log::metrics(session, ctx);
-        crate::observability::otel::spans::end(session, ctx);
+        log::finish(session, ctx);
     }
 }
 

@@ -69,6 +69,8 @@ pub enum Field {
     TraceId,
     Connection,
     ConnectionRequests,
+    /// the data path that served the request
+    Engine,
     /// a query argument
     QueryArg(String),
     TlsVersion,
@@ -161,6 +163,7 @@ impl LogFormat {
             "uri" => Field::Uri,
             "proto" => Field::Proto,
             "scheme" => Field::Scheme,
+            "engine" => Field::Engine,
             "host" => Field::Host,
             "status" => Field::Status,
             "size" => Field::Size,

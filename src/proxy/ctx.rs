@@ -63,6 +63,9 @@ pub struct Ctx {
     pub upstream_status: u16,
     /// the client connection's serial number and the requests it carried, this one included
     pub connection: Option<(u64, u32)>,
+    /// the data path serving the request (`{engine}` in the access log): `h1` (the own
+    /// HTTP/1 loop), `h2` (the own HTTP/2 path) or `pingora`
+    pub engine: &'static str,
     /// the per-request trace, when a trusted client asked for it (`proxy/trace.rs`)
     pub trace: Option<Box<std::sync::Mutex<crate::proxy::trace::Trace>>>,
     /// the OpenTelemetry spans of a sampled request
@@ -93,6 +96,7 @@ impl Ctx {
             upstream_response: None,
             upstream_status: 0,
             connection: None,
+            engine: "pingora",
             trace: None,
             trace_document: None,
             otel: None,

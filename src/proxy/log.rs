@@ -6,6 +6,24 @@ use crate::observability::access_log::{Field, LogSource};
 use crate::proxy::exchange::Downstream;
 use std::fmt::Write;
 
+/// The log phase, the same on every engine: the peer is released, each plugin's `on_log`
+/// runs, then the access log, the metrics and the trace's end. `ctx.status` is the status
+/// sent, when nothing set it before.
+pub fn finish(session: &dyn Downstream, ctx: &mut Ctx) {
+    ctx.inflight = None;
+    if ctx.status == 0 {
+        ctx.status = session.sent_head().map_or(0, |h| h.status.as_u16());
+    }
+    if let Some(chain) = ctx.chain() {
+        for def in chain.plugins() {
+            def.plugin.on_log(session, ctx);
+        }
+    }
+    access_log(session, ctx);
+    metrics(session, ctx);
+    crate::observability::otel::spans::end(session, ctx);
+}
+
 /// Count the request in the metrics, if they are on: a few atomic operations.
 pub fn metrics(session: &dyn Downstream, ctx: &mut Ctx) {
     let Some(m) = ctx.state.servers[ctx.server].metrics.as_ref() else {
@@ -63,6 +81,7 @@ fn write_field(f: &Field, session: &dyn Downstream, ctx: &Ctx, out: &mut String)
             version(req.version)
         }),
         Field::Scheme => out.push_str(ctx.scheme()),
+        Field::Engine => out.push_str(ctx.engine),
         Field::Host => dash(out, Some(&ctx.host)),
         Field::Status => number(out, ctx.status),
         Field::Size => number(out, session.sent_body_bytes()),

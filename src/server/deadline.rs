@@ -292,6 +292,7 @@ where
                 }
             },
         };
+        let mut tls_info = None;
         let (stream, h2): (Stream, bool) = match first? {
             First::Plain(l4, buf, false) if self.native() => {
                 let stream = crate::engine::h1::conn::Conn::Plain(l4);
@@ -316,6 +317,7 @@ where
                 // Pingora's path finds the session by the connection (tls/conn.rs)
                 tls.register();
                 let h2 = tls.h2();
+                tls_info = Some(tls.info().clone());
                 (tls, h2)
             }
             First::Other(stream, h2) => (stream, h2),
@@ -325,6 +327,26 @@ where
             Some(h2_app) if h2 => h2_app,
             _ => &self.inner,
         };
+        if h2 && self.native() {
+            // the own HTTP/2 path (engine/h2), with Pingora's for the streams it does not serve
+            let shared = crate::engine::h2::Shared {
+                live: self.live.clone(),
+                server: self.server,
+                tls: tls_info,
+                fallback: app.clone(),
+                shutdown: shutdown.clone(),
+            };
+            let c = clock.clone();
+            let first = move || c.deadline.store(DISARMED, Ordering::Relaxed);
+            let work = crate::engine::h2::serve_connection(stream, shared, first);
+            tokio::select! {
+                _ = work => {}
+                _ = watchdog(&clock) => {
+                    tracing::debug!("no HTTP/2 request within {:?}; closing", self.header_timeout);
+                }
+            }
+            return None;
+        }
         let work = CLOCK.scope(
             clock.clone(),
             CONN.scope(conn, app.process_new(stream, shutdown)),

@@ -30,14 +30,14 @@ pub enum Next {
 }
 
 /// Why a request did not get a normal response.
-enum Fail {
+pub(crate) enum Fail {
     /// nothing was sent yet: answer with this status (error page)
     Status(u16),
     /// a response had begun, or the client is gone: close the connection
     Abort,
 }
 
-fn status(e: Box<pingora::Error>) -> Fail {
+pub(crate) fn status(e: Box<pingora::Error>) -> Fail {
     Fail::Status(status_for(&e))
 }
 
@@ -158,6 +158,7 @@ async fn one(client: &mut Client, live: &Live, server: usize, r: head::Request) 
     let mut ctx = Ctx::new(live.load_full(), server);
     ctx.host = std::mem::take(&mut client.host);
     ctx.tls = client.tls.clone();
+    ctx.engine = "h1";
     ctx.connection = client.connection.as_ref().map(|c| c.request());
     let body_timeout = ctx.server().body_timeout;
     let close = r.close;
@@ -180,19 +181,7 @@ async fn one(client: &mut Client, live: &Live, server: usize, r: head::Request) 
         Err(Fail::Abort) => false,
         Err(Fail::Status(code)) => error_page(&mut ex, &mut ctx, code, close).await,
     };
-    // log phase
-    ctx.inflight = None;
-    if ctx.status == 0 {
-        ctx.status = ex.sent_head.as_ref().map_or(0, |h| h.status.as_u16());
-    }
-    if let Some(chain) = ctx.chain() {
-        for def in chain.plugins() {
-            def.plugin.on_log(&ex, &mut ctx);
-        }
-    }
-    log::access_log(&ex, &ctx);
-    log::metrics(&ex, &mut ctx);
-    crate::observability::otel::spans::end(&ex, &mut ctx);
+    log::finish(&ex, &mut ctx);
     ex.client.host = std::mem::take(&mut ctx.host);
     ex.client.req_map = Some(emptied(http::request::Parts::from(ex.head).headers));
     if let Some(sent) = ex.sent_head.take() {
@@ -203,7 +192,7 @@ async fn one(client: &mut Client, live: &Live, server: usize, r: head::Request) 
 
 /// A header map kept for its capacity, emptied now: its values hold on to the read buffer
 /// they were sliced from, which can then be reused instead of reallocated.
-fn emptied(mut map: http::HeaderMap) -> http::HeaderMap {
+pub(crate) fn emptied(mut map: http::HeaderMap) -> http::HeaderMap {
     map.clear();
     map
 }
@@ -294,7 +283,7 @@ async fn drive(ex: &mut Exchange<'_>, ctx: &mut Ctx, close: bool) -> Result<bool
 /// reused header map (values are shared, not copied). A WebSocket upgrade asks the upstream
 /// to switch too, with `Connection: Upgrade` and `Upgrade: websocket` after the client's
 /// fields (as Pingora's path writes them).
-fn upstream_head(
+pub(crate) fn upstream_head(
     head: &RequestHeader,
     upgrade: bool,
     map: &mut Option<http::HeaderMap>,
@@ -318,13 +307,13 @@ fn upstream_head(
     RequestHeader::from(parts)
 }
 
-struct Timeouts {
-    connect: Option<Duration>,
-    read: Option<Duration>,
-    write: Option<Duration>,
+pub(crate) struct Timeouts {
+    pub connect: Option<Duration>,
+    pub read: Option<Duration>,
+    pub write: Option<Duration>,
 }
 
-enum Attempt {
+pub(crate) enum Attempt {
     Done(bool),
     Retry,
     Fail(Fail),
@@ -339,13 +328,7 @@ async fn attempt(
     t: &Timeouts,
     close: bool,
 ) -> Attempt {
-    let (idle, cap) = (
-        ctx.upstream
-            .as_ref()
-            .and_then(|u| u.conf.idle_timeout)
-            .unwrap_or(super::pool::DEFAULT_IDLE),
-        ctx.state.config.basic.upstream_keepalive_pool_size,
-    );
+    let (idle, cap) = pool_limits(ctx);
     // a body already read (by a script) can be sent again; one streamed from the client
     // cannot, so only a request without one is retried after it was sent
     let resendable = ex.body_done();
@@ -390,13 +373,7 @@ async fn attempt(
                 if origin.reused && resendable && stale(&e) && retry_left(ctx) =>
             {
                 tracing::debug!("pooled connection failed ({e}); once more on a fresh one");
-                if let Some(p) = &ctx.peer {
-                    ctx.tried.push(p.addr);
-                }
-                if let Some(m) = ctx.upstream_metrics() {
-                    m.retries.inc();
-                }
-                ctx.try_started();
+                once_more(ctx);
                 fresh = true;
             }
             Err(Trouble::Origin(e)) => {
@@ -457,22 +434,43 @@ async fn attempt(
     }
 }
 
+/// The upstream's idle limit for pooled connections and the pool's size per peer.
+pub(crate) fn pool_limits(ctx: &Ctx) -> (Duration, usize) {
+    let idle = ctx.upstream.as_ref().and_then(|u| u.conf.idle_timeout);
+    (
+        idle.unwrap_or(super::pool::DEFAULT_IDLE),
+        ctx.state.config.basic.upstream_keepalive_pool_size,
+    )
+}
+
+/// A pooled connection failed before any answer: the request goes once more to the same
+/// peer on a fresh connection, counted as a retry.
+pub(crate) fn once_more(ctx: &mut Ctx) {
+    if let Some(p) = &ctx.peer {
+        ctx.tried.push(p.addr);
+    }
+    if let Some(m) = ctx.upstream_metrics() {
+        m.retries.inc();
+    }
+    ctx.try_started();
+}
+
 /// Whether `retries` allows one more attempt.
-fn retry_left(ctx: &Ctx) -> bool {
+pub(crate) fn retry_left(ctx: &Ctx) -> bool {
     ctx.upstream
         .as_ref()
         .is_some_and(|u| ctx.tried.len() as u32 <= u.conf.retries)
 }
 
 /// A failure a reused connection shows when the peer had closed it while idle.
-fn stale(e: &OriginError) -> bool {
+pub(crate) fn stale(e: &OriginError) -> bool {
     matches!(
         e,
         OriginError::Write(_) | OriginError::Closed { early: true } | OriginError::Read(_)
     )
 }
 
-fn failed(ctx: &mut Ctx, e: OriginError, retry_allowed: bool) -> Attempt {
+pub(crate) fn failed(ctx: &mut Ctx, e: OriginError, retry_allowed: bool) -> Attempt {
     tracing::warn!(
         upstream = ctx.upstream.as_ref().map(|u| u.name.as_str()).unwrap_or("-"),
         peer = ?ctx.upstream_addr,

@@ -1,0 +1,132 @@
+//! The own HTTP/2 path: Pingora's HTTP/2 connection (the `h2` crate under
+//! `pingora-core`'s server session) with each stream driven through the phase chain here,
+//! to an HTTP/1 upstream over the own loop's pooled connections (`h1/origin.rs`), instead of
+//! through `pingora-proxy`. Measured with callgrind, a proxied h2c GET costs ~113,000
+//! instructions on Pingora's path (most of it `pingora-proxy`'s session and the copies of
+//! it); see `docs/benchmarks.md` for what it costs here.
+//!
+//! ```toml
+//! [servers.web]
+//! http2 = true         # h2c (prior knowledge) on this listener; over TLS, ALPN `h2`
+//! engine = "native"    # default; "pingora" sends every stream through Pingora's proxy
+//! ```
+//!
+//! A stream is served here when it is a plain request: no request body, not `CONNECT`, not
+//! gRPC (`application/grpc*`: trailers and h2 upstreams are Pingora's path's), within the
+//! size limits, and its location's upstream speaks plain HTTP/1. Every other stream goes
+//! to Pingora's path on the same connection, before any phase ran for it.
+//!
+//! - `serve.rs`: which streams are served here, and the flow of one through the phases
+//! - `stream.rs`: one stream as the chain's `Downstream`; answers and relayed bodies
+
+pub mod serve;
+pub mod stream;
+
+use crate::state::Live;
+use crate::tls::TlsInfo;
+use pingora::apps::HttpServerApp;
+use pingora::protocols::http::v2::server::{handshake, H2Accept, HttpSession};
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::{Digest, Stream};
+use pingora::server::ShutdownWatch;
+use std::sync::Arc;
+
+/// Streams refused as malformed (a bad `:path`, a conflicting length) a connection may open
+/// before it is closed: the budget Pingora's own accept loop keeps.
+const MALFORMED_BUDGET: usize = 32;
+
+/// What every stream of a connection shares.
+pub struct Shared<A> {
+    pub live: Live,
+    pub server: usize,
+    /// the connection's TLS session, on TLS
+    pub tls: Option<Arc<TlsInfo>>,
+    /// Pingora's path, for the streams not served here
+    pub fallback: Arc<A>,
+    pub shutdown: ShutdownWatch,
+}
+
+// by hand: a derived `Clone` would ask `A: Clone`
+impl<A> Clone for Shared<A> {
+    fn clone(&self) -> Self {
+        Shared {
+            live: self.live.clone(),
+            server: self.server,
+            tls: self.tls.clone(),
+            fallback: self.fallback.clone(),
+            shutdown: self.shutdown.clone(),
+        }
+    }
+}
+
+/// Serve an HTTP/2 connection until it closes. `first_stream` runs when the first stream
+/// arrives (it stops the connection's header clock).
+pub async fn serve_connection<A>(stream: Stream, shared: Shared<A>, first_stream: impl FnOnce())
+where
+    A: HttpServerApp + Send + Sync + 'static,
+{
+    let digest = Arc::new(Digest {
+        ssl_digest: stream.get_ssl_digest(),
+        timing_digest: stream.get_timing_digest(),
+        proxy_digest: stream.get_proxy_digest(),
+        socket_digest: stream.get_socket_digest(),
+    });
+    let mut conn = match handshake(stream, shared.fallback.h2_options()).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!("HTTP/2 handshake: {e}");
+            return;
+        }
+    };
+    let mut shutdown = shared.shutdown.clone();
+    let mut stopping = false;
+    let mut malformed = 0usize;
+    let mut first_stream = Some(first_stream);
+    loop {
+        let next = if stopping {
+            HttpSession::from_h2_conn(&mut conn, digest.clone()).await
+        } else {
+            tokio::select! {
+                biased;
+                // GOAWAY; the streams already open (and those the client opens before it
+                // sees it) are still served, then the connection ends
+                _ = shutdown.changed() => {
+                    conn.graceful_shutdown();
+                    stopping = true;
+                    continue;
+                }
+                s = HttpSession::from_h2_conn(&mut conn, digest.clone()) => s,
+            }
+        };
+        let session = match next {
+            Ok(Some(H2Accept::Session(s))) => s,
+            Ok(Some(H2Accept::Rejected)) => {
+                malformed += 1;
+                if malformed > MALFORMED_BUDGET {
+                    tracing::debug!("HTTP/2 connection closed: too many malformed streams");
+                    return;
+                }
+                continue;
+            }
+            Ok(None) => return,
+            Err(e) => {
+                // clients often just close the connection: not worth more than debug
+                tracing::debug!("HTTP/2 connection: {e}");
+                return;
+            }
+        };
+        if let Some(f) = first_stream.take() {
+            f();
+        }
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            if let Some(session) = serve::stream(session, &shared).await {
+                let session = ServerSession::new_http2(session);
+                let _ = shared
+                    .fallback
+                    .process_new_http(session, &shared.shutdown)
+                    .await;
+            }
+        });
+    }
+}

@@ -1,0 +1,261 @@
+//! One HTTP/2 stream through the phase chain, in flow order (as the own HTTP/1 loop,
+//! `h1/serve.rs`, whose upstream side it shares):
+//!
+//! ```text
+//! stream head ─▶ served here? (else Pingora's path) ─▶ route ─▶ identify client
+//!   ─▶ request plugins ─▶ (early answer) ─▶ pick peer ─▶ upstream head (Host from
+//!   :authority, forwarding headers) ─▶ pooled or new HTTP/1 connection ─▶ response head
+//!   ─▶ response plugins ─▶ relay body (body filters) ─▶ log phase
+//! ```
+
+use super::stream::{relay_body, Exchange};
+use super::Shared;
+use crate::engine::h1::origin::{self, Origin};
+use crate::engine::h1::serve::{
+    emptied, failed, once_more, pool_limits, retry_left, stale, status, upstream_head, Attempt,
+    Fail, Timeouts,
+};
+use crate::proxy::ctx::Ctx;
+use crate::proxy::exchange::Downstream;
+use crate::proxy::{failure, forwarded, log, request, response, route, upstream};
+use pingora::http::RequestHeader;
+use pingora::protocols::http::v2::server::HttpSession;
+
+/// Serve one stream; `Some(session)`: one for Pingora's path, untouched.
+pub async fn stream<A>(session: HttpSession, shared: &Shared<A>) -> Option<HttpSession> {
+    let state = shared.live.load_full();
+    if !plain(&session, &state.servers[shared.server].conf) {
+        return Some(session);
+    }
+    let mut ctx = Ctx::new(state, shared.server);
+    ctx.tls = shared.tls.clone();
+    ctx.engine = "h2";
+    let mut ex = Exchange::new(session);
+    let routed = route::route(&mut ex, &mut ctx);
+    if routed && !plain_upstream(&ex, &ctx) {
+        return Some(ex.session);
+    }
+    if let Err(Fail::Status(code)) = drive(&mut ex, &mut ctx, routed).await {
+        error_page(&mut ex, &mut ctx, code).await;
+    }
+    log::finish(&ex, &mut ctx);
+    None
+}
+
+/// A request this path serves: no body, not `CONNECT`, not gRPC, no userinfo in its
+/// authority, within the size limits (Pingora's path gives every other verdict).
+fn plain(session: &HttpSession, server: &crate::config::model::Server) -> bool {
+    let req = session.req_header();
+    if !session.is_body_empty() || req.method == http::Method::CONNECT {
+        return false;
+    }
+    if req
+        .uri
+        .authority()
+        .is_some_and(|a| a.as_str().contains('@'))
+    {
+        return false;
+    }
+    let grpc = req
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    if grpc {
+        return false;
+    }
+    let limits = crate::proxy::guard::SizeLimits::of(server);
+    let fields = req.headers.iter().map(|(k, v)| (k.as_str().len(), v.len()));
+    let sizes = crate::proxy::guard::size_status(
+        limits,
+        req.method.as_str().len(),
+        req.raw_path().len(),
+        fields,
+    );
+    sizes.is_none()
+}
+
+/// The routed location's upstream is spoken to in plain HTTP/1 (or there is none).
+fn plain_upstream(ex: &Exchange, ctx: &Ctx) -> bool {
+    upstream::location_upstream(ex, ctx).is_none_or(|u| u.conf.plain_h1())
+}
+
+/// The request through the chain: answered (or `Err`, nothing sent yet: answer with the
+/// status; or the stream broke).
+async fn drive(ex: &mut Exchange, ctx: &mut Ctx, routed: bool) -> Result<(), Fail> {
+    // no location: 404, unless answered anyway (an ACME challenge, a redirect to HTTPS)
+    if !routed && !request::answered_without_location(ex, ctx) {
+        return Err(Fail::Status(404));
+    }
+    forwarded::identify(ex, ctx);
+    request::check_declared_body(ex, ctx).map_err(status)?;
+    if let Some(a) = request::run_plugins(ex, ctx).await.map_err(status)? {
+        let (head, body) = request::answer(ex, ctx, a).map_err(status)?;
+        let source = ctx.plugin.answer_stream.take();
+        ex.answer(head, body, source.is_some())
+            .await
+            .map_err(|_| Fail::Abort)?;
+        if let Some(source) = source {
+            ex.stream(source).await.map_err(|_| Fail::Abort)?;
+        }
+        return Ok(());
+    }
+    loop {
+        let peer = upstream::choose_peer(ex, ctx).await.map_err(status)?;
+        if peer.tls {
+            tracing::warn!(
+                "upstream {:?} uses TLS, which the own HTTP/2 path does not speak yet; set \
+                 `engine = \"pingora\"` on this server",
+                ctx.upstream.as_ref().map(|u| u.name.as_str())
+            );
+            return Err(Fail::Status(502));
+        }
+        let Some(addr) = ctx.upstream_addr else {
+            return Err(Fail::Status(502));
+        };
+        let mut up = upstream_head(ex.session.req_header(), false, &mut ex.up_map);
+        host_from_authority(ex.session.req_header(), &mut up).map_err(status)?;
+        upstream::prepare_request(ex, ctx, &mut up).map_err(status)?;
+        let timeouts = Timeouts {
+            connect: peer.connect_timeout,
+            read: peer.read_timeout,
+            write: peer.write_timeout,
+        };
+        let outcome = attempt(ex, ctx, &up, addr, &timeouts).await;
+        ex.up_map = Some(emptied(http::request::Parts::from(up).headers));
+        match outcome {
+            Attempt::Done(_) => return Ok(()),
+            Attempt::Retry => continue,
+            Attempt::Fail(f) => return Err(f),
+        }
+    }
+}
+
+/// HTTP/1 upstreams expect `Host`; HTTP/2 carries `:authority` instead. It replaces any
+/// `Host` field the client sent too (as Pingora's path does).
+fn host_from_authority(req: &RequestHeader, up: &mut RequestHeader) -> pingora::Result<()> {
+    use http::header::HOST;
+    let mut hosts = up.headers.get_all(HOST).iter();
+    let one_host = match (hosts.next(), hosts.next()) {
+        (Some(h), None) => Some(h.as_bytes()),
+        _ => None,
+    };
+    match req.uri.authority() {
+        Some(a) if one_host == Some(a.as_str().as_bytes()) => Ok(()),
+        Some(a) => up.insert_header(HOST, a.as_str()),
+        None if up.headers.contains_key(HOST) => Ok(()),
+        None => up.insert_header(HOST, ""),
+    }
+}
+
+/// One try on one peer.
+async fn attempt(
+    ex: &mut Exchange,
+    ctx: &mut Ctx,
+    up: &RequestHeader,
+    addr: std::net::SocketAddr,
+    t: &Timeouts,
+) -> Attempt {
+    let (idle, cap) = pool_limits(ctx);
+    let mut fresh = false;
+    let (mut origin, resp, framing, reusable) = loop {
+        let mut origin = match Origin::open(addr, t.connect, idle, fresh).await {
+            Ok(o) => o,
+            Err(e) => {
+                if fresh {
+                    // the peer is gone: this once-more does not use up a retry (h1/serve.rs)
+                    ctx.tried.pop();
+                }
+                return failed(ctx, e, true);
+            }
+        };
+        ctx.try_connected(origin.reused);
+        match send_and_read(ex, &mut origin, up, t).await {
+            Ok((resp, framing, reusable)) => {
+                ctx.try_answered(resp.status.as_u16());
+                break (origin, resp, framing, reusable);
+            }
+            Err(e) if origin.reused && stale(&e) && retry_left(ctx) => {
+                tracing::debug!("pooled connection failed ({e}); once more on a fresh one");
+                once_more(ctx);
+                fresh = true;
+            }
+            Err(e) => {
+                let idempotent = ex.req().method.is_idempotent();
+                return failed(ctx, e, idempotent);
+            }
+        }
+    };
+    if let (Some(u), Some(p)) = (&ctx.upstream, &ctx.peer) {
+        u.record_success(p);
+    }
+    let mut resp = resp;
+    response::run_plugins(ex, &mut resp, ctx);
+    if crate::proxy::trace::wants_document(ctx) {
+        // the trace instead of the body: the upstream connection, its body unread, is closed
+        ctx.inflight = None;
+        drop(origin);
+        let Ok((head, body)) = crate::proxy::trace::document(ctx, &resp) else {
+            return Attempt::Fail(Fail::Status(500));
+        };
+        ctx.status = 200;
+        return match ex.answer(head, Some(body), false).await {
+            Ok(()) => Attempt::Done(false),
+            Err(_) => Attempt::Fail(Fail::Abort),
+        };
+    }
+    let no_body = framing == origin::Framing::None;
+    if ex.head(resp, no_body).is_err() {
+        return Attempt::Fail(Fail::Abort);
+    }
+    let relayed = relay_body(ex, ctx, &mut origin, framing, t.read).await;
+    ctx.inflight = None;
+    match relayed {
+        Ok(()) => {
+            if reusable {
+                origin.release(cap);
+            }
+            Attempt::Done(false)
+        }
+        Err(e) => {
+            tracing::debug!("response to the client cut: {e}");
+            Attempt::Fail(Fail::Abort)
+        }
+    }
+}
+
+/// Send the head (these requests have no body), then read the response head.
+async fn send_and_read(
+    ex: &mut Exchange,
+    origin: &mut Origin,
+    up: &RequestHeader,
+    t: &Timeouts,
+) -> Result<(pingora::http::ResponseHeader, origin::Framing, bool), origin::OriginError> {
+    ex.wire.clear();
+    origin::write_request(up, &mut ex.wire);
+    origin.send(&ex.wire, t.write).await?;
+    let ask = origin::Asked {
+        head: ex.req().method == http::Method::HEAD,
+        upgrade: false,
+    };
+    origin
+        .read_head(t.read, ask, &mut ex.resp_map, &mut ex.spans, &mut ex.names)
+        .await
+}
+
+/// Answer with the error page (a plugin's answer for it first, e.g. the cache's stale copy).
+async fn error_page(ex: &mut Exchange, ctx: &mut Ctx, code: u16) {
+    ctx.status = code;
+    if ex.sent_head().is_some() {
+        return;
+    }
+    if let Some(a) = response::error_answer(ex, ctx, code) {
+        if let Ok((head, body)) = request::answer(ex, ctx, a) {
+            let _ = ex.answer(head, body, false).await;
+        }
+        return;
+    }
+    let head_only = ex.req().method == http::Method::HEAD;
+    if let Ok((head, body)) = failure::error_response(ctx, code, head_only) {
+        let _ = ex.answer(head, body, false).await;
+    }
+}

@@ -1,0 +1,217 @@
+//! One HTTP/2 stream served by the own path, as the phase chain's [`Downstream`], and what
+//! it sends: a whole answer, a streamed answer body, an upstream body relayed through the
+//! body filters.
+
+use crate::engine::h1::chunked;
+use crate::engine::h1::head::{Names, Span};
+use crate::engine::h1::origin::{Framing, Origin};
+use crate::engine::h1::respond::RelayError;
+use crate::proxy::ctx::Ctx;
+use crate::proxy::exchange::{BodyError, Downstream};
+use crate::proxy::response::{run_body_filters, watch_body};
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::HeaderMap;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::protocols::http::v2::server::HttpSession;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// One stream and the scratch space its upstream exchange uses.
+pub struct Exchange {
+    pub session: HttpSession,
+    pub peer: Option<SocketAddr>,
+    pub peer_ip: Option<http::HeaderValue>,
+    /// the bytes of the upstream request head
+    pub wire: Vec<u8>,
+    pub up_map: Option<HeaderMap>,
+    pub resp_map: Option<HeaderMap>,
+    pub spans: Vec<Span>,
+    pub names: Names,
+}
+
+impl Exchange {
+    pub fn new(session: HttpSession) -> Exchange {
+        let peer = session.client_addr().and_then(|a| a.as_inet()).copied();
+        Exchange {
+            session,
+            peer,
+            peer_ip: peer.and_then(|p| crate::proxy::exchange::ip_text(p.ip())),
+            wire: Vec::new(),
+            up_map: None,
+            resp_map: None,
+            spans: Vec::new(),
+            names: Default::default(),
+        }
+    }
+
+    /// Send a response head; `end`: nothing follows it.
+    pub fn head(&mut self, head: ResponseHeader, end: bool) -> pingora::Result<()> {
+        self.session.write_response_header(Box::new(head), end)
+    }
+
+    /// Send a whole answer (a plugin's, an error page). `more`: a streamed body follows.
+    pub async fn answer(
+        &mut self,
+        head: ResponseHeader,
+        body: Option<Bytes>,
+        more: bool,
+    ) -> pingora::Result<()> {
+        let body = body.filter(|b| !b.is_empty());
+        self.head(head, body.is_none() && !more)?;
+        if let Some(b) = body {
+            self.session.write_body(b, !more).await?;
+        }
+        Ok(())
+    }
+
+    /// Send a streamed answer body (`ctx.plugin.answer_stream`) after its head.
+    pub async fn stream(
+        &mut self,
+        mut source: Box<dyn crate::plugins::body_source::BodySource>,
+    ) -> pingora::Result<()> {
+        while let Some(piece) = source
+            .next()
+            .await
+            .map_err(|e| pingora::Error::because(pingora::ErrorType::ReadError, "answer", e))?
+        {
+            self.session.write_body(piece, false).await?;
+        }
+        self.session.finish()
+    }
+}
+
+#[async_trait]
+impl Downstream for Exchange {
+    fn req(&self) -> &RequestHeader {
+        self.session.req_header()
+    }
+
+    fn req_mut(&mut self) -> &mut RequestHeader {
+        self.session.req_header_mut()
+    }
+
+    fn peer_addr(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
+    fn peer_ip_text(&self) -> Option<http::HeaderValue> {
+        self.peer_ip.clone()
+    }
+
+    fn http2(&self) -> bool {
+        true
+    }
+
+    fn sent_head(&self) -> Option<&ResponseHeader> {
+        self.session.response_written()
+    }
+
+    fn sent_body_bytes(&self) -> usize {
+        self.session.body_bytes_sent()
+    }
+
+    /// The streams served here have no body (`serve.rs`): there is nothing to keep.
+    fn keep_body(&mut self) {}
+
+    async fn read_body(&mut self) -> Result<Option<Bytes>, BodyError> {
+        Ok(None)
+    }
+}
+
+/// Relay the upstream's response body to the stream, through the location's body filters
+/// when one is active; the stream ends with it. `Ok`: the body ended where its framing says.
+pub async fn relay_body(
+    ex: &mut Exchange,
+    ctx: &mut Ctx,
+    origin: &mut Origin,
+    framing: Framing,
+    read_timeout: Option<Duration>,
+) -> Result<(), RelayError> {
+    let mut ended = false;
+    match framing {
+        Framing::None | Framing::Switched => return Ok(()),
+        Framing::Length(mut left) => {
+            while left > 0 {
+                if origin.buf.is_empty() && origin.fill(read_timeout).await? == 0 {
+                    return Err(RelayError::Truncated);
+                }
+                let n = (origin.buf.len() as u64).min(left) as usize;
+                let last = n as u64 == left;
+                if last {
+                    // the peer's part is over before the client has the last byte
+                    ctx.inflight = None;
+                }
+                ended = pass(ex, ctx, origin, n, last).await?;
+                left -= n as u64;
+            }
+        }
+        Framing::Chunked => {
+            let mut decoder = chunked::Decoder::default();
+            loop {
+                match decoder.step(&mut origin.buf)? {
+                    chunked::Step::Data(n) => {
+                        pass(ex, ctx, origin, n, false).await?;
+                    }
+                    chunked::Step::Done => break,
+                    chunked::Step::More => {
+                        if origin.fill(read_timeout).await? == 0 {
+                            return Err(RelayError::Truncated);
+                        }
+                    }
+                }
+            }
+        }
+        Framing::Close => loop {
+            if origin.buf.is_empty() && origin.fill(read_timeout).await? == 0 {
+                break;
+            }
+            let n = origin.buf.len();
+            pass(ex, ctx, origin, n, false).await?;
+        },
+    }
+    ctx.inflight = None;
+    if ended {
+        return Ok(());
+    }
+    let mut last = None;
+    if ctx.body_filtered {
+        run_body_filters(ex, &mut last, true, ctx);
+    }
+    watch_body(ex, &[], true, ctx);
+    let last = last.unwrap_or_default();
+    ex.session.write_body(last, true).await.map_err(closed)?;
+    Ok(())
+}
+
+/// Send the first `n` bytes of the upstream buffer on (filtered when a filter is active),
+/// and advance past them. `last`: they end the body; `true` when the stream was ended with
+/// them (no body filter has to see the end first).
+async fn pass(
+    ex: &mut Exchange,
+    ctx: &mut Ctx,
+    origin: &mut Origin,
+    n: usize,
+    last: bool,
+) -> Result<bool, RelayError> {
+    let raw = origin.buf.split_to(n).freeze();
+    watch_body(ex, &raw, false, ctx);
+    if ctx.body_filtered {
+        let mut piece = Some(raw);
+        run_body_filters(ex, &mut piece, false, ctx);
+        if let Some(b) = piece.filter(|b| !b.is_empty()) {
+            ex.session.write_body(b, false).await.map_err(closed)?;
+        }
+        return Ok(false);
+    }
+    if last {
+        // the body's end, seen by the watchers before the stream ends
+        watch_body(ex, &[], true, ctx);
+    }
+    ex.session.write_body(raw, last).await.map_err(closed)?;
+    Ok(last)
+}
+
+fn closed(e: Box<pingora::Error>) -> RelayError {
+    RelayError::Client(std::io::Error::other(e.to_string()))
+}
