@@ -3,7 +3,8 @@
 import argparse, json, os, platform, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TIDEGATE = os.path.join(ROOT, "target/release/tidegate")
+# TIDEGATE_BIN: another build to measure (an A/B of two commits)
+TIDEGATE = os.environ.get("TIDEGATE_BIN") or os.path.join(ROOT, "target/release/tidegate")
 PINGORA = os.path.join(ROOT, "target/release/examples/bare_pingora")
 BODY = "hello from the upstream"
 # the forwarding headers tidegate sets by default, so that every proxy does the same work

@@ -99,7 +99,8 @@ where
             }
         };
         let session = match next {
-            Ok(Some(H2Accept::Session(s))) => s,
+            // boxed once here: the session is large, and moves several times on its way
+            Ok(Some(H2Accept::Session(s))) => Box::new(s),
             Ok(Some(H2Accept::Rejected)) => {
                 malformed += 1;
                 if malformed > MALFORMED_BUDGET {
@@ -120,12 +121,12 @@ where
         }
         let shared = shared.clone();
         tokio::spawn(async move {
-            if let Some(session) = serve::stream(session, &shared).await {
-                let session = ServerSession::new_http2(session);
-                let _ = shared
-                    .fallback
-                    .process_new_http(session, &shared.shutdown)
-                    .await;
+            // both boxed: the futures are several KB, which the task would otherwise carry,
+            // and a spawned task is copied whole three times on its way into the runtime
+            if let Some(session) = Box::pin(serve::stream(session, &shared)).await {
+                let session = ServerSession::new_http2(*session);
+                let fallback = shared.fallback.process_new_http(session, &shared.shutdown);
+                let _ = Box::pin(fallback).await;
             }
         });
     }

@@ -22,7 +22,7 @@ use pingora::http::RequestHeader;
 use pingora::protocols::http::v2::server::HttpSession;
 
 /// Serve one stream; `Some(session)`: one for Pingora's path, untouched.
-pub async fn stream<A>(session: HttpSession, shared: &Shared<A>) -> Option<HttpSession> {
+pub async fn stream<A>(session: Box<HttpSession>, shared: &Shared<A>) -> Option<Box<HttpSession>> {
     let state = shared.live.load_full();
     if !plain(&session, &state.servers[shared.server].conf) {
         return Some(session);
@@ -39,6 +39,7 @@ pub async fn stream<A>(session: HttpSession, shared: &Shared<A>) -> Option<HttpS
         error_page(&mut ex, &mut ctx, code).await;
     }
     log::finish(&ex, &mut ctx);
+    ex.scratch.give_back();
     None
 }
 
@@ -112,7 +113,7 @@ async fn drive(ex: &mut Exchange, ctx: &mut Ctx, routed: bool) -> Result<(), Fai
         let Some(addr) = ctx.upstream_addr else {
             return Err(Fail::Status(502));
         };
-        let mut up = upstream_head(ex.session.req_header(), false, &mut ex.up_map);
+        let mut up = upstream_head(ex.session.req_header(), false, &mut ex.scratch.up_map);
         host_from_authority(ex.session.req_header(), &mut up).map_err(status)?;
         upstream::prepare_request(ex, ctx, &mut up).map_err(status)?;
         let timeouts = Timeouts {
@@ -121,7 +122,7 @@ async fn drive(ex: &mut Exchange, ctx: &mut Ctx, routed: bool) -> Result<(), Fai
             write: peer.write_timeout,
         };
         let outcome = attempt(ex, ctx, &up, addr, &timeouts).await;
-        ex.up_map = Some(emptied(http::request::Parts::from(up).headers));
+        ex.scratch.up_map = Some(emptied(http::request::Parts::from(up).headers));
         match outcome {
             Attempt::Done(_) => return Ok(()),
             Attempt::Retry => continue,
@@ -230,15 +231,16 @@ async fn send_and_read(
     up: &RequestHeader,
     t: &Timeouts,
 ) -> Result<(pingora::http::ResponseHeader, origin::Framing, bool), origin::OriginError> {
-    ex.wire.clear();
-    origin::write_request(up, &mut ex.wire);
-    origin.send(&ex.wire, t.write).await?;
     let ask = origin::Asked {
-        head: ex.req().method == http::Method::HEAD,
+        head: ex.session.req_header().method == http::Method::HEAD,
         upgrade: false,
     };
+    let s = &mut ex.scratch;
+    s.wire.clear();
+    origin::write_request(up, &mut s.wire);
+    origin.send(&s.wire, t.write).await?;
     origin
-        .read_head(t.read, ask, &mut ex.resp_map, &mut ex.spans, &mut ex.names)
+        .read_head(t.read, ask, &mut s.resp_map, &mut s.spans, &mut s.names)
         .await
 }
 

@@ -14,14 +14,23 @@ use bytes::Bytes;
 use http::HeaderMap;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::http::v2::server::HttpSession;
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 /// One stream and the scratch space its upstream exchange uses.
 pub struct Exchange {
-    pub session: HttpSession,
+    pub session: Box<HttpSession>,
     pub peer: Option<SocketAddr>,
     pub peer_ip: Option<http::HeaderValue>,
+    pub scratch: Scratch,
+}
+
+/// What an upstream exchange writes into and parses with, kept per thread from stream to
+/// stream (as the own HTTP/1 loop keeps it per connection): no buffer or header map is
+/// grown anew for each stream.
+#[derive(Default)]
+pub struct Scratch {
     /// the bytes of the upstream request head
     pub wire: Vec<u8>,
     pub up_map: Option<HeaderMap>,
@@ -30,18 +39,49 @@ pub struct Exchange {
     pub names: Names,
 }
 
+/// Spare scratch spaces kept per thread, at most this many (the streams in flight at once on
+/// a thread, beyond which the rest are dropped).
+const SPARE: usize = 256;
+
+thread_local! {
+    static SPARES: RefCell<Vec<Scratch>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Scratch {
+    /// A spare one of this thread, or a new one.
+    fn take() -> Scratch {
+        SPARES
+            .with(|s| s.borrow_mut().pop())
+            .unwrap_or_else(|| Scratch {
+                wire: Vec::with_capacity(1024),
+                ..Default::default()
+            })
+    }
+
+    /// Keep it for the thread's next stream.
+    pub fn give_back(&mut self) {
+        let mut s = std::mem::take(self);
+        if let Some(m) = &mut s.up_map {
+            m.clear();
+        }
+        s.resp_map = None;
+        SPARES.with(|spares| {
+            let mut spares = spares.borrow_mut();
+            if spares.len() < SPARE {
+                spares.push(s);
+            }
+        });
+    }
+}
+
 impl Exchange {
-    pub fn new(session: HttpSession) -> Exchange {
+    pub fn new(session: Box<HttpSession>) -> Exchange {
         let peer = session.client_addr().and_then(|a| a.as_inet()).copied();
         Exchange {
             session,
             peer,
             peer_ip: peer.and_then(|p| crate::proxy::exchange::ip_text(p.ip())),
-            wire: Vec::new(),
-            up_map: None,
-            resp_map: None,
-            spans: Vec::new(),
-            names: Default::default(),
+            scratch: Scratch::take(),
         }
     }
 
