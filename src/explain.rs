@@ -163,7 +163,7 @@ pub fn explain(state: Arc<State>, a: &Asked) -> Result<Value, ExplainError> {
         .collect::<Vec<_>>());
     let upstream = crate::proxy::upstream::location_upstream(&session, &ctx);
     let mut up_req = session.req().clone();
-    if let Err(e) = crate::proxy::upstream::prepare_request(&session, &ctx, &mut up_req) {
+    if let Err(e) = crate::proxy::upstream::prepare_request(&session, &ctx, &mut up_req, true) {
         return Err(ExplainError::Start(format!(
             "preparing the upstream request: {e}"
         )));

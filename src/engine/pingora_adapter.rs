@@ -153,7 +153,7 @@ impl ProxyHttp for Proxy {
         up: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        upstream::prepare_request(session, ctx, up)?;
+        upstream::prepare_request(session, ctx, up, true)?;
         if let Some(b) = &ctx.plugin.grpc_web {
             b.upstream_request(up)?;
         }

@@ -59,9 +59,44 @@ const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
-/// Set the forwarding headers on the request going upstream. The common case (no trusted
-/// chain) allocates nothing: the peer's address text is the engine's, kept per connection.
+/// The forwarding headers' values for the request going upstream.
+pub struct Fields {
+    xff: HeaderValue,
+    real: Option<HeaderValue>,
+    proto: HeaderValue,
+}
+
+impl Fields {
+    /// Set them in the field map of an upstream head being built (the own engines, which
+    /// build that map themselves: no head is taken apart to reach it).
+    pub fn insert_into(self, map: &mut http::HeaderMap) {
+        map.insert(XFF, self.xff);
+        if let Some(real) = self.real {
+            map.insert(X_REAL_IP, real);
+        }
+        map.insert(XFP, self.proto);
+    }
+}
+
+/// The server sets the forwarding headers (`forwarded_headers`, on by default).
+pub fn wanted(ctx: &Ctx) -> bool {
+    ctx.server().forwarded_headers
+}
+
+/// Set the forwarding headers on the request going upstream.
 pub fn apply(session: &dyn Downstream, ctx: &Ctx, up: &mut RequestHeader) -> pingora::Result<()> {
+    let f = fields(session, ctx)?;
+    match f.real {
+        Some(real) => {
+            super::fields::insert(up, [(&XFF, f.xff), (&X_REAL_IP, real), (&XFP, f.proto)])
+        }
+        None => super::fields::insert(up, [(&XFF, f.xff), (&XFP, f.proto)]),
+    }
+}
+
+/// The forwarding headers for this request. The common case (no trusted chain) allocates
+/// nothing: the peer's address text is the engine's, kept per connection.
+pub fn fields(session: &dyn Downstream, ctx: &Ctx) -> pingora::Result<Fields> {
     let incoming = |name: &HeaderName| session.req().headers.get(name);
     let peer = session.peer_addr().map(|a| a.ip());
     let peer_text = session.peer_ip_text();
@@ -87,8 +122,5 @@ pub fn apply(session: &dyn Downstream, ctx: &Ctx, up: &mut RequestHeader) -> pin
     let trusted_proto = ctx.peer_trusted
         && incoming(&XFP).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
     let proto = HeaderValue::from_static(if trusted_proto { "https" } else { ctx.scheme() });
-    match real {
-        Some(real) => super::fields::insert(up, [(&XFF, xff), (&X_REAL_IP, real), (&XFP, proto)]),
-        None => super::fields::insert(up, [(&XFF, xff), (&XFP, proto)]),
-    }
+    Ok(Fields { xff, real, proto })
 }

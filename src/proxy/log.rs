@@ -94,9 +94,7 @@ fn write_field(f: &Field, session: &dyn Downstream, ctx: &Ctx, out: &mut String)
             None => out.push('-'),
         },
         Field::ClientIp => match ctx.client_ip {
-            Some(ip) => {
-                let _ = write!(out, "{ip}");
-            }
+            Some(ip) => ip_text(out, session, ip),
             None => out.push('-'),
         },
         Field::User => dash(out, ctx.plugin.user.as_deref()),
@@ -132,9 +130,7 @@ fn write_field(f: &Field, session: &dyn Downstream, ctx: &Ctx, out: &mut String)
         ),
         Field::RequestLength => number(out, request_head_len(req) as u64 + ctx.body_seen),
         Field::RemoteAddr => match session.peer_addr() {
-            Some(a) => {
-                let _ = write!(out, "{}", a.ip());
-            }
+            Some(a) => ip_text(out, session, a.ip()),
             None => out.push('-'),
         },
         Field::RemotePort => match session.peer_addr() {
@@ -311,6 +307,22 @@ fn version(v: http::Version) -> &'static str {
         http::Version::HTTP_09 => "HTTP/0.9",
         _ => "HTTP/1.1",
     }
+}
+
+/// An IP address as text: the peer's from the engine's text of it, kept per connection
+/// (formatting one with `Display` was a quarter of a log line's cost), any other formatted.
+fn ip_text(out: &mut String, session: &dyn Downstream, ip: std::net::IpAddr) {
+    if session.peer_addr().is_some_and(|a| a.ip() == ip) {
+        if let Some(text) = session
+            .peer_ip_text()
+            .as_ref()
+            .and_then(|t| t.to_str().ok())
+        {
+            out.push_str(text);
+            return;
+        }
+    }
+    let _ = write!(out, "{ip}");
 }
 
 #[cfg(test)]

@@ -228,10 +228,14 @@ pub fn cookie<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
 }
 
 /// Edit the request going upstream: rewrite, forwarding headers, configured headers.
+///
+/// `forwarded`: set the forwarding headers here (the own engines set them while they build
+/// the head: [`super::forwarded::Fields`]).
 pub fn prepare_request(
     session: &dyn Downstream,
     ctx: &Ctx,
     up: &mut RequestHeader,
+    forwarded: bool,
 ) -> pingora::Result<()> {
     let Some(loc) = ctx.location() else {
         return Ok(());
@@ -252,7 +256,7 @@ pub fn prepare_request(
             up.set_uri(uri);
         }
     }
-    if ctx.server().forwarded_headers {
+    if forwarded && ctx.server().forwarded_headers {
         super::forwarded::apply(session, ctx, up)?;
     }
     if let Some(tp) = crate::observability::otel::spans::traceparent(ctx) {

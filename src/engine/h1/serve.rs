@@ -254,8 +254,17 @@ async fn drive(ex: &mut Exchange<'_>, ctx: &mut Ctx, close: bool) -> Result<bool
         let Some(addr) = ctx.upstream_addr else {
             return Err(Fail::Status(502));
         };
-        let mut up = upstream_head(&ex.head, ex.upgrade, &mut ex.client.up_map);
-        upstream::prepare_request(ex, ctx, &mut up).map_err(status)?;
+        let fields = forwarded::wanted(ctx)
+            .then(|| forwarded::fields(ex, ctx))
+            .transpose()
+            .map_err(status)?;
+        let map = ex.client.up_map.take().unwrap_or_default();
+        let mut map = upstream_fields(&ex.head, ex.upgrade, map);
+        if let Some(f) = fields {
+            f.insert_into(&mut map);
+        }
+        let mut up = upstream_head(&ex.head, map);
+        upstream::prepare_request(ex, ctx, &mut up, false).map_err(status)?;
         if ex.chunked() {
             // a chunked body goes on chunked (last, where Pingora's path puts it too)
             up.append_header(
@@ -279,18 +288,19 @@ async fn drive(ex: &mut Exchange<'_>, ctx: &mut Ctx, close: bool) -> Result<bool
     }
 }
 
-/// The request head for the upstream: the client's, without hop-by-hop headers, built in a
-/// reused header map (values are shared, not copied). A WebSocket upgrade asks the upstream
-/// to switch too, with `Connection: Upgrade` and `Upgrade: websocket` after the client's
-/// fields (as Pingora's path writes them).
-pub(crate) fn upstream_head(
+/// The fields of the request head for the upstream: the client's, without hop-by-hop
+/// headers, in a reused (empty) header map (values are shared, not copied). A WebSocket
+/// upgrade asks the upstream to switch too, with `Connection: Upgrade` and `Upgrade:
+/// websocket` after the client's fields (as Pingora's path writes them). The caller adds
+/// the forwarding headers to the map before [`upstream_head`] wraps it (reaching into a
+/// built head's map costs taking the head apart).
+pub(crate) fn upstream_fields(
     head: &RequestHeader,
     upgrade: bool,
-    map: &mut Option<http::HeaderMap>,
-) -> RequestHeader {
+    mut headers: http::HeaderMap,
+) -> http::HeaderMap {
     use http::header::{CONNECTION, UPGRADE};
     use http::HeaderValue;
-    let mut headers = map.take().unwrap_or_default();
     for (k, v) in head.headers.iter() {
         if !crate::proxy::names::hop_by_hop(k) {
             headers.append(k.clone(), v.clone());
@@ -300,6 +310,11 @@ pub(crate) fn upstream_head(
         headers.append(CONNECTION, HeaderValue::from_static("Upgrade"));
         headers.append(UPGRADE, HeaderValue::from_static("websocket"));
     }
+    headers
+}
+
+/// The request head for the upstream: the client's method and target, with `headers`.
+pub(crate) fn upstream_head(head: &RequestHeader, headers: http::HeaderMap) -> RequestHeader {
     let mut parts = http::Request::new(()).into_parts().0;
     parts.method = head.method.clone();
     parts.uri = head.uri.clone();

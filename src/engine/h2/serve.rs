@@ -12,9 +12,10 @@ use super::stream::{relay_body, Exchange};
 use super::Shared;
 use crate::engine::h1::origin::{self, Origin};
 use crate::engine::h1::serve::{
-    emptied, failed, once_more, pool_limits, retry_left, stale, status, upstream_head, Attempt,
-    Fail, Timeouts,
+    emptied, failed, once_more, pool_limits, retry_left, stale, status, upstream_fields,
+    upstream_head, Attempt, Fail, Timeouts,
 };
+use crate::error::http_status;
 use crate::proxy::ctx::Ctx;
 use crate::proxy::exchange::Downstream;
 use crate::proxy::{failure, forwarded, log, request, response, route, upstream};
@@ -113,9 +114,19 @@ async fn drive(ex: &mut Exchange, ctx: &mut Ctx, routed: bool) -> Result<(), Fai
         let Some(addr) = ctx.upstream_addr else {
             return Err(Fail::Status(502));
         };
-        let mut up = upstream_head(ex.session.req_header(), false, &mut ex.scratch.up_map);
-        host_from_authority(ex.session.req_header(), &mut up).map_err(status)?;
-        upstream::prepare_request(ex, ctx, &mut up).map_err(status)?;
+        let fields = forwarded::wanted(ctx)
+            .then(|| forwarded::fields(ex, ctx))
+            .transpose()
+            .map_err(status)?;
+        let req = ex.session.req_header();
+        let map = ex.scratch.up_map.take().unwrap_or_default();
+        let mut map = upstream_fields(req, false, map);
+        host_from_authority(req, &mut map).map_err(status)?;
+        if let Some(f) = fields {
+            f.insert_into(&mut map);
+        }
+        let mut up = upstream_head(req, map);
+        upstream::prepare_request(ex, ctx, &mut up, false).map_err(status)?;
         let timeouts = Timeouts {
             connect: peer.connect_timeout,
             read: peer.read_timeout,
@@ -133,19 +144,21 @@ async fn drive(ex: &mut Exchange, ctx: &mut Ctx, routed: bool) -> Result<(), Fai
 
 /// HTTP/1 upstreams expect `Host`; HTTP/2 carries `:authority` instead. It replaces any
 /// `Host` field the client sent too (as Pingora's path does).
-fn host_from_authority(req: &RequestHeader, up: &mut RequestHeader) -> pingora::Result<()> {
+fn host_from_authority(req: &RequestHeader, map: &mut http::HeaderMap) -> pingora::Result<()> {
     use http::header::HOST;
-    let mut hosts = up.headers.get_all(HOST).iter();
+    let mut hosts = map.get_all(HOST).iter();
     let one_host = match (hosts.next(), hosts.next()) {
         (Some(h), None) => Some(h.as_bytes()),
         _ => None,
     };
-    match req.uri.authority() {
-        Some(a) if one_host == Some(a.as_str().as_bytes()) => Ok(()),
-        Some(a) => up.insert_header(HOST, a.as_str()),
-        None if up.headers.contains_key(HOST) => Ok(()),
-        None => up.insert_header(HOST, ""),
-    }
+    let value = match req.uri.authority() {
+        Some(a) if one_host == Some(a.as_str().as_bytes()) => return Ok(()),
+        Some(a) => http::HeaderValue::from_str(a.as_str()).map_err(|_| http_status(400))?,
+        None if map.contains_key(HOST) => return Ok(()),
+        None => http::HeaderValue::from_static(""),
+    };
+    map.insert(HOST, value);
+    Ok(())
 }
 
 /// One try on one peer.
