@@ -203,6 +203,9 @@ fn variants() -> Vec<Vec<u8>> {
         "X-Ünï: 1",
         "X-A: caf\u{e9}",
         "X-Forwarded-For: 1.2.3.4",
+        // the forwarding headers replace the client's where they stood, the rest follow
+        "X-A: 1\r\nX-Forwarded-Proto: https\r\nX-B: 2\r\nx-forwarded-for: 1.1.1.1\r\nX-Forwarded-For: 2.2.2.2",
+        "X-Real-IP: 9.9.9.9\r\nX-A: 1\r\nx-real-ip: 8.8.8.8",
     ];
     let mut out = Vec::new();
     let build = |m: &str, t: &str, v: &str, h: &str, f: &str, eol: &str| {

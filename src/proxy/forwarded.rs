@@ -60,6 +60,7 @@ const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 /// The forwarding headers' values for the request going upstream.
+#[derive(Clone)]
 pub struct Fields {
     xff: HeaderValue,
     real: Option<HeaderValue>,
@@ -67,6 +68,15 @@ pub struct Fields {
 }
 
 impl Fields {
+    /// Each name with the value it gets; `None`: the client's fields of that name stay.
+    pub fn slots(&self) -> [(HeaderName, Option<&HeaderValue>); 3] {
+        [
+            (XFF, Some(&self.xff)),
+            (X_REAL_IP, self.real.as_ref()),
+            (XFP, Some(&self.proto)),
+        ]
+    }
+
     /// Set them in the field map of an upstream head being built (the own engines, which
     /// build that map themselves: no head is taken apart to reach it).
     pub fn insert_into(self, map: &mut http::HeaderMap) {

@@ -227,6 +227,19 @@ pub fn cookie<'a>(req: &'a RequestHeader, name: &str) -> Option<&'a str> {
         })
 }
 
+/// [`prepare_request`] would change nothing but the forwarding headers: no rewrite, no
+/// header edits, no trace context, `Accept-Encoding` kept.
+pub fn unchanged(ctx: &Ctx) -> bool {
+    let Some(loc) = ctx.location() else {
+        return true;
+    };
+    loc.rewrite.is_none()
+        && loc.set_headers.is_empty()
+        && loc.add_headers.is_empty()
+        && !ctx.plugin.identity_upstream
+        && !crate::observability::otel::spans::traces_upstream(ctx)
+}
+
 /// Edit the request going upstream: rewrite, forwarding headers, configured headers.
 ///
 /// `forwarded`: set the forwarding headers here (the own engines set them while they build

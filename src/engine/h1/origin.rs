@@ -5,6 +5,7 @@
 use super::head::{fields, span, Names, Span};
 use super::pool;
 use super::timer::Timer;
+use crate::proxy::forwarded::Fields;
 use crate::proxy::guard::trim;
 use bytes::{Buf, BytesMut};
 use http::{HeaderMap, StatusCode};
@@ -330,11 +331,57 @@ fn parse_head(
 
 /// The upstream request head on the wire: request line, headers, blank line.
 pub fn write_request(head: &RequestHeader, out: &mut Vec<u8>) {
+    request_line(head, out);
+    head.header_to_h1_wire(out);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Put the client's own request head on the wire for the upstream, as a head built from it
+/// would be written (`h1/up_head.rs`): without hop-by-hop fields, each forwarding header
+/// in place of the client's fields of its name (where the first of them was), the others
+/// after the client's fields.
+pub fn write_direct(head: &RequestHeader, fields: Option<&Fields>, out: &mut Vec<u8>) {
+    request_line(head, out);
+    let slots = fields.map(|f| f.slots());
+    let mut done = [false; 3];
+    let field = |out: &mut Vec<u8>, k: &http::HeaderName, v: &http::HeaderValue| {
+        out.extend_from_slice(k.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    };
+    'fields: for (k, v) in head.headers.iter() {
+        if crate::proxy::names::hop_by_hop(k) {
+            continue;
+        }
+        if let Some(slots) = &slots {
+            for (i, (name, value)) in slots.iter().enumerate() {
+                let Some(value) = value.filter(|_| name == k) else {
+                    continue;
+                };
+                if !done[i] {
+                    done[i] = true;
+                    field(out, k, value);
+                }
+                continue 'fields;
+            }
+        }
+        field(out, k, v);
+    }
+    if let Some(slots) = &slots {
+        for (i, (name, value)) in slots.iter().enumerate() {
+            if let (false, Some(value)) = (done[i], value) {
+                field(out, name, value);
+            }
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn request_line(head: &RequestHeader, out: &mut Vec<u8>) {
     out.extend_from_slice(head.method.as_str().as_bytes());
     out.push(b' ');
     let pq = head.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     out.extend_from_slice(pq.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    head.header_to_h1_wire(out);
-    out.extend_from_slice(b"\r\n");
 }

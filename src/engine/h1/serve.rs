@@ -258,34 +258,53 @@ async fn drive(ex: &mut Exchange<'_>, ctx: &mut Ctx, close: bool) -> Result<bool
             .then(|| forwarded::fields(ex, ctx))
             .transpose()
             .map_err(status)?;
-        let map = ex.client.up_map.take().unwrap_or_default();
-        let mut map = upstream_fields(&ex.head, ex.upgrade, map);
-        if let Some(f) = fields {
-            f.insert_into(&mut map);
-        }
-        let mut up = upstream_head(&ex.head, map);
-        upstream::prepare_request(ex, ctx, &mut up, false).map_err(status)?;
-        if ex.chunked() {
-            // a chunked body goes on chunked (last, where Pingora's path puts it too)
-            up.append_header(
-                http::header::TRANSFER_ENCODING,
-                http::HeaderValue::from_static("chunked"),
-            )
-            .map_err(status)?;
-        }
+        let up = if !ex.upgrade && !ex.chunked() && upstream::unchanged(ctx) {
+            // nothing to change but the forwarding headers: the client's head goes as it is
+            UpHead::Direct(fields)
+        } else {
+            let map = ex.client.up_map.take().unwrap_or_default();
+            let mut map = upstream_fields(&ex.head, ex.upgrade, map);
+            if let Some(f) = fields {
+                f.insert_into(&mut map);
+            }
+            let mut up = upstream_head(&ex.head, map);
+            upstream::prepare_request(ex, ctx, &mut up, false).map_err(status)?;
+            if ex.chunked() {
+                // a chunked body goes on chunked (last, where Pingora's path puts it too)
+                up.append_header(
+                    http::header::TRANSFER_ENCODING,
+                    http::HeaderValue::from_static("chunked"),
+                )
+                .map_err(status)?;
+            }
+            UpHead::Built(up)
+        };
         let timeouts = Timeouts {
             connect: peer.connect_timeout,
             read: peer.read_timeout,
             write: peer.write_timeout,
         };
         let outcome = attempt(ex, ctx, &up, addr, &timeouts, close).await;
-        ex.client.up_map = Some(emptied(http::request::Parts::from(up).headers));
+        if let UpHead::Built(up) = up {
+            ex.client.up_map = Some(emptied(http::request::Parts::from(up).headers));
+        }
         match outcome {
             Attempt::Done(keep) => return Ok(keep),
             Attempt::Retry => continue,
             Attempt::Fail(f) => return Err(f),
         }
     }
+}
+
+/// The request head going upstream.
+#[allow(clippy::large_enum_variant)] // one per request, on the stack; a Box is an allocation
+pub(crate) enum UpHead {
+    /// built from the client's: something in it changes (a rewrite, header edits, an
+    /// upgrade, chunked framing, a trace context)
+    Built(RequestHeader),
+    /// the client's own head, written out with the forwarding headers
+    /// (`origin::write_direct`): no header map is filled for it
+    Direct(Option<forwarded::Fields>),
 }
 
 /// The fields of the request head for the upstream: the client's, without hop-by-hop
@@ -338,7 +357,7 @@ pub(crate) enum Attempt {
 async fn attempt(
     ex: &mut Exchange<'_>,
     ctx: &mut Ctx,
-    up: &RequestHeader,
+    up: &UpHead,
     addr: std::net::SocketAddr,
     t: &Timeouts,
     close: bool,
@@ -518,13 +537,16 @@ async fn send_and_read(
     ex: &mut Exchange<'_>,
     ctx: &mut Ctx,
     origin: &mut Origin,
-    up: &RequestHeader,
+    up: &UpHead,
     t: &Timeouts,
 ) -> Result<(pingora::http::ResponseHeader, origin::Framing, bool), Trouble> {
     let chunked = ex.chunked();
     let mut wire = std::mem::take(&mut ex.client.out);
     wire.clear();
-    origin::write_request(up, &mut wire);
+    match up {
+        UpHead::Built(up) => origin::write_request(up, &mut wire),
+        UpHead::Direct(fields) => origin::write_direct(&ex.head, fields.as_ref(), &mut wire),
+    }
     match &ex.kept {
         Some(k) if chunked && !k.is_empty() => super::chunked::encode(k, &mut wire),
         Some(k) => wire.extend_from_slice(k),

@@ -104,7 +104,13 @@ pub fn connected(ctx: &Ctx, took: std::time::Duration) {
     span.end();
 }
 
+/// The upstream request carries a trace context (`traceparent`).
+pub fn traces_upstream(ctx: &Ctx) -> bool {
+    ctx.otel.as_ref().is_some_and(|o| o.upstream.is_some())
+}
+
 /// The `traceparent` for the upstream request: the current try's span.
+
 pub fn traceparent(ctx: &Ctx) -> Option<String> {
     let s = ctx.otel.as_ref()?.upstream.as_ref()?.span_context().clone();
     Some(format!(
