@@ -110,7 +110,6 @@ pub fn traces_upstream(ctx: &Ctx) -> bool {
 }
 
 /// The `traceparent` for the upstream request: the current try's span.
-
 pub fn traceparent(ctx: &Ctx) -> Option<String> {
     let s = ctx.otel.as_ref()?.upstream.as_ref()?.span_context().clone();
     Some(format!(
