@@ -18,6 +18,7 @@
 //! - `respond.rs`: response heads, answers and body relay to the client
 //! - `switch.rs`: upgrades: the 101 head, then both connections spliced
 //! - `timer.rs`: one reusable timer per connection for its reads' deadlines
+//! - `up_head.rs`: the request head for the upstream, built or the client's own
 
 pub mod chunked;
 pub mod client;
@@ -29,3 +30,4 @@ pub mod respond;
 pub mod serve;
 pub mod switch;
 pub mod timer;
+pub mod up_head;

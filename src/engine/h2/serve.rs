@@ -12,9 +12,9 @@ use super::stream::{relay_body, Exchange};
 use super::Shared;
 use crate::engine::h1::origin::{self, Origin};
 use crate::engine::h1::serve::{
-    emptied, failed, once_more, pool_limits, retry_left, stale, status, upstream_fields,
-    upstream_head, Attempt, Fail, Timeouts,
+    emptied, failed, once_more, pool_limits, retry_left, stale, status, Attempt, Fail, Timeouts,
 };
+use crate::engine::h1::up_head::{upstream_fields, upstream_head};
 use crate::error::http_status;
 use crate::proxy::ctx::Ctx;
 use crate::proxy::exchange::Downstream;
