@@ -111,8 +111,11 @@ pub fn fields(session: &dyn Downstream, ctx: &Ctx) -> pingora::Result<Fields> {
     let peer = session.peer_addr().map(|a| a.ip());
     let peer_text = session.peer_ip_text();
     // a trusted peer's own chain, when it is text and not blank
-    let prev = incoming(&XFF)
-        .filter(|_| ctx.peer_trusted)
+    // (looked up only for a trusted peer: a lookup by a custom name hashes it)
+    let prev = ctx
+        .peer_trusted
+        .then(|| incoming(&XFF))
+        .flatten()
         .filter(|v| v.to_str().is_ok_and(|p| !p.trim().is_empty()));
     let xff = match (prev, &peer_text) {
         (Some(p), Some(ip)) => {

@@ -205,9 +205,9 @@ impl Upstream {
         if set.is_empty() {
             return None;
         }
-        let now = peer::now_ms();
+        let now = peer::LazyNow::default();
         let fresh = |i: usize| !tried.contains(&set[i].addr);
-        let avail = |i: usize| fresh(i) && set[i].available(now);
+        let avail = |i: usize| fresh(i) && set[i].available(&now);
         let i = self
             .pick(&set, hash_key, &avail)
             .or_else(|| self.pick(&set, hash_key, &fresh))?;

@@ -63,8 +63,12 @@ impl Peer {
     pub fn circuit_open(&self) -> bool {
         self.open_until.load(Ordering::Relaxed) > now_ms()
     }
-    pub(super) fn available(&self, now: u64) -> bool {
-        self.is_healthy() && self.open_until.load(Ordering::Relaxed) <= now
+    pub(super) fn available(&self, now: &LazyNow) -> bool {
+        // a circuit never opened (0) needs no clock
+        self.is_healthy() && {
+            let until = self.open_until.load(Ordering::Relaxed);
+            until == 0 || until <= now.get()
+        }
     }
 
     /// Passive health: a connect or proxy failure. Returns true when this failure opened
@@ -152,6 +156,23 @@ impl PeerSet {
 
     pub fn find(&self, addr: SocketAddr) -> Option<&Arc<Peer>> {
         self.peers.iter().find(|p| p.addr == addr)
+    }
+}
+
+/// The time of [`now_ms`], read once and only if asked: most selections never need it.
+#[derive(Default)]
+pub(super) struct LazyNow(std::cell::Cell<Option<u64>>);
+
+impl LazyNow {
+    pub(super) fn get(&self) -> u64 {
+        match self.0.get() {
+            Some(t) => t,
+            None => {
+                let t = now_ms();
+                self.0.set(Some(t));
+                t
+            }
+        }
     }
 }
 
