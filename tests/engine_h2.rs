@@ -1,7 +1,8 @@
-//! The own HTTP/2 path (`engine/h2/`): plain streams are served by it, the others (a request
-//! body, gRPC) by Pingora's path on the same connection; answers, error pages, body filters,
-//! every upstream framing, and upstream connections reused across streams. The access log's
-//! `{engine}` says which path served each request.
+//! The own HTTP/2 path (`engine/h2/`): plain streams are served by it, the others (gRPC) by
+//! Pingora's path on the same connection; request bodies with and without a declared length,
+//! the body limit, answers, error pages, body filters, every upstream framing, and upstream
+//! connections reused across streams. The access log's `{engine}` says which path served each
+//! request.
 
 mod common;
 
@@ -36,11 +37,24 @@ async fn h2c(port: u16) -> Client {
 
 /// One request on an open h2c connection.
 async fn call(client: &Client, method: &str, path: &str, body: &[u8]) -> Answer {
-    let req = http::Request::builder()
+    call_with(client, method, path, &[], body).await
+}
+
+/// One request with extra header fields.
+async fn call_with(
+    client: &Client,
+    method: &str,
+    path: &str,
+    fields: &[(&str, &str)],
+    body: &[u8],
+) -> Answer {
+    let mut req = http::Request::builder()
         .method(method)
-        .uri(format!("http://app.test{path}"))
-        .body(())
-        .unwrap();
+        .uri(format!("http://app.test{path}"));
+    for (k, v) in fields {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(()).unwrap();
     let mut client = client.clone().ready().await.unwrap();
     let (resp, mut send) = client.send_request(req, body.is_empty()).unwrap();
     if !body.is_empty() {
@@ -143,7 +157,7 @@ fn log_lines(path: &std::path::Path, n: usize) -> Vec<String> {
 }
 
 #[test]
-fn plain_streams_are_served_here_and_streams_with_a_body_by_pingoras_path() {
+fn streams_are_served_here_and_grpc_by_pingoras_path() {
     let origin = origin();
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
@@ -162,6 +176,21 @@ fn plain_streams_are_served_here_and_streams_with_a_body_by_pingoras_path() {
         let c = client.clone();
         let post = tokio::spawn(async move { call(&c, "POST", "/p", b"hello").await });
         let c = client.clone();
+        let sized = tokio::spawn(async move {
+            call_with(&c, "PUT", "/q", &[("content-length", "3")], b"abc").await
+        });
+        let c = client.clone();
+        let grpc = tokio::spawn(async move {
+            call_with(
+                &c,
+                "POST",
+                "/r",
+                &[("content-type", "application/grpc")],
+                b"xy",
+            )
+            .await
+        });
+        let c = client.clone();
         let head = tokio::spawn(async move { call(&c, "HEAD", "/h", b"").await });
         for (i, t) in tasks.into_iter().enumerate() {
             let a = t.await.unwrap();
@@ -172,6 +201,16 @@ fn plain_streams_are_served_here_and_streams_with_a_body_by_pingoras_path() {
         assert_eq!(
             (post.status, post.body.as_slice()),
             (200, &b"POST /p 5"[..])
+        );
+        let sized = sized.await.unwrap();
+        assert_eq!(
+            (sized.status, sized.body.as_slice()),
+            (200, &b"PUT /q 3"[..])
+        );
+        let grpc = grpc.await.unwrap();
+        assert_eq!(
+            (grpc.status, grpc.body.as_slice()),
+            (200, &b"POST /r 2"[..])
         );
         let head = head.await.unwrap();
         assert_eq!(head.status, 200);
@@ -200,7 +239,15 @@ fn plain_streams_are_served_here_and_streams_with_a_body_by_pingoras_path() {
     assert_eq!(g0.header("host"), Some("app.test"));
     assert_eq!(g0.header("x-forwarded-for"), Some("127.0.0.1"));
     assert_eq!(g0.header("x-forwarded-proto"), Some("http"));
-    let lines = log_lines(&log, 52);
+    // a body of no declared length goes on chunked; a declared one with its length
+    let p = seen.iter().find(|r| r.path == "/p").unwrap();
+    assert_eq!(p.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(p.body, b"hello");
+    let q = seen.iter().find(|r| r.path == "/q").unwrap();
+    assert_eq!(q.header("content-length"), Some("3"));
+    assert_eq!(q.header("transfer-encoding"), None);
+    assert_eq!(q.body, b"abc");
+    let lines = log_lines(&log, 54);
     let engine_of = |path: &str| {
         let line = lines
             .iter()
@@ -211,11 +258,9 @@ fn plain_streams_are_served_here_and_streams_with_a_body_by_pingoras_path() {
     assert_eq!(engine_of("/g7"), "h2");
     assert_eq!(engine_of("/h"), "h2");
     assert_eq!(engine_of("/s3"), "h2");
-    assert_eq!(
-        engine_of("/p"),
-        "pingora",
-        "a request body goes to Pingora's path"
-    );
+    assert_eq!(engine_of("/p"), "h2");
+    assert_eq!(engine_of("/q"), "h2");
+    assert_eq!(engine_of("/r"), "pingora", "gRPC goes to Pingora's path");
     assert!(lines.iter().all(|l| l.ends_with(" HTTP/2.0")), "{lines:?}");
 }
 
@@ -270,4 +315,37 @@ fn answers_error_pages_filters_and_framings_on_the_own_path() {
         "{lines:?}"
     );
     assert!(lines.iter().any(|l| l.contains(" / 404 ")), "{lines:?}");
+}
+
+#[test]
+fn request_bodies_over_the_limit_get_413_declared_or_counted() {
+    let origin = origin();
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let cfg = config(port, &origin.addr.to_string(), &log).replace(
+        "[locations.all]\n",
+        "[locations.all]\nclient_max_body_size = \"10B\"\n",
+    );
+    let _t = Tidegate::start(&cfg, &[port]);
+    rt().block_on(async {
+        let client = h2c(port).await;
+        // declared: refused before any of it is read
+        let big = [b'x'; 20];
+        let a = call_with(&client, "POST", "/d", &[("content-length", "20")], &big).await;
+        assert_eq!(a.status, 413);
+        // not declared: counted as it streams
+        let a = call(&client, "POST", "/c", &big).await;
+        assert_eq!(a.status, 413);
+        // within the limit
+        let a = call(&client, "POST", "/ok", b"small").await;
+        assert_eq!((a.status, a.body.as_slice()), (200, &b"POST /ok 5"[..]));
+    });
+    let seen = origin.seen.lock().unwrap().clone();
+    assert!(
+        seen.iter().all(|r| r.path != "/d"),
+        "a declared body over the limit never reaches the origin"
+    );
+    let lines = log_lines(&log, 3);
+    assert!(lines.iter().all(|l| l.starts_with("h2 ")), "{lines:?}");
 }

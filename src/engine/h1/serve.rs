@@ -474,7 +474,7 @@ pub(crate) fn failed(ctx: &mut Ctx, e: OriginError, retry_allowed: bool) -> Atte
 }
 
 /// What went wrong while a request was sent on.
-enum Trouble {
+pub(crate) enum Trouble {
     Origin(OriginError),
     Client(BodyError),
     /// a chunked body grew over `client_max_body_size`

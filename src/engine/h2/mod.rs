@@ -11,10 +11,11 @@
 //! engine = "native"    # default; "pingora" sends every stream through Pingora's proxy
 //! ```
 //!
-//! A stream is served here when it is a plain request: no request body, not `CONNECT`, not
-//! gRPC (`application/grpc*`: trailers and h2 upstreams are Pingora's path's), within the
-//! size limits, and its location's upstream speaks plain HTTP/1. Every other stream goes
-//! to Pingora's path on the same connection, before any phase ran for it.
+//! A stream is served here unless it is `CONNECT`, gRPC (`application/grpc*`: trailers and h2
+//! upstreams are Pingora's path's), over the size limits, or for a location whose upstream
+//! does not speak plain HTTP/1: those go to Pingora's path on the same connection, before any
+//! phase ran for them. A request body goes upstream as it comes (with its length when it
+//! declares one, else chunked), counted against `client_max_body_size`.
 //!
 //! - `serve.rs`: which streams are served here, and the flow of one through the phases
 //! - `stream.rs`: one stream as the chain's `Downstream`; answers and relayed bodies

@@ -4,7 +4,8 @@
 //! ```text
 //! stream head ─▶ served here? (else Pingora's path) ─▶ route ─▶ identify client
 //!   ─▶ request plugins ─▶ (early answer) ─▶ pick peer ─▶ upstream head (Host from
-//!   :authority, forwarding headers) ─▶ pooled or new HTTP/1 connection ─▶ response head
+//!   :authority, forwarding headers) ─▶ pooled or new HTTP/1 connection ─▶ send head and
+//!   body (chunked when its length is not declared) ─▶ response head
 //!   ─▶ response plugins ─▶ relay body (body filters) ─▶ log phase
 //! ```
 
@@ -13,10 +14,12 @@ use super::Shared;
 use crate::engine::h1::origin::{self, Origin};
 use crate::engine::h1::serve::{
     emptied, failed, once_more, pool_limits, retry_left, stale, status, Attempt, Fail, Timeouts,
+    Trouble,
 };
 use crate::engine::h1::up_head::{upstream_fields, upstream_head};
 use crate::error::http_status;
 use crate::proxy::ctx::Ctx;
+use crate::proxy::exchange::BodyError;
 use crate::proxy::exchange::Downstream;
 use crate::proxy::{failure, forwarded, log, request, response, route, upstream};
 use pingora::http::RequestHeader;
@@ -31,7 +34,8 @@ pub async fn stream<A>(session: Box<HttpSession>, shared: &Shared<A>) -> Option<
     let mut ctx = Ctx::new(state, shared.server);
     ctx.tls = shared.tls.clone();
     ctx.engine = "h2";
-    let mut ex = Exchange::new(session);
+    let body_timeout = ctx.server().body_timeout;
+    let mut ex = Exchange::new(session, body_timeout);
     let routed = route::route(&mut ex, &mut ctx);
     if routed && !plain_upstream(&ex, &ctx) {
         return Some(ex.session);
@@ -44,11 +48,11 @@ pub async fn stream<A>(session: Box<HttpSession>, shared: &Shared<A>) -> Option<
     None
 }
 
-/// A request this path serves: no body, not `CONNECT`, not gRPC, no userinfo in its
-/// authority, within the size limits (Pingora's path gives every other verdict).
+/// A request this path serves: not `CONNECT`, not gRPC, no userinfo in its authority,
+/// within the size limits (Pingora's path gives every other verdict).
 fn plain(session: &HttpSession, server: &crate::config::model::Server) -> bool {
     let req = session.req_header();
-    if !session.is_body_empty() || req.method == http::Method::CONNECT {
+    if req.method == http::Method::CONNECT {
         return false;
     }
     if req
@@ -127,6 +131,14 @@ async fn drive(ex: &mut Exchange, ctx: &mut Ctx, routed: bool) -> Result<(), Fai
         }
         let mut up = upstream_head(req, map);
         upstream::prepare_request(ex, ctx, &mut up, false).map_err(status)?;
+        if chunked(ex) {
+            // a body of no declared length goes on chunked (last, as on the HTTP/1 loop)
+            up.append_header(
+                http::header::TRANSFER_ENCODING,
+                http::HeaderValue::from_static("chunked"),
+            )
+            .map_err(status)?;
+        }
         let timeouts = Timeouts {
             connect: peer.connect_timeout,
             read: peer.read_timeout,
@@ -161,6 +173,16 @@ fn host_from_authority(req: &RequestHeader, map: &mut http::HeaderMap) -> pingor
     Ok(())
 }
 
+/// The request has a body whose length it does not declare: it goes upstream chunked.
+fn chunked(ex: &Exchange) -> bool {
+    !ex.session.is_body_empty()
+        && !ex
+            .session
+            .req_header()
+            .headers
+            .contains_key(http::header::CONTENT_LENGTH)
+}
+
 /// One try on one peer.
 async fn attempt(
     ex: &mut Exchange,
@@ -170,6 +192,9 @@ async fn attempt(
     t: &Timeouts,
 ) -> Attempt {
     let (idle, cap) = pool_limits(ctx);
+    // a body already read (by a script) can be sent again; one streamed from the client
+    // cannot, so only a request without one is retried after it was sent
+    let resendable = ex.body_ended;
     let mut fresh = false;
     let (mut origin, resp, framing, reusable) = loop {
         let mut origin = match Origin::open(addr, t.connect, idle, fresh).await {
@@ -183,18 +208,34 @@ async fn attempt(
             }
         };
         ctx.try_connected(origin.reused);
-        match send_and_read(ex, &mut origin, up, t).await {
+        match send_and_read(ex, ctx, &mut origin, up, t).await {
             Ok((resp, framing, reusable)) => {
                 ctx.try_answered(resp.status.as_u16());
                 break (origin, resp, framing, reusable);
             }
-            Err(e) if origin.reused && stale(&e) && retry_left(ctx) => {
+            Err(Trouble::Client(e)) => {
+                // the client's fault: the peer is not to blame
+                ctx.inflight = None;
+                tracing::debug!("{e}");
+                let code = match e {
+                    BodyError::Timeout => 408,
+                    BodyError::Broken(_) => 400,
+                };
+                return Attempt::Fail(Fail::Status(code));
+            }
+            Err(Trouble::TooLarge) => {
+                ctx.inflight = None;
+                return Attempt::Fail(Fail::Status(413));
+            }
+            Err(Trouble::Origin(e))
+                if origin.reused && resendable && stale(&e) && retry_left(ctx) =>
+            {
                 tracing::debug!("pooled connection failed ({e}); once more on a fresh one");
                 once_more(ctx);
                 fresh = true;
             }
-            Err(e) => {
-                let idempotent = ex.req().method.is_idempotent();
+            Err(Trouble::Origin(e)) => {
+                let idempotent = ex.req().method.is_idempotent() && resendable;
                 return failed(ctx, e, idempotent);
             }
         }
@@ -237,24 +278,51 @@ async fn attempt(
     }
 }
 
-/// Send the head (these requests have no body), then read the response head.
+/// Send the head and the body (what a script kept of it first, then the rest as it comes),
+/// then read the response head.
 async fn send_and_read(
     ex: &mut Exchange,
+    ctx: &mut Ctx,
     origin: &mut Origin,
     up: &RequestHeader,
     t: &Timeouts,
-) -> Result<(pingora::http::ResponseHeader, origin::Framing, bool), origin::OriginError> {
+) -> Result<(pingora::http::ResponseHeader, origin::Framing, bool), Trouble> {
+    let chunked = chunked(ex);
+    let s = &mut ex.scratch;
+    s.wire.clear();
+    origin::write_request(up, &mut s.wire);
+    match &ex.kept {
+        Some(k) if chunked && !k.is_empty() => crate::engine::h1::chunked::encode(k, &mut s.wire),
+        Some(k) => s.wire.extend_from_slice(k),
+        None => {}
+    }
+    origin.send(&s.wire, t.write).await?;
+    while let Some(piece) = ex.next_body_piece().await.map_err(Trouble::Client)? {
+        if chunked {
+            if crate::proxy::request::count_body(Some(&piece), ctx).is_err() {
+                return Err(Trouble::TooLarge);
+            }
+            let wire = &mut ex.scratch.wire;
+            wire.clear();
+            crate::engine::h1::chunked::encode(&piece, wire);
+            origin.send(wire, t.write).await?;
+        } else {
+            origin.send(&piece, t.write).await?;
+        }
+    }
+    if chunked {
+        origin
+            .send(crate::engine::h1::chunked::LAST, t.write)
+            .await?;
+    }
     let ask = origin::Asked {
         head: ex.session.req_header().method == http::Method::HEAD,
         upgrade: false,
     };
     let s = &mut ex.scratch;
-    s.wire.clear();
-    origin::write_request(up, &mut s.wire);
-    origin.send(&s.wire, t.write).await?;
-    origin
+    Ok(origin
         .read_head(t.read, ask, &mut s.resp_map, &mut s.spans, &mut s.names)
-        .await
+        .await?)
 }
 
 /// Answer with the error page (a plugin's answer for it first, e.g. the cache's stale copy).

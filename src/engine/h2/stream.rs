@@ -10,7 +10,7 @@ use crate::proxy::ctx::Ctx;
 use crate::proxy::exchange::{BodyError, Downstream};
 use crate::proxy::response::{run_body_filters, watch_body};
 use async_trait::async_trait;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::protocols::http::v2::server::HttpSession;
@@ -24,6 +24,13 @@ pub struct Exchange {
     pub peer: Option<SocketAddr>,
     pub peer_ip: Option<http::HeaderValue>,
     pub scratch: Scratch,
+    /// the request body read so far, when a script asked for it (it is sent upstream from
+    /// here)
+    pub kept: Option<BytesMut>,
+    /// the request body was read to its end (or there is none)
+    pub body_ended: bool,
+    /// the longest wait for the next piece of the request body
+    pub body_timeout: Duration,
 }
 
 /// What an upstream exchange writes into and parses with, kept per thread from stream to
@@ -75,14 +82,34 @@ impl Scratch {
 }
 
 impl Exchange {
-    pub fn new(session: Box<HttpSession>) -> Exchange {
+    pub fn new(session: Box<HttpSession>, body_timeout: Duration) -> Exchange {
         let peer = session.client_addr().and_then(|a| a.as_inet()).copied();
+        let body_ended = session.is_body_empty();
         Exchange {
             session,
             peer,
             peer_ip: peer.and_then(|p| crate::proxy::exchange::ip_text(p.ip())),
+            body_ended,
             scratch: Scratch::take(),
+            kept: None,
+            body_timeout,
         }
+    }
+
+    /// The next piece of the request body from the client, without keeping it.
+    pub async fn next_body_piece(&mut self) -> Result<Option<Bytes>, BodyError> {
+        if self.body_ended {
+            return Ok(None);
+        }
+        let read = tokio::time::timeout(self.body_timeout, self.session.read_body_bytes());
+        let piece = read
+            .await
+            .map_err(|_| BodyError::Timeout)?
+            .map_err(|e| BodyError::Broken(e.to_string()))?;
+        if piece.is_none() {
+            self.body_ended = true;
+        }
+        Ok(piece)
     }
 
     /// Send a response head; `end`: nothing follows it.
@@ -151,11 +178,20 @@ impl Downstream for Exchange {
         self.session.body_bytes_sent()
     }
 
-    /// The streams served here have no body (`serve.rs`): there is nothing to keep.
-    fn keep_body(&mut self) {}
+    fn keep_body(&mut self) {
+        if self.kept.is_none() {
+            self.kept = Some(BytesMut::new());
+        }
+    }
 
     async fn read_body(&mut self) -> Result<Option<Bytes>, BodyError> {
-        Ok(None)
+        let Some(piece) = self.next_body_piece().await? else {
+            return Ok(None);
+        };
+        if let Some(k) = &mut self.kept {
+            k.extend_from_slice(&piece);
+        }
+        Ok(Some(piece))
     }
 }
 
