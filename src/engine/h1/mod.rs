@@ -13,13 +13,17 @@
 //! - `client.rs`: the client connection; one request as the chain's `Downstream`
 //! - `serve.rs`: the loop and the flow of one request through the phases
 //! - `origin.rs`: one exchange with an upstream peer; response heads and framing
+//! - `ask.rs`: one try on one peer up to the response head (both own engines)
 //! - `pool.rs`: idle upstream connections per thread
 //! - `chunked.rs`: the chunked coding, decoded in place
+//! - `body.rs`: a response body read piece by piece, whatever its framing
 //! - `respond.rs`: response heads, answers and body relay to the client
 //! - `switch.rs`: upgrades: the 101 head, then both connections spliced
 //! - `timer.rs`: one reusable timer per connection for its reads' deadlines
 //! - `up_head.rs`: the request head for the upstream, built or the client's own
 
+pub mod ask;
+pub mod body;
 pub mod chunked;
 pub mod client;
 pub mod conn;

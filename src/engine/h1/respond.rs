@@ -2,6 +2,7 @@
 //! reused output buffer, whole answers (a plugin's, an error page), and upstream bodies
 //! relayed through the body filters.
 
+use super::body::BodyReader;
 use super::chunked;
 use super::client::Exchange;
 use super::origin::{Framing, Origin, OriginError};
@@ -95,45 +96,14 @@ pub async fn relay_body(
     read_timeout: Option<Duration>,
 ) -> Result<(), RelayError> {
     let chunked_out = ctx.body_filtered || matches!(framing, Framing::Chunked | Framing::Close);
-    match framing {
-        // a switched connection is spliced, never relayed here
-        Framing::None | Framing::Switched => {}
-        Framing::Length(mut left) => {
-            while left > 0 {
-                if origin.buf.is_empty() && origin.fill(read_timeout).await? == 0 {
-                    return Err(RelayError::Truncated);
-                }
-                let n = (origin.buf.len() as u64).min(left) as usize;
-                if n as u64 == left {
-                    // the whole answer is in hand: the peer's part is over before the client
-                    // sees the last byte (else its next request could still find it busy)
-                    ctx.inflight = None;
-                }
-                pass(ex, ctx, origin, n, chunked_out).await?;
-                left -= n as u64;
-            }
+    let mut body = BodyReader::new(framing);
+    while let Some(n) = body.next(origin, read_timeout).await? {
+        if body.complete() {
+            // the whole answer is in hand: the peer's part is over before the client sees
+            // the last byte (else its next request could still find it busy)
+            ctx.inflight = None;
         }
-        Framing::Chunked => {
-            let mut decoder = chunked::Decoder::default();
-            loop {
-                match decoder.step(&mut origin.buf)? {
-                    chunked::Step::Data(n) => pass(ex, ctx, origin, n, chunked_out).await?,
-                    chunked::Step::Done => break,
-                    chunked::Step::More => {
-                        if origin.fill(read_timeout).await? == 0 {
-                            return Err(RelayError::Truncated);
-                        }
-                    }
-                }
-            }
-        }
-        Framing::Close => loop {
-            if origin.buf.is_empty() && origin.fill(read_timeout).await? == 0 {
-                break;
-            }
-            let n = origin.buf.len();
-            pass(ex, ctx, origin, n, chunked_out).await?;
-        },
+        pass(ex, ctx, origin, n, chunked_out).await?;
     }
     if ctx.body_filtered && framing != Framing::None {
         let mut last = None;

@@ -317,63 +317,15 @@ async fn attempt(
     t: &Timeouts,
     close: bool,
 ) -> Attempt {
-    let (idle, cap) = pool_limits(ctx);
+    let (_, cap) = pool_limits(ctx);
     // a body already read (by a script) can be sent again; one streamed from the client
     // cannot, so only a request without one is retried after it was sent
     let resendable = ex.body_done();
-    let mut fresh = false;
-    let (mut origin, resp, framing, reusable) = loop {
-        let mut origin = match Origin::open(addr, t.connect, idle, fresh).await {
-            Ok(o) => o,
-            Err(e) => {
-                if fresh {
-                    // the peer is gone (its pooled connection closed, and now it refuses
-                    // new ones): the request never reached it again, so the once-more on
-                    // this peer does not use up a retry another peer could take
-                    ctx.tried.pop();
-                }
-                return failed(ctx, e, true);
-            }
+    let (mut origin, resp, framing, reusable) =
+        match super::ask::ask(ex, ctx, up, addr, t, resendable).await {
+            Ok(a) => a,
+            Err(next) => return next,
         };
-        ctx.try_connected(origin.reused);
-        match send_and_read(ex, ctx, &mut origin, up, t).await {
-            Ok((resp, framing, reusable)) => {
-                ctx.try_answered(resp.status.as_u16());
-                break (origin, resp, framing, reusable);
-            }
-            Err(Trouble::Client(e)) => {
-                // the client's fault: the peer is not to blame
-                ctx.inflight = None;
-                tracing::debug!("{e}");
-                let code = match e {
-                    BodyError::Timeout => 408,
-                    BodyError::Broken(_) => 400,
-                };
-                return Attempt::Fail(Fail::Status(code));
-            }
-            Err(Trouble::TooLarge) => {
-                ctx.inflight = None;
-                return Attempt::Fail(Fail::Status(413));
-            }
-            // the pooled connection may have been closed by the peer meanwhile: once more on
-            // a fresh one to the same peer, which counts as a retry (a peer that closes every
-            // request looks the same, and must not get more tries than `retries` allows)
-            Err(Trouble::Origin(e))
-                if origin.reused && resendable && stale(&e) && retry_left(ctx) =>
-            {
-                tracing::debug!("pooled connection failed ({e}); once more on a fresh one");
-                once_more(ctx);
-                fresh = true;
-            }
-            Err(Trouble::Origin(e)) => {
-                let idempotent = ex.head.method.is_idempotent() && resendable;
-                return failed(ctx, e, idempotent);
-            }
-        }
-    };
-    if let (Some(u), Some(p)) = (&ctx.upstream, &ctx.peer) {
-        u.record_success(p);
-    }
     let mut resp = resp;
     response::run_plugins(ex, &mut resp, ctx);
     if crate::proxy::trace::wants_document(ctx) {
@@ -484,6 +436,24 @@ pub(crate) enum Trouble {
 impl From<OriginError> for Trouble {
     fn from(e: OriginError) -> Self {
         Trouble::Origin(e)
+    }
+}
+
+impl super::ask::Ask for Exchange<'_> {
+    type Up = UpHead;
+
+    async fn send_and_read(
+        &mut self,
+        ctx: &mut Ctx,
+        origin: &mut Origin,
+        up: &UpHead,
+        t: &Timeouts,
+    ) -> Result<(pingora::http::ResponseHeader, origin::Framing, bool), Trouble> {
+        send_and_read(self, ctx, origin, up, t).await
+    }
+
+    fn idempotent(&self) -> bool {
+        self.head.method.is_idempotent()
     }
 }
 

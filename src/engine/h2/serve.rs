@@ -12,14 +12,10 @@
 use super::stream::{relay_body, Exchange};
 use super::Shared;
 use crate::engine::h1::origin::{self, Origin};
-use crate::engine::h1::serve::{
-    emptied, failed, once_more, pool_limits, retry_left, stale, status, Attempt, Fail, Timeouts,
-    Trouble,
-};
+use crate::engine::h1::serve::{emptied, pool_limits, status, Attempt, Fail, Timeouts, Trouble};
 use crate::engine::h1::up_head::{upstream_fields, upstream_head};
 use crate::error::http_status;
 use crate::proxy::ctx::Ctx;
-use crate::proxy::exchange::BodyError;
 use crate::proxy::exchange::Downstream;
 use crate::proxy::{failure, forwarded, log, request, response, route, upstream};
 use pingora::http::RequestHeader;
@@ -191,58 +187,15 @@ async fn attempt(
     addr: std::net::SocketAddr,
     t: &Timeouts,
 ) -> Attempt {
-    let (idle, cap) = pool_limits(ctx);
+    let (_, cap) = pool_limits(ctx);
     // a body already read (by a script) can be sent again; one streamed from the client
     // cannot, so only a request without one is retried after it was sent
     let resendable = ex.body_ended;
-    let mut fresh = false;
-    let (mut origin, resp, framing, reusable) = loop {
-        let mut origin = match Origin::open(addr, t.connect, idle, fresh).await {
-            Ok(o) => o,
-            Err(e) => {
-                if fresh {
-                    // the peer is gone: this once-more does not use up a retry (h1/serve.rs)
-                    ctx.tried.pop();
-                }
-                return failed(ctx, e, true);
-            }
+    let (mut origin, resp, framing, reusable) =
+        match crate::engine::h1::ask::ask(ex, ctx, up, addr, t, resendable).await {
+            Ok(a) => a,
+            Err(next) => return next,
         };
-        ctx.try_connected(origin.reused);
-        match send_and_read(ex, ctx, &mut origin, up, t).await {
-            Ok((resp, framing, reusable)) => {
-                ctx.try_answered(resp.status.as_u16());
-                break (origin, resp, framing, reusable);
-            }
-            Err(Trouble::Client(e)) => {
-                // the client's fault: the peer is not to blame
-                ctx.inflight = None;
-                tracing::debug!("{e}");
-                let code = match e {
-                    BodyError::Timeout => 408,
-                    BodyError::Broken(_) => 400,
-                };
-                return Attempt::Fail(Fail::Status(code));
-            }
-            Err(Trouble::TooLarge) => {
-                ctx.inflight = None;
-                return Attempt::Fail(Fail::Status(413));
-            }
-            Err(Trouble::Origin(e))
-                if origin.reused && resendable && stale(&e) && retry_left(ctx) =>
-            {
-                tracing::debug!("pooled connection failed ({e}); once more on a fresh one");
-                once_more(ctx);
-                fresh = true;
-            }
-            Err(Trouble::Origin(e)) => {
-                let idempotent = ex.req().method.is_idempotent() && resendable;
-                return failed(ctx, e, idempotent);
-            }
-        }
-    };
-    if let (Some(u), Some(p)) = (&ctx.upstream, &ctx.peer) {
-        u.record_success(p);
-    }
     let mut resp = resp;
     response::run_plugins(ex, &mut resp, ctx);
     if crate::proxy::trace::wants_document(ctx) {
@@ -275,6 +228,24 @@ async fn attempt(
             tracing::debug!("response to the client cut: {e}");
             Attempt::Fail(Fail::Abort)
         }
+    }
+}
+
+impl crate::engine::h1::ask::Ask for Exchange {
+    type Up = RequestHeader;
+
+    async fn send_and_read(
+        &mut self,
+        ctx: &mut Ctx,
+        origin: &mut Origin,
+        up: &RequestHeader,
+        t: &Timeouts,
+    ) -> Result<(pingora::http::ResponseHeader, origin::Framing, bool), Trouble> {
+        send_and_read(self, ctx, origin, up, t).await
+    }
+
+    fn idempotent(&self) -> bool {
+        self.session.req_header().method.is_idempotent()
     }
 }
 

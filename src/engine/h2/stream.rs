@@ -2,7 +2,7 @@
 //! it sends: a whole answer, a streamed answer body, an upstream body relayed through the
 //! body filters.
 
-use crate::engine::h1::chunked;
+use crate::engine::h1::body::BodyReader;
 use crate::engine::h1::head::{Names, Span};
 use crate::engine::h1::origin::{Framing, Origin};
 use crate::engine::h1::respond::RelayError;
@@ -204,47 +204,18 @@ pub async fn relay_body(
     framing: Framing,
     read_timeout: Option<Duration>,
 ) -> Result<(), RelayError> {
+    if matches!(framing, Framing::None | Framing::Switched) {
+        return Ok(());
+    }
     let mut ended = false;
-    match framing {
-        Framing::None | Framing::Switched => return Ok(()),
-        Framing::Length(mut left) => {
-            while left > 0 {
-                if origin.buf.is_empty() && origin.fill(read_timeout).await? == 0 {
-                    return Err(RelayError::Truncated);
-                }
-                let n = (origin.buf.len() as u64).min(left) as usize;
-                let last = n as u64 == left;
-                if last {
-                    // the peer's part is over before the client has the last byte
-                    ctx.inflight = None;
-                }
-                ended = pass(ex, ctx, origin, n, last).await?;
-                left -= n as u64;
-            }
+    let mut body = BodyReader::new(framing);
+    while let Some(n) = body.next(origin, read_timeout).await? {
+        let last = body.complete();
+        if last {
+            // the peer's part is over before the client has the last byte
+            ctx.inflight = None;
         }
-        Framing::Chunked => {
-            let mut decoder = chunked::Decoder::default();
-            loop {
-                match decoder.step(&mut origin.buf)? {
-                    chunked::Step::Data(n) => {
-                        pass(ex, ctx, origin, n, false).await?;
-                    }
-                    chunked::Step::Done => break,
-                    chunked::Step::More => {
-                        if origin.fill(read_timeout).await? == 0 {
-                            return Err(RelayError::Truncated);
-                        }
-                    }
-                }
-            }
-        }
-        Framing::Close => loop {
-            if origin.buf.is_empty() && origin.fill(read_timeout).await? == 0 {
-                break;
-            }
-            let n = origin.buf.len();
-            pass(ex, ctx, origin, n, false).await?;
-        },
+        ended = pass(ex, ctx, origin, n, last).await?;
     }
     ctx.inflight = None;
     if ended {
