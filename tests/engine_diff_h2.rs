@@ -4,7 +4,6 @@
 
 mod common;
 
-use bytes::Bytes;
 use common::*;
 
 /// (method, path, fields, body) of one request.
@@ -69,32 +68,16 @@ fn side(engine: &str) -> (Tidegate, u16, Origin) {
 }
 
 async fn send(port: u16, r: &Req) -> u16 {
-    let s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let (client, conn) = h2::client::handshake(s).await.unwrap();
-    tokio::spawn(conn);
-    let mut client = client.ready().await.unwrap();
+    let client = h2c::connect(port).await;
     let mut req = http::Request::builder()
         .method(r.0)
         .uri(format!("http://app.test{}", r.1));
     for (k, v) in &r.2 {
         req = req.header(*k, *v);
     }
-    let (resp, mut body) = client
-        .send_request(req.body(()).unwrap(), r.3.is_empty())
-        .unwrap();
-    if !r.3.is_empty() {
-        body.send_data(Bytes::from_static(r.3), true).unwrap();
-    }
-    let resp = resp.await.unwrap();
-    let status = resp.status().as_u16();
-    let mut b = resp.into_body();
-    while let Some(chunk) = b.data().await {
-        let chunk = chunk.unwrap();
-        let _ = b.flow_control().release_capacity(chunk.len());
-    }
-    status
+    h2c::request(&client, req.body(()).unwrap(), r.3)
+        .await
+        .status
 }
 
 #[test]

@@ -6,7 +6,6 @@
 
 mod common;
 
-use bytes::Bytes;
 use common::*;
 use std::time::Duration;
 
@@ -18,21 +17,10 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-struct Answer {
-    status: u16,
-    headers: http::HeaderMap,
-    body: Vec<u8>,
-}
-
-type Client = h2::client::SendRequest<Bytes>;
+use h2c::{H2Answer as Answer, H2Client as Client};
 
 async fn h2c(port: u16) -> Client {
-    let s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let (client, conn) = h2::client::handshake(s).await.unwrap();
-    tokio::spawn(conn);
-    client
+    h2c::connect(port).await
 }
 
 /// One request on an open h2c connection.
@@ -54,27 +42,7 @@ async fn call_with(
     for (k, v) in fields {
         req = req.header(*k, *v);
     }
-    let req = req.body(()).unwrap();
-    let mut client = client.clone().ready().await.unwrap();
-    let (resp, mut send) = client.send_request(req, body.is_empty()).unwrap();
-    if !body.is_empty() {
-        send.send_data(Bytes::copy_from_slice(body), true).unwrap();
-    }
-    let resp = resp.await.unwrap();
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let mut b = resp.into_body();
-    let mut out = Vec::new();
-    while let Some(chunk) = b.data().await {
-        let chunk = chunk.unwrap();
-        let _ = b.flow_control().release_capacity(chunk.len());
-        out.extend_from_slice(&chunk);
-    }
-    Answer {
-        status,
-        headers,
-        body: out,
-    }
+    h2c::request(client, req.body(()).unwrap(), body).await
 }
 
 /// The origin: `/chunked` answers in three chunks, `/close` with a body ended by closing the

@@ -73,41 +73,10 @@ fn fresh_tokio_listener() -> tokio::net::TcpListener {
     tokio::net::TcpListener::from_std(l).unwrap()
 }
 
-struct H2Answer {
-    status: u16,
-    headers: http::HeaderMap,
-    body: Vec<u8>,
-    trailers: Option<http::HeaderMap>,
-}
-
-/// One request over h2c prior knowledge to 127.0.0.1:port.
-async fn h2_request(port: u16, req: http::Request<()>, body: &[u8]) -> H2Answer {
-    let s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let (mut client, conn) = h2::client::handshake(s).await.unwrap();
-    tokio::spawn(conn);
-    let (resp, mut send) = client.send_request(req, body.is_empty()).unwrap();
-    if !body.is_empty() {
-        send.send_data(Bytes::copy_from_slice(body), true).unwrap();
-    }
-    let resp = resp.await.unwrap();
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let mut b = resp.into_body();
-    let mut out = Vec::new();
-    while let Some(chunk) = b.data().await {
-        let chunk = chunk.unwrap();
-        let _ = b.flow_control().release_capacity(chunk.len());
-        out.extend_from_slice(&chunk);
-    }
-    let trailers = b.trailers().await.unwrap();
-    H2Answer {
-        status,
-        headers,
-        body: out,
-        trailers,
-    }
+/// One request over h2c prior knowledge to 127.0.0.1:port, on a connection of its own.
+async fn h2_request(port: u16, req: http::Request<()>, body: &[u8]) -> h2c::H2Answer {
+    let client = h2c::connect(port).await;
+    h2c::request(&client, req, body).await
 }
 
 #[test]

@@ -13,6 +13,7 @@ pub mod dns;
 pub mod docker;
 pub mod etcd;
 pub mod grpc;
+pub mod h2c;
 pub mod lua;
 pub mod origin;
 pub mod plugins;

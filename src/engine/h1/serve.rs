@@ -242,22 +242,7 @@ async fn drive(ex: &mut Exchange<'_>, ctx: &mut Ctx, close: bool) -> Result<bool
         return Ok(keep);
     }
     loop {
-        let peer = upstream::choose_peer(ex, ctx).await.map_err(status)?;
-        if peer.tls {
-            tracing::warn!(
-                "upstream {:?} uses TLS, which the own HTTP/1 loop does not speak yet; set \
-                 `engine = \"pingora\"` on this server",
-                ctx.upstream.as_ref().map(|u| u.name.as_str())
-            );
-            return Err(Fail::Status(502));
-        }
-        let Some(addr) = ctx.upstream_addr else {
-            return Err(Fail::Status(502));
-        };
-        let fields = forwarded::wanted(ctx)
-            .then(|| forwarded::fields(ex, ctx))
-            .transpose()
-            .map_err(status)?;
+        let (timeouts, addr, fields) = pick(ex, ctx, "HTTP/1 loop").await?;
         let up = if !ex.upgrade && !ex.chunked() && upstream::unchanged(ctx) {
             // nothing to change but the forwarding headers: the client's head goes as it is
             UpHead::Direct(fields)
@@ -279,11 +264,6 @@ async fn drive(ex: &mut Exchange<'_>, ctx: &mut Ctx, close: bool) -> Result<bool
             }
             UpHead::Built(up)
         };
-        let timeouts = Timeouts {
-            connect: peer.connect_timeout,
-            read: peer.read_timeout,
-            write: peer.write_timeout,
-        };
         let outcome = attempt(ex, ctx, &up, addr, &timeouts, close).await;
         if let UpHead::Built(up) = up {
             ex.client.up_map = Some(emptied(http::request::Parts::from(up).headers));
@@ -294,6 +274,37 @@ async fn drive(ex: &mut Exchange<'_>, ctx: &mut Ctx, close: bool) -> Result<bool
             Attempt::Fail(f) => return Err(f),
         }
     }
+}
+
+/// The peer for this try (the upstream phase, the balancer) with its timeouts, and the
+/// forwarding headers' values: what both own engines need before the upstream head.
+pub(crate) async fn pick(
+    ex: &mut dyn crate::proxy::exchange::Downstream,
+    ctx: &mut Ctx,
+    engine: &str,
+) -> Result<(Timeouts, std::net::SocketAddr, Option<forwarded::Fields>), Fail> {
+    let peer = upstream::choose_peer(ex, ctx).await.map_err(status)?;
+    if peer.tls {
+        tracing::warn!(
+            "upstream {:?} uses TLS, which the own {engine} does not speak yet; set \
+             `engine = \"pingora\"` on this server",
+            ctx.upstream.as_ref().map(|u| u.name.as_str())
+        );
+        return Err(Fail::Status(502));
+    }
+    let Some(addr) = ctx.upstream_addr else {
+        return Err(Fail::Status(502));
+    };
+    let fields = forwarded::wanted(ctx)
+        .then(|| forwarded::fields(ex, ctx))
+        .transpose()
+        .map_err(status)?;
+    let timeouts = Timeouts {
+        connect: peer.connect_timeout,
+        read: peer.read_timeout,
+        write: peer.write_timeout,
+    };
+    Ok((timeouts, addr, fields))
 }
 
 pub(crate) struct Timeouts {

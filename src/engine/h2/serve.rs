@@ -12,7 +12,9 @@
 use super::stream::{relay_body, Exchange};
 use super::Shared;
 use crate::engine::h1::origin::{self, Origin};
-use crate::engine::h1::serve::{emptied, pool_limits, status, Attempt, Fail, Timeouts, Trouble};
+use crate::engine::h1::serve::{
+    emptied, pick, pool_limits, status, Attempt, Fail, Timeouts, Trouble,
+};
 use crate::engine::h1::up_head::{upstream_fields, upstream_head};
 use crate::error::http_status;
 use crate::proxy::ctx::Ctx;
@@ -102,22 +104,7 @@ async fn drive(ex: &mut Exchange, ctx: &mut Ctx, routed: bool) -> Result<(), Fai
         return Ok(());
     }
     loop {
-        let peer = upstream::choose_peer(ex, ctx).await.map_err(status)?;
-        if peer.tls {
-            tracing::warn!(
-                "upstream {:?} uses TLS, which the own HTTP/2 path does not speak yet; set \
-                 `engine = \"pingora\"` on this server",
-                ctx.upstream.as_ref().map(|u| u.name.as_str())
-            );
-            return Err(Fail::Status(502));
-        }
-        let Some(addr) = ctx.upstream_addr else {
-            return Err(Fail::Status(502));
-        };
-        let fields = forwarded::wanted(ctx)
-            .then(|| forwarded::fields(ex, ctx))
-            .transpose()
-            .map_err(status)?;
+        let (timeouts, addr, fields) = pick(ex, ctx, "HTTP/2 path").await?;
         let req = ex.session.req_header();
         let map = ex.scratch.up_map.take().unwrap_or_default();
         let mut map = upstream_fields(req, false, map);
@@ -135,11 +122,6 @@ async fn drive(ex: &mut Exchange, ctx: &mut Ctx, routed: bool) -> Result<(), Fai
             )
             .map_err(status)?;
         }
-        let timeouts = Timeouts {
-            connect: peer.connect_timeout,
-            read: peer.read_timeout,
-            write: peer.write_timeout,
-        };
         let outcome = attempt(ex, ctx, &up, addr, &timeouts).await;
         ex.scratch.up_map = Some(emptied(http::request::Parts::from(up).headers));
         match outcome {
