@@ -35,10 +35,18 @@ pub trait Downstream: Send {
     fn req_mut(&mut self) -> &mut RequestHeader;
     /// The direct peer's address (not the client `trusted_proxies` resolves).
     fn peer_addr(&self) -> Option<SocketAddr>;
-    /// The direct peer's IP address as header text (`X-Forwarded-For`, `X-Real-IP`). An
-    /// engine that keeps it per connection returns a clone (no formatting per request).
+    /// The direct peer's IP address as header text, when the engine keeps it per connection
+    /// (the own engines): nothing is formatted per request.
+    fn kept_peer_ip(&self) -> Option<&http::HeaderValue> {
+        None
+    }
+    /// The direct peer's IP address as header text (`X-Forwarded-For`, `X-Real-IP`): the
+    /// kept one, else formatted now.
     fn peer_ip_text(&self) -> Option<http::HeaderValue> {
-        ip_text(self.peer_addr()?.ip())
+        match self.kept_peer_ip() {
+            Some(kept) => Some(kept.clone()),
+            None => ip_text(self.peer_addr()?.ip()),
+        }
     }
     /// Whether the request came over HTTP/2.
     fn http2(&self) -> bool;

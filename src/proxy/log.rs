@@ -309,15 +309,11 @@ fn version(v: http::Version) -> &'static str {
     }
 }
 
-/// An IP address as text: the peer's from the engine's text of it, kept per connection
+/// An IP address as text: the peer's from the engine's text of it, when kept per connection
 /// (formatting one with `Display` was a quarter of a log line's cost), any other formatted.
 fn ip_text(out: &mut String, session: &dyn Downstream, ip: std::net::IpAddr) {
     if session.peer_addr().is_some_and(|a| a.ip() == ip) {
-        if let Some(text) = session
-            .peer_ip_text()
-            .as_ref()
-            .and_then(|t| t.to_str().ok())
-        {
+        if let Some(text) = session.kept_peer_ip().and_then(|t| t.to_str().ok()) {
             out.push_str(text);
             return;
         }

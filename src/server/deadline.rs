@@ -335,6 +335,7 @@ where
                 tls: tls_info,
                 fallback: app.clone(),
                 shutdown: shutdown.clone(),
+                peer: (None, None),
             };
             let c = clock.clone();
             let first = move || c.deadline.store(DISARMED, Ordering::Relaxed);

@@ -147,8 +147,8 @@ impl Downstream for Exchange<'_> {
         self.client.peer
     }
 
-    fn peer_ip_text(&self) -> Option<http::HeaderValue> {
-        self.client.peer_ip.clone()
+    fn kept_peer_ip(&self) -> Option<&http::HeaderValue> {
+        self.client.peer_ip.as_ref()
     }
 
     fn http2(&self) -> bool {

@@ -12,9 +12,10 @@
 //! ```
 //!
 //! A stream is served here unless it is `CONNECT`, gRPC (`application/grpc*`: trailers and h2
-//! upstreams are Pingora's path's), over the size limits, or for a location whose upstream
-//! does not speak plain HTTP/1: those go to Pingora's path on the same connection, before any
-//! phase ran for them. A request body goes upstream as it comes (with its length when it
+//! upstreams are Pingora's path's), has userinfo in `:authority`, or is over the size limits:
+//! those go to Pingora's path on the same connection, before any phase ran for them. (A
+//! config with a TLS or HTTP/2 upstream keeps the whole server on Pingora's path, as for
+//! HTTP/1: `State::native_h1`.) A request body goes upstream as it comes (with its length when it
 //! declares one, else chunked), counted against `client_max_body_size`.
 //!
 //! - `serve.rs`: which streams are served here, and the flow of one through the phases
@@ -45,6 +46,9 @@ pub struct Shared<A> {
     /// Pingora's path, for the streams not served here
     pub fallback: Arc<A>,
     pub shutdown: ShutdownWatch,
+    /// the client's address and its IP as header text, formatted once per connection
+    /// (`serve_connection` fills it in)
+    pub peer: (Option<std::net::SocketAddr>, Option<http::HeaderValue>),
 }
 
 // by hand: a derived `Clone` would ask `A: Clone`
@@ -56,16 +60,24 @@ impl<A> Clone for Shared<A> {
             tls: self.tls.clone(),
             fallback: self.fallback.clone(),
             shutdown: self.shutdown.clone(),
+            peer: self.peer.clone(),
         }
     }
 }
 
 /// Serve an HTTP/2 connection until it closes. `first_stream` runs when the first stream
 /// arrives (it stops the connection's header clock).
-pub async fn serve_connection<A>(stream: Stream, shared: Shared<A>, first_stream: impl FnOnce())
+pub async fn serve_connection<A>(stream: Stream, mut shared: Shared<A>, first_stream: impl FnOnce())
 where
     A: HttpServerApp + Send + Sync + 'static,
 {
+    let peer = stream
+        .get_socket_digest()
+        .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).copied());
+    shared.peer = (
+        peer,
+        peer.and_then(|p| crate::proxy::exchange::ip_text(p.ip())),
+    );
     let digest = Arc::new(Digest {
         ssl_digest: stream.get_ssl_digest(),
         timing_digest: stream.get_timing_digest(),

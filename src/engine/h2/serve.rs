@@ -33,11 +33,8 @@ pub async fn stream<A>(session: Box<HttpSession>, shared: &Shared<A>) -> Option<
     ctx.tls = shared.tls.clone();
     ctx.engine = "h2";
     let body_timeout = ctx.server().body_timeout;
-    let mut ex = Exchange::new(session, body_timeout);
+    let mut ex = Exchange::new(session, shared.peer.clone(), body_timeout);
     let routed = route::route(&mut ex, &mut ctx);
-    if routed && !plain_upstream(&ex, &ctx) {
-        return Some(ex.session);
-    }
     if let Err(Fail::Status(code)) = drive(&mut ex, &mut ctx, routed).await {
         error_page(&mut ex, &mut ctx, code).await;
     }
@@ -76,11 +73,6 @@ fn plain(session: &HttpSession, server: &crate::config::model::Server) -> bool {
         fields,
     );
     sizes.is_none()
-}
-
-/// The routed location's upstream is spoken to in plain HTTP/1 (or there is none).
-fn plain_upstream(ex: &Exchange, ctx: &Ctx) -> bool {
-    upstream::location_upstream(ex, ctx).is_none_or(|u| u.conf.plain_h1())
 }
 
 /// The request through the chain: answered (or `Err`, nothing sent yet: answer with the

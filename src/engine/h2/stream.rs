@@ -82,13 +82,17 @@ impl Scratch {
 }
 
 impl Exchange {
-    pub fn new(session: Box<HttpSession>, body_timeout: Duration) -> Exchange {
-        let peer = session.client_addr().and_then(|a| a.as_inet()).copied();
+    /// `peer`: the connection's peer and its IP as text, formatted once per connection.
+    pub fn new(
+        session: Box<HttpSession>,
+        peer: (Option<SocketAddr>, Option<http::HeaderValue>),
+        body_timeout: Duration,
+    ) -> Exchange {
         let body_ended = session.is_body_empty();
         Exchange {
             session,
-            peer,
-            peer_ip: peer.and_then(|p| crate::proxy::exchange::ip_text(p.ip())),
+            peer: peer.0,
+            peer_ip: peer.1,
             body_ended,
             scratch: Scratch::take(),
             kept: None,
@@ -162,8 +166,8 @@ impl Downstream for Exchange {
         self.peer
     }
 
-    fn peer_ip_text(&self) -> Option<http::HeaderValue> {
-        self.peer_ip.clone()
+    fn kept_peer_ip(&self) -> Option<&http::HeaderValue> {
+        self.peer_ip.as_ref()
     }
 
     fn http2(&self) -> bool {
