@@ -26,9 +26,9 @@
 //! | `{>NAME}` `{<NAME}` `{~NAME}` | request header, response header, request cookie |
 //! | `{:NAME}` | a field set by a plugin |
 //!
-//! Lines are formatted on the request's thread (a few hundred bytes) and handed to a writer
-//! thread over a bounded channel; the writer does the I/O and flushes when idle. If the
-//! writer falls behind by 65 536 lines, new lines are dropped and counted rather than slow
+//! Lines are formatted on the request's thread straight into that thread's buffer, which a
+//! writer thread sweeps and writes out every 10 ms (`log_writer.rs`). If the disk stalls
+//! and a thread's buffer reaches 8 MB, new lines are dropped and counted rather than slow
 //! down requests.
 
 /// One piece of a log template.
@@ -84,6 +84,46 @@ pub enum Field {
     RespHeader(http::HeaderName),
     Cookie(String),
     Custom(String),
+}
+
+impl Field {
+    /// Whether a value of this field can hold a byte the text format escapes. Numbers,
+    /// times, addresses, the method (a token) and fixed words cannot, and are not scanned.
+    fn escapes(&self) -> bool {
+        use Field as F;
+        !matches!(
+            self,
+            F::Method
+                | F::Proto
+                | F::Scheme
+                | F::Engine
+                | F::Status
+                | F::Size
+                | F::Latency
+                | F::LatencyUs
+                | F::Remote
+                | F::ClientIp
+                | F::UpstreamAddr
+                | F::Time
+                | F::Ts
+                | F::TimeLocal
+                | F::Msec
+                | F::BytesSent
+                | F::RequestLength
+                | F::RemoteAddr
+                | F::RemotePort
+                | F::UpstreamStatus
+                | F::UpstreamConnectTime
+                | F::UpstreamResponseTime
+                | F::Retries
+                | F::TraceId
+                | F::Connection
+                | F::ConnectionRequests
+                | F::TlsVersion
+                | F::TlsCipher
+                | F::TlsResumed
+        )
+    }
 }
 
 /// A parsed access-log format.
@@ -230,18 +270,26 @@ impl LogFormat {
     /// Render one line, without the newline.
     pub fn render(&self, src: &dyn LogSource) -> String {
         let mut out = String::with_capacity(256);
+        self.render_into(src, &mut out);
+        out
+    }
+
+    /// Render one line at the end of `out`, without the newline.
+    pub fn render_into(&self, src: &dyn LogSource, out: &mut String) {
         if !self.json {
             for f in &self.fields {
                 match f {
                     Field::Lit(s) => out.push_str(s),
                     f => {
                         let start = out.len();
-                        src.write_field(f, &mut out);
-                        text_escape_from(&mut out, start);
+                        src.write_field(f, out);
+                        if f.escapes() {
+                            text_escape_from(out, start);
+                        }
                     }
                 }
             }
-            return out;
+            return;
         }
         // json: each key literal is followed by the fields of its value
         out.push('{');
@@ -261,11 +309,10 @@ impl LogFormat {
             out.push('"');
             out.push_str(key);
             out.push_str("\":\"");
-            json_escape(&value, &mut out);
+            json_escape(&value, out);
             out.push('"');
         }
         out.push('}');
-        out
     }
 }
 

@@ -1,32 +1,68 @@
-//! The access log's writer: one thread per destination, fed by a bounded channel, so a
-//! request never waits on a disk. A full channel drops the line and counts it.
+//! The access log's writer: one thread per destination writes what the worker threads
+//! gathered, so a request never waits on a disk.
 //!
-//! The thread does not wake for every line: once woken, it writes what is queued, flushes,
-//! and pauses [`PAUSE`] before it looks again, going back to a blocking wait only after a
-//! pause that brought nothing. While lines keep coming, a request's `send` finds no one to
-//! wake (a wake is a system call, and on a busy core a context switch). A line reaches the
-//! file within about [`PAUSE`]; at exit [`flush_all`] writes out what is still queued.
+//! Each worker thread appends its lines to its own buffer for the destination (a
+//! [`Batch`]: a mutex only that thread and the writer ever take, so it is uncontended), with
+//! no allocation and no message per line. The writer thread sweeps every buffer, swapping
+//! it with an empty one of the same capacity, writes what it took, and pauses [`PAUSE`]
+//! before it sweeps again; after a sweep that found nothing it waits until a worker wakes it
+//! (a worker sends one wake when it finds the writer idle). A line reaches the file within
+//! about [`PAUSE`]; at exit [`flush_all`] writes out what is still held. Lines from
+//! different threads reach the file in batches, each thread's in its order. A thread's
+//! buffer over [`CAP`] (the disk stalled) drops further lines and counts them.
+//!
+//! Why by hand: the crates that write logs from a background thread (`tracing-appender`'s
+//! non-blocking writer among them) take a message per line through a channel; a
+//! per-thread buffer swept by the writer costs a worker only the formatting.
 //!
 //! SIGUSR1 ([`reopen_all`]) reopens every log file, for logrotate's `postrotate`: the writer
-//! writes out what it holds to the old file, then opens the path anew, in order with the
-//! lines, so no line is lost or written to the wrong file.
+//! writes out what the buffers hold to the old file, then opens the path anew, so no line is
+//! lost or written to the wrong file.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-/// The longest a line waits in the queue while lines keep coming.
+/// The longest a line waits in its thread's buffer while lines keep coming.
 pub const PAUSE: Duration = Duration::from_millis(10);
 
-/// What the writer thread receives.
+/// The most one thread's buffer holds before it drops lines (about 50,000 lines).
+pub const CAP: usize = 8 << 20;
+
+/// What the writer thread receives besides the lines.
 enum Msg {
-    Line(String),
+    /// a worker found the writer idle and gave it lines
+    Wake,
     /// write out everything before this, then answer
     Flush(crossbeam_channel::Sender<()>),
     /// write out everything before this to the file open now, then open the path again
     Reopen,
+}
+
+/// One worker thread's lines for one destination.
+#[derive(Default)]
+struct Batch {
+    lines: Mutex<String>,
+}
+
+/// The buffers of every thread that wrote to a destination, and whether its writer waits.
+#[derive(Default)]
+struct Batches {
+    all: Mutex<Vec<Arc<Batch>>>,
+    /// the writer found nothing and waits for a wake
+    idle: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+thread_local! {
+    /// This thread's buffers, by destination (`Writer::id`).
+    static MINE: RefCell<Vec<(usize, Arc<Batch>)>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Every writer made, by destination (`-`: standard output).
@@ -35,15 +71,17 @@ fn writers() -> &'static Mutex<HashMap<String, Arc<Writer>>> {
     WRITERS.get_or_init(Default::default)
 }
 
-/// Lines waiting for one destination, and the thread that writes them.
+/// The buffers for one destination, and the thread that writes them.
 ///
 /// The thread starts with the first line, not when the writer is made: the config is built
 /// before Pingora daemonizes (forks), and a thread started before the fork would be lost.
 pub struct Writer {
+    id: usize,
     /// the file, or `None` for standard output
     path: Option<std::path::PathBuf>,
     sink: Mutex<Option<Box<dyn Write + Send>>>,
     tx: OnceLock<Option<crossbeam_channel::Sender<Msg>>>,
+    batches: Arc<Batches>,
     dropped: AtomicU64,
 }
 
@@ -58,17 +96,23 @@ impl std::fmt::Debug for Writer {
 impl Writer {
     /// The writer for `path` (`None`: standard output). One per destination.
     pub fn for_path(path: Option<&str>) -> std::io::Result<Arc<Writer>> {
+        static IDS: AtomicUsize = AtomicUsize::new(0);
         let key = path.unwrap_or("-").to_string();
-        let mut map = writers().lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = lock(writers());
         if let Some(w) = map.get(&key) {
             return Ok(w.clone());
         }
         let path = path.map(std::path::PathBuf::from);
         let sink = open(path.as_deref())?;
         let w = Arc::new(Writer {
+            id: IDS.fetch_add(1, Ordering::Relaxed),
             path,
             sink: Mutex::new(Some(sink)),
             tx: OnceLock::new(),
+            batches: Arc::new(Batches {
+                all: Mutex::default(),
+                idle: AtomicBool::new(true),
+            }),
             dropped: AtomicU64::new(0),
         });
         map.insert(key, w.clone());
@@ -76,12 +120,13 @@ impl Writer {
     }
 
     fn start(&self) -> Option<crossbeam_channel::Sender<Msg>> {
-        let sink = self.sink.lock().unwrap_or_else(|p| p.into_inner()).take()?;
-        let (tx, rx) = crossbeam_channel::bounded::<Msg>(65_536);
+        let sink = lock(&self.sink).take()?;
+        let (tx, rx) = crossbeam_channel::bounded::<Msg>(64);
         let path = self.path.clone();
+        let batches = self.batches.clone();
         match std::thread::Builder::new()
             .name("tidegate-access-log".into())
-            .spawn(move || write_loop(rx, sink, path))
+            .spawn(move || write_loop(rx, sink, path, batches))
         {
             Ok(_) => Some(tx),
             Err(e) => {
@@ -91,25 +136,52 @@ impl Writer {
         }
     }
 
-    /// Queue one line (without newline). Never blocks.
-    pub fn send(&self, line: String) {
-        let sent = match self.tx.get_or_init(|| self.start()) {
-            Some(tx) => tx.try_send(Msg::Line(line)).is_ok(),
-            None => false,
-        };
-        if !sent {
+    /// Append one line: `write` puts it (without newline) at the end of the string it is
+    /// given, this thread's buffer for the destination. Never blocks on the disk.
+    pub fn line(&self, write: impl FnOnce(&mut String)) {
+        let Some(tx) = self.tx.get_or_init(|| self.start()) else {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let kept = MINE.with_borrow_mut(|mine| {
+            let batch = match mine.iter().position(|(id, _)| *id == self.id) {
+                Some(i) => &mine[i].1,
+                None => {
+                    let b = Arc::new(Batch::default());
+                    lock(&self.batches.all).push(b.clone());
+                    mine.push((self.id, b));
+                    &mine[mine.len() - 1].1
+                }
+            };
+            let mut lines = lock(&batch.lines);
+            if lines.len() >= CAP {
+                return false;
+            }
+            write(&mut lines);
+            lines.push('\n');
+            true
+        });
+        if !kept {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        // the writer sets `idle` before its last look at the buffers: a line appended after
+        // that look finds it set (the buffer's mutex orders the two)
+        let idle = &self.batches.idle;
+        if idle.load(Ordering::SeqCst) && idle.swap(false, Ordering::SeqCst) {
+            let _ = tx.try_send(Msg::Wake);
         }
     }
 
+    /// Lines dropped because the writer could not start or a buffer was full.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    /// Write out what is queued, waiting at most `limit`; `false` when that was not enough.
+    /// Write out what is held, waiting at most `limit`; `false` when that was not enough.
     fn flush(&self, limit: Duration) -> bool {
         let Some(Some(tx)) = self.tx.get() else {
-            return true; // never started: nothing queued
+            return true; // never started: nothing held
         };
         let (ack, done) = crossbeam_channel::bounded(1);
         tx.send_timeout(Msg::Flush(ack), limit).is_ok() && done.recv_timeout(limit).is_ok()
@@ -135,7 +207,7 @@ impl Writer {
             Some(None) => {}
             // not started: the file is still here
             None => match open(self.path.as_deref()) {
-                Ok(s) => *self.sink.lock().unwrap_or_else(|p| p.into_inner()) = Some(s),
+                Ok(s) => *lock(&self.sink) = Some(s),
                 Err(e) => tracing::error!("access log: cannot reopen: {e}"),
             },
         }
@@ -162,12 +234,7 @@ fn open(path: Option<&std::path::Path>) -> std::io::Result<Box<dyn Write + Send>
 
 /// Every writer made so far.
 fn all_writers() -> Vec<Arc<Writer>> {
-    writers()
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .values()
-        .cloned()
-        .collect()
+    lock(writers()).values().cloned().collect()
 }
 
 /// Reopen every access-log file (SIGUSR1).
@@ -182,12 +249,36 @@ pub fn reopen_all() {
     );
 }
 
-/// Write out every destination's queued lines (at exit), at most about 2 s each.
+/// Write out every destination's held lines (at exit), at most about 2 s each.
 pub fn flush_all() {
     for w in all_writers() {
         if !w.flush(Duration::from_secs(2)) {
-            eprintln!("tidegate: access log lines still queued at exit were not written");
+            eprintln!("tidegate: access log lines still held at exit were not written");
         }
+    }
+}
+
+impl Batches {
+    /// Write out what every thread's buffer holds; the bytes written. A buffer is swapped
+    /// with `spare` (emptied, its capacity kept), so neither side allocates once warm; the
+    /// buffers of threads that ended are dropped once empty.
+    fn sweep(&self, out: &mut impl Write, spare: &mut String, ok: &mut bool) -> usize {
+        let mut all = lock(&self.all);
+        let mut written = 0;
+        all.retain(|b| {
+            {
+                let mut lines = lock(&b.lines);
+                if lines.is_empty() {
+                    return Arc::strong_count(b) > 1;
+                }
+                std::mem::swap(&mut *lines, spare);
+            }
+            *ok &= out.write_all(spare.as_bytes()).is_ok();
+            written += spare.len();
+            spare.clear();
+            true
+        });
+        written
     }
 }
 
@@ -195,22 +286,23 @@ fn write_loop(
     rx: crossbeam_channel::Receiver<Msg>,
     sink: Box<dyn Write + Send>,
     path: Option<std::path::PathBuf>,
+    batches: Arc<Batches>,
 ) {
     let mut out = std::io::BufWriter::with_capacity(64 << 10, sink);
-    // idle: wait for the first message (the one time a sender wakes this thread)
+    let mut spare = String::new();
+    // idle: wait for a wake (a worker's first line after a quiet spell) or a request
     while let Ok(first) = rx.recv() {
         let mut next = Some(first);
         loop {
-            let (mut ok, mut lines) = (true, 0usize);
+            let mut ok = true;
             let mut acks = Vec::new();
+            let mut written = batches.sweep(&mut out, &mut spare, &mut ok);
             while let Some(m) = next.take().or_else(|| rx.try_recv().ok()) {
                 match m {
-                    Msg::Line(l) => {
-                        ok &= writeln!(out, "{l}").is_ok();
-                        lines += 1;
-                    }
+                    Msg::Wake => {}
                     Msg::Flush(ack) => acks.push(ack),
                     Msg::Reopen => {
+                        written += batches.sweep(&mut out, &mut spare, &mut ok);
                         ok &= out.flush().is_ok();
                         match open(path.as_deref()) {
                             Ok(s) => out = std::io::BufWriter::with_capacity(64 << 10, s),
@@ -219,6 +311,10 @@ fn write_loop(
                     }
                 }
             }
+            if !acks.is_empty() {
+                // the lines appended before the flush was asked
+                written += batches.sweep(&mut out, &mut spare, &mut ok);
+            }
             ok &= out.flush().is_ok();
             if !ok {
                 eprintln!("tidegate: access log write failed");
@@ -226,8 +322,16 @@ fn write_loop(
             for a in acks {
                 let _ = a.send(());
             }
-            if lines == 0 {
-                break; // a pause brought nothing: back to waiting
+            if written == 0 {
+                // nothing came: say so, then look once more (a line appended before `idle`
+                // was set is found here; one appended after it sends a wake)
+                batches.idle.store(true, Ordering::SeqCst);
+                if batches.sweep(&mut out, &mut spare, &mut ok) == 0 {
+                    let _ = out.flush();
+                    break;
+                }
+                batches.idle.store(false, Ordering::SeqCst);
+                let _ = out.flush();
             }
             std::thread::sleep(PAUSE);
         }

@@ -1,14 +1,16 @@
-//! Setting fields on the request head going upstream without parsing names we already hold.
+//! Setting fields on request and response heads without parsing names we already hold.
 //!
 //! Pingora's `RequestHeader::insert_header` turns every name into bytes and parses it back
 //! into a `HeaderName`, even when it was one already; for the three forwarding headers that
 //! was a fifth of the own HTTP/1 loop's instructions per request. A head that keeps no name
 //! case and whose target its URI holds (every head the own loop builds) is taken apart into
 //! `http` parts and its map written directly; any other head (Pingora's path keeps the
-//! client's name case) goes through `insert_header`, so its case map stays whole.
+//! client's name case) goes through `insert_header`, so its case map stays whole. The same
+//! holds for response heads (the own engines' keep no case and no reason phrase): a
+//! script's `resp:set_header` costs a map insert, not two copies of the name and a parse.
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use pingora::http::RequestHeader;
+use pingora::http::{RequestHeader, ResponseHeader};
 
 /// Insert (replace) each `(name, value)` on `head`.
 pub fn insert<const N: usize>(
@@ -27,6 +29,54 @@ pub fn insert<const N: usize>(
         }
     });
     Ok(())
+}
+
+/// Insert (`replace`) or append one field on a request head.
+pub fn set_request(
+    head: &mut RequestHeader,
+    name: HeaderName,
+    value: HeaderValue,
+    replace: bool,
+) -> pingora::Result<()> {
+    if !plain(head) {
+        return if replace {
+            head.insert_header(name, value)
+        } else {
+            head.append_header(name, value).map(|_| ())
+        };
+    }
+    edit(head, |map| put(map, name, value, replace));
+    Ok(())
+}
+
+/// Insert (`replace`) or append one field on a response head.
+pub fn set_response(
+    head: &mut ResponseHeader,
+    name: HeaderName,
+    value: HeaderValue,
+    replace: bool,
+) -> pingora::Result<()> {
+    // a reason phrase of its own would be lost taking the head apart
+    if head.has_case() || head.get_reason_phrase() != head.status.canonical_reason() {
+        return if replace {
+            head.insert_header(name, value)
+        } else {
+            head.append_header(name, value).map(|_| ())
+        };
+    }
+    let empty = ResponseHeader::from(http::Response::new(()).into_parts().0);
+    let mut parts = http::response::Parts::from(std::mem::replace(head, empty));
+    put(&mut parts.headers, name, value, replace);
+    *head = ResponseHeader::from(parts);
+    Ok(())
+}
+
+fn put(map: &mut HeaderMap, name: HeaderName, value: HeaderValue, replace: bool) {
+    if replace {
+        map.insert(name, value);
+    } else {
+        map.append(name, value);
+    }
 }
 
 /// The head keeps no name case, and its target is its URI's (not kept apart as raw bytes,
@@ -74,5 +124,35 @@ mod tests {
         // an absolute target is kept apart from the URI: not taken apart
         let abs = RequestHeader::build_no_case("GET", b"http://x/a", None).unwrap();
         assert!(!plain(&abs));
+    }
+
+    #[test]
+    fn response_fields_are_set_and_appended_on_both_kinds() {
+        let name = HeaderName::from_static("x-checked");
+        let v = |s: &'static str| HeaderValue::from_static(s);
+        // no case kept: edited in place
+        let mut plain_resp = ResponseHeader::from(http::Response::new(()).into_parts().0);
+        set_response(&mut plain_resp, name.clone(), v("1"), true).unwrap();
+        set_response(&mut plain_resp, name.clone(), v("2"), false).unwrap();
+        let all: Vec<_> = plain_resp.headers.get_all(&name).iter().collect();
+        assert_eq!(all, [v("1"), v("2")]);
+        set_response(&mut plain_resp, name.clone(), v("3"), true).unwrap();
+        assert_eq!(plain_resp.headers.get_all(&name).iter().count(), 1);
+        // Pingora's kind keeps its case map and reason phrase
+        let mut cased = ResponseHeader::build(404, None).unwrap();
+        cased.set_reason_phrase(Some("Gone Fishing")).unwrap();
+        set_response(&mut cased, name.clone(), v("1"), true).unwrap();
+        assert_eq!(cased.get_reason_phrase(), Some("Gone Fishing"));
+        let mut wire = Vec::new();
+        cased.header_to_h1_wire(&mut wire);
+        assert_eq!(wire, b"x-checked: 1\r\n");
+        // requests too
+        let mut parts = http::Request::new(()).into_parts().0;
+        parts.uri = "/p".parse().unwrap();
+        let mut req = RequestHeader::from(parts);
+        set_request(&mut req, name.clone(), v("a"), false).unwrap();
+        set_request(&mut req, name.clone(), v("b"), false).unwrap();
+        assert_eq!(req.headers.get_all(&name).iter().count(), 2);
+        assert_eq!(req.raw_path(), b"/p");
     }
 }

@@ -1,4 +1,4 @@
-//! Log phase: render the access-log line and hand it to the writer thread.
+//! Log phase: render the access-log line into this thread's buffer for the writer thread.
 
 use super::ctx::Ctx;
 use super::upstream::cookie;
@@ -49,7 +49,7 @@ pub fn access_log(session: &dyn Downstream, ctx: &Ctx) {
     ) else {
         return;
     };
-    writer.send(format.render(&Request { session, ctx }));
+    writer.line(|out| format.render_into(&Request { session, ctx }, out));
 }
 
 /// A request's values for the access log.

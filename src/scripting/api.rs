@@ -323,13 +323,17 @@ pub(crate) fn header_name(s: &str) -> mlua::Result<http::HeaderName> {
         .ok_or_else(|| mlua::Error::runtime(format!("invalid header name {s:?}")))
 }
 
-/// A header's value as text (an `mlua::String` made here instead would cost more: it goes
-/// through mlua's reference thread).
-fn header_text(headers: &http::HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
+/// A header's value as a Lua string, made without a protected call when the VM has room
+/// (`headroom.rs`); `nil` when absent or not text.
+fn header_text(
+    lua: &mlua::Lua,
+    headers: &http::HeaderMap,
+    name: &str,
+) -> mlua::Result<Option<mlua::String>> {
+    match headers.get(name).and_then(|v| v.to_str().ok()) {
+        Some(v) => super::headroom::within(lua, v.len() + 64, || lua.create_string(v)).map(Some),
+        None => Ok(None),
+    }
 }
 
 /// `req`: the request.
@@ -386,19 +390,22 @@ impl UserData for Req {
     }
 
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_method("header", |_, _, name: String| {
-            with_session(|s| header_text(&s.req().headers, &name))
+        methods.add_method("header", |lua, _, name: String| {
+            with_session(|s| header_text(lua, &s.req().headers, &name))?
         });
         methods.add_method("set_header", |_, _, (name, value): (String, String)| {
             let (n, v) = (header_name(&name)?, header_value(&value)?);
-            with_session_mut("req:set_header", |s| s.req_mut().insert_header(n, v))?
-                .map_err(|e| mlua::Error::runtime(e.to_string()))
+            with_session_mut("req:set_header", |s| {
+                crate::proxy::fields::set_request(s.req_mut(), n, v, true)
+            })?
+            .map_err(|e| mlua::Error::runtime(e.to_string()))
         });
         methods.add_method("add_header", |_, _, (name, value): (String, String)| {
             let (n, v) = (header_name(&name)?, header_value(&value)?);
-            with_session_mut("req:add_header", |s| s.req_mut().append_header(n, v))?
-                .map(|_| ())
-                .map_err(|e| mlua::Error::runtime(e.to_string()))
+            with_session_mut("req:add_header", |s| {
+                crate::proxy::fields::set_request(s.req_mut(), n, v, false)
+            })?
+            .map_err(|e| mlua::Error::runtime(e.to_string()))
         });
         methods.add_method("headers", |lua, _, ()| {
             let p = SESSION.with(|s| s.get());
@@ -552,15 +559,20 @@ impl UserData for Resp {
     }
 
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
-        methods.add_method("header", |_, _, name: String| {
+        methods.add_method("header", |lua, _, name: String| {
             let p = RESPONSE.with(|r| r.get());
             // SAFETY: see `with_response`; reading only.
-            Ok(unsafe { p.as_ref() }.and_then(|r| header_text(&r.headers, &name)))
+            match unsafe { p.as_ref() } {
+                Some(r) => header_text(lua, &r.headers, &name),
+                None => Ok(None),
+            }
         });
         methods.add_method("set_header", |_, _, (name, value): (String, String)| {
             let (n, v) = (header_name(&name)?, header_value(&value)?);
-            with_response("resp:set_header", |r| r.insert_header(n, v))?
-                .map_err(|e| mlua::Error::runtime(e.to_string()))
+            with_response("resp:set_header", |r| {
+                crate::proxy::fields::set_response(r, n, v, true)
+            })?
+            .map_err(|e| mlua::Error::runtime(e.to_string()))
         });
         methods.add_method("remove_header", |_, _, name: String| {
             with_response("resp:remove_header", |r| {
@@ -569,9 +581,10 @@ impl UserData for Resp {
         });
         methods.add_method("add_header", |_, _, (name, value): (String, String)| {
             let (n, v) = (header_name(&name)?, header_value(&value)?);
-            with_response("resp:add_header", |r| r.append_header(n, v))?
-                .map(|_| ())
-                .map_err(|e| mlua::Error::runtime(e.to_string()))
+            with_response("resp:add_header", |r| {
+                crate::proxy::fields::set_response(r, n, v, false)
+            })?
+            .map_err(|e| mlua::Error::runtime(e.to_string()))
         });
         methods.add_method("headers", |lua, _, ()| {
             let p = RESPONSE.with(|r| r.get());

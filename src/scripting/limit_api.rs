@@ -25,8 +25,8 @@ thread_local! {
 }
 
 /// After a request-phase hook returned: keep its `ctx.limit_key` (a string or a number).
-pub fn note_limit_key(ctx: &mlua::Table) {
-    let v: Option<mlua::Value> = ctx.raw_get("limit_key").ok();
+pub fn note_limit_key(ctx: &mlua::Table, name: &mlua::String) {
+    let v: Option<mlua::Value> = ctx.raw_get(name).ok();
     let key = match v {
         Some(mlua::Value::String(s)) => Some(s.to_string_lossy()),
         Some(mlua::Value::Integer(i)) => Some(i.to_string()),

@@ -29,6 +29,7 @@
 
 pub mod api;
 pub mod digests;
+pub mod headroom;
 pub mod http_client;
 pub mod http_policy;
 pub mod identity;
@@ -102,6 +103,9 @@ pub struct LuaPlugin {
     file: Option<std::path::PathBuf>,
     /// its metrics handles, when metrics are on
     metrics: Option<crate::observability::metrics::handles::LuaMetrics>,
+    /// the hooks its module table has, by phase (`Phase as usize`), from the trial load: a
+    /// phase without one costs no VM call
+    hooks: [bool; 5],
 }
 
 static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
@@ -170,7 +174,7 @@ impl LuaPlugin {
             shared: settings.shared.clone(),
             http_policy: settings.http_policy.clone(),
         };
-        trial::run_script(&script, &conf)
+        let hooks = trial::run_script(&script, &conf)
             .map_err(|m| PluginConfError::at(key, format!("module-level code failed: {m}")))?;
         let metrics = settings
             .metrics
@@ -180,6 +184,7 @@ impl LuaPlugin {
             conf,
             file,
             metrics,
+            hooks,
         })
     }
 
@@ -257,6 +262,9 @@ impl LuaPlugin {
         phase: Phase,
         chunk: Option<(&bytes::Bytes, bool)>,
     ) -> Result<vm::Outcome, PluginError> {
+        if !self.hooks[phase as usize] {
+            return Ok(vm::Outcome::Absent);
+        }
         let id = rid(ctx);
         let t0 = (self.metrics.is_some() || ctx.trace.is_some() || ctx.otel.is_some())
             .then(std::time::Instant::now);
@@ -340,6 +348,9 @@ impl LuaPlugin {
         phase: Phase,
         choice: Option<&mut crate::plugins::UpstreamChoice>,
     ) -> Result<Option<crate::plugins::Answer>, PluginError> {
+        if !self.hooks[phase as usize] {
+            return Ok(None);
+        }
         let id = rid(ctx);
         let choice = choice.map(|c| c as *mut crate::plugins::UpstreamChoice as usize);
         let enter = |c: Option<usize>| {
@@ -413,8 +424,7 @@ impl Plugin for LuaPlugin {
     ) -> Result<(), PluginError> {
         // the request is only read in this phase (the API refuses writes outside on_request)
         let r = self.call_sync(session, resp, ctx, Phase::Response, None);
-        if crate::plugins::body_filter::has_body(session, resp)
-            && vm::has_hook(&self.script, Phase::Body, &self.conf)
+        if crate::plugins::body_filter::has_body(session, resp) && self.hooks[Phase::Body as usize]
         {
             // on_body may change the length: send the body chunked (or close-delimited)
             crate::plugins::body_filter::filter_body(session, resp, ctx);
@@ -444,7 +454,7 @@ impl Plugin for LuaPlugin {
     }
 
     fn wants_upstream(&self) -> bool {
-        vm::has_hook(&self.script, Phase::Upstream, &self.conf)
+        self.hooks[Phase::Upstream as usize]
     }
 
     async fn on_upstream(

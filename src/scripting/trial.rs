@@ -25,15 +25,16 @@ fn describe(e: &mlua::Error) -> String {
     out.join("\n")
 }
 
-/// Run `script`'s module-level code (and whatever it requires) once.
-pub fn run_script(script: &Script, conf: &serde_json::Value) -> Result<(), String> {
+/// Run `script`'s module-level code (and whatever it requires) once; which hooks its
+/// module table has, by phase (`Phase as usize`).
+pub fn run_script(script: &Script, conf: &serde_json::Value) -> Result<[bool; 5], String> {
     let mut vm = Vm::new(script.memory_limit).map_err(|e| describe(&e))?;
     let trial = Script {
         shared: script.shared.detached(),
         ..script.clone()
     };
     vm.module(&trial, conf)
-        .map(|_| ())
+        .map(|l| l.has_hooks())
         .map_err(|e| describe(&e))
 }
 

@@ -69,10 +69,20 @@ pub struct Vm {
     shared_now: usize,
     /// finished coroutines, reset and reused for the next request or upstream hook
     spare: Vec<Thread>,
+    /// `req`, `resp` and `up`, passed to hooks by reference (a clone of a handle is a copy
+    /// through mlua's reference thread)
+    handles: Rc<Handles>,
+    /// the key `ctx.limit_key` is read with, made once (a string made per lookup costs a
+    /// protected call: ~2,000 instructions)
+    limit_key: mlua::String,
+    memory_limit: usize,
+}
+
+/// The userdata every hook is given.
+struct Handles {
     req: mlua::AnyUserData,
     resp: mlua::AnyUserData,
     up: mlua::AnyUserData,
-    memory_limit: usize,
 }
 
 /// A script loaded in one VM (handles into that VM, which owns them).
@@ -84,6 +94,17 @@ pub(super) struct Loaded {
     scratch: Table,
     /// `conf`, converted once
     conf: Value,
+}
+
+impl Loaded {
+    /// Which hooks the module has, by phase (`Phase as usize`).
+    pub(super) fn has_hooks(&self) -> [bool; 5] {
+        let mut has = [false; 5];
+        for p in PHASES {
+            has[p as usize] = self.hooks[slot(p)].is_some();
+        }
+        has
+    }
 }
 
 const PHASES: [Phase; 5] = [
@@ -165,6 +186,7 @@ impl Vm {
         let req = lua.create_userdata(Req)?;
         let resp = lua.create_userdata(Resp)?;
         let up = lua.create_userdata(super::api::Up)?;
+        let limit_key = lua.create_string("limit_key")?;
         Ok(Vm {
             lua,
             deadline,
@@ -175,9 +197,8 @@ impl Vm {
             waiting: FxHashMap::default(),
             shared_now: 0,
             spare: Vec::new(),
-            req,
-            resp,
-            up,
+            handles: Rc::new(Handles { req, resp, up }),
+            limit_key,
             memory_limit,
         })
     }
@@ -310,7 +331,7 @@ impl Vm {
         if let Some(t) = self.ctx.get(&rid) {
             return Ok(t.clone());
         }
-        let t = self.lua.create_table()?;
+        let t = super::headroom::within(&self.lua, 256, || self.lua.create_table())?;
         self.ctx.insert(rid, t.clone());
         Ok(t)
     }
@@ -351,7 +372,7 @@ impl Vm {
         }
         if hook == Phase::Request {
             if let Some(t) = self.ctx.get(&rid) {
-                super::limit_api::note_limit_key(t);
+                super::limit_api::note_limit_key(t, &self.limit_key);
             }
         }
         nothing_returned(hook, &returned)?;
@@ -491,33 +512,27 @@ pub fn call_hook(
 ) -> Result<Outcome, HookError> {
     with_vm(script.memory_limit, Some(rid), |vm| {
         let loaded = vm.module(script, conf)?;
-        let Some(f) = loaded.hooks[slot(hook)].clone() else {
+        let Some(f) = &loaded.hooks[slot(hook)] else {
             return Ok(Outcome::Absent);
         };
-        let (scratch, conf) = (&loaded.scratch, loaded.conf.clone());
+        let (scratch, conf) = (&loaded.scratch, &loaded.conf);
         let ctx = vm.ctx_table(rid)?;
+        let h = vm.handles.clone();
         let _current = Current::enter(lent.session, lent.response, lent.ctx, hook);
         match hook {
             Phase::Request | Phase::Upstream => {
                 let thread = match vm.spare.pop() {
                     Some(t) => {
-                        t.reset(f)?;
+                        t.reset(f.clone())?;
                         t
                     }
-                    None => vm.lua.create_thread(f)?,
+                    None => vm.lua.create_thread(f.clone())?,
                 };
                 let budget = script.time_budget;
                 if hook == Phase::Request {
-                    vm.drive(
-                        hook,
-                        thread,
-                        scratch,
-                        rid,
-                        budget,
-                        (vm.req.clone(), ctx, conf),
-                    )
+                    vm.drive(hook, thread, scratch, rid, budget, (&h.req, &ctx, conf))
                 } else {
-                    let args = (vm.req.clone(), vm.up.clone(), ctx, conf);
+                    let args = (&h.req, &h.up, &ctx, conf);
                     vm.drive(hook, thread, scratch, rid, budget, args)
                 }
             }
@@ -526,10 +541,10 @@ pub fn call_hook(
                 let r = match (hook, chunk) {
                     (Phase::Body, Some((data, eof))) => {
                         let data = vm.lua.create_string(data)?;
-                        f.call::<Value>((vm.resp.clone(), data, eof, ctx, conf))
+                        f.call::<Value>((&h.resp, data, eof, &ctx, conf))
                     }
                     (Phase::Body, None) => Ok(Value::Nil),
-                    _ => f.call::<Value>((vm.req.clone(), vm.resp.clone(), ctx, conf)),
+                    _ => f.call::<Value>((&h.req, &h.resp, &ctx, conf)),
                 };
                 vm.deadline.set(None);
                 // whatever the call set as globals goes with it
@@ -582,19 +597,6 @@ pub fn resume_hook(
         };
         vm.drive(hook, thread, &loaded.scratch, rid, script.time_budget, args)
     })
-}
-
-/// Does `script` have `hook` in this thread's VM? (Loads it if needed; `false` on error.)
-pub fn has_hook(script: &Script, hook: Phase, conf: &serde_json::Value) -> bool {
-    let r = with_vm(script.memory_limit, None, |vm| {
-        let loaded = vm.module(script, conf)?;
-        Ok(if loaded.hooks[slot(hook)].is_some() {
-            Outcome::Done(None)
-        } else {
-            Outcome::Absent
-        })
-    });
-    matches!(r, Ok(Outcome::Done(_)))
 }
 
 /// Forget request `rid`'s `ctx` and coroutine (at the end of the request), on whichever VM
