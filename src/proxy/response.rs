@@ -5,11 +5,12 @@ use crate::proxy::exchange::Downstream;
 use pingora::http::ResponseHeader;
 
 /// Run `on_response` of the location's plugins in order. A failing plugin is logged and
-/// skipped: the response is already on its way.
-pub fn run_plugins(session: &dyn Downstream, resp: &mut ResponseHeader, ctx: &mut Ctx) {
-    let Some(chain) = ctx.chain() else {
+/// skipped: the response is already on its way. `false` when there was no plugin to run
+/// (the head then holds what it held, and the trace header at most).
+pub fn run_plugins(session: &dyn Downstream, resp: &mut ResponseHeader, ctx: &mut Ctx) -> bool {
+    let Some(chain) = ctx.chain().filter(|c| !c.is_empty()) else {
         stamp(resp, ctx);
-        return;
+        return false;
     };
     for def in chain.plugins() {
         let t0 = ctx.trace.as_ref().map(|_| std::time::Instant::now());
@@ -30,6 +31,7 @@ pub fn run_plugins(session: &dyn Downstream, resp: &mut ResponseHeader, ctx: &mu
     }
     ctx.status = resp.status.as_u16();
     stamp(resp, ctx);
+    true
 }
 
 /// The trace, as the last thing added to a traced response's head.

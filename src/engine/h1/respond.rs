@@ -31,11 +31,38 @@ pub enum RelayError {
 /// (any `Content-Length` and `Transfer-Encoding` are replaced); `close`: the connection
 /// ends after this response.
 pub fn head_to_wire(resp: &mut ResponseHeader, chunked: bool, close: bool, out: &mut Vec<u8>) {
+    strip_framing(resp, chunked);
+    parsed_head_to_wire(resp, chunked, close, out);
+}
+
+/// Remove the fields the framing of the client's response decides.
+fn strip_framing(resp: &mut ResponseHeader, chunked: bool) {
     if chunked {
         resp.remove_header(&http::header::CONTENT_LENGTH);
     }
     resp.remove_header(&http::header::TRANSFER_ENCODING);
     resp.remove_header(&http::header::CONNECTION);
+}
+
+/// [`head_to_wire`] for an upstream's head as `origin.rs` parsed it, which holds no
+/// `Transfer-Encoding` or `Connection` and no `Content-Length` next to chunked; `edited`:
+/// a plugin may have added some since, so they are looked for.
+pub fn upstream_head_to_wire(
+    resp: &mut ResponseHeader,
+    edited: bool,
+    chunked: bool,
+    close: bool,
+    out: &mut Vec<u8>,
+) {
+    // unedited, a chunked answer to the client comes from a chunked upstream body (its
+    // length field dropped at the parse) or a close-delimited one (which has none)
+    if edited {
+        strip_framing(resp, chunked);
+    }
+    parsed_head_to_wire(resp, chunked, close, out);
+}
+
+fn parsed_head_to_wire(resp: &ResponseHeader, chunked: bool, close: bool, out: &mut Vec<u8>) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(resp.status.as_str().as_bytes());
     out.push(b' ');

@@ -338,7 +338,7 @@ async fn attempt(
             Err(next) => return next,
         };
     let mut resp = resp;
-    response::run_plugins(ex, &mut resp, ctx);
+    let edited = response::run_plugins(ex, &mut resp, ctx);
     if crate::proxy::trace::wants_document(ctx) {
         // the trace instead of the body: the upstream connection, its body unread, is closed
         ctx.inflight = None;
@@ -368,7 +368,7 @@ async fn attempt(
             || matches!(framing, origin::Framing::Chunked | origin::Framing::Close));
     // after a refused upgrade the client's next bytes are not requests: close
     let keep = !close && !ex.client.stopping() && !ex.upgrade;
-    respond::head_to_wire(&mut resp, chunked, !keep, &mut ex.client.out);
+    respond::upstream_head_to_wire(&mut resp, edited, chunked, !keep, &mut ex.client.out);
     ex.sent_head = Some(resp);
     let relayed = respond::relay_body(ex, ctx, &mut origin, framing, t.read).await;
     ctx.inflight = None;
