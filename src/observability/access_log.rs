@@ -89,7 +89,7 @@ pub enum Field {
 impl Field {
     /// Whether a value of this field can hold a byte the text format escapes. Numbers,
     /// times, addresses, the method (a token) and fixed words cannot, and are not scanned.
-    fn escapes(&self) -> bool {
+    pub fn escapes(&self) -> bool {
         use Field as F;
         !matches!(
             self,
