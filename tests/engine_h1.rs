@@ -398,3 +398,92 @@ fn an_idle_websocket_is_closed_after_the_read_timeout() {
         Err(e) => panic!("the idle upgraded connection was not closed: {e}"),
     }
 }
+
+/// The client's framing is the proxy's: whatever framing fields the upstream sent (a length
+/// next to chunked, `Connection`, `Keep-Alive`) are not passed on, and the other fields are,
+/// both when no plugin touches the head (it goes out as the upstream's bytes) and when one
+/// does (it goes out from a header map).
+#[test]
+fn upstream_framing_fields_are_replaced_whether_or_not_a_plugin_edits_the_head() {
+    let (up, _) = raw_origin(false, |_| {
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 99\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nX-Kept: Yes\r\n\r\n5\r\nhello\r\n0\r\n\r\n".to_vec()
+    });
+    let port = free_port();
+    let cfg = format!(
+        r#"
+[basic]
+threads = 1
+grace_period = "1s"
+graceful_shutdown_timeout = "1s"
+
+[servers.main]
+addr = "127.0.0.1:{port}"
+locations = ["plain", "edited"]
+access_log = "{{location}}|{{status}}|{{<x-kept}}|{{bytes_sent}}"
+
+[locations.plain]
+upstream = "backend"
+
+[locations.edited]
+path = "/edited"
+upstream = "backend"
+plugins = ["hdrs"]
+
+[plugins.hdrs]
+category = "response_headers"
+set = ["x-edited: 1"]
+
+[upstreams.backend]
+addrs = ["127.0.0.1:{up}"]
+"#
+    );
+    let t = Tidegate::start(&cfg, &[port]);
+    let answers = on_one_connection(
+        port,
+        &[
+            "GET /plain HTTP/1.1\r\nHost: h\r\n\r\n",
+            "GET /edited HTTP/1.1\r\nHost: h\r\n\r\n",
+            "GET /plain HTTP/1.1\r\nHost: h\r\n\r\n",
+        ],
+    );
+    for (i, a) in answers.iter().enumerate() {
+        let names: Vec<String> = a
+            .headers
+            .iter()
+            .map(|(k, _)| k.to_ascii_lowercase())
+            .collect();
+        assert_eq!(a.status, 200, "answer {i}");
+        assert_eq!(a.text(), "hello", "answer {i}");
+        assert_eq!(a.header("x-kept"), Some("Yes"), "answer {i}: {names:?}");
+        assert_eq!(a.header("transfer-encoding"), Some("chunked"), "answer {i}");
+        for gone in ["content-length", "connection", "keep-alive"] {
+            assert!(
+                !names.iter().any(|n| n == gone),
+                "answer {i} has {gone}: {names:?}"
+            );
+        }
+        let te = names.iter().filter(|n| *n == "transfer-encoding").count();
+        assert_eq!(te, 1, "answer {i}: {names:?}");
+    }
+    assert_eq!(answers[1].header("x-edited"), Some("1"));
+    assert_eq!(answers[0].header("x-edited"), None);
+    // the log reads the sent head's fields the same way for both (an unedited head is
+    // built into a map only when something asks for it)
+    let lines = || -> Vec<String> {
+        let out = t.stdout();
+        out.lines()
+            .filter(|l| l.contains('|'))
+            .map(String::from)
+            .collect()
+    };
+    assert!(wait_until(WAIT, || lines().len() >= 3), "{}", t.stdout());
+    let lines = lines();
+    let fields: Vec<Vec<&str>> = lines.iter().map(|l| l.split('|').collect()).collect();
+    assert_eq!(fields[0][..3], ["plain", "200", "Yes"], "{lines:?}");
+    assert_eq!(fields[1][..3], ["edited", "200", "Yes"], "{lines:?}");
+    assert_eq!(fields[2][..3], ["plain", "200", "Yes"], "{lines:?}");
+    let sent = |i: usize| fields[i][3].parse::<usize>().unwrap();
+    // the edited answer carries one more field (`x-edited: 1\r\n`, 13 bytes)
+    assert_eq!(sent(1), sent(0) + 13, "{lines:?}");
+    assert_eq!(sent(0), sent(2));
+}

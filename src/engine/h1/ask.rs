@@ -3,12 +3,11 @@
 //! out closed is replaced once by a fresh one to the same peer (counted as a retry), and a
 //! failure is told apart by whose it is (the client's body, the size limit, the peer).
 
-use super::origin::{Framing, Origin};
+use super::origin::{Framing, Origin, RespHead};
 use super::serve::{failed, once_more, pool_limits, retry_left, stale, Attempt, Fail};
 use super::serve::{Timeouts, Trouble};
 use crate::proxy::ctx::Ctx;
 use crate::proxy::exchange::BodyError;
-use pingora::http::ResponseHeader;
 
 /// An exchange that can send its request on an upstream connection (each engine's).
 pub(crate) trait Ask {
@@ -21,14 +20,14 @@ pub(crate) trait Ask {
         origin: &mut Origin,
         up: &Self::Up,
         t: &Timeouts,
-    ) -> Result<(ResponseHeader, Framing, bool), Trouble>;
+    ) -> Result<(RespHead, Framing, bool), Trouble>;
     /// The request's method is idempotent.
     fn idempotent(&self) -> bool;
 }
 
 /// What one try got: the connection (to relay the body from and maybe pool), the response
 /// head, its framing, and whether the connection can carry another request.
-pub(crate) type Answered = (Origin, ResponseHeader, Framing, bool);
+pub(crate) type Answered = (Origin, RespHead, Framing, bool);
 
 /// Try `addr` once (plus the fresh connection after a stale pooled one). `resendable`: the
 /// request can be sent again (no body, or all of it kept). `Err`: what the caller does next.
@@ -58,7 +57,7 @@ pub(crate) async fn ask<E: Ask>(
         ctx.try_connected(origin.reused);
         match ex.send_and_read(ctx, &mut origin, up, t).await {
             Ok((resp, framing, reusable)) => {
-                ctx.try_answered(resp.status.as_u16());
+                ctx.try_answered(resp.status().as_u16());
                 break (origin, resp, framing, reusable);
             }
             Err(Trouble::Client(e)) => {

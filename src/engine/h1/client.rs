@@ -129,6 +129,10 @@ pub struct Exchange<'c> {
     /// the body read so far, when a script asked for it (it is sent upstream from here)
     pub kept: Option<BytesMut>,
     pub sent_head: Option<ResponseHeader>,
+    /// an upstream's head sent as it came (`origin::RespHead::Raw`) instead of `sent_head`
+    pub sent_raw: Option<super::origin::RawHead>,
+    /// `sent_raw` as a header map, built the first time someone asks for the sent head
+    pub sent_built: std::cell::OnceCell<ResponseHeader>,
     pub sent_bytes: usize,
     pub body_timeout: Duration,
 }
@@ -156,7 +160,10 @@ impl Downstream for Exchange<'_> {
     }
 
     fn sent_head(&self) -> Option<&ResponseHeader> {
-        self.sent_head.as_ref()
+        self.sent_head.as_ref().or_else(|| {
+            let raw = self.sent_raw.as_ref()?;
+            Some(self.sent_built.get_or_init(|| raw.build()))
+        })
     }
 
     fn sent_body_bytes(&self) -> usize {

@@ -7,7 +7,7 @@ use super::pool;
 use super::timer::Timer;
 use crate::proxy::forwarded::Fields;
 use crate::proxy::guard::trim;
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, StatusCode};
 use pingora::http::{RequestHeader, ResponseHeader};
 use std::mem::MaybeUninit;
@@ -80,6 +80,61 @@ pub enum Framing {
     Close,
     /// `101 Switching Protocols` to an upgrade request: from here on, bytes both ways
     Switched,
+}
+
+/// A response head as the chain gets it: built into a header map, or (when nothing will
+/// edit it: no plugin, no trace, no upgrade) kept as the upstream's bytes, whose fields go
+/// to the client as they came, framing fields left out.
+pub enum RespHead {
+    Built(ResponseHeader),
+    Raw(RawHead),
+}
+
+impl RespHead {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            RespHead::Built(h) => h.status,
+            RespHead::Raw(r) => r.status,
+        }
+    }
+
+    /// As a header map (a raw head is parsed again into one).
+    pub fn into_built(self) -> ResponseHeader {
+        match self {
+            RespHead::Built(h) => h,
+            RespHead::Raw(r) => r.build(),
+        }
+    }
+}
+
+/// An upstream's final response head, unparsed beyond its framing. The fields to send are
+/// the spans `parse_head` left in the caller's scratch list.
+pub struct RawHead {
+    pub raw: Bytes,
+    pub status: StatusCode,
+    ask: Asked,
+}
+
+impl RawHead {
+    /// The head as a header map, as it would have been built at once (for whoever asks for
+    /// the sent head later: a log field, a script's `on_log`).
+    pub fn build(&self) -> ResponseHeader {
+        let mut buf = BytesMut::from(&self.raw[..]);
+        let ask = Asked {
+            raw: false,
+            ..self.ask
+        };
+        let (mut spans, mut names) = (Vec::new(), Names::default());
+        match parse_head(&mut buf, ask, &mut None, &mut spans, &mut names) {
+            Ok(Some(Parsed::Final(RespHead::Built(h), _, _))) => h,
+            // it parsed the first time: not reached
+            _ => ResponseHeader::from({
+                let mut parts = http::Response::new(()).into_parts().0;
+                parts.status = self.status;
+                parts
+            }),
+        }
+    }
 }
 
 /// An upstream connection and its read buffer.
@@ -165,7 +220,7 @@ impl Origin {
         map: &mut Option<HeaderMap>,
         spans: &mut Vec<Span>,
         names: &mut Names,
-    ) -> Result<(ResponseHeader, Framing, bool), OriginError> {
+    ) -> Result<(RespHead, Framing, bool), OriginError> {
         let mut seen_any = false;
         loop {
             if !self.buf.is_empty() {
@@ -207,12 +262,14 @@ pub struct Asked {
     pub head: bool,
     /// an upgrade: a 101 switches protocols
     pub upgrade: bool,
+    /// nothing edits the head: keep it as bytes ([`RespHead::Raw`])
+    pub raw: bool,
 }
 
 #[allow(clippy::large_enum_variant)] // moved once per response; a Box would be an allocation
 enum Parsed {
     Interim,
-    Final(ResponseHeader, Framing, bool),
+    Final(RespHead, Framing, bool),
 }
 
 /// Parse one response head at the front of `buf`; `None` when it is not complete. `spans`
@@ -313,6 +370,16 @@ fn parse_head(
         };
     }
     let raw = buf.split_to(n).freeze();
+    if ask.raw && !switched {
+        if chunked && length.is_some() {
+            // a length next to chunked is not the body's (RFC 9112 §6.3)
+            spans.retain(|&(n0, nlen, _, _)| {
+                !raw[n0..n0 + nlen].eq_ignore_ascii_case(b"content-length")
+            });
+        }
+        let head = RespHead::Raw(RawHead { raw, status, ask });
+        return Ok(Some(Parsed::Final(head, framing, reusable)));
+    }
     let mut headers =
         fields(&raw, spans, map, names).ok_or(OriginError::Malformed("bad header"))?;
     if chunked {
@@ -323,7 +390,7 @@ fn parse_head(
     parts.status = status;
     parts.headers = headers;
     Ok(Some(Parsed::Final(
-        ResponseHeader::from(parts),
+        RespHead::Built(ResponseHeader::from(parts)),
         framing,
         reusable,
     )))

@@ -62,17 +62,35 @@ pub fn upstream_head_to_wire(
     parsed_head_to_wire(resp, chunked, close, out);
 }
 
-fn parsed_head_to_wire(resp: &ResponseHeader, chunked: bool, close: bool, out: &mut Vec<u8>) {
+/// Put an upstream's head kept as bytes on the wire: the status line (with the status's own
+/// reason), the fields `spans` in `raw` as they came, then the client's framing fields.
+pub fn raw_head_to_wire(
+    raw: &super::origin::RawHead,
+    spans: &[super::head::Span],
+    chunked: bool,
+    close: bool,
+    out: &mut Vec<u8>,
+) {
+    status_line(raw.status, None, out);
+    for &(n0, nlen, v0, vlen) in spans {
+        out.extend_from_slice(&raw.raw[n0..n0 + nlen]);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(&raw.raw[v0..v0 + vlen]);
+        out.extend_from_slice(b"\r\n");
+    }
+    framing_fields(chunked, close, out);
+}
+
+fn status_line(status: http::StatusCode, reason: Option<&str>, out: &mut Vec<u8>) {
     out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(resp.status.as_str().as_bytes());
+    out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
-    let reason = resp
-        .get_reason_phrase()
-        .or_else(|| resp.status.canonical_reason())
-        .unwrap_or("");
+    let reason = reason.or_else(|| status.canonical_reason()).unwrap_or("");
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
-    resp.header_to_h1_wire(out);
+}
+
+fn framing_fields(chunked: bool, close: bool, out: &mut Vec<u8>) {
     if chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
@@ -80,6 +98,12 @@ fn parsed_head_to_wire(resp: &ResponseHeader, chunked: bool, close: bool, out: &
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
+}
+
+fn parsed_head_to_wire(resp: &ResponseHeader, chunked: bool, close: bool, out: &mut Vec<u8>) {
+    status_line(resp.status, resp.get_reason_phrase(), out);
+    resp.header_to_h1_wire(out);
+    framing_fields(chunked, close, out);
 }
 
 /// Send a whole answer (a plugin's early answer or an error page) and record it as sent.

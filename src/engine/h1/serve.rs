@@ -173,6 +173,8 @@ async fn one(client: &mut Client, live: &Live, server: usize, r: head::Request) 
         upgrade: r.upgrade,
         kept: None,
         sent_head: None,
+        sent_raw: None,
+        sent_built: Default::default(),
         sent_bytes: 0,
         body_timeout,
     };
@@ -204,7 +206,7 @@ async fn error_page(ex: &mut Exchange<'_>, ctx: &mut Ctx, code: u16, close: bool
     let keep =
         !close && !ex.client.stopping() && ex.body_done() && !matches!(code, 400 | 408 | 413);
     let head_only = ex.head.method == http::Method::HEAD;
-    if ex.sent_head.is_none() {
+    if ex.sent_head.is_none() && ex.sent_raw.is_none() {
         if let Some(a) = crate::proxy::response::error_answer(ex, ctx, code) {
             return match request::answer(ex, ctx, a) {
                 Ok((head, body)) => respond::answer(ex, head, body, !keep).await.is_ok() && keep,
@@ -328,16 +330,28 @@ async fn attempt(
     t: &Timeouts,
     close: bool,
 ) -> Attempt {
-    let (_, cap) = pool_limits(ctx);
     // a body already read (by a script) can be sent again; one streamed from the client
     // cannot, so only a request without one is retried after it was sent
     let resendable = ex.body_done();
-    let (mut origin, resp, framing, reusable) =
+    let (origin, resp, framing, reusable) =
         match super::ask::ask(ex, ctx, up, addr, t, resendable).await {
             Ok(a) => a,
             Err(next) => return next,
         };
-    let mut resp = resp;
+    let mut resp = match resp {
+        origin::RespHead::Built(h) => h,
+        origin::RespHead::Raw(raw) => {
+            // no plugin and no trace: its fields go to the client as the upstream sent them
+            ctx.status = raw.status.as_u16();
+            let chunked = matches!(framing, origin::Framing::Chunked | origin::Framing::Close);
+            let keep = !close && !ex.client.stopping() && !ex.upgrade;
+            let spans = std::mem::take(&mut ex.client.spans);
+            respond::raw_head_to_wire(&raw, &spans, chunked, !keep, &mut ex.client.out);
+            ex.client.spans = spans;
+            ex.sent_raw = Some(raw);
+            return relay(ex, ctx, origin, framing, t, reusable, keep).await;
+        }
+    };
     let edited = response::run_plugins(ex, &mut resp, ctx);
     if crate::proxy::trace::wants_document(ctx) {
         // the trace instead of the body: the upstream connection, its body unread, is closed
@@ -370,6 +384,20 @@ async fn attempt(
     let keep = !close && !ex.client.stopping() && !ex.upgrade;
     respond::upstream_head_to_wire(&mut resp, edited, chunked, !keep, &mut ex.client.out);
     ex.sent_head = Some(resp);
+    relay(ex, ctx, origin, framing, t, reusable, keep).await
+}
+
+/// Relay the body after the head, then pool the connection if the body ended cleanly.
+async fn relay(
+    ex: &mut Exchange<'_>,
+    ctx: &mut Ctx,
+    mut origin: Origin,
+    framing: origin::Framing,
+    t: &Timeouts,
+    reusable: bool,
+    keep: bool,
+) -> Attempt {
+    let (_, cap) = pool_limits(ctx);
     let relayed = respond::relay_body(ex, ctx, &mut origin, framing, t.read).await;
     ctx.inflight = None;
     match relayed {
@@ -459,7 +487,7 @@ impl super::ask::Ask for Exchange<'_> {
         origin: &mut Origin,
         up: &UpHead,
         t: &Timeouts,
-    ) -> Result<(pingora::http::ResponseHeader, origin::Framing, bool), Trouble> {
+    ) -> Result<(origin::RespHead, origin::Framing, bool), Trouble> {
         send_and_read(self, ctx, origin, up, t).await
     }
 
@@ -475,7 +503,7 @@ async fn send_and_read(
     origin: &mut Origin,
     up: &UpHead,
     t: &Timeouts,
-) -> Result<(pingora::http::ResponseHeader, origin::Framing, bool), Trouble> {
+) -> Result<(origin::RespHead, origin::Framing, bool), Trouble> {
     let chunked = ex.chunked();
     let mut wire = std::mem::take(&mut ex.client.out);
     wire.clear();
@@ -519,6 +547,8 @@ async fn send_and_read(
     let ask = origin::Asked {
         head: ex.head.method == http::Method::HEAD,
         upgrade: ex.upgrade,
+        // nothing will edit the head: no plugin, no trace, no upgrade
+        raw: !ex.upgrade && ctx.trace.is_none() && ctx.chain().is_none_or(|c| c.is_empty()),
     };
     Ok(origin
         .read_head(

@@ -170,7 +170,7 @@ async fn attempt(
             Ok(a) => a,
             Err(next) => return next,
         };
-    let mut resp = resp;
+    let mut resp = resp.into_built();
     response::run_plugins(ex, &mut resp, ctx);
     if crate::proxy::trace::wants_document(ctx) {
         // the trace instead of the body: the upstream connection, its body unread, is closed
@@ -214,7 +214,7 @@ impl crate::engine::h1::ask::Ask for Exchange {
         origin: &mut Origin,
         up: &RequestHeader,
         t: &Timeouts,
-    ) -> Result<(pingora::http::ResponseHeader, origin::Framing, bool), Trouble> {
+    ) -> Result<(origin::RespHead, origin::Framing, bool), Trouble> {
         send_and_read(self, ctx, origin, up, t).await
     }
 
@@ -231,7 +231,7 @@ async fn send_and_read(
     origin: &mut Origin,
     up: &RequestHeader,
     t: &Timeouts,
-) -> Result<(pingora::http::ResponseHeader, origin::Framing, bool), Trouble> {
+) -> Result<(origin::RespHead, origin::Framing, bool), Trouble> {
     let chunked = chunked(ex);
     let s = &mut ex.scratch;
     s.wire.clear();
@@ -263,6 +263,7 @@ async fn send_and_read(
     let ask = origin::Asked {
         head: ex.session.req_header().method == http::Method::HEAD,
         upgrade: false,
+        raw: false,
     };
     let s = &mut ex.scratch;
     Ok(origin
