@@ -143,7 +143,12 @@ impl Writer {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        let kept = MINE.with_borrow_mut(|mine| {
+        // a thread being torn down (its buffers gone) or a line written while one is being
+        // written (never done) drops the line instead of panicking
+        let kept = MINE.try_with(|mine| {
+            let Ok(mut mine) = mine.try_borrow_mut() else {
+                return false;
+            };
             let batch = match mine.iter().position(|(id, _)| *id == self.id) {
                 Some(i) => &mine[i].1,
                 None => {
@@ -161,7 +166,7 @@ impl Writer {
             lines.push('\n');
             true
         });
-        if !kept {
+        if kept != Ok(true) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
