@@ -99,8 +99,10 @@ addrs = ["{}"]
         &[("referer", "http://ref/"), ("user-agent", "agent/7")],
     );
     get(p3, "h", "/c3", &[("user-agent", "say \"hi\"")]);
+    // a quote in a text line's value cannot close its quoted field
+    get(p2, "h", "/c4", &[("user-agent", "say \"hi\"\\")]);
     assert!(
-        wait_until(WAIT, || t.stdout().lines().count() >= 3),
+        wait_until(WAIT, || t.stdout().lines().count() >= 4),
         "{}",
         t.stdout()
     );
@@ -118,6 +120,11 @@ addrs = ["{}"]
     assert!(
         c2.ends_with("\"GET /c2?q=1 HTTP/1.1\" 200 1 \"http://ref/\" \"agent/7\""),
         "{c2}"
+    );
+    assert!(
+        line("/c4").ends_with(r#" "-" "say \x22hi\x22\x5C""#),
+        "{}",
+        line("/c4")
     );
     let c3 = line("/c3");
     assert!(c3.starts_with('{') && c3.ends_with('}'), "{c3}");

@@ -62,6 +62,18 @@ fn raw_origin(
 }
 
 fn start(origin_port: u16, server_extra: &str) -> (Tidegate, u16) {
+    let all = "[locations.all]\nupstream = \"backend\"\n";
+    start_with(origin_port, server_extra, &["all"], all)
+}
+
+/// One server with `locations` (defined, with any plugins, in `tables`) in front of the
+/// upstream `backend` at `origin_port`.
+fn start_with(
+    origin_port: u16,
+    server_extra: &str,
+    locations: &[&str],
+    tables: &str,
+) -> (Tidegate, u16) {
     let port = free_port();
     let cfg = format!(
         r#"
@@ -72,11 +84,10 @@ graceful_shutdown_timeout = "1s"
 
 [servers.main]
 addr = "127.0.0.1:{port}"
-locations = ["all"]
+locations = {locations:?}
 {server_extra}
 
-[locations.all]
-upstream = "backend"
+{tables}
 
 [upstreams.backend]
 addrs = ["127.0.0.1:{origin_port}"]
@@ -408,19 +419,7 @@ fn upstream_framing_fields_are_replaced_whether_or_not_a_plugin_edits_the_head()
     let (up, _) = raw_origin(false, |_| {
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 99\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nX-Kept: Yes\r\n\r\n5\r\nhello\r\n0\r\n\r\n".to_vec()
     });
-    let port = free_port();
-    let cfg = format!(
-        r#"
-[basic]
-threads = 1
-grace_period = "1s"
-graceful_shutdown_timeout = "1s"
-
-[servers.main]
-addr = "127.0.0.1:{port}"
-locations = ["plain", "edited"]
-access_log = "{{location}}|{{status}}|{{<x-kept}}|{{bytes_sent}}"
-
+    let tables = r#"
 [locations.plain]
 upstream = "backend"
 
@@ -432,12 +431,9 @@ plugins = ["hdrs"]
 [plugins.hdrs]
 category = "response_headers"
 set = ["x-edited: 1"]
-
-[upstreams.backend]
-addrs = ["127.0.0.1:{up}"]
-"#
-    );
-    let t = Tidegate::start(&cfg, &[port]);
+"#;
+    let log = r#"access_log = "{location}|{status}|{<x-kept}|{bytes_sent}""#;
+    let (t, port) = start_with(up, log, &["plain", "edited"], tables);
     let answers = on_one_connection(
         port,
         &[

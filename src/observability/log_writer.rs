@@ -263,27 +263,56 @@ pub fn flush_all() {
     }
 }
 
-impl Batches {
+/// The writer thread's side: the file, a spare buffer to swap in, and the list of buffers
+/// of the sweep under way.
+struct Out {
+    file: std::io::BufWriter<Box<dyn Write + Send>>,
+    spare: String,
+    list: Vec<Arc<Batch>>,
+    /// every write since the last flush succeeded
+    ok: bool,
+}
+
+impl Out {
+    fn new(sink: Box<dyn Write + Send>) -> Out {
+        Out {
+            file: std::io::BufWriter::with_capacity(64 << 10, sink),
+            spare: String::new(),
+            list: Vec::new(),
+            ok: true,
+        }
+    }
+
     /// Write out what every thread's buffer holds; the bytes written. A buffer is swapped
-    /// with `spare` (emptied, its capacity kept), so neither side allocates once warm; the
-    /// buffers of threads that ended are dropped once empty.
-    fn sweep(&self, out: &mut impl Write, spare: &mut String, ok: &mut bool) -> usize {
-        let mut all = lock(&self.all);
+    /// with the spare (emptied, its capacity kept), so neither side allocates once warm. The
+    /// list of buffers is copied out first: a thread registering its first buffer never
+    /// waits on a disk write. Buffers of threads that ended are dropped once empty.
+    fn sweep(&mut self, batches: &Batches) -> usize {
+        {
+            let mut all = lock(&batches.all);
+            all.retain(|b| Arc::strong_count(b) > 1 || !lock(&b.lines).is_empty());
+            self.list.clone_from(&all);
+        }
         let mut written = 0;
-        all.retain(|b| {
+        for b in self.list.drain(..) {
             {
                 let mut lines = lock(&b.lines);
                 if lines.is_empty() {
-                    return Arc::strong_count(b) > 1;
+                    continue;
                 }
-                std::mem::swap(&mut *lines, spare);
+                std::mem::swap(&mut *lines, &mut self.spare);
             }
-            *ok &= out.write_all(spare.as_bytes()).is_ok();
-            written += spare.len();
-            spare.clear();
-            true
-        });
+            self.ok &= self.file.write_all(self.spare.as_bytes()).is_ok();
+            written += self.spare.len();
+            self.spare.clear();
+        }
         written
+    }
+
+    /// Flush; `false` when a write since the last flush failed.
+    fn flush(&mut self) -> bool {
+        let ok = std::mem::replace(&mut self.ok, true);
+        self.file.flush().is_ok() && ok
     }
 }
 
@@ -293,24 +322,24 @@ fn write_loop(
     path: Option<std::path::PathBuf>,
     batches: Arc<Batches>,
 ) {
-    let mut out = std::io::BufWriter::with_capacity(64 << 10, sink);
-    let mut spare = String::new();
+    let mut out = Out::new(sink);
     // idle: wait for a wake (a worker's first line after a quiet spell) or a request
     while let Ok(first) = rx.recv() {
         let mut next = Some(first);
         loop {
-            let mut ok = true;
             let mut acks = Vec::new();
-            let mut written = batches.sweep(&mut out, &mut spare, &mut ok);
+            let mut written = out.sweep(&batches);
             while let Some(m) = next.take().or_else(|| rx.try_recv().ok()) {
                 match m {
                     Msg::Wake => {}
                     Msg::Flush(ack) => acks.push(ack),
                     Msg::Reopen => {
-                        written += batches.sweep(&mut out, &mut spare, &mut ok);
-                        ok &= out.flush().is_ok();
+                        written += out.sweep(&batches);
+                        if !out.flush() {
+                            eprintln!("tidegate: access log write failed");
+                        }
                         match open(path.as_deref()) {
-                            Ok(s) => out = std::io::BufWriter::with_capacity(64 << 10, s),
+                            Ok(s) => out.file = std::io::BufWriter::with_capacity(64 << 10, s),
                             Err(e) => eprintln!("tidegate: cannot reopen the access log: {e}"),
                         }
                     }
@@ -318,25 +347,25 @@ fn write_loop(
             }
             if !acks.is_empty() {
                 // the lines appended before the flush was asked
-                written += batches.sweep(&mut out, &mut spare, &mut ok);
+                written += out.sweep(&batches);
             }
-            ok &= out.flush().is_ok();
-            if !ok {
+            if written == 0 {
+                // nothing came: say so, then look once more (a line appended before `idle`
+                // was set is found here; one appended after it sends a wake)
+                batches.idle.store(true, Ordering::SeqCst);
+                if out.sweep(&batches) != 0 {
+                    batches.idle.store(false, Ordering::SeqCst);
+                    written = 1;
+                }
+            }
+            if !out.flush() {
                 eprintln!("tidegate: access log write failed");
             }
             for a in acks {
                 let _ = a.send(());
             }
             if written == 0 {
-                // nothing came: say so, then look once more (a line appended before `idle`
-                // was set is found here; one appended after it sends a wake)
-                batches.idle.store(true, Ordering::SeqCst);
-                if batches.sweep(&mut out, &mut spare, &mut ok) == 0 {
-                    let _ = out.flush();
-                    break;
-                }
-                batches.idle.store(false, Ordering::SeqCst);
-                let _ = out.flush();
+                break; // back to waiting
             }
             std::thread::sleep(PAUSE);
         }
