@@ -56,8 +56,7 @@ pub fn h1_head(data: &[u8]) {
     with_env(|rt, server| {
         let limits = SizeLimits::of(server);
         let mut buf = BytesMut::from(data);
-        let Some(own) = head::parse(&mut buf, &limits, &mut None, &mut head::Names::default())
-        else {
+        let Some(own) = head::parse(&mut buf, &limits, &mut Vec::new()) else {
             return; // not complete and within the limits: the loop reads on
         };
         // the buffer is consumed exactly when the head was taken
@@ -73,7 +72,7 @@ pub fn h1_head(data: &[u8]) {
             (Parsed::Request(r), other) => {
                 panic!(
                     "served here, not by Pingora's path ({other:?}): {:?}",
-                    r.head
+                    built(&r)
                 )
             }
             (Parsed::Refuse { status, .. }, Some(Err(s))) if status == s => {}
@@ -115,8 +114,15 @@ fn odd_line(data: &[u8]) -> bool {
 }
 
 /// Both engines saw the same request.
+/// The own loop's head as a map (its fields are read in place until then).
+fn built(own: &head::Request) -> RequestHeader {
+    own.head
+        .get(&crate::engine::h1::req_head::Kept::default())
+        .clone()
+}
+
 fn same_head(own: &head::Request, theirs: &RequestHeader) {
-    let h = &own.head;
+    let h = &built(own);
     assert_eq!(h.method, theirs.method);
     assert_eq!(h.raw_path(), theirs.raw_path());
     assert_eq!(h.version, theirs.version);

@@ -12,7 +12,7 @@ pub fn challenge(session: &dyn Downstream, ctx: &Ctx) -> Option<Answer> {
     if ctx.tls.is_some() {
         return None;
     }
-    let key_auth = crate::tls::acme::challenge::answer(session.req().uri.path(), storage(ctx))?;
+    let key_auth = crate::tls::acme::challenge::answer(session.uri().path(), storage(ctx))?;
     Some(Answer {
         status: 200,
         headers: vec![(

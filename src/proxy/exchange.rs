@@ -33,6 +33,19 @@ pub trait Downstream: Send {
     fn req(&self) -> &RequestHeader;
     /// The request head, to edit (request phase only).
     fn req_mut(&mut self) -> &mut RequestHeader;
+    /// The request's method (the own HTTP/1 loop answers it without building the head's
+    /// field map, `engine/h1/req_head.rs`).
+    fn method(&self) -> &http::Method {
+        &self.req().method
+    }
+    /// The request's target.
+    fn uri(&self) -> &http::Uri {
+        &self.req().uri
+    }
+    /// The first value of the request field `name`.
+    fn header(&self, name: &http::HeaderName) -> Option<&[u8]> {
+        self.req().headers.get(name).map(|v| v.as_bytes())
+    }
     /// The direct peer's address (not the client `trusted_proxies` resolves).
     fn peer_addr(&self) -> Option<SocketAddr>;
     /// The direct peer's IP address as header text, when the engine keeps it per connection
@@ -59,6 +72,15 @@ pub trait Downstream: Send {
     fn keep_body(&mut self);
     /// The next piece of the request body; `None` at its end.
     async fn read_body(&mut self) -> Result<Option<Bytes>, BodyError>;
+}
+
+/// A field value as text, as `HeaderValue::to_str` takes it (visible ASCII, space, tab).
+pub fn text(v: &[u8]) -> Option<&str> {
+    if v.iter().all(|&b| (0x20..0x7f).contains(&b) || b == b'\t') {
+        std::str::from_utf8(v).ok()
+    } else {
+        None
+    }
 }
 
 /// An IP address as header text.

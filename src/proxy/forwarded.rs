@@ -33,12 +33,7 @@ pub fn identify(session: &dyn Downstream, ctx: &mut Ctx) {
     let peer_trusted = !list.is_empty() && trusted(list, peer);
     let mut client = peer;
     if peer_trusted {
-        if let Some(xff) = session
-            .req()
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-        {
+        if let Some(xff) = session.header(&XFF).and_then(crate::proxy::exchange::text) {
             for hop in xff.rsplit(',').map(str::trim) {
                 match hop.parse::<IpAddr>() {
                     Ok(ip) if trusted(list, ip) => client = ip,
@@ -107,7 +102,7 @@ pub fn apply(session: &dyn Downstream, ctx: &Ctx, up: &mut RequestHeader) -> pin
 /// The forwarding headers for this request. The common case (no trusted chain) allocates
 /// nothing: the peer's address text is the engine's, kept per connection.
 pub fn fields(session: &dyn Downstream, ctx: &Ctx) -> pingora::Result<Fields> {
-    let incoming = |name: &HeaderName| session.req().headers.get(name);
+    let incoming = |name: &HeaderName| session.header(name);
     let peer = session.peer_addr().map(|a| a.ip());
     let peer_text = session.peer_ip_text();
     // a trusted peer's own chain, when it is text and not blank
@@ -116,14 +111,16 @@ pub fn fields(session: &dyn Downstream, ctx: &Ctx) -> pingora::Result<Fields> {
         .peer_trusted
         .then(|| incoming(&XFF))
         .flatten()
-        .filter(|v| v.to_str().is_ok_and(|p| !p.trim().is_empty()));
+        .filter(|v| crate::proxy::exchange::text(v).is_some_and(|p| !p.trim().is_empty()));
     let xff = match (prev, &peer_text) {
         (Some(p), Some(ip)) => {
-            let joined = [p.as_bytes(), b", ", ip.as_bytes()].concat();
+            let joined = [p, b", ", ip.as_bytes()].concat();
             HeaderValue::from_maybe_shared(bytes::Bytes::from(joined))
                 .map_err(|_| crate::error::http_status(400))?
         }
-        (Some(p), None) => p.clone(),
+        (Some(p), None) => {
+            HeaderValue::from_bytes(p).map_err(|_| crate::error::http_status(400))?
+        }
         (None, Some(ip)) => ip.clone(),
         (None, None) => HeaderValue::from_static(""),
     };
@@ -132,8 +129,8 @@ pub fn fields(session: &dyn Downstream, ctx: &Ctx) -> pingora::Result<Fields> {
         (Some(ip), _) => super::exchange::ip_text(ip),
         (None, _) => None,
     };
-    let trusted_proto = ctx.peer_trusted
-        && incoming(&XFP).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
+    let trusted_proto =
+        ctx.peer_trusted && incoming(&XFP).is_some_and(|v| v.eq_ignore_ascii_case(b"https"));
     let proto = HeaderValue::from_static(if trusted_proto { "https" } else { ctx.scheme() });
     Ok(Fields { xff, real, proto })
 }

@@ -40,25 +40,29 @@ impl Names {
 
 /// The fields that end at this hop: the ones Pingora's path strips from the upstream request
 /// too (`tests/engine_diff.rs` compares what both send).
+const HOP_BY_HOP: [&str; 10] = [
+    "connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "keep-alive",
+    "proxy-connection",
+    "http2-settings",
+];
+
+/// Whether the field `k` ends at this hop.
 pub fn hop_by_hop(k: &http::HeaderName) -> bool {
-    use http::header::{
-        CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING,
-        UPGRADE,
-    };
-    [
-        CONNECTION,
-        PROXY_AUTHENTICATE,
-        PROXY_AUTHORIZATION,
-        TE,
-        TRAILER,
-        TRANSFER_ENCODING,
-        UPGRADE,
-    ]
-    .contains(k)
-        || matches!(
-            k.as_str(),
-            "keep-alive" | "proxy-connection" | "http2-settings"
-        )
+    hop_by_hop_raw(k.as_str().as_bytes())
+}
+
+/// [`hop_by_hop`] for a name as sent (any case).
+pub fn hop_by_hop_raw(k: &[u8]) -> bool {
+    HOP_BY_HOP
+        .iter()
+        .any(|h| h.len() == k.len() && h.as_bytes().eq_ignore_ascii_case(k))
 }
 
 #[cfg(test)]
@@ -82,5 +86,12 @@ mod tests {
         }
         assert_eq!(n.kept.len(), NAMES_KEPT);
         assert_eq!(n.get(b"X-Api-Key").unwrap(), "x-api-key");
+    }
+
+    #[test]
+    fn hop_by_hop_names_in_any_case() {
+        assert!(hop_by_hop(&http::header::CONNECTION));
+        assert!(hop_by_hop_raw(b"Keep-Alive") && hop_by_hop_raw(b"TE"));
+        assert!(!hop_by_hop_raw(b"Host") && !hop_by_hop_raw(b"tee"));
     }
 }

@@ -25,8 +25,7 @@ pub fn wanted(session: &dyn Downstream, ctx: &Ctx) -> bool {
     }
     let on = ctx.server().redirect.all || ctx.location().is_some_and(|l| l.https_redirect);
     on && !session
-        .req()
-        .uri
+        .uri()
         .path()
         .starts_with(crate::tls::acme::challenge::PREFIX)
         && host_ok(&ctx.host)

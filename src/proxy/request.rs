@@ -12,11 +12,8 @@ pub fn answered_without_location(session: &dyn Downstream, ctx: &Ctx) -> bool {
     crate::observability::metrics::endpoint::wanted(session, ctx)
         || super::redirect::wanted(session, ctx)
         || (ctx.tls.is_none()
-            && crate::tls::acme::challenge::answer(
-                session.req().uri.path(),
-                super::acme::storage(ctx),
-            )
-            .is_some())
+            && crate::tls::acme::challenge::answer(session.uri().path(), super::acme::storage(ctx))
+                .is_some())
 }
 
 /// Run the location's plugins in order. `Some(answer)` stops the chain. An ACME challenge
@@ -118,10 +115,8 @@ pub fn answer(
 /// The request's Content-Length, if it has a valid one.
 fn declared_length(session: &dyn Downstream) -> Option<u64> {
     session
-        .req()
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
+        .header(&http::header::CONTENT_LENGTH)
+        .and_then(crate::proxy::exchange::text)
         .and_then(|v| v.trim().parse::<u64>().ok())
 }
 
@@ -152,12 +147,7 @@ pub fn count_body(body: Option<&bytes::Bytes>, ctx: &mut Ctx) -> pingora::Result
 /// read stays in Pingora's retry buffer and goes upstream first (a read returns at most
 /// 64 KiB, the buffer's size), and is kept for `req:body()`.
 pub async fn check_first_chunk(session: &mut dyn Downstream, ctx: &mut Ctx) -> pingora::Result<()> {
-    if session.http2()
-        || !session
-            .req()
-            .headers
-            .contains_key(http::header::TRANSFER_ENCODING)
-    {
+    if session.http2() || session.header(&http::header::TRANSFER_ENCODING).is_none() {
         return Ok(());
     }
     session.keep_body();

@@ -29,13 +29,26 @@ pub fn host_into(req: &RequestHeader, out: &mut String) {
 pub fn route(session: &mut dyn Downstream, ctx: &mut Ctx) -> bool {
     super::trace::begin(session, ctx);
     crate::observability::otel::spans::begin(session, ctx);
-    let req = session.req();
-    host_into(req, &mut ctx.host);
-    let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+    let session: &dyn Downstream = session;
+    let uri = session.uri();
+    let host = session
+        .header(&http::header::HOST)
+        .and_then(crate::proxy::exchange::text)
+        .or_else(|| uri.host())
+        .unwrap_or("");
+    normalize_host_into(host, &mut ctx.host);
+    // only a location with header rules asks: the head's field map is built then
+    let header = |name: &str| {
+        session
+            .req()
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+    };
     let input = RouteInput {
         host: &ctx.host,
-        path: req.uri.path(),
-        query: req.uri.query().unwrap_or(""),
+        path: uri.path(),
+        query: uri.query().unwrap_or(""),
         header: &header,
     };
     ctx.route = ctx.state.servers[ctx.server].router.lookup(&input);

@@ -125,16 +125,14 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 /// Turn tracing on when a trusted client asks for it, and remove the header from the
 /// request in every case (it never reaches the upstream).
 pub fn begin(session: &mut dyn Downstream, ctx: &mut Ctx) {
-    let req = session.req();
-    let Some(value) = req.headers.get(&NAME).cloned() else {
+    let Some(value) = session.header(&NAME).map(crate::proxy::exchange::text) else {
         return;
     };
-    let word = value
-        .to_str()
-        .unwrap_or("")
+    let text = value.unwrap_or("");
+    let word = text.split_whitespace().next().unwrap_or("");
+    let json = text
         .split_whitespace()
-        .next()
-        .unwrap_or("");
+        .any(|w| w.eq_ignore_ascii_case("json"));
     let by_token = ctx
         .state
         .config
@@ -150,11 +148,6 @@ pub fn begin(session: &mut dyn Downstream, ctx: &mut Ctx) {
     });
     session.req_mut().remove_header(&NAME);
     if by_token || by_peer {
-        let json = value
-            .to_str()
-            .unwrap_or("")
-            .split_whitespace()
-            .any(|w| w.eq_ignore_ascii_case("json"));
         ctx.trace = Some(Box::new(std::sync::Mutex::new(Trace::new(ctx.start, json))));
     }
 }

@@ -278,16 +278,16 @@ pub fn normalize_host(raw: &str) -> String {
 /// [`normalize_host`] into `out` (cleared first), so a kept `String` is reused.
 pub fn normalize_host_into(raw: &str, out: &mut String) {
     let h = raw.trim();
-    let h = if h.starts_with('[') {
+    let b = h.as_bytes();
+    // `[`, `]` and `:` are ASCII: the cut is on a character boundary
+    let end = if b.first() == Some(&b'[') {
         // IPv6 literal: keep the brackets, drop the port
-        h.split_once(']')
-            .map(|(a, _)| &h[..a.len() + 1])
-            .unwrap_or(h)
+        b.iter().position(|&c| c == b']').map_or(b.len(), |i| i + 1)
     } else {
-        h.rsplit_once(':').map(|(a, _)| a).unwrap_or(h)
+        b.iter().rposition(|&c| c == b':').unwrap_or(b.len())
     };
     out.clear();
-    out.push_str(h);
+    out.push_str(&h[..end]);
     out.make_ascii_lowercase();
 }
 

@@ -27,17 +27,18 @@ pub struct Client {
     pub peer: Option<SocketAddr>,
     /// the peer's IP as header text, formatted once per connection
     pub peer_ip: Option<http::HeaderValue>,
-    /// header maps kept for their capacity: the request's, the upstream request's, the
-    /// response's
-    pub req_map: Option<HeaderMap>,
+    /// the request head's map once built, the header names seen on this connection and its
+    /// upstream responses, a map kept for its capacity (`req_head.rs`)
+    pub req: super::req_head::Kept,
+    /// header maps kept for their capacity: the upstream request's, the response's
     pub up_map: Option<HeaderMap>,
     pub resp_map: Option<HeaderMap>,
     /// where the fields of a response head lie while it is parsed (kept for its capacity)
     pub spans: Vec<super::head::Span>,
+    /// where the fields of a request head lie (kept for its capacity; each request takes it)
+    pub req_spans: Vec<super::head::Span>,
     /// the routed host's text, kept for its capacity (`Ctx::host` borrows it per request)
     pub host: String,
-    /// header names seen on this connection and its upstream responses
-    pub names: super::head::Names,
     /// the server's shutdown flag: once set, each answer says `Connection: close`
     pub shutdown: ShutdownWatch,
     /// the deadline of each read from the client, reused (`timer.rs`)
@@ -57,12 +58,12 @@ impl Client {
             out: Vec::with_capacity(16 << 10),
             peer,
             peer_ip: peer.and_then(|p| crate::proxy::exchange::ip_text(p.ip())),
-            req_map: None,
+            req: Default::default(),
             up_map: None,
             resp_map: None,
             spans: Vec::new(),
+            req_spans: Vec::new(),
             host: String::new(),
-            names: Default::default(),
             shutdown: shutdown.clone(),
             timer: Default::default(),
         }
@@ -118,7 +119,7 @@ pub enum BodyLeft {
 /// One request on a [`Client`], as the phase chain sees it.
 pub struct Exchange<'c> {
     pub client: &'c mut Client,
-    pub head: RequestHeader,
+    pub head: super::req_head::ReqHead,
     /// the request body not yet read from the client
     pub body: BodyLeft,
     /// `Expect: 100-continue` not answered yet: `100 Continue` goes out before the body is
@@ -140,11 +141,23 @@ pub struct Exchange<'c> {
 #[async_trait]
 impl Downstream for Exchange<'_> {
     fn req(&self) -> &RequestHeader {
-        &self.head
+        self.head.get(&self.client.req)
     }
 
     fn req_mut(&mut self) -> &mut RequestHeader {
-        &mut self.head
+        self.head.get_mut(&mut self.client.req)
+    }
+
+    fn method(&self) -> &http::Method {
+        self.head.method(&self.client.req)
+    }
+
+    fn uri(&self) -> &http::Uri {
+        self.head.uri(&self.client.req)
+    }
+
+    fn header(&self, name: &http::HeaderName) -> Option<&[u8]> {
+        self.head.header(&self.client.req, name)
     }
 
     fn peer_addr(&self) -> Option<SocketAddr> {

@@ -13,10 +13,10 @@
 //! gives the same verdict it always did. So the own loop never has to be more lenient or
 //! stricter than the guard: it only has to recognise what is plainly fine.
 
+use super::req_head::ReqHead;
 use crate::proxy::guard::{self, trim, SizeLimits};
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, HeaderValue, Method, Uri, Version};
-use pingora::http::RequestHeader;
+use http::{HeaderMap, HeaderValue, Method, Uri};
 
 /// At most this many header lines are parsed here; a request with more is handed over.
 pub const MAX_HEADERS: usize = 64;
@@ -82,7 +82,8 @@ pub enum BodyFraming {
 
 /// One parsed request.
 pub struct Request {
-    pub head: RequestHeader,
+    /// its fields still in the bytes read (`req_head.rs`)
+    pub head: ReqHead,
     pub body: BodyFraming,
     /// the client asked to close after this request (`Connection: close`)
     pub close: bool,
@@ -94,14 +95,9 @@ pub struct Request {
 
 /// Parse the head at the start of `buf`; `None` while it is not complete (and within the
 /// limits). On [`Parsed::Request`] its bytes are split off
-/// `buf`; otherwise `buf` is untouched. `map` is a header map to reuse (its capacity is kept
-/// across requests), `names` the connection's kept header names.
-pub fn parse(
-    buf: &mut BytesMut,
-    limits: &SizeLimits,
-    map: &mut Option<HeaderMap>,
-    names: &mut Names,
-) -> Option<Parsed> {
+/// `buf`; otherwise `buf` is untouched. `spans` is kept across requests for its capacity;
+/// the request takes it (and gives it back at its end, `ReqHead::recycle`).
+pub fn parse(buf: &mut BytesMut, limits: &SizeLimits, spans: &mut Vec<Span>) -> Option<Parsed> {
     let mut lines = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut lines);
     let head_len = match req.parse(buf) {
@@ -123,14 +119,13 @@ pub fn parse(
         return Some(Parsed::HandOver);
     }
     let base = buf.as_ptr() as usize;
-    let mut spans = [(0, 0, 0, 0); MAX_HEADERS];
+    spans.clear();
     let mut hosts = 0;
     let mut body_len: Option<u64> = None;
     let (mut chunked, mut expect_continue) = (false, false);
     let (mut upgrade, mut conn_upgrade) = (false, false);
     let mut close = false;
-    let n = req.headers.len();
-    for (i, h) in req.headers.iter().enumerate() {
+    for h in req.headers.iter() {
         let name = h.name.as_bytes();
         let value = trim(h.value);
         if name.eq_ignore_ascii_case(b"host") {
@@ -184,7 +179,7 @@ pub fn parse(
                 }
             }
         }
-        spans[i] = span(base, h.name, value);
+        spans.push(span(base, h.name, value));
     }
     // a length next to chunked is a smuggling attempt: the guard refuses it
     if hosts != 1 || (chunked && body_len.is_some()) {
@@ -216,16 +211,8 @@ pub fn parse(
     let Ok(uri) = Uri::from_maybe_shared(raw.slice(t0..t0 + tlen)) else {
         return Some(Parsed::Malformed);
     };
-    let Some(headers) = fields(&raw, &spans[..n], map, names) else {
-        return Some(Parsed::Malformed);
-    };
-    let mut parts = http::Request::new(()).into_parts().0;
-    parts.method = method;
-    parts.uri = uri;
-    parts.version = Version::HTTP_11;
-    parts.headers = headers;
     Some(Parsed::Request(Request {
-        head: RequestHeader::from(parts),
+        head: ReqHead::new(method, uri, raw, std::mem::take(spans)),
         body: if chunked {
             BodyFraming::Chunked
         } else {
@@ -325,7 +312,7 @@ mod tests {
             max_uri: 8192,
             max_head: 65536,
         };
-        parse(&mut buf, &limits, &mut None, &mut Names::default())
+        parse(&mut buf, &limits, &mut Vec::new())
     }
 
     #[test]
@@ -334,8 +321,10 @@ mod tests {
         let Some(Parsed::Request(r)) = ok else {
             panic!("plain GET handed over")
         };
-        assert_eq!(r.head.uri.path(), "/a");
-        assert_eq!(r.head.headers.get("x-a").unwrap(), "1");
+        let kept = super::super::req_head::Kept::default();
+        assert_eq!(r.head.uri(&kept).path(), "/a");
+        let x_a = http::HeaderName::from_static("x-a");
+        assert_eq!(r.head.header(&kept, &x_a), Some(&b"1"[..]));
         for served in [
             "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n",
             "POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",

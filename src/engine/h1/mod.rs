@@ -9,6 +9,7 @@
 //! ```
 //!
 //! - `head.rs`: parse a request head, decide whether it is served here
+//! - `req_head.rs`: the request head, its fields read in place until a map is asked for
 //! - `conn.rs`: the client's stream, plain TCP or TLS
 //! - `client.rs`: the client connection; one request as the chain's `Downstream`
 //! - `serve.rs`: the loop and the flow of one request through the phases
@@ -30,6 +31,7 @@ pub mod conn;
 pub mod head;
 pub mod origin;
 pub mod pool;
+pub mod req_head;
 pub mod respond;
 pub mod serve;
 pub mod switch;

@@ -4,6 +4,7 @@
 
 use super::head::{fields, span, Names, Span};
 use super::pool;
+use super::req_head::{Kept, ReqHead};
 use super::timer::Timer;
 use crate::proxy::forwarded::Fields;
 use crate::proxy::guard::trim;
@@ -245,12 +246,18 @@ impl Origin {
     /// Return the connection to the thread's pool.
     pub fn release(self, cap: usize) {
         if self.buf.is_empty() {
+            // idle since about the start of the last read (a little earlier than the
+            // body's end: the connection only looks older than it is)
+            let since = self
+                .timer
+                .last_start()
+                .map_or_else(std::time::Instant::now, |t| t.into_std());
             let parked = pool::Parked {
                 conn: self.conn,
                 buf: self.buf,
                 timer: self.timer,
             };
-            pool::checkin(self.addr, parked, cap);
+            pool::checkin(self.addr, parked, cap, since);
         }
     }
 }
@@ -398,7 +405,7 @@ fn parse_head(
 
 /// The upstream request head on the wire: request line, headers, blank line.
 pub fn write_request(head: &RequestHeader, out: &mut Vec<u8>) {
-    request_line(head, out);
+    request_line(&head.method, &head.uri, out);
     head.header_to_h1_wire(out);
     out.extend_from_slice(b"\r\n");
 }
@@ -406,49 +413,65 @@ pub fn write_request(head: &RequestHeader, out: &mut Vec<u8>) {
 /// Put the client's own request head on the wire for the upstream, as a head built from it
 /// would be written (`h1/up_head.rs`): without hop-by-hop fields, each forwarding header
 /// in place of the client's fields of its name (where the first of them was), the others
-/// after the client's fields.
-pub fn write_direct(head: &RequestHeader, fields: Option<&Fields>, out: &mut Vec<u8>) {
-    request_line(head, out);
+/// after the client's fields. Fields no one put in a map go as they were read (names in the
+/// client's case, in the client's order).
+pub fn write_direct(head: &ReqHead, kept: &Kept, fields: Option<&Fields>, out: &mut Vec<u8>) {
+    request_line(head.method(kept), head.uri(kept), out);
     let slots = fields.map(|f| f.slots());
     let mut done = [false; 3];
-    let field = |out: &mut Vec<u8>, k: &http::HeaderName, v: &http::HeaderValue| {
-        out.extend_from_slice(k.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(v.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    };
-    'fields: for (k, v) in head.headers.iter() {
-        if crate::proxy::names::hop_by_hop(k) {
-            continue;
+    let mut put = |out: &mut Vec<u8>, k: &[u8], v: &[u8]| {
+        if crate::proxy::names::hop_by_hop_raw(k) {
+            return;
         }
         if let Some(slots) = &slots {
             for (i, (name, value)) in slots.iter().enumerate() {
-                let Some(value) = value.filter(|_| name == k) else {
+                if !k.eq_ignore_ascii_case(name.as_str().as_bytes()) {
                     continue;
-                };
-                if !done[i] {
-                    done[i] = true;
-                    field(out, k, value);
                 }
-                continue 'fields;
+                // a forwarding header we set: the first of the client's fields of its name
+                // gives its place, the others go; one we leave (`None`) stays as sent
+                match value {
+                    Some(value) if !done[i] => {
+                        done[i] = true;
+                        field(out, name.as_str().as_bytes(), value.as_bytes());
+                        return;
+                    }
+                    Some(_) => return,
+                    None => break,
+                }
             }
         }
         field(out, k, v);
+    };
+    match head.unbuilt(kept) {
+        Some(raw) => raw.for_each(|(k, v)| put(out, k, v)),
+        None => {
+            for (k, v) in head.get(kept).headers.iter() {
+                put(out, k.as_str().as_bytes(), v.as_bytes());
+            }
+        }
     }
     if let Some(slots) = &slots {
         for (i, (name, value)) in slots.iter().enumerate() {
             if let (false, Some(value)) = (done[i], value) {
-                field(out, name, value);
+                field(out, name.as_str().as_bytes(), value.as_bytes());
             }
         }
     }
     out.extend_from_slice(b"\r\n");
 }
 
-fn request_line(head: &RequestHeader, out: &mut Vec<u8>) {
-    out.extend_from_slice(head.method.as_str().as_bytes());
+fn field(out: &mut Vec<u8>, k: &[u8], v: &[u8]) {
+    out.extend_from_slice(k);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(v);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn request_line(method: &http::Method, uri: &http::Uri, out: &mut Vec<u8>) {
+    out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
-    let pq = head.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let pq = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     out.extend_from_slice(pq.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
 }

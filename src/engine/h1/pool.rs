@@ -60,8 +60,9 @@ pub fn checkout(addr: SocketAddr, idle_limit: Duration) -> Option<Parked> {
 }
 
 /// Keep a connection whose last response ended cleanly, with its empty read buffer (reused
-/// by the next request), unless the peer's list is full.
-pub fn checkin(addr: SocketAddr, parked: Parked, cap: usize) {
+/// by the next request), unless the peer's list is full. `since`: when it went idle, or a
+/// little earlier.
+pub fn checkin(addr: SocketAddr, parked: Parked, cap: usize, since: Instant) {
     IDLE.with(|idle| {
         let mut idle = idle.borrow_mut();
         let list = idle.entry(addr).or_default();
@@ -69,7 +70,7 @@ pub fn checkin(addr: SocketAddr, parked: Parked, cap: usize) {
             // the oldest goes
             list.remove(0);
         }
-        list.push((parked, Instant::now()));
+        list.push((parked, since));
     })
 }
 
@@ -91,7 +92,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let a = TcpStream::connect(addr).await.unwrap();
         let (server_side, _) = listener.accept().await.unwrap();
-        checkin(addr, parked(a), 4);
+        checkin(addr, parked(a), 4, Instant::now());
         assert!(
             checkout(addr, DEFAULT_IDLE).is_some(),
             "a live one is reused"
@@ -108,13 +109,13 @@ mod tests {
                 _ => break,
             }
         }
-        checkin(addr, parked(b), 4);
+        checkin(addr, parked(b), 4, Instant::now());
         assert!(
             checkout(addr, DEFAULT_IDLE).is_none(),
             "a closed one is dropped"
         );
         let c = TcpStream::connect(addr).await.unwrap();
-        checkin(addr, parked(c), 4);
+        checkin(addr, parked(c), 4, Instant::now());
         assert!(
             checkout(addr, Duration::ZERO).is_none(),
             "a stale one is dropped"

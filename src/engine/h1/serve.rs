@@ -15,7 +15,7 @@ use super::respond;
 use super::up_head::{upstream_fields, upstream_head, UpHead};
 use crate::error::status_for;
 use crate::proxy::ctx::Ctx;
-use crate::proxy::exchange::BodyError;
+use crate::proxy::exchange::{BodyError, Downstream};
 use crate::proxy::{failure, forwarded, log, request, response, route, upstream};
 use crate::state::Live;
 use std::time::Duration;
@@ -44,6 +44,10 @@ pub(crate) fn status(e: Box<pingora::Error>) -> Fail {
 /// Serve the connection until it closes or hands over.
 pub async fn serve(mut client: Client, live: &Live, server: usize) -> Next {
     let mut shutdown = client.shutdown.clone();
+    // one wait on the shutdown flag for the connection's life: made per head it would join
+    // and leave the flag's waiter list (a lock each way) on every request
+    let stop = shutdown.changed();
+    tokio::pin!(stop);
     let mut first = true;
     loop {
         let (limits, wait) = {
@@ -61,12 +65,7 @@ pub async fn serve(mut client: Client, live: &Live, server: usize) -> Next {
         };
         let until = tokio::time::Instant::now() + wait;
         let parsed = loop {
-            if let Some(p) = head::parse(
-                &mut client.buf,
-                &limits,
-                &mut client.req_map,
-                &mut client.names,
-            ) {
+            if let Some(p) = head::parse(&mut client.buf, &limits, &mut client.req_spans) {
                 break p;
             }
             let idle = client.buf.is_empty();
@@ -75,7 +74,7 @@ pub async fn serve(mut client: Client, live: &Live, server: usize) -> Next {
                     Some(Ok(n)) if n > 0 => {}
                     _ => return Next::Closed,
                 },
-                _ = shutdown.changed(), if idle => return Next::Closed,
+                _ = &mut stop, if idle => return Next::Closed,
             }
         };
         match parsed {
@@ -185,7 +184,7 @@ async fn one(client: &mut Client, live: &Live, server: usize, r: head::Request) 
     };
     log::finish(&ex, &mut ctx);
     ex.client.host = std::mem::take(&mut ctx.host);
-    ex.client.req_map = Some(emptied(http::request::Parts::from(ex.head).headers));
+    ex.client.req_spans = ex.head.recycle(&mut ex.client.req);
     if let Some(sent) = ex.sent_head.take() {
         ex.client.resp_map = Some(emptied(http::response::Parts::from(sent).headers));
     }
@@ -205,7 +204,7 @@ async fn error_page(ex: &mut Exchange<'_>, ctx: &mut Ctx, code: u16, close: bool
     ctx.status = code;
     let keep =
         !close && !ex.client.stopping() && ex.body_done() && !matches!(code, 400 | 408 | 413);
-    let head_only = ex.head.method == http::Method::HEAD;
+    let head_only = ex.method() == http::Method::HEAD;
     if ex.sent_head.is_none() && ex.sent_raw.is_none() {
         if let Some(a) = crate::proxy::response::error_answer(ex, ctx, code) {
             return match request::answer(ex, ctx, a) {
@@ -250,11 +249,11 @@ async fn drive(ex: &mut Exchange<'_>, ctx: &mut Ctx, close: bool) -> Result<bool
             UpHead::Direct(fields)
         } else {
             let map = ex.client.up_map.take().unwrap_or_default();
-            let mut map = upstream_fields(&ex.head, ex.upgrade, map);
+            let mut map = upstream_fields(ex.req(), ex.upgrade, map);
             if let Some(f) = fields {
                 f.insert_into(&mut map);
             }
-            let mut up = upstream_head(&ex.head, map);
+            let mut up = upstream_head(ex.req(), map);
             upstream::prepare_request(ex, ctx, &mut up, false).map_err(status)?;
             if ex.chunked() {
                 // a chunked body goes on chunked (last, where Pingora's path puts it too)
@@ -492,7 +491,7 @@ impl super::ask::Ask for Exchange<'_> {
     }
 
     fn idempotent(&self) -> bool {
-        self.head.method.is_idempotent()
+        self.method().is_idempotent()
     }
 }
 
@@ -509,7 +508,9 @@ async fn send_and_read(
     wire.clear();
     match up {
         UpHead::Built(up) => origin::write_request(up, &mut wire),
-        UpHead::Direct(fields) => origin::write_direct(&ex.head, fields.as_ref(), &mut wire),
+        UpHead::Direct(fields) => {
+            origin::write_direct(&ex.head, &ex.client.req, fields.as_ref(), &mut wire)
+        }
     }
     match &ex.kept {
         Some(k) if chunked && !k.is_empty() => super::chunked::encode(k, &mut wire),
@@ -545,7 +546,7 @@ async fn send_and_read(
     ex.client.out = wire;
     sent?;
     let ask = origin::Asked {
-        head: ex.head.method == http::Method::HEAD,
+        head: ex.method() == http::Method::HEAD,
         upgrade: ex.upgrade,
         // nothing will edit the head: no plugin, no trace, no upgrade
         raw: !ex.upgrade && ctx.trace.is_none() && ctx.chain().is_none_or(|c| c.is_empty()),
@@ -556,7 +557,7 @@ async fn send_and_read(
             ask,
             &mut ex.client.resp_map,
             &mut ex.client.spans,
-            &mut ex.client.names,
+            ex.client.req.names.get_mut(),
         )
         .await?)
 }

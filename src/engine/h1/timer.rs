@@ -21,8 +21,8 @@ use tokio::time::{Instant, Sleep};
 /// Where a new timer's deadline starts (it is moved before each wait; never polled there).
 const FAR: Duration = Duration::from_secs(86_400 * 365);
 
-/// A reusable deadline for one connection's sequential waits.
-pub struct Timer(Pin<Box<Sleep>>);
+/// A reusable deadline for one connection's sequential waits, and when the last one began.
+pub struct Timer(Pin<Box<Sleep>>, Option<Instant>);
 
 impl Default for Timer {
     fn default() -> Self {
@@ -33,13 +33,26 @@ impl Default for Timer {
 impl Timer {
     /// A timer of the current runtime (it must be made inside one).
     pub fn new() -> Timer {
-        Timer(Box::pin(tokio::time::sleep_until(Instant::now() + FAR)))
+        Timer(
+            Box::pin(tokio::time::sleep_until(Instant::now() + FAR)),
+            None,
+        )
+    }
+
+    /// When the last wait with a limit began ([`Timer::within`]): a time already read,
+    /// for whoever needs "about now, a little earlier" without reading the clock again.
+    pub fn last_start(&self) -> Option<Instant> {
+        self.1
     }
 
     /// `f`, unless `limit` passes first (`None`). No limit: `f` as it is.
     pub async fn within<F: Future>(&mut self, limit: Option<Duration>, f: F) -> Option<F::Output> {
         match limit {
-            Some(d) => self.until(Instant::now() + d, f).await,
+            Some(d) => {
+                let now = Instant::now();
+                self.1 = Some(now);
+                self.until(now + d, f).await
+            }
             None => Some(f.await),
         }
     }

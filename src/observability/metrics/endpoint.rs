@@ -11,8 +11,8 @@ pub fn wanted(session: &dyn Downstream, ctx: &Ctx) -> bool {
     let Some(MetricsTarget::Pull(path)) = &ctx.server().metrics else {
         return false;
     };
-    let req = session.req();
-    matches!(req.method, http::Method::GET | http::Method::HEAD) && req.uri.path() == path
+    matches!(*session.method(), http::Method::GET | http::Method::HEAD)
+        && session.uri().path() == path
 }
 
 /// The exposition as an answer.
