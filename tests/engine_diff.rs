@@ -2,8 +2,9 @@
 //! own loop (`engine = "native"`) and to one on Pingora's path (`engine = "pingora"`), each
 //! in front of its own recording origin. For every request the status must agree, and so
 //! must the bytes the origin received (header names compared without case: the own loop
-//! sends them in lower case when a plugin built the head into a map). The requests are the smuggling corpus plus variants generated
-//! from a plain request: methods, targets, versions, line ends, Host, Content-Length,
+//! sends them in lower case when a plugin built the head into a map). The requests are the
+//! smuggling corpus plus variants generated from a plain request: methods, targets,
+//! versions, line ends, Host, Content-Length,
 //! chunked bodies, `Expect`, upgrades (refused by this origin), Connection, hop-by-hop fields
 //! and field whitespace. No difference is allowed here (the
 //! ones the fuzz target `h1_head` allows are about refusal statuses of heads that are not in
