@@ -87,8 +87,7 @@ impl Types {
 
 /// Whether a response carries a body at all (not HEAD, 1xx, 204, 304).
 pub fn has_body(session: &dyn Downstream, resp: &ResponseHeader) -> bool {
-    !matches!(resp.status.as_u16(), 100..=199 | 204 | 304)
-        && session.req().method != http::Method::HEAD
+    !matches!(resp.status.as_u16(), 100..=199 | 204 | 304) && session.method() != http::Method::HEAD
 }
 
 /// Whether a response's body is encoded (other than `identity`).

@@ -77,7 +77,7 @@ impl Plugin for Mock {
         _ctx: &mut Ctx,
     ) -> Result<Flow, PluginError> {
         if let Some(p) = &self.path {
-            if session.req().uri.path() != p {
+            if session.uri().path() != p {
                 return Ok(Flow::Continue);
             }
         }

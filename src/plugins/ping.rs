@@ -52,7 +52,7 @@ impl Plugin for Ping {
         session: &mut dyn Downstream,
         _ctx: &mut Ctx,
     ) -> Result<Flow, PluginError> {
-        if session.req().uri.path() != self.path {
+        if session.uri().path() != self.path {
             return Ok(Flow::Continue);
         }
         Ok(Flow::Respond(Answer {

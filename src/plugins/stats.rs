@@ -181,7 +181,7 @@ impl Plugin for Stats {
         session: &mut dyn Downstream,
         ctx: &mut Ctx,
     ) -> Result<Flow, PluginError> {
-        if session.req().uri.path() != self.path {
+        if session.uri().path() != self.path {
             return Ok(Flow::Continue);
         }
         let body = serde_json::to_vec(&document(&ctx.state)).unwrap_or_default();

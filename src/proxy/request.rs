@@ -104,7 +104,7 @@ pub fn answer(
         ctx.status = 200;
         return Ok((head, Some(body)));
     }
-    let head_only = session.req().method == http::Method::HEAD;
+    let head_only = session.method() == http::Method::HEAD;
     if head_only {
         ctx.plugin.answer_stream = None;
     }

@@ -3,23 +3,21 @@
 use super::ctx::Ctx;
 use crate::proxy::exchange::Downstream;
 use crate::routing::{normalize_host_into, RouteInput};
-use pingora::http::RequestHeader;
 
 /// The request's host, normalized (lower case, no port): the `Host` header, else the URI's
 /// authority (HTTP/2's `:authority`). Routing and the Lua API's `req.host` read it here.
-pub fn host_of(req: &RequestHeader) -> String {
+pub fn host_of(session: &dyn Downstream) -> String {
     let mut out = String::new();
-    host_into(req, &mut out);
+    host_into(session, &mut out);
     out
 }
 
 /// [`host_of`] into `out`, a `String` kept for its capacity.
-pub fn host_into(req: &RequestHeader, out: &mut String) {
-    let raw = req
-        .headers
-        .get(http::header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| req.uri.host())
+pub fn host_into(session: &dyn Downstream, out: &mut String) {
+    let raw = session
+        .header(&http::header::HOST)
+        .and_then(crate::proxy::exchange::text)
+        .or_else(|| session.uri().host())
         .unwrap_or("");
     normalize_host_into(raw, out)
 }
@@ -31,12 +29,7 @@ pub fn route(session: &mut dyn Downstream, ctx: &mut Ctx) -> bool {
     crate::observability::otel::spans::begin(session, ctx);
     let session: &dyn Downstream = session;
     let uri = session.uri();
-    let host = session
-        .header(&http::header::HOST)
-        .and_then(crate::proxy::exchange::text)
-        .or_else(|| uri.host())
-        .unwrap_or("");
-    normalize_host_into(host, &mut ctx.host);
+    host_into(session, &mut ctx.host);
     // only a location with header rules asks: the head's field map is built then
     let header = |name: &str| {
         session

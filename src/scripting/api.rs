@@ -330,7 +330,12 @@ fn header_text(
     headers: &http::HeaderMap,
     name: &str,
 ) -> mlua::Result<Option<mlua::String>> {
-    match headers.get(name).and_then(|v| v.to_str().ok()) {
+    text_string(lua, headers.get(name).map(|v| v.as_bytes()))
+}
+
+/// A field value as a Lua string (as [`header_text`]); `nil` when absent or not text.
+fn text_string(lua: &mlua::Lua, value: Option<&[u8]>) -> mlua::Result<Option<mlua::String>> {
+    match value.and_then(crate::proxy::exchange::text) {
         Some(v) => super::headroom::within(lua, v.len() + 64, || lua.create_string(v)).map(Some),
         None => Ok(None),
     }
@@ -342,17 +347,13 @@ pub struct Req;
 impl UserData for Req {
     fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
         fields.add_field_method_get("method", |_, _| {
-            with_session(|s| s.req().method.as_str().to_string())
+            with_session(|s| s.method().as_str().to_string())
         });
-        fields.add_field_method_get("path", |_, _| {
-            with_session(|s| s.req().uri.path().to_string())
-        });
+        fields.add_field_method_get("path", |_, _| with_session(|s| s.uri().path().to_string()));
         fields.add_field_method_get("query", |_, _| {
-            with_session(|s| s.req().uri.query().map(str::to_string))
+            with_session(|s| s.uri().query().map(str::to_string))
         });
-        fields.add_field_method_get("host", |_, _| {
-            with_session(|s| crate::proxy::route::host_of(s.req()))
-        });
+        fields.add_field_method_get("host", |_, _| with_session(crate::proxy::route::host_of));
         // the client as `trusted_proxies` resolved it (the peer when it is not trusted)
         fields.add_field_method_get("client_ip", |_, _| {
             with_ctx(|c| c.client_ip.map(|ip| ip.to_string()))
@@ -361,13 +362,13 @@ impl UserData for Req {
         fields.add_field_method_get("user", |_, _| with_ctx(|c| c.plugin.user.clone()));
         fields.add_field_method_set("path", |_, _, path: String| {
             with_session_mut("setting req.path", |s| {
-                let q = s.req().uri.query().map(str::to_string);
+                let q = s.uri().query().map(str::to_string);
                 set_uri(s, &path, q.as_deref())
             })?
         });
         fields.add_field_method_set("query", |_, _, query: Option<String>| {
             with_session_mut("setting req.query", |s| {
-                let p = s.req().uri.path().to_string();
+                let p = s.uri().path().to_string();
                 set_uri(s, &p, query.as_deref())
             })?
         });
@@ -391,7 +392,12 @@ impl UserData for Req {
 
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_method("header", |lua, _, name: String| {
-            with_session(|s| header_text(lua, &s.req().headers, &name))?
+            // a name no field can have has no value
+            let Ok(name) = header_name(&name) else {
+                return Ok(None);
+            };
+            // read in place: the head's field map is not built for it (`engine/h1/req_head.rs`)
+            with_session(|s| text_string(lua, s.header(&name)))?
         });
         methods.add_method("set_header", |_, _, (name, value): (String, String)| {
             let (n, v) = (header_name(&name)?, header_value(&value)?);
@@ -434,11 +440,11 @@ impl UserData for Req {
                 return Ok(capture);
             }
             with_session(|s| match name.as_str() {
-                "host" => Some(crate::proxy::route::host_of(s.req())),
-                "uri" => Some(s.req().uri.path().to_string()),
-                "args" => s.req().uri.query().map(str::to_string),
-                "request_uri" => s.req().uri.path_and_query().map(|p| p.as_str().to_string()),
-                "method" => Some(s.req().method.as_str().to_string()),
+                "host" => Some(crate::proxy::route::host_of(s)),
+                "uri" => Some(s.uri().path().to_string()),
+                "args" => s.uri().query().map(str::to_string),
+                "request_uri" => s.uri().path_and_query().map(|p| p.as_str().to_string()),
+                "method" => Some(s.method().as_str().to_string()),
                 "scheme" => Some(scheme.to_string()),
                 _ => None,
             })
@@ -456,7 +462,7 @@ impl UserData for Req {
             "set_query_arg",
             |_, _, (name, value): (String, Option<String>)| {
                 with_session_mut("req:set_query_arg", |s| {
-                    let path = s.req().uri.path().to_string();
+                    let path = s.uri().path().to_string();
                     let mut pairs: Vec<String> = s
                         .req()
                         .uri

@@ -283,7 +283,7 @@ async fn error_page(ex: &mut Exchange, ctx: &mut Ctx, code: u16) {
         }
         return;
     }
-    let head_only = ex.req().method == http::Method::HEAD;
+    let head_only = ex.method() == http::Method::HEAD;
     if let Ok((head, body)) = failure::error_response(ctx, code, head_only) {
         let _ = ex.answer(head, body, false).await;
     }

@@ -13,7 +13,7 @@ impl Plugin for Cache {
         session: &mut dyn Downstream,
         ctx: &mut Ctx,
     ) -> Result<Flow, PluginError> {
-        let method = session.req().method.clone();
+        let method = session.method().clone();
         if method.as_str() == "PURGE" {
             if !self.may_purge(session, ctx) {
                 return Ok(Flow::Respond(Answer {
@@ -129,7 +129,7 @@ impl Plugin for Cache {
         if self.status_header {
             let _ = resp.insert_header("x-cache-status", p.status);
         }
-        if session.req().method != http::Method::GET {
+        if session.method() != http::Method::GET {
             return Ok(());
         }
         let now = SystemTime::now();
