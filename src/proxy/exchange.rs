@@ -42,6 +42,10 @@ pub trait Downstream: Send {
     fn uri(&self) -> &http::Uri {
         &self.req().uri
     }
+    /// The request's HTTP version.
+    fn version(&self) -> http::Version {
+        self.req().version
+    }
     /// The first value of the request field `name`.
     fn header(&self, name: &http::HeaderName) -> Option<&[u8]> {
         self.req().headers.get(name).map(|v| v.as_bytes())

@@ -29,9 +29,8 @@ pub fn metrics(session: &dyn Downstream, ctx: &mut Ctx) {
     let Some(m) = ctx.state.servers[ctx.server].metrics.as_ref() else {
         return;
     };
-    let req = session.req();
     m.location(ctx.route.as_ref().map(|r| r.location)).record(
-        &req.method,
+        session.method(),
         ctx.status,
         ctx.start.elapsed().as_secs_f64(),
     );
@@ -64,21 +63,23 @@ impl LogSource for Request<'_> {
     }
 }
 
+/// Fields that need the request's whole field map (a cookie, the head's length) ask for it;
+/// the others read in place (`engine/h1/req_head.rs`).
 fn write_field(f: &Field, session: &dyn Downstream, ctx: &Ctx, out: &mut String) {
-    let req = session.req();
+    let uri = session.uri();
     let dash = |out: &mut String, v: Option<&str>| {
         out.push_str(v.filter(|s| !s.is_empty()).unwrap_or("-"))
     };
     match f {
         Field::Lit(s) => out.push_str(s),
-        Field::Method => out.push_str(req.method.as_str()),
-        Field::Path => out.push_str(req.uri.path()),
-        Field::Query => dash(out, req.uri.query()),
-        Field::Uri => out.push_str(req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")),
+        Field::Method => out.push_str(session.method().as_str()),
+        Field::Path => out.push_str(uri.path()),
+        Field::Query => dash(out, uri.query()),
+        Field::Uri => out.push_str(uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")),
         Field::Proto => out.push_str(if session.http2() {
             "HTTP/2.0"
         } else {
-            version(req.version)
+            version(session.version())
         }),
         Field::Scheme => out.push_str(ctx.scheme()),
         Field::Engine => out.push_str(ctx.engine),
@@ -128,7 +129,7 @@ fn write_field(f: &Field, session: &dyn Downstream, ctx: &Ctx, out: &mut String)
             out,
             session.sent_head().map_or(0, response_head_len) + session.sent_body_bytes(),
         ),
-        Field::RequestLength => number(out, request_head_len(req) as u64 + ctx.body_seen),
+        Field::RequestLength => number(out, request_head_len(session.req()) as u64 + ctx.body_seen),
         Field::RemoteAddr => match session.peer_addr() {
             Some(a) => ip_text(out, session, a.ip()),
             None => out.push('-'),
@@ -158,8 +159,7 @@ fn write_field(f: &Field, session: &dyn Downstream, ctx: &Ctx, out: &mut String)
         },
         Field::QueryArg(name) => dash(
             out,
-            req.uri
-                .query()
+            uri.query()
                 .and_then(|q| crate::routing::rules::query_arg(q, name)),
         ),
         Field::TlsVersion => dash(out, ctx.tls.as_ref().map(|t| t.version)),
@@ -173,7 +173,10 @@ fn write_field(f: &Field, session: &dyn Downstream, ctx: &Ctx, out: &mut String)
             out,
             ctx.tls.as_ref().and_then(|t| t.client_subject.as_deref()),
         ),
-        Field::ReqHeader(h) => dash(out, req.headers.get(h).and_then(|v| v.to_str().ok())),
+        Field::ReqHeader(h) => dash(
+            out,
+            session.header(h).and_then(crate::proxy::exchange::text),
+        ),
         Field::RespHeader(h) => dash(
             out,
             session
@@ -181,7 +184,7 @@ fn write_field(f: &Field, session: &dyn Downstream, ctx: &Ctx, out: &mut String)
                 .and_then(|r| r.headers.get(h))
                 .and_then(|v| v.to_str().ok()),
         ),
-        Field::Cookie(c) => dash(out, cookie(req, c)),
+        Field::Cookie(c) => dash(out, cookie(session.req(), c)),
         Field::Custom(name) => dash(
             out,
             ctx.log_fields

@@ -156,6 +156,11 @@ impl Downstream for Exchange<'_> {
         self.head.uri(&self.client.req)
     }
 
+    fn version(&self) -> http::Version {
+        // the own loop serves HTTP/1.1 only (`head.rs`)
+        http::Version::HTTP_11
+    }
+
     fn header(&self, name: &http::HeaderName) -> Option<&[u8]> {
         self.head.header(&self.client.req, name)
     }
