@@ -8,7 +8,8 @@
 //!
 //! The heads are `pingora_http`'s `RequestHeader` and `ResponseHeader`: plain data types
 //! (`http` parts plus the header names' original case), which Pingora's HTTP/2 side produces
-//! anyway; the HTTP/1 loop builds them from its own parser without copying header values.
+//! anyway; the HTTP/1 loop builds the request's from its own parser without copying header
+//! values, and only when asked: `method`, `uri`, `version` and `header` read it in place.
 
 use async_trait::async_trait;
 use bytes::Bytes;
