@@ -61,15 +61,26 @@ fn server_conf(config: &Config, opts: &RunOptions) -> ServerConf {
     conf
 }
 
-/// Try each listener before handing them to Pingora, to report a taken port clearly.
+/// Try each listener's address before handing them to Pingora, to report a taken port
+/// clearly. The address is bound but never listened on: a client connecting at that moment
+/// (a readiness probe) must not be queued on a socket about to close, which resets it.
 fn precheck_listeners(config: &Config) -> Result<(), StartError> {
     for s in &config.servers {
         for a in &s.addrs {
-            std::net::TcpListener::bind(a).map_err(|source| StartError::Bind {
+            let taken = |source| StartError::Bind {
                 server: s.name.clone(),
                 addr: a.to_string(),
                 source,
-            })?;
+            };
+            let socket = if a.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()
+            } else {
+                tokio::net::TcpSocket::new_v6()
+            }
+            .map_err(taken)?;
+            // as the listener itself will be (a port left in TIME_WAIT is not taken)
+            socket.set_reuseaddr(true).map_err(taken)?;
+            socket.bind(*a).map_err(taken)?;
         }
     }
     Ok(())
