@@ -22,7 +22,10 @@ use tokio::time::{Instant, Sleep};
 const FAR: Duration = Duration::from_secs(86_400 * 365);
 
 /// A reusable deadline for one connection's sequential waits, and when the last one began.
-pub struct Timer(Pin<Box<Sleep>>, Option<Instant>);
+pub struct Timer {
+    sleep: Pin<Box<Sleep>>,
+    last_start: Option<Instant>,
+}
 
 impl Default for Timer {
     fn default() -> Self {
@@ -33,16 +36,16 @@ impl Default for Timer {
 impl Timer {
     /// A timer of the current runtime (it must be made inside one).
     pub fn new() -> Timer {
-        Timer(
-            Box::pin(tokio::time::sleep_until(Instant::now() + FAR)),
-            None,
-        )
+        Timer {
+            sleep: Box::pin(tokio::time::sleep_until(Instant::now() + FAR)),
+            last_start: None,
+        }
     }
 
     /// When the last wait with a limit began ([`Timer::within`]): a time already read,
     /// for whoever needs "about now, a little earlier" without reading the clock again.
     pub fn last_start(&self) -> Option<Instant> {
-        self.1
+        self.last_start
     }
 
     /// `f`, unless `limit` passes first (`None`). No limit: `f` as it is.
@@ -50,7 +53,7 @@ impl Timer {
         match limit {
             Some(d) => {
                 let now = Instant::now();
-                self.1 = Some(now);
+                self.last_start = Some(now);
                 self.until(now + d, f).await
             }
             None => Some(f.await),
@@ -74,9 +77,9 @@ impl Timer {
 
     /// `f`, unless `deadline` passes first (`None`).
     pub async fn until<F: Future>(&mut self, deadline: Instant, f: F) -> Option<F::Output> {
-        self.0.as_mut().reset(deadline);
+        self.sleep.as_mut().reset(deadline);
         let mut f = pin!(f);
-        let sleep = &mut self.0;
+        let sleep = &mut self.sleep;
         std::future::poll_fn(|cx| {
             if let Poll::Ready(v) = f.as_mut().poll(cx) {
                 return Poll::Ready(Some(v));
